@@ -1,0 +1,237 @@
+//! Settings: command-line flags over `LEADTRAIL_…` environment variables over an optional TOML
+//! file over defaults. Validated once at start, so the rest of the program holds parsed values.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::domain::tier::TierLimits;
+use crate::domain::tracking_url::OpenParameter;
+
+/// The commented defaults that `leadtrail default-config` prints.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../config.default.toml");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub database_url: String,
+    pub admin_token: Option<String>,
+    pub allow_private_webhook_targets: bool,
+    pub webhook_retry_schedule: Vec<Duration>,
+    pub capture_rate_limit: u32,
+    pub open_parameter: OpenParameter,
+    pub log_format: LogFormat,
+    pub tiers: TierLimits,
+    pub enricher_url: Option<String>,
+    pub enricher_timeout: Duration,
+    /// An endpoint failing this long, with its retries used up, is disabled.
+    pub webhook_disable_after: Duration,
+}
+
+/// The raw, all-optional shape shared by the TOML file and the flag/environment layer.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigLayer {
+    pub bind: Option<String>,
+    pub database_url: Option<String>,
+    pub admin_token: Option<String>,
+    pub allow_private_webhook_targets: Option<bool>,
+    pub webhook_retry_schedule: Option<String>,
+    pub capture_rate_limit: Option<u32>,
+    pub open_parameter: Option<String>,
+    pub log_format: Option<String>,
+    pub tiers: Option<TierLimits>,
+    pub enricher_url: Option<String>,
+    pub enricher_timeout: Option<String>,
+    pub webhook_disable_after: Option<String>,
+}
+
+impl ConfigLayer {
+    /// Values present in `self` win over `under`.
+    pub fn over(self, under: ConfigLayer) -> ConfigLayer {
+        ConfigLayer {
+            bind: self.bind.or(under.bind),
+            database_url: self.database_url.or(under.database_url),
+            admin_token: self.admin_token.or(under.admin_token),
+            allow_private_webhook_targets: self
+                .allow_private_webhook_targets
+                .or(under.allow_private_webhook_targets),
+            webhook_retry_schedule: self.webhook_retry_schedule.or(under.webhook_retry_schedule),
+            capture_rate_limit: self.capture_rate_limit.or(under.capture_rate_limit),
+            open_parameter: self.open_parameter.or(under.open_parameter),
+            log_format: self.log_format.or(under.log_format),
+            tiers: self.tiers.or(under.tiers),
+            enricher_url: self.enricher_url.or(under.enricher_url),
+            enricher_timeout: self.enricher_timeout.or(under.enricher_timeout),
+            webhook_disable_after: self.webhook_disable_after.or(under.webhook_disable_after),
+        }
+    }
+
+    pub fn from_toml_file(path: &Path) -> Result<ConfigLayer, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+        toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Fills every gap from the embedded defaults, then validates.
+    pub fn resolve(layer: ConfigLayer) -> Result<Config, ConfigError> {
+        let defaults: ConfigLayer = toml::from_str(DEFAULT_CONFIG_TOML)
+            .map_err(|e| ConfigError(format!("embedded defaults: {e}")))?;
+        let l = layer.over(defaults);
+        let need = |v: Option<String>, key: &str| {
+            v.ok_or_else(|| ConfigError(format!("{key} is required")))
+        };
+        let bind = need(l.bind, "bind")?;
+        let log_format = match need(l.log_format, "log_format")?.as_str() {
+            "pretty" => LogFormat::Pretty,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(ConfigError(format!(
+                    "log_format {other:?}: use pretty or json"
+                )));
+            }
+        };
+        let open = need(l.open_parameter, "open_parameter")?;
+        Ok(Config {
+            bind: bind
+                .parse()
+                .map_err(|e| ConfigError(format!("bind {bind:?}: {e}")))?,
+            database_url: need(l.database_url, "database_url")?,
+            admin_token: l.admin_token.filter(|t| !t.is_empty()),
+            allow_private_webhook_targets: l.allow_private_webhook_targets.unwrap_or(false),
+            webhook_retry_schedule: parse_schedule(&need(
+                l.webhook_retry_schedule,
+                "webhook_retry_schedule",
+            )?)?,
+            capture_rate_limit: l.capture_rate_limit.unwrap_or(0),
+            open_parameter: OpenParameter::parse(&open).map_err(|e| ConfigError(e.message))?,
+            log_format,
+            tiers: l.tiers.unwrap_or_default(),
+            enricher_url: l.enricher_url.filter(|u| !u.is_empty()),
+            enricher_timeout: parse_duration(&need(l.enricher_timeout, "enricher_timeout")?)?,
+            webhook_disable_after: parse_duration(&need(
+                l.webhook_disable_after,
+                "webhook_disable_after",
+            )?)?,
+        })
+    }
+
+    /// Defaults with a given database; what tests and the demo start from.
+    pub fn with_database(database_url: &str) -> Result<Config, ConfigError> {
+        Config::resolve(ConfigLayer {
+            database_url: Some(database_url.to_owned()),
+            ..ConfigLayer::default()
+        })
+    }
+}
+
+/// `5s,5m,30m,2h` → durations. Units: ms, s, m, h, d.
+pub fn parse_schedule(raw: &str) -> Result<Vec<Duration>, ConfigError> {
+    let schedule = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(parse_duration)
+        .collect::<Result<Vec<_>, _>>()?;
+    if schedule.is_empty() {
+        return Err(ConfigError(
+            "webhook_retry_schedule must name at least one delay".into(),
+        ));
+    }
+    Ok(schedule)
+}
+
+pub fn parse_duration(raw: &str) -> Result<Duration, ConfigError> {
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (digits, unit) = raw.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| {
+        ConfigError(format!(
+            "duration {raw:?}: expected a number and a unit, like 5s"
+        ))
+    })?;
+    let seconds = |factor: u64| Duration::from_secs(n.saturating_mul(factor));
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(seconds(1)),
+        "m" => Ok(seconds(60)),
+        "h" => Ok(seconds(3600)),
+        "d" => Ok(seconds(86_400)),
+        _ => Err(ConfigError(format!(
+            "duration {raw:?}: unit must be ms, s, m, h or d"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_resolve_to_a_valid_config() {
+        let config = Config::resolve(ConfigLayer::default());
+        assert!(config.is_ok(), "{config:?}");
+        let config = config.unwrap_or_else(|_| unreachable!());
+        assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.tiers, TierLimits::default());
+        assert!(config.admin_token.is_none());
+        let total: Duration = config.webhook_retry_schedule.iter().sum();
+        let days = total.as_secs_f64() / 86_400.0;
+        assert!(
+            (2.5..=3.5).contains(&days),
+            "default retry window is {days:.2} days"
+        );
+    }
+
+    #[test]
+    fn flags_and_environment_win_over_the_file() {
+        let file = ConfigLayer {
+            bind: Some("0.0.0.0:9000".into()),
+            capture_rate_limit: Some(5),
+            ..ConfigLayer::default()
+        };
+        let flags = ConfigLayer {
+            bind: Some("127.0.0.1:7000".into()),
+            ..ConfigLayer::default()
+        };
+        let config =
+            Config::resolve(flags.over(file)).map(|c| (c.bind.port(), c.capture_rate_limit));
+        assert_eq!(config.ok(), Some((7000, 5)));
+    }
+
+    #[test]
+    fn retry_schedule_parses_units_and_refuses_garbage() {
+        let s = parse_schedule("5s,5m,2h,1d,250ms").unwrap_or_default();
+        assert_eq!(
+            s,
+            vec![
+                Duration::from_secs(5),
+                Duration::from_secs(300),
+                Duration::from_secs(7200),
+                Duration::from_secs(86_400),
+                Duration::from_millis(250)
+            ]
+        );
+        assert!(parse_schedule("5x").is_err());
+        assert!(parse_schedule("").is_err());
+        assert!(parse_schedule("s").is_err());
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        assert!(toml::from_str::<ConfigLayer>("bnd = \"x\"").is_err());
+    }
+}

@@ -1,0 +1,177 @@
+//! The outbound event catalogue and the payloads each event carries.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::estimate::Enrichment;
+use super::lead::{Address, ContactPreference, PersonalInfo, ProjectDetails};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    LeadAddressPreview,
+    LeadEnriched,
+    LeadRentalAlert,
+    LeadContactRequested,
+    WidgetStatusChanged,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 5] = [
+        Self::LeadAddressPreview,
+        Self::LeadEnriched,
+        Self::LeadRentalAlert,
+        Self::LeadContactRequested,
+        Self::WidgetStatusChanged,
+    ];
+
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::LeadAddressPreview => "lead.address_preview",
+            Self::LeadEnriched => "lead.enriched",
+            Self::LeadRentalAlert => "lead.rental_alert",
+            Self::LeadContactRequested => "lead.contact_requested",
+            Self::WidgetStatusChanged => "widget.status_changed",
+        }
+    }
+
+    pub fn from_id(id: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.id() == id)
+    }
+
+    /// `lead.enriched` is part of every subscription and cannot be deselected.
+    pub fn is_required(self) -> bool {
+        self == Self::LeadEnriched
+    }
+}
+
+/// Which widget and source produced the lead, as they were when it arrived.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct SourceTracking {
+    pub widget_version: String,
+    pub widget_name: String,
+    pub source_code: String,
+    /// The source's name at arrival, not today's name.
+    pub source_label: String,
+}
+
+/// Lead created: the property only — no name, e-mail, phone or other personal data.
+pub fn address_preview(
+    lead_id: &str,
+    created_at: &str,
+    address: &Address,
+    tracking: &SourceTracking,
+) -> Value {
+    json!({
+        "lead_id": lead_id,
+        "status": "address_info_provided",
+        "created_at": created_at,
+        "address": address,
+        "source_tracking": tracking,
+    })
+}
+
+pub struct EnrichedLead<'a> {
+    pub lead_id: &'a str,
+    pub created_at: &'a str,
+    pub address: &'a Address,
+    pub project: &'a ProjectDetails,
+    pub personal: &'a PersonalInfo,
+    pub enrichment: &'a Enrichment,
+    pub tracking: &'a SourceTracking,
+}
+
+/// Enrichment written back: the whole lead as a CRM needs it.
+pub fn enriched(lead: &EnrichedLead<'_>) -> Value {
+    json!({
+        "lead_id": lead.lead_id,
+        "status": "personal_info_and_estimate_provided",
+        "created_at": lead.created_at,
+        "address": lead.address,
+        "project": lead.project,
+        "contact": {
+            "first_name": lead.personal.first_name,
+            "last_name": lead.personal.last_name,
+            "email": lead.personal.email,
+            "phone": lead.personal.phone,
+        },
+        "owner_occupied": lead.personal.owner_occupied,
+        "home_sqft": lead.personal.home_sqft,
+        "score": lead.enrichment.score,
+        "score_reasons": lead.enrichment.score_reasons,
+        "insights": lead.enrichment.insights,
+        "estimate": lead.enrichment.estimate,
+        "source_tracking": lead.tracking,
+    })
+}
+
+/// With `lead.enriched`, when the home is not owner-occupied.
+pub fn rental_alert(lead: &EnrichedLead<'_>) -> Value {
+    json!({
+        "lead_id": lead.lead_id,
+        "owner_occupied": false,
+        "address": lead.address,
+        "contact": {
+            "first_name": lead.personal.first_name,
+            "last_name": lead.personal.last_name,
+        },
+        "source_tracking": lead.tracking,
+    })
+}
+
+/// The optional contact step, done.
+pub fn contact_requested(
+    lead_id: &str,
+    personal: &PersonalInfo,
+    contact: &ContactPreference,
+    tracking: &SourceTracking,
+) -> Value {
+    json!({
+        "lead_id": lead_id,
+        "status": "contact_info_provided",
+        "contact_method": contact.contact_method,
+        "contact_time": contact.contact_time,
+        "contact": {
+            "first_name": personal.first_name,
+            "last_name": personal.last_name,
+            "email": personal.email,
+            "phone": personal.phone,
+        },
+        "source_tracking": tracking,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_lead_enriched_is_required() {
+        let required: Vec<_> = EventType::ALL
+            .into_iter()
+            .filter(|e| e.is_required())
+            .collect();
+        assert_eq!(required, vec![EventType::LeadEnriched]);
+        assert_eq!(
+            EventType::from_id("lead.rental_alert"),
+            Some(EventType::LeadRentalAlert)
+        );
+    }
+
+    #[test]
+    fn address_preview_carries_no_personal_data() {
+        let address = Address::parse("1 Main St", "Austin", "TX", "78701", None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let tracking = SourceTracking {
+            widget_version: "01".into(),
+            widget_name: "Primary".into(),
+            source_code: "02".into(),
+            source_label: "Facebook Ads".into(),
+        };
+        let payload = address_preview("lead_1", "2026-01-01T00:00:00Z", &address, &tracking);
+        let text = payload.to_string();
+        for personal in ["email", "phone", "first_name", "last_name"] {
+            assert!(!text.contains(personal), "{personal} in {text}");
+        }
+        assert_eq!(payload["source_tracking"]["source_label"], "Facebook Ads");
+    }
+}

@@ -1,0 +1,19 @@
+//! Pure product rules: values that exist only by parsing, and the decisions made on them.
+//! Nothing here knows about HTTP or SQL.
+
+pub mod attribution;
+pub mod channel;
+pub mod error;
+pub mod estimate;
+pub mod event;
+pub mod ids;
+pub mod keys;
+pub mod lead;
+pub mod organization;
+pub mod source;
+pub mod tier;
+pub mod tracking_url;
+pub mod user;
+pub mod widget;
+
+pub use error::{DomainError, parse_display_name};

@@ -1,0 +1,203 @@
+//! Leads: the list with filters and cursor pagination, and one lead with everything known.
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::domain::DomainError;
+use crate::domain::attribution::DerivedChannel;
+use crate::domain::estimate::Enrichment;
+use crate::domain::event::SourceTracking;
+use crate::domain::lead::{Address, ContactPreference, LeadStatus, PersonalInfo, ProjectDetails};
+use crate::http::AppState;
+use crate::http::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::extract::{ApiQuery, OrgAuth, source_code, widget_version};
+use crate::store::rfc3339;
+use crate::store::{FirstTouch, LeadFilter, LeadRecord};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/leads", get(list_leads))
+        .route("/leads/{id}", get(get_lead))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct FirstTouchBody {
+    widget_version: Option<String>,
+    source_code: Option<String>,
+    /// What widget.js remembered, as sent.
+    #[schema(value_type = Object)]
+    raw: FirstTouch,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LeadBody {
+    id: String,
+    status: LeadStatus,
+    /// Which widget and source produced the lead, as they were when it arrived.
+    source_tracking: SourceTracking,
+    source_category: String,
+    /// For leads on the system source: the channel read from referrer, UTM and click ids.
+    derived_channel: Option<DerivedChannel>,
+    first_touch: Option<FirstTouchBody>,
+    #[schema(value_type = Object)]
+    address: Address,
+    #[schema(value_type = Option<Object>)]
+    project: Option<ProjectDetails>,
+    #[schema(value_type = Option<Object>)]
+    personal: Option<PersonalInfo>,
+    #[schema(value_type = Option<Object>)]
+    contact_preference: Option<ContactPreference>,
+    enrichment: Option<Enrichment>,
+    /// The raw arrival parameters, kept for audit.
+    #[schema(value_type = Object)]
+    raw_params: serde_json::Value,
+    created_at: String,
+    updated_at: String,
+    enriched_at: Option<String>,
+}
+
+impl From<LeadRecord> for LeadBody {
+    fn from(l: LeadRecord) -> Self {
+        Self {
+            source_tracking: SourceTracking {
+                widget_version: l.widget_version.to_string(),
+                widget_name: l.widget_name,
+                source_code: l.source_code.to_string(),
+                source_label: l.source_name,
+            },
+            id: l.id,
+            status: l.status,
+            source_category: l.source_category.id().to_owned(),
+            derived_channel: l.derived_channel,
+            first_touch: l.first_touch.map(|raw| FirstTouchBody {
+                widget_version: l.first_touch_widget_version.map(|w| w.to_string()),
+                source_code: l.first_touch_source_code.map(|s| s.to_string()),
+                raw,
+            }),
+            address: l.address,
+            project: l.project,
+            personal: l.personal,
+            contact_preference: l.contact,
+            enrichment: l.enrichment,
+            raw_params: l.raw_params,
+            created_at: rfc3339(l.created_at),
+            updated_at: rfc3339(l.updated_at),
+            enriched_at: l.enriched_at.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LeadQuery {
+    /// Widget version, e.g. `02`.
+    widget: Option<String>,
+    /// Source code, e.g. `03` or `SRC-03`.
+    source: Option<String>,
+    status: Option<String>,
+    /// RFC 3339 time or `YYYY-MM-DD` (inclusive).
+    from: Option<String>,
+    /// RFC 3339 time or `YYYY-MM-DD` (exclusive).
+    to: Option<String>,
+    cursor: Option<String>,
+    /// 1–200, default 50.
+    limit: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LeadPage {
+    leads: Vec<LeadBody>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    next_cursor: Option<String>,
+}
+
+pub(super) fn parse_time(field: &'static str, raw: &str) -> Result<i64, ApiError> {
+    let parsed = OffsetDateTime::parse(raw, &Rfc3339).or_else(|_| {
+        time::Date::parse(
+            raw,
+            time::macros::format_description!("[year]-[month]-[day]"),
+        )
+        .map(|d| d.midnight().assume_utc())
+    });
+    parsed
+        .map(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX))
+        .map_err(|_| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!("{field} must be an RFC 3339 time or YYYY-MM-DD"),
+            )
+        })
+}
+
+fn encode_cursor(lead: &LeadRecord) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}|{}", lead.created_at, lead.id))
+}
+
+fn decode_cursor(raw: &str) -> Result<(i64, String), ApiError> {
+    let bad = || ApiError::bad_request("invalid_query", "cursor is not one this API produced");
+    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let (at, id) = text.split_once('|').ok_or_else(bad)?;
+    Ok((at.parse().map_err(|_| bad())?, id.to_owned()))
+}
+
+/// List leads, newest first
+#[utoipa::path(get, path = "/leads", params(LeadQuery),
+    responses((status = 200, body = LeadPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn list_leads(
+    State(state): State<AppState>,
+    OrgAuth(org): OrgAuth,
+    ApiQuery(q): ApiQuery<LeadQuery>,
+) -> ApiResult<Json<LeadPage>> {
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(DomainError::new("limit", "limit must be 1 to 200").into());
+    }
+    let filter = LeadFilter {
+        widget: q.widget.as_deref().map(widget_version).transpose()?,
+        source: q.source.as_deref().map(source_code).transpose()?,
+        status: q
+            .status
+            .as_deref()
+            .map(|s| {
+                LeadStatus::from_id(s).ok_or_else(|| {
+                    ApiError::bad_request("invalid_query", format!("unknown lead status {s:?}"))
+                })
+            })
+            .transpose()?,
+        from_ms: q
+            .from
+            .as_deref()
+            .map(|t| parse_time("from", t))
+            .transpose()?,
+        to_ms: q.to.as_deref().map(|t| parse_time("to", t)).transpose()?,
+        after: q.cursor.as_deref().map(decode_cursor).transpose()?,
+        limit: limit + 1,
+    };
+    let mut leads = state.store.leads(&org, &filter).await?;
+    let more = leads.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+    leads.truncate(usize::try_from(limit).unwrap_or(0));
+    let next_cursor = more.then(|| leads.last().map(encode_cursor)).flatten();
+    Ok(Json(LeadPage {
+        leads: leads.into_iter().map(Into::into).collect(),
+        next_cursor,
+    }))
+}
+
+/// One lead: snapshot, first touch, steps and enrichment
+#[utoipa::path(get, path = "/leads/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = LeadBody), (status = 404, body = ErrorBody)))]
+pub async fn get_lead(
+    State(state): State<AppState>,
+    OrgAuth(org): OrgAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<LeadBody>> {
+    Ok(Json(state.store.lead(&org, &id).await?.into()))
+}

@@ -1,0 +1,171 @@
+//! Organizations: created by the operator, read and edited by their own API keys.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::widgets::WidgetBody;
+use crate::domain::organization::{BrandColor, OrgName, SiteUrl};
+use crate::domain::tier::Tier;
+use crate::domain::user::{Email, hash_password};
+use crate::http::AppState;
+use crate::http::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::extract::{ApiJson, Operator, OrgAuth};
+use crate::store::rfc3339;
+use crate::store::{NewOrganization, NewOwner, Organization, OrganizationPatch};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/organizations", post(create_organization))
+        .route(
+            "/organization",
+            get(get_organization).patch(update_organization),
+        )
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OrganizationBody {
+    id: String,
+    name: String,
+    website_url: String,
+    brand_color: String,
+    tier: Tier,
+    /// The embed snippet's key; not a secret.
+    public_key: String,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<Organization> for OrganizationBody {
+    fn from(o: Organization) -> Self {
+        Self {
+            id: o.id.to_string(),
+            name: o.name,
+            website_url: o.website_url,
+            brand_color: o.brand_color,
+            tier: o.tier,
+            public_key: o.public_key,
+            created_at: rfc3339(o.created_at),
+            updated_at: rfc3339(o.updated_at),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrganization {
+    name: String,
+    tier: String,
+    website_url: String,
+    brand_color: String,
+    owner_email: Option<String>,
+    owner_password: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedOrganizationBody {
+    #[serde(flatten)]
+    organization: OrganizationBody,
+    /// The organization's first secret key. Shown this once; store it now.
+    api_key: String,
+    primary_widget: WidgetBody,
+}
+
+/// Create an organization (operator only)
+#[utoipa::path(post, path = "/organizations", request_body = CreateOrganization,
+    responses(
+        (status = 201, body = CreatedOrganizationBody),
+        (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+    ))]
+pub async fn create_organization(
+    State(state): State<AppState>,
+    _operator: Operator,
+    ApiJson(body): ApiJson<CreateOrganization>,
+) -> ApiResult<(StatusCode, Json<CreatedOrganizationBody>)> {
+    let owner = match (body.owner_email, body.owner_password) {
+        (None, None) => None,
+        (Some(email), Some(password)) => {
+            let email = Email::parse("owner_email", &email)?;
+            let password_hash =
+                tokio::task::spawn_blocking(move || hash_password("owner_password", &password))
+                    .await
+                    .map_err(ApiError::internal)??;
+            Some(NewOwner {
+                email: email.as_str().to_owned(),
+                password_hash,
+            })
+        }
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "owner_email and owner_password go together",
+            ));
+        }
+    };
+    let new = NewOrganization {
+        name: OrgName::parse(&body.name)?,
+        website_url: SiteUrl::parse("website_url", &body.website_url)?,
+        brand_color: BrandColor::parse(&body.brand_color)?,
+        tier: Tier::parse(&body.tier)?,
+        owner,
+    };
+    let created = state.store.create_organization(new).await?;
+    let primary = WidgetBody::from(created.primary_widget);
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedOrganizationBody {
+            organization: created.organization.into(),
+            api_key: created.api_key,
+            primary_widget: primary,
+        }),
+    ))
+}
+
+/// The caller's organization
+#[utoipa::path(get, path = "/organization",
+    responses((status = 200, body = OrganizationBody), (status = 401, body = ErrorBody)))]
+pub async fn get_organization(
+    State(state): State<AppState>,
+    OrgAuth(org): OrgAuth,
+) -> ApiResult<Json<OrganizationBody>> {
+    Ok(Json(state.store.organization(&org).await?.into()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateOrganization {
+    name: Option<String>,
+    website_url: Option<String>,
+    /// `#RRGGBB`, dark enough to scan on white (contrast at least 3:1).
+    brand_color: Option<String>,
+}
+
+/// Edit the organization's name, website or brand colour
+#[utoipa::path(patch, path = "/organization", request_body = UpdateOrganization,
+    responses((status = 200, body = OrganizationBody), (status = 422, body = ErrorBody)))]
+pub async fn update_organization(
+    State(state): State<AppState>,
+    OrgAuth(org): OrgAuth,
+    ApiJson(body): ApiJson<UpdateOrganization>,
+) -> ApiResult<Json<OrganizationBody>> {
+    let patch = OrganizationPatch {
+        name: body.name.as_deref().map(OrgName::parse).transpose()?,
+        website_url: body
+            .website_url
+            .as_deref()
+            .map(|u| SiteUrl::parse("website_url", u))
+            .transpose()?,
+        brand_color: body
+            .brand_color
+            .as_deref()
+            .map(BrandColor::parse)
+            .transpose()?,
+    };
+    Ok(Json(
+        state.store.update_organization(&org, patch).await?.into(),
+    ))
+}

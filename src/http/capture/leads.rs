@@ -1,0 +1,280 @@
+//! `POST /c/v1/leads` (step 1) and `PATCH /c/v1/leads/{id}` (steps 2–4).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::parse_body;
+use super::visits::{bounded, organization};
+use crate::domain::attribution::Utm;
+use crate::domain::lead::{
+    Address, ContactPreference, PersonalInfo, ProjectDetails, ProjectInput, Step,
+};
+use crate::domain::widget::WidgetVersion;
+use crate::http::AppState;
+use crate::http::error::ApiError;
+use crate::store::{
+    CaptureCommand, CaptureRefusal, CaptureReply, FirstTouch, Idempotency, NewLead, StepUpdate,
+};
+use crate::workers::capture_writer::WriteError;
+
+#[derive(Deserialize)]
+pub struct AddressBody {
+    street: String,
+    city: String,
+    state: String,
+    postal_code: String,
+    country: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct CreateLeadBody {
+    public_key: String,
+    widget: Option<String>,
+    v: Option<String>,
+    s: Option<String>,
+    page_url: Option<String>,
+    referrer: Option<String>,
+    #[serde(default)]
+    utm: Utm,
+    first_touch: Option<FirstTouch>,
+    address: AddressBody,
+    /// Honeypot: hidden from people, filled in by form bots.
+    #[serde(default)]
+    company_website: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum StepBody {
+    ProjectDetails {
+        roof_type: String,
+        material: String,
+        stories: i64,
+        pitch: Option<String>,
+        urgency: String,
+        roof_age_years: Option<i64>,
+        insurance_claim: Option<bool>,
+        financing_interest: Option<bool>,
+    },
+    PersonalInfo {
+        first_name: String,
+        last_name: String,
+        email: String,
+        phone: String,
+        owner_occupied: bool,
+        home_sqft: Option<i64>,
+    },
+    ContactPreference {
+        contact_method: String,
+        contact_time: String,
+    },
+}
+
+impl StepBody {
+    fn parse(self) -> Result<Step, ApiError> {
+        Ok(match self {
+            Self::ProjectDetails {
+                roof_type,
+                material,
+                stories,
+                pitch,
+                urgency,
+                roof_age_years,
+                insurance_claim,
+                financing_interest,
+            } => Step::ProjectDetails(ProjectDetails::parse(ProjectInput {
+                roof_type: &roof_type,
+                material: &material,
+                stories,
+                pitch: pitch.as_deref(),
+                urgency: &urgency,
+                roof_age_years,
+                insurance_claim,
+                financing_interest,
+            })?),
+            Self::PersonalInfo {
+                first_name,
+                last_name,
+                email,
+                phone,
+                owner_occupied,
+                home_sqft,
+            } => Step::PersonalInfo(PersonalInfo::parse(
+                &first_name,
+                &last_name,
+                &email,
+                &phone,
+                owner_occupied,
+                home_sqft,
+            )?),
+            Self::ContactPreference {
+                contact_method,
+                contact_time,
+            } => Step::ContactPreference(ContactPreference::parse(&contact_method, &contact_time)?),
+        })
+    }
+}
+
+/// `Idempotency-Key`, bound to this exact request (method, path and body).
+fn idempotency(
+    headers: &HeaderMap,
+    scope: &str,
+    body: &[u8],
+) -> Result<Option<Idempotency>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            )
+        })?;
+    let mut hash = Sha256::new();
+    hash.update(scope.as_bytes());
+    hash.update([0]);
+    hash.update(body);
+    Ok(Some(Idempotency {
+        key: key.to_owned(),
+        request_hash: hex::encode(hash.finalize()),
+    }))
+}
+
+fn refusal(refusal: CaptureRefusal) -> ApiError {
+    match refusal {
+        CaptureRefusal::LeadNotFound => ApiError::not_found("lead"),
+        CaptureRefusal::BadToken => ApiError::unauthorized(
+            "invalid_capture_token",
+            "the capture token does not belong to this lead",
+        ),
+        CaptureRefusal::IdempotencyKeyReused => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was already used with a different request",
+        ),
+        CaptureRefusal::Invalid(e) if e.field == "step" => {
+            ApiError::new(StatusCode::CONFLICT, "step_out_of_order", e.message)
+        }
+        CaptureRefusal::Invalid(e) => e.into(),
+    }
+}
+
+fn write_failed(e: WriteError) -> ApiError {
+    match e {
+        WriteError::Stopped => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the service is shutting down; retry with the same Idempotency-Key",
+        ),
+        WriteError::Storage(detail) => ApiError::internal(detail),
+    }
+}
+
+pub async fn create_lead(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let (body, raw) = parse_body::<CreateLeadBody>(body)?;
+    let org = organization(&state, &body.public_key).await?;
+    let address = Address::parse(
+        &body.address.street,
+        &body.address.city,
+        &body.address.state,
+        &body.address.postal_code,
+        body.address.country.as_deref(),
+    )?;
+    if body.company_website.is_some_and(|v| !v.trim().is_empty()) {
+        // A bot filled the hidden field: answer like a success so it learns nothing, store nothing.
+        tracing::info!(org = %org, "honeypot triggered; lead dropped");
+        metrics::counter!("capture_honeypot_total").increment(1);
+        return Ok(created(&crate::store::LeadCreated {
+            lead_id: crate::domain::ids::prefixed_id("lead_"),
+            capture_token: format!("ct_{}", uuid::Uuid::new_v4().simple()),
+            status: crate::domain::lead::LeadStatus::AddressInfoProvided,
+        }));
+    }
+    let idempotency = idempotency(&headers, "POST /c/v1/leads", &raw)?;
+    let first_touch = body.first_touch.map(|ft| FirstTouch {
+        v: bounded(ft.v, 16),
+        s: bounded(ft.s, 16),
+        at: bounded(ft.at, 40),
+        utm: ft.utm.bounded(),
+        referrer: bounded(ft.referrer, 2048),
+    });
+    let command = CaptureCommand::CreateLead(Box::new(NewLead {
+        org,
+        embedding: body.widget.as_deref().and_then(WidgetVersion::parse),
+        v: bounded(body.v, 16),
+        s: bounded(body.s, 16),
+        page_url: bounded(body.page_url, 2048),
+        referrer: bounded(body.referrer, 2048),
+        utm: body.utm.bounded(),
+        first_touch,
+        address,
+        idempotency,
+    }));
+    match state.capture.submit(command).await.map_err(write_failed)? {
+        Ok(CaptureReply::Created(reply)) => {
+            metrics::counter!("leads_created_total").increment(1);
+            Ok(created(&reply))
+        }
+        Ok(CaptureReply::Step(_)) => Err(ApiError::internal("a create answered as a step")),
+        Err(r) => Err(refusal(r)),
+    }
+}
+
+fn created(reply: &crate::store::LeadCreated) -> Response {
+    (StatusCode::CREATED, Json(reply)).into_response()
+}
+
+pub async fn update_lead(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    if !id.starts_with("lead_") || id.len() > 64 {
+        return Err(ApiError::not_found("lead"));
+    }
+    let token = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| t.starts_with("ct_"))
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "missing_capture_token",
+                "send the lead's capture token as `Authorization: Bearer ct_…`",
+            )
+        })?;
+    let (body, raw) = parse_body::<StepBody>(body)?;
+    let step = body.parse()?;
+    let idempotency = idempotency(&headers, &format!("PATCH /c/v1/leads/{id}"), &raw)?;
+    let command = CaptureCommand::Step(Box::new(StepUpdate {
+        lead_id: id,
+        capture_token: token.to_owned(),
+        step,
+        idempotency,
+    }));
+    match state.capture.submit(command).await.map_err(write_failed)? {
+        Ok(CaptureReply::Step(reply)) => Ok(Json(reply).into_response()),
+        Ok(CaptureReply::Created(_)) => Err(ApiError::internal("a step answered as a create")),
+        Err(r) => Err(refusal(r)),
+    }
+}

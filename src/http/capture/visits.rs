@@ -1,0 +1,85 @@
+//! `POST /c/v1/visits`: one beacon per page view.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::parse_body;
+use crate::domain::attribution::Utm;
+use crate::domain::ids::OrgId;
+use crate::domain::widget::WidgetVersion;
+use crate::http::AppState;
+use crate::http::error::ApiError;
+use crate::store::{NewVisit, now_ms};
+
+#[derive(Deserialize)]
+pub struct VisitBody {
+    pub public_key: String,
+    /// The embedding widget's version, from the snippet.
+    pub widget: Option<String>,
+    pub v: Option<String>,
+    pub s: Option<String>,
+    pub page_url: Option<String>,
+    pub referrer: Option<String>,
+    #[serde(default)]
+    pub utm: Utm,
+    pub visitor_id: Option<String>,
+}
+
+pub(super) fn bounded(value: Option<String>, max: usize) -> Option<String> {
+    value
+        .map(|v| {
+            v.chars()
+                .filter(|c| !c.is_control())
+                .take(max)
+                .collect::<String>()
+        })
+        .filter(|v| !v.is_empty())
+}
+
+pub async fn record_visit(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let (body, _) = parse_body::<VisitBody>(body)?;
+    let org = organization(&state, &body.public_key).await?;
+    let visit = NewVisit {
+        org,
+        embedding: body.widget.as_deref().and_then(WidgetVersion::parse),
+        v: bounded(body.v, 16),
+        s: bounded(body.s, 16),
+        page_url: bounded(body.page_url, 2048),
+        referrer: bounded(body.referrer, 2048),
+        utm: body.utm.bounded(),
+        visitor_id: bounded(body.visitor_id, 64),
+        at: now_ms(),
+    };
+    if !state.visits.record(visit).await {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the service is shutting down",
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The organization behind an embed snippet's public key, within its rate limit.
+pub(super) async fn organization(state: &AppState, public_key: &str) -> Result<OrgId, ApiError> {
+    let org = state
+        .public_keys
+        .resolve(&state.store, public_key)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_public_key",
+                "no organization has this public key; check the embed snippet",
+            )
+        })?;
+    state.limits.check_org(&org)?;
+    Ok(org)
+}

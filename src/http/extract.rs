@@ -1,0 +1,147 @@
+//! Extractors that turn a request into parsed values or an `ApiError` in our JSON shape.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::domain::ids::OrgId;
+use crate::domain::keys::{api_key_digest, tokens_match};
+use crate::domain::source::SourceCode;
+use crate::domain::widget::WidgetVersion;
+
+/// `axum::Json` with rejections in the API's error shape.
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(json_rejection(&rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: &JsonRejection) -> ApiError {
+    let detail = rejection.body_text();
+    match rejection {
+        JsonRejection::JsonDataError(_) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", detail)
+        }
+        JsonRejection::JsonSyntaxError(_) => ApiError::bad_request("invalid_json", detail),
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with Content-Type: application/json",
+        ),
+        _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is larger than this endpoint accepts",
+        ),
+        _ => ApiError::bad_request("invalid_body", detail),
+    }
+}
+
+/// `axum::extract::Query` with rejections in the API's error shape.
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::bad_request(
+                "invalid_query",
+                rejection.body_text(),
+            )),
+        }
+    }
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The organization whose secret API key signed this request.
+pub struct OrgAuth(pub OrgId);
+
+impl FromRequestParts<AppState> for OrgAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts).ok_or_else(|| {
+            ApiError::unauthorized(
+                "unauthorized",
+                "send your API key as `Authorization: Bearer sk_…`",
+            )
+        })?;
+        if !token.starts_with("sk_") {
+            return Err(ApiError::unauthorized(
+                "invalid_api_key",
+                "that is not a secret API key (they start with sk_)",
+            ));
+        }
+        match state.store.org_for_api_key(&api_key_digest(token)).await? {
+            Some(org) => Ok(Self(org)),
+            None => Err(ApiError::unauthorized(
+                "invalid_api_key",
+                "this API key is unknown or revoked",
+            )),
+        }
+    }
+}
+
+/// The operator, proven by `LEADTRAIL_ADMIN_TOKEN`.
+pub struct Operator;
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(expected) = state.config.admin_token.as_deref() else {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "operator_endpoints_disabled",
+                "operator endpoints are off: set LEADTRAIL_ADMIN_TOKEN to turn them on",
+            ));
+        };
+        match bearer(parts) {
+            Some(token) if tokens_match(token, expected) => Ok(Self),
+            Some(_) => Err(ApiError::unauthorized(
+                "invalid_operator_token",
+                "the operator token is wrong",
+            )),
+            None => Err(ApiError::unauthorized(
+                "unauthorized",
+                "send the operator token as `Authorization: Bearer …`",
+            )),
+        }
+    }
+}
+
+/// A path segment that is not a widget version names no widget: 404, like a missing one.
+pub fn widget_version(raw: &str) -> Result<WidgetVersion, ApiError> {
+    WidgetVersion::parse(raw).ok_or_else(|| ApiError::not_found("widget"))
+}
+
+pub fn source_code(raw: &str) -> Result<SourceCode, ApiError> {
+    SourceCode::parse(raw).ok_or_else(|| ApiError::not_found("source"))
+}

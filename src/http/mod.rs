@@ -1,0 +1,98 @@
+//! The axum application: feature routers merged at the root, one state, one error shape.
+
+pub mod api;
+pub mod capture;
+pub mod error;
+pub mod extract;
+mod ops;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::response::IntoResponse;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+use self::capture::limits::CaptureLimits;
+use self::capture::public_keys::PublicKeyCache;
+use self::capture::widget_js::WidgetScript;
+use self::error::ApiError;
+use crate::config::Config;
+use crate::store::Store;
+use crate::telemetry;
+use crate::workers::capture_writer::CaptureWriter;
+use crate::workers::visit_buffer::VisitBuffer;
+
+/// Largest JSON body the API accepts.
+pub const API_BODY_LIMIT: usize = 64 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub config: Arc<Config>,
+    pub capture: CaptureWriter,
+    pub visits: VisitBuffer,
+    pub public_keys: Arc<PublicKeyCache>,
+    pub limits: Arc<CaptureLimits>,
+    pub widget_js: Arc<WidgetScript>,
+    /// Wakes this node's webhook dispatcher after a change that wrote events.
+    pub wake_dispatch: Arc<tokio::sync::Notify>,
+}
+
+impl AppState {
+    pub fn new(
+        store: Store,
+        config: Arc<Config>,
+        capture: CaptureWriter,
+        visits: VisitBuffer,
+        wake_dispatch: Arc<tokio::sync::Notify>,
+    ) -> Self {
+        let limits = Arc::new(CaptureLimits::new(config.capture_rate_limit));
+        let widget_js = Arc::new(WidgetScript::render(&config.open_parameter));
+        Self {
+            store,
+            config,
+            capture,
+            visits,
+            public_keys: Arc::new(PublicKeyCache::default()),
+            limits,
+            widget_js,
+            wake_dispatch,
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    // Install the recorder before the first request is counted, not at the first scrape.
+    telemetry::metrics_handle();
+    Router::new()
+        .merge(ops::router())
+        .nest(
+            "/api/v1",
+            api::router().layer(DefaultBodyLimit::max(API_BODY_LIMIT)),
+        )
+        .merge(capture::router(&state))
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(telemetry::track_http))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal("a request handler panicked").into_response()
+        }))
+        .with_state(state)
+}
+
+async fn fallback() -> ApiError {
+    ApiError::not_found("route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not accept that method",
+    )
+}

@@ -1,0 +1,137 @@
+//! The `leadtrail` binary: serve, migrate, default-config.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use leadtrail::config::{Config, ConfigLayer, DEFAULT_CONFIG_TOML};
+use leadtrail::{demo, server, telemetry};
+
+#[derive(Parser)]
+#[command(
+    name = "leadtrail",
+    version,
+    about = "Lead source attribution for home-services businesses"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP service (migrations run first).
+    Serve {
+        #[command(flatten)]
+        settings: Settings,
+        /// Seed a demo organization with widgets and sources, and print how to use it.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Run database migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Print every setting with its default and a comment.
+    DefaultConfig,
+}
+
+#[derive(Args)]
+struct Settings {
+    /// Address to listen on.
+    #[arg(long, env = "LEADTRAIL_BIND")]
+    bind: Option<String>,
+    /// sqlite://FILE or postgres://USER@HOST/DB.
+    #[arg(long, env = "LEADTRAIL_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Optional TOML file (see `leadtrail default-config`).
+    #[arg(long, env = "LEADTRAIL_CONFIG")]
+    config: Option<PathBuf>,
+    #[arg(long, env = "LEADTRAIL_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    #[arg(long, env = "LEADTRAIL_ALLOW_PRIVATE_WEBHOOK_TARGETS")]
+    allow_private_webhook_targets: Option<bool>,
+    #[arg(long, env = "LEADTRAIL_WEBHOOK_RETRY_SCHEDULE")]
+    webhook_retry_schedule: Option<String>,
+    #[arg(long, env = "LEADTRAIL_CAPTURE_RATE_LIMIT")]
+    capture_rate_limit: Option<u32>,
+    #[arg(long, env = "LEADTRAIL_OPEN_PARAMETER")]
+    open_parameter: Option<String>,
+    /// pretty or json.
+    #[arg(long, env = "LEADTRAIL_LOG_FORMAT")]
+    log_format: Option<String>,
+    #[arg(long, env = "LEADTRAIL_ENRICHER_URL")]
+    enricher_url: Option<String>,
+    #[arg(long, env = "LEADTRAIL_ENRICHER_TIMEOUT")]
+    enricher_timeout: Option<String>,
+    #[arg(long, env = "LEADTRAIL_WEBHOOK_DISABLE_AFTER")]
+    webhook_disable_after: Option<String>,
+}
+
+impl Settings {
+    fn resolve(self) -> anyhow::Result<Config> {
+        let file = match &self.config {
+            Some(path) => ConfigLayer::from_toml_file(path)?,
+            None => ConfigLayer::default(),
+        };
+        let flags = ConfigLayer {
+            bind: self.bind,
+            database_url: self.database_url,
+            admin_token: self.admin_token,
+            allow_private_webhook_targets: self.allow_private_webhook_targets,
+            webhook_retry_schedule: self.webhook_retry_schedule,
+            capture_rate_limit: self.capture_rate_limit,
+            open_parameter: self.open_parameter,
+            log_format: self.log_format,
+            tiers: None,
+            enricher_url: self.enricher_url,
+            enricher_timeout: self.enricher_timeout,
+            webhook_disable_after: self.webhook_disable_after,
+        };
+        Ok(Config::resolve(flags.over(file))?)
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("leadtrail: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::DefaultConfig => {
+            print!("{DEFAULT_CONFIG_TOML}");
+            Ok(())
+        }
+        Command::Migrate { settings } => {
+            let config = settings.resolve()?;
+            telemetry::init_logging(config.log_format);
+            let store = leadtrail::store::Store::connect(&config.database_url).await?;
+            store.migrate().await?;
+            store.close().await;
+            tracing::info!("migrations are up to date");
+            Ok(())
+        }
+        Command::Serve { settings, demo } => {
+            let config = settings.resolve()?;
+            telemetry::init_logging(config.log_format);
+            let bind = config.bind;
+            let service = server::prepare(config).await?;
+            let listener = tokio::net::TcpListener::bind(bind).await?;
+            let address = listener.local_addr()?;
+            if demo {
+                let seeded = demo::seed(&service.state).await?;
+                println!("{}", seeded.instructions(address));
+            }
+            tracing::info!(%address, "leadtrail is serving");
+            server::serve(service, listener, server::shutdown_signal()).await
+        }
+    }
+}

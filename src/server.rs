@@ -1,0 +1,167 @@
+//! Running the service: open the store, migrate, start the workers, serve HTTP until a
+//! shutdown signal, then stop in order: no new requests, in-flight requests finish, queued
+//! capture writes and buffered visits are written, enrichment stops at a batch boundary.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::store::Store;
+use crate::workers::capture_writer::CaptureWriter;
+use crate::workers::dispatcher::Dispatcher;
+use crate::workers::enrichment::{EnrichmentWorker, ExternalEnricher};
+use crate::workers::visit_buffer::VisitBuffer;
+
+/// A prepared service: its state (for seeding and tests) and its background tasks.
+pub struct Service {
+    pub state: AppState,
+    tasks: Tasks,
+}
+
+struct Tasks {
+    writer: std::thread::JoinHandle<()>,
+    visits: JoinHandle<()>,
+    enrichment: JoinHandle<()>,
+    dispatcher: JoinHandle<()>,
+    /// Tells enrichment and the dispatcher to stop after the round in hand.
+    stop_workers: watch::Sender<bool>,
+    /// Forgets idle rate-limit keys and old idempotency keys, refreshes planner statistics;
+    /// holds no queue, so it is simply aborted at the end.
+    janitor: JoinHandle<()>,
+}
+
+/// Connects and migrates the store, then starts the workers.
+pub async fn prepare(config: Config) -> anyhow::Result<Service> {
+    let store = Store::connect(&config.database_url).await?;
+    store.migrate().await?;
+    let wake_enrichment = Arc::new(Notify::new());
+    let wake_dispatch = Arc::new(Notify::new());
+    let (capture, writer) = CaptureWriter::start(
+        &config.database_url,
+        wake_enrichment.clone(),
+        wake_dispatch.clone(),
+    )
+    .await?;
+    let (visit_buffer, visits) = VisitBuffer::start(store.clone());
+    let external = match &config.enricher_url {
+        Some(url) => Some(ExternalEnricher {
+            url: url.clone(),
+            deadline: config.enricher_timeout,
+            client: reqwest::Client::builder()
+                .timeout(config.enricher_timeout)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?,
+        }),
+        None => None,
+    };
+    let (stop_workers, stop) = watch::channel(false);
+    let enrichment = tokio::spawn(
+        EnrichmentWorker::new(store.clone(), external)
+            .notify_on_write(wake_dispatch.clone())
+            .run(wake_enrichment, stop.clone()),
+    );
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        config.allow_private_webhook_targets,
+        config.webhook_retry_schedule.clone(),
+        config.webhook_disable_after,
+    )?;
+    let dispatcher = tokio::spawn(dispatcher.run(wake_dispatch.clone(), stop));
+    let state = AppState::new(
+        store,
+        Arc::new(config),
+        capture,
+        visit_buffer,
+        wake_dispatch,
+    );
+    let (limits, planner) = (state.limits.clone(), state.store.clone());
+    let janitor = tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+        for minute in 0u64.. {
+            every.tick().await;
+            limits.retain_recent();
+            // Hourly, and once shortly after start: planner statistics for the report queries,
+            // and idempotency keys past their day.
+            if minute % 60 == 1 {
+                if let Err(e) = planner.optimize().await {
+                    tracing::warn!(error = %e, "refreshing planner statistics failed");
+                }
+                if let Err(e) = planner.forget_old_idempotency_keys().await {
+                    tracing::warn!(error = %e, "forgetting old idempotency keys failed");
+                }
+            }
+        }
+    });
+    Ok(Service {
+        state,
+        tasks: Tasks {
+            writer,
+            visits,
+            enrichment,
+            dispatcher,
+            stop_workers,
+            janitor,
+        },
+    })
+}
+
+/// Serves until `shutdown` resolves, then stops the workers at safe points.
+pub async fn serve(
+    service: Service,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let Service { state, tasks } = service;
+    let store = state.store.clone();
+    let app = http::router(state);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
+    // The router, and with it every queue sender, is gone: the writers drain and end.
+    let _ = tokio::task::spawn_blocking(move || tasks.writer.join()).await;
+    let _ = tasks.visits.await;
+    let _ = tasks.stop_workers.send(true);
+    let _ = tasks.enrichment.await;
+    let _ = tasks.dispatcher.await;
+    tasks.janitor.abort();
+    store.close().await;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

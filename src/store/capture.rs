@@ -1,0 +1,592 @@
+//! Capture writes: lead creation and later steps, applied in batches (group commit) so many
+//! requests share one transaction and one fsync. Expected refusals (bad token, steps out of
+//! order) are decided by reads before any write, so one refused request never spoils a batch.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use sqlx::{Any, Row, Transaction};
+
+use super::bulk::insert_rows;
+use super::catalog::OrgCatalog;
+use super::events::insert_lead_event;
+use super::{Backend, Store, StoreError, now_ms, rfc3339};
+use crate::domain::DomainError;
+use crate::domain::attribution::{DerivedChannel, Utm, derive_channel_on_page};
+use crate::domain::estimate::{Estimate, estimate};
+use crate::domain::event::{self, EventType, SourceTracking};
+use crate::domain::ids::{OrgId, prefixed_id};
+use crate::domain::keys::api_key_digest;
+use crate::domain::lead::{
+    Address, LeadStatus, PersonalInfo, ProjectDetails, Step, check_step_order,
+};
+use crate::domain::source::SourceCode;
+use crate::domain::widget::WidgetVersion;
+
+/// The first tracked touch widget.js remembered for this visitor (first-party storage, 90 days).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FirstTouch {
+    pub v: Option<String>,
+    pub s: Option<String>,
+    /// When the visitor first arrived through it (RFC 3339, as the browser saw it).
+    pub at: Option<String>,
+    #[serde(default)]
+    pub utm: Utm,
+    pub referrer: Option<String>,
+}
+
+/// A retried request carries the same key; it must also carry the same body.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    pub key: String,
+    pub request_hash: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewLead {
+    pub org: OrgId,
+    pub embedding: Option<WidgetVersion>,
+    pub v: Option<String>,
+    pub s: Option<String>,
+    pub page_url: Option<String>,
+    pub referrer: Option<String>,
+    pub utm: Utm,
+    pub first_touch: Option<FirstTouch>,
+    pub address: Address,
+    pub idempotency: Option<Idempotency>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StepUpdate {
+    pub lead_id: String,
+    pub capture_token: String,
+    pub step: Step,
+    pub idempotency: Option<Idempotency>,
+}
+
+#[derive(Debug, Clone)]
+pub enum CaptureCommand {
+    CreateLead(Box<NewLead>),
+    Step(Box<StepUpdate>),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeadCreated {
+    pub lead_id: String,
+    pub capture_token: String,
+    pub status: LeadStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecorded {
+    pub lead_id: String,
+    pub status: LeadStatus,
+    /// The instant estimate, answered with the personal-info step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<Estimate>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CaptureReply {
+    Created(LeadCreated),
+    Step(StepRecorded),
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CaptureRefusal {
+    #[error("lead not found")]
+    LeadNotFound,
+    #[error("the capture token does not belong to this lead")]
+    BadToken,
+    #[error("this Idempotency-Key was already used with a different request")]
+    IdempotencyKeyReused,
+    #[error(transparent)]
+    Invalid(#[from] DomainError),
+}
+
+pub type CaptureResult = Result<CaptureReply, CaptureRefusal>;
+
+fn json_text<T: Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("serialize: {e}")))
+}
+
+pub(super) fn from_json<T: for<'de> Deserialize<'de>>(
+    text: &str,
+    what: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// Retries come within minutes; a day is ample, and keeps the table from growing forever.
+pub const IDEMPOTENCY_KEY_TTL_MS: i64 = 24 * 3600 * 1000;
+
+impl Store {
+    /// Forgets idempotency keys older than `IDEMPOTENCY_KEY_TTL_MS`; returns how many.
+    pub async fn forget_old_idempotency_keys(&self) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(now_ms() - IDEMPOTENCY_KEY_TTL_MS)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Applies a batch of capture commands in one transaction; each gets its own answer.
+    /// An `Err` means the batch as a whole failed (nothing was written).
+    pub async fn apply_capture(
+        &self,
+        commands: &[CaptureCommand],
+    ) -> Result<Vec<CaptureResult>, StoreError> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let mut catalogs: HashMap<OrgId, OrgCatalog> = HashMap::new();
+        let mut pending = PendingRows::default();
+        let mut results = Vec::with_capacity(commands.len());
+        for command in commands {
+            let result = match command {
+                CaptureCommand::CreateLead(new) => {
+                    if !catalogs.contains_key(&new.org) {
+                        let catalog = OrgCatalog::load(&mut tx, &new.org).await?;
+                        catalogs.insert(new.org.clone(), catalog);
+                    }
+                    let catalog = catalogs
+                        .get(&new.org)
+                        .ok_or_else(|| StoreError::Corrupt("catalog".into()))?;
+                    create_lead(&mut tx, catalog, new, &mut pending, now).await?
+                }
+                CaptureCommand::Step(update) => apply_step(&mut tx, update, now).await?,
+            };
+            results.push(result);
+        }
+        pending.flush(self.backend, &mut tx, now).await?;
+        tx.commit().await?;
+        Ok(results)
+    }
+}
+
+/// Looks up a stored answer for a retried request; `Some(Err)` when the key was reused.
+async fn replay<T: for<'de> Deserialize<'de>>(
+    tx: &mut Transaction<'static, Any>,
+    org: &OrgId,
+    idempotency: Option<&Idempotency>,
+) -> Result<Option<Result<T, CaptureRefusal>>, StoreError> {
+    let Some(idem) = idempotency else {
+        return Ok(None);
+    };
+    let row = sqlx::query(
+        "SELECT request_hash, response FROM idempotency_keys WHERE org_id = $1 AND key = $2",
+    )
+    .bind(org.as_str())
+    .bind(&idem.key)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let hash: String = row.try_get("request_hash")?;
+    if hash != idem.request_hash {
+        return Ok(Some(Err(CaptureRefusal::IdempotencyKeyReused)));
+    }
+    let response: String = row.try_get("response")?;
+    Ok(Some(Ok(from_json(&response, "idempotent response")?)))
+}
+
+async fn remember(
+    tx: &mut Transaction<'static, Any>,
+    org: &OrgId,
+    idempotency: Option<&Idempotency>,
+    response: &impl Serialize,
+    now: i64,
+) -> Result<(), StoreError> {
+    if let Some(idem) = idempotency {
+        sqlx::query(
+            "INSERT INTO idempotency_keys (org_id, key, request_hash, status, response, created_at) \
+             VALUES ($1, $2, $3, 200, $4, $5)",
+        )
+        .bind(org.as_str())
+        .bind(&idem.key)
+        .bind(&idem.request_hash)
+        .bind(json_text(response)?)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// New leads of a batch, written with one multi-row INSERT per table when the batch ends.
+#[derive(Default)]
+struct PendingRows {
+    leads: Vec<LeadRow>,
+    events: Vec<EventRow>,
+    /// Idempotency keys answered in this batch, so a duplicate inside the batch is a replay.
+    answered: HashMap<(OrgId, String), (String, String)>,
+}
+
+struct LeadRow {
+    id: String,
+    org: OrgId,
+    token_digest: String,
+    widget_version: i64,
+    widget_name: String,
+    source_code: i64,
+    source_name: String,
+    source_category: &'static str,
+    derived_channel: Option<&'static str>,
+    first_touch_widget_version: Option<i64>,
+    first_touch_source_code: Option<i64>,
+    first_touch: Option<String>,
+    raw_params: String,
+    address: String,
+}
+
+struct EventRow {
+    id: String,
+    org: OrgId,
+    event_type: &'static str,
+    lead_id: String,
+    payload: String,
+}
+
+impl PendingRows {
+    async fn flush(
+        self,
+        backend: Backend,
+        tx: &mut Transaction<'static, Any>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        const LEAD_COLUMNS: &[&str] = &[
+            "id",
+            "org_id",
+            "capture_token_digest",
+            "status",
+            "step",
+            "widget_version",
+            "widget_name",
+            "source_code",
+            "source_name",
+            "source_category",
+            "derived_channel",
+            "first_touch_widget_version",
+            "first_touch_source_code",
+            "first_touch",
+            "raw_params",
+            "address",
+            "event_sequence",
+            "created_at",
+            "updated_at",
+        ];
+        insert_rows(backend, tx, "leads", LEAD_COLUMNS, &self.leads, |q, r| {
+            q.bind(r.id.as_str())
+                .bind(r.org.as_str())
+                .bind(r.token_digest.as_str())
+                .bind(LeadStatus::AddressInfoProvided.id())
+                .bind(1_i64)
+                .bind(r.widget_version)
+                .bind(r.widget_name.as_str())
+                .bind(r.source_code)
+                .bind(r.source_name.as_str())
+                .bind(r.source_category)
+                .bind(r.derived_channel)
+                .bind(r.first_touch_widget_version)
+                .bind(r.first_touch_source_code)
+                .bind(r.first_touch.as_deref())
+                .bind(r.raw_params.as_str())
+                .bind(r.address.as_str())
+                .bind(1_i64)
+                .bind(now)
+                .bind(now)
+        })
+        .await?;
+        const EVENT_COLUMNS: &[&str] = &[
+            "id",
+            "org_id",
+            "event_type",
+            "lead_id",
+            "sequence",
+            "payload",
+            "created_at",
+        ];
+        insert_rows(
+            backend,
+            tx,
+            "events",
+            EVENT_COLUMNS,
+            &self.events,
+            |q, e| {
+                q.bind(e.id.as_str())
+                    .bind(e.org.as_str())
+                    .bind(e.event_type)
+                    .bind(e.lead_id.as_str())
+                    .bind(1_i64)
+                    .bind(e.payload.as_str())
+                    .bind(now)
+            },
+        )
+        .await?;
+        let answered: Vec<_> = self.answered.into_iter().collect();
+        const KEY_COLUMNS: &[&str] = &[
+            "org_id",
+            "key",
+            "request_hash",
+            "status",
+            "response",
+            "created_at",
+        ];
+        insert_rows(
+            backend,
+            tx,
+            "idempotency_keys",
+            KEY_COLUMNS,
+            &answered,
+            |q, ((org, key), (hash, response))| {
+                q.bind(org.as_str())
+                    .bind(key.as_str())
+                    .bind(hash.as_str())
+                    .bind(200_i64)
+                    .bind(response.as_str())
+                    .bind(now)
+            },
+        )
+        .await
+    }
+}
+
+async fn create_lead(
+    tx: &mut Transaction<'static, Any>,
+    catalog: &OrgCatalog,
+    new: &NewLead,
+    pending: &mut PendingRows,
+    now: i64,
+) -> Result<CaptureResult, StoreError> {
+    if let Some(idem) = &new.idempotency
+        && let Some((hash, response)) = pending.answered.get(&(new.org.clone(), idem.key.clone()))
+    {
+        if *hash != idem.request_hash {
+            return Ok(Err(CaptureRefusal::IdempotencyKeyReused));
+        }
+        return Ok(Ok(CaptureReply::Created(from_json(
+            response,
+            "idempotent response",
+        )?)));
+    }
+    if let Some(previous) = replay::<LeadCreated>(tx, &new.org, new.idempotency.as_ref()).await? {
+        return Ok(previous.map(CaptureReply::Created));
+    }
+    let arrival = catalog.attribute(new.embedding, new.v.as_deref(), new.s.as_deref())?;
+    let derived = arrival.source.code.is_system().then(|| {
+        derive_channel_on_page(&new.utm, new.referrer.as_deref(), new.page_url.as_deref())
+    });
+    let first = match &new.first_touch {
+        Some(ft) => {
+            let touch = catalog.attribute(None, ft.v.as_deref(), ft.s.as_deref())?;
+            Some((touch.widget.version, touch.source.code))
+        }
+        None => None,
+    };
+    let lead_id = prefixed_id("lead_");
+    let token = format!("ct_{}", uuid::Uuid::new_v4().simple());
+    let raw = serde_json::json!({
+        "widget": new.embedding.map(|w| w.to_string()),
+        "v": new.v, "s": new.s,
+        "page_url": new.page_url, "referrer": new.referrer,
+        "utm": new.utm,
+    });
+    let tracking = SourceTracking {
+        widget_version: arrival.widget.version.to_string(),
+        widget_name: arrival.widget.name.clone(),
+        source_code: arrival.source.code.to_string(),
+        source_label: arrival.source.name.clone(),
+    };
+    let payload = event::address_preview(&lead_id, &rfc3339(now), &new.address, &tracking);
+    pending.leads.push(LeadRow {
+        id: lead_id.clone(),
+        org: new.org.clone(),
+        token_digest: api_key_digest(&token),
+        widget_version: i64::from(arrival.widget.version.get()),
+        widget_name: arrival.widget.name.clone(),
+        source_code: i64::from(arrival.source.code.get()),
+        source_name: arrival.source.name.clone(),
+        source_category: arrival.source.category.id(),
+        derived_channel: derived.map(DerivedChannel::id),
+        first_touch_widget_version: first.map(|(w, _)| i64::from(w.get())),
+        first_touch_source_code: first.map(|(_, s)| i64::from(s.get())),
+        first_touch: new.first_touch.as_ref().map(json_text).transpose()?,
+        raw_params: raw.to_string(),
+        address: json_text(&new.address)?,
+    });
+    pending.events.push(EventRow {
+        id: prefixed_id("evt_"),
+        org: new.org.clone(),
+        event_type: EventType::LeadAddressPreview.id(),
+        lead_id: lead_id.clone(),
+        payload: payload.to_string(),
+    });
+    let reply = LeadCreated {
+        lead_id,
+        capture_token: token,
+        status: LeadStatus::AddressInfoProvided,
+    };
+    if let Some(idem) = &new.idempotency {
+        pending.answered.insert(
+            (new.org.clone(), idem.key.clone()),
+            (idem.request_hash.clone(), json_text(&reply)?),
+        );
+    }
+    Ok(Ok(CaptureReply::Created(reply)))
+}
+
+/// What a step needs to know about the lead, read under the lead's row lock.
+struct LeadState {
+    org: OrgId,
+    status: LeadStatus,
+    project: Option<ProjectDetails>,
+    personal: Option<PersonalInfo>,
+}
+
+async fn apply_step(
+    tx: &mut Transaction<'static, Any>,
+    update: &StepUpdate,
+    now: i64,
+) -> Result<CaptureResult, StoreError> {
+    // A no-op UPDATE takes the row lock on PostgreSQL (SQLite's writer lock is already held),
+    // so a concurrent step and the enrichment write-back see each other's committed state.
+    let row = sqlx::query(
+        "UPDATE leads SET updated_at = updated_at WHERE id = $1 \
+         RETURNING org_id, capture_token_digest, status, project, personal",
+    )
+    .bind(&update.lead_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else {
+        return Ok(Err(CaptureRefusal::LeadNotFound));
+    };
+    let digest: String = row.try_get("capture_token_digest")?;
+    if !crate::domain::keys::tokens_match(&api_key_digest(&update.capture_token), &digest) {
+        return Ok(Err(CaptureRefusal::BadToken));
+    }
+    let status: String = row.try_get("status")?;
+    let project: Option<String> = row.try_get("project")?;
+    let personal: Option<String> = row.try_get("personal")?;
+    let lead = LeadState {
+        org: OrgId::from_stored(row.try_get("org_id")?),
+        status: LeadStatus::from_id(&status)
+            .ok_or_else(|| StoreError::Corrupt("lead status".into()))?,
+        project: project.map(|p| from_json(&p, "project")).transpose()?,
+        personal: personal.map(|p| from_json(&p, "personal")).transpose()?,
+    };
+    if let Some(previous) =
+        replay::<StepRecorded>(tx, &lead.org, update.idempotency.as_ref()).await?
+    {
+        return Ok(previous.map(CaptureReply::Step));
+    }
+    if let Err(e) = check_step_order(lead.status, &update.step) {
+        return Ok(Err(e.into()));
+    }
+    let status = update.step.status();
+    let mut instant_estimate = None;
+    match &update.step {
+        Step::ProjectDetails(project) => {
+            sqlx::query("UPDATE leads SET project = $2, status = $3, step = 2, updated_at = $4 WHERE id = $1")
+                .bind(&update.lead_id)
+                .bind(json_text(project)?)
+                .bind(status.id())
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Step::PersonalInfo(personal) => {
+            let project = lead
+                .project
+                .as_ref()
+                .ok_or_else(|| StoreError::Corrupt("step 3 without project details".into()))?;
+            instant_estimate = Some(estimate(project, personal));
+            sqlx::query(
+                "UPDATE leads SET personal = $2, owner_occupied = $3, status = $4, step = 3, \
+                 enrichment_state = 'pending', enrichment_lease_until = 0, updated_at = $5 WHERE id = $1",
+            )
+            .bind(&update.lead_id)
+            .bind(json_text(personal)?)
+            .bind(i64::from(personal.owner_occupied))
+            .bind(status.id())
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Step::ContactPreference(contact) => {
+            let row = sqlx::query(
+                "UPDATE leads SET contact = $2, status = $3, step = 4, updated_at = $4 WHERE id = $1 \
+                 RETURNING enrichment_state, widget_version, widget_name, source_code, source_name",
+            )
+            .bind(&update.lead_id)
+            .bind(json_text(contact)?)
+            .bind(status.id())
+            .bind(now)
+            .fetch_one(&mut **tx)
+            .await?;
+            // `lead.contact_requested` never precedes `lead.enriched`: if enrichment is still
+            // running, its write-back emits this event right after its own.
+            let state: String = row.try_get("enrichment_state")?;
+            if state == "done" {
+                let personal = lead
+                    .personal
+                    .as_ref()
+                    .ok_or_else(|| StoreError::Corrupt("step 4 without personal info".into()))?;
+                let tracking = tracking_from_row(&row)?;
+                let payload =
+                    event::contact_requested(&update.lead_id, personal, contact, &tracking);
+                emit_next(
+                    tx,
+                    &lead.org,
+                    &update.lead_id,
+                    EventType::LeadContactRequested,
+                    &payload,
+                    now,
+                )
+                .await?;
+            }
+        }
+    }
+    let reply = StepRecorded {
+        lead_id: update.lead_id.clone(),
+        status,
+        estimate: instant_estimate,
+    };
+    remember(tx, &lead.org, update.idempotency.as_ref(), &reply, now).await?;
+    Ok(Ok(CaptureReply::Step(reply)))
+}
+
+pub(super) fn tracking_from_row(row: &sqlx::any::AnyRow) -> Result<SourceTracking, StoreError> {
+    let version = super::to_u32(row.try_get("widget_version")?, "widget version")?;
+    let code = super::to_u32(row.try_get("source_code")?, "source code")?;
+    Ok(SourceTracking {
+        widget_version: WidgetVersion::new(version)
+            .ok_or_else(|| StoreError::Corrupt("widget version".into()))?
+            .to_string(),
+        widget_name: row.try_get("widget_name")?,
+        source_code: SourceCode::new(code)
+            .ok_or_else(|| StoreError::Corrupt("source code".into()))?
+            .to_string(),
+        source_label: row.try_get("source_name")?,
+    })
+}
+
+/// Appends the lead's next event, taking the next number of its gap-free sequence.
+pub(super) async fn emit_next(
+    tx: &mut Transaction<'static, Any>,
+    org: &OrgId,
+    lead_id: &str,
+    event_type: EventType,
+    payload: &serde_json::Value,
+    now: i64,
+) -> Result<(), StoreError> {
+    let sequence: i64 = sqlx::query(
+        "UPDATE leads SET event_sequence = event_sequence + 1 WHERE id = $1 RETURNING event_sequence",
+    )
+    .bind(lead_id)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("event_sequence")?;
+    insert_lead_event(tx, org, event_type, lead_id, sequence, payload, now).await
+}

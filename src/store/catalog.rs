@@ -1,0 +1,99 @@
+//! An organization's widgets and sources, read once per capture batch to resolve attribution.
+
+use std::collections::HashMap;
+
+use sqlx::{Any, Row, Transaction};
+
+use super::{StoreError, to_u32};
+use crate::domain::attribution::{SourceFacts, WidgetFacts, resolve_source, resolve_widget};
+use crate::domain::channel::ChannelCategory;
+use crate::domain::ids::OrgId;
+use crate::domain::source::{SourceCode, SourceStatus};
+use crate::domain::widget::{WidgetStatus, WidgetVersion};
+
+pub(super) struct OrgCatalog {
+    widgets: Vec<WidgetFacts>,
+    sources: HashMap<WidgetVersion, Vec<SourceFacts>>,
+}
+
+/// The attribution of one arrival, with the names as they are right now (the snapshot).
+pub(super) struct Attribution<'a> {
+    pub widget: &'a WidgetFacts,
+    pub source: &'a SourceFacts,
+}
+
+impl OrgCatalog {
+    pub(super) async fn load(
+        tx: &mut Transaction<'static, Any>,
+        org: &OrgId,
+    ) -> Result<Self, StoreError> {
+        let widget_rows =
+            sqlx::query("SELECT version, name, status FROM widgets WHERE org_id = $1")
+                .bind(org.as_str())
+                .fetch_all(&mut **tx)
+                .await?;
+        let mut widgets = Vec::with_capacity(widget_rows.len());
+        for row in &widget_rows {
+            let version = to_u32(row.try_get("version")?, "widget version")?;
+            let status: String = row.try_get("status")?;
+            widgets.push(WidgetFacts {
+                version: WidgetVersion::new(version)
+                    .ok_or_else(|| StoreError::Corrupt("widget version".into()))?,
+                name: row.try_get("name")?,
+                status: WidgetStatus::from_id(&status)
+                    .ok_or_else(|| StoreError::Corrupt("widget status".into()))?,
+            });
+        }
+        let source_rows = sqlx::query(
+            "SELECT w.version, s.code, s.name, s.channel_category, s.status \
+             FROM sources s JOIN widgets w ON w.id = s.widget_id WHERE s.org_id = $1",
+        )
+        .bind(org.as_str())
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut sources: HashMap<WidgetVersion, Vec<SourceFacts>> = HashMap::new();
+        for row in &source_rows {
+            let version = WidgetVersion::new(to_u32(row.try_get("version")?, "widget version")?)
+                .ok_or_else(|| StoreError::Corrupt("widget version".into()))?;
+            let category: String = row.try_get("channel_category")?;
+            let status: String = row.try_get("status")?;
+            sources.entry(version).or_default().push(SourceFacts {
+                code: SourceCode::new(to_u32(row.try_get("code")?, "source code")?)
+                    .ok_or_else(|| StoreError::Corrupt("source code".into()))?,
+                name: row.try_get("name")?,
+                category: ChannelCategory::from_id(&category)
+                    .ok_or_else(|| StoreError::Corrupt("channel category".into()))?,
+                status: SourceStatus::from_id(&status)
+                    .ok_or_else(|| StoreError::Corrupt("source status".into()))?,
+            });
+        }
+        Ok(Self { widgets, sources })
+    }
+
+    /// Applies the arrival rules; every organization has a Primary widget with a system source,
+    /// so resolution always lands somewhere real.
+    pub(super) fn attribute(
+        &self,
+        embedding: Option<WidgetVersion>,
+        v: Option<&str>,
+        s: Option<&str>,
+    ) -> Result<Attribution<'_>, StoreError> {
+        let version = resolve_widget(&self.widgets, embedding, v);
+        let widget = self
+            .widgets
+            .iter()
+            .find(|w| w.version == version)
+            .ok_or_else(|| StoreError::Corrupt(format!("organization has no widget {version}")))?;
+        let sources = self
+            .sources
+            .get(&version)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let code = resolve_source(sources, s);
+        let source = sources
+            .iter()
+            .find(|src| src.code == code)
+            .ok_or_else(|| StoreError::Corrupt(format!("widget {version} has no source {code}")))?;
+        Ok(Attribution { widget, source })
+    }
+}

@@ -1,0 +1,92 @@
+//! The outbox: events written in the same transaction as the change that causes them.
+
+use sqlx::{Any, Row, Transaction};
+
+use super::{Store, StoreError};
+use crate::domain::event::EventType;
+use crate::domain::ids::{OrgId, prefixed_id};
+
+/// An event as stored in the outbox.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub id: String,
+    pub event_type: String,
+    pub lead_id: Option<String>,
+    pub sequence: Option<i64>,
+    pub payload: serde_json::Value,
+    pub created_at: i64,
+}
+
+/// Appends an event to the outbox inside the caller's transaction.
+pub(super) async fn insert_event(
+    tx: &mut Transaction<'static, Any>,
+    org: &OrgId,
+    event_type: &str,
+    payload: &serde_json::Value,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO events (id, org_id, event_type, payload, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(prefixed_id("evt_"))
+    .bind(org.as_str())
+    .bind(event_type)
+    .bind(payload.to_string())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Appends a lead's event with its per-lead sequence number.
+pub(super) async fn insert_lead_event(
+    tx: &mut Transaction<'static, Any>,
+    org: &OrgId,
+    event_type: EventType,
+    lead_id: &str,
+    sequence: i64,
+    payload: &serde_json::Value,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO events (id, org_id, event_type, lead_id, sequence, payload, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(prefixed_id("evt_"))
+    .bind(org.as_str())
+    .bind(event_type.id())
+    .bind(lead_id)
+    .bind(sequence)
+    .bind(payload.to_string())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// The organization's events, oldest first.
+    pub async fn events(&self, org: &OrgId) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, event_type, lead_id, sequence, payload, created_at FROM events WHERE org_id = $1 \
+             ORDER BY created_at, id",
+        )
+        .bind(org.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let payload: String = r.try_get("payload")?;
+                Ok(StoredEvent {
+                    id: r.try_get("id")?,
+                    event_type: r.try_get("event_type")?,
+                    lead_id: r.try_get("lead_id")?,
+                    sequence: r.try_get("sequence")?,
+                    payload: serde_json::from_str(&payload)
+                        .map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+}

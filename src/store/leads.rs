@@ -1,0 +1,151 @@
+//! Reading leads: one by id, or a filtered page, newest first, by keyset cursor.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::capture::{FirstTouch, from_json};
+use super::{Store, StoreError, to_u32};
+use crate::domain::attribution::DerivedChannel;
+use crate::domain::channel::ChannelCategory;
+use crate::domain::estimate::Enrichment;
+use crate::domain::ids::OrgId;
+use crate::domain::lead::{Address, ContactPreference, LeadStatus, PersonalInfo, ProjectDetails};
+use crate::domain::source::SourceCode;
+use crate::domain::widget::WidgetVersion;
+
+#[derive(Debug, Clone)]
+pub struct LeadRecord {
+    pub id: String,
+    pub status: LeadStatus,
+    pub widget_version: WidgetVersion,
+    pub widget_name: String,
+    pub source_code: SourceCode,
+    pub source_name: String,
+    pub source_category: ChannelCategory,
+    pub derived_channel: Option<DerivedChannel>,
+    pub first_touch: Option<FirstTouch>,
+    pub first_touch_widget_version: Option<WidgetVersion>,
+    pub first_touch_source_code: Option<SourceCode>,
+    pub raw_params: serde_json::Value,
+    pub address: Address,
+    pub project: Option<ProjectDetails>,
+    pub personal: Option<PersonalInfo>,
+    pub contact: Option<ContactPreference>,
+    pub enrichment: Option<Enrichment>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub enriched_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LeadFilter {
+    pub widget: Option<WidgetVersion>,
+    pub source: Option<SourceCode>,
+    pub status: Option<LeadStatus>,
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    /// Continue after this (created_at, id): the last lead of the previous page.
+    pub after: Option<(i64, String)>,
+    pub limit: i64,
+}
+
+const LEAD_COLUMNS: &str = "id, status, widget_version, widget_name, source_code, source_name, \
+    source_category, derived_channel, first_touch, first_touch_widget_version, first_touch_source_code, \
+    raw_params, address, project, personal, contact, enrichment, created_at, updated_at, enriched_at";
+
+fn opt_json<T: for<'de> serde::Deserialize<'de>>(
+    row: &AnyRow,
+    col: &str,
+) -> Result<Option<T>, StoreError> {
+    let text: Option<String> = row.try_get(col)?;
+    text.map(|t| from_json(&t, col)).transpose()
+}
+
+fn lead_from_row(row: &AnyRow) -> Result<LeadRecord, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(what.to_owned());
+    let status: String = row.try_get("status")?;
+    let category: String = row.try_get("source_category")?;
+    let derived: Option<String> = row.try_get("derived_channel")?;
+    let ft_widget: Option<i64> = row.try_get("first_touch_widget_version")?;
+    let ft_source: Option<i64> = row.try_get("first_touch_source_code")?;
+    let raw: String = row.try_get("raw_params")?;
+    Ok(LeadRecord {
+        id: row.try_get("id")?,
+        status: LeadStatus::from_id(&status).ok_or_else(|| corrupt("lead status"))?,
+        widget_version: WidgetVersion::new(to_u32(row.try_get("widget_version")?, "widget")?)
+            .ok_or_else(|| corrupt("widget version"))?,
+        widget_name: row.try_get("widget_name")?,
+        source_code: SourceCode::new(to_u32(row.try_get("source_code")?, "source")?)
+            .ok_or_else(|| corrupt("source code"))?,
+        source_name: row.try_get("source_name")?,
+        source_category: ChannelCategory::from_id(&category).ok_or_else(|| corrupt("category"))?,
+        derived_channel: derived.as_deref().and_then(DerivedChannel::from_id),
+        first_touch: opt_json(row, "first_touch")?,
+        first_touch_widget_version: ft_widget
+            .and_then(|v| u32::try_from(v).ok())
+            .and_then(WidgetVersion::new),
+        first_touch_source_code: ft_source
+            .and_then(|v| u32::try_from(v).ok())
+            .and_then(SourceCode::new),
+        raw_params: from_json(&raw, "raw_params")?,
+        address: from_json(&row.try_get::<String, _>("address")?, "address")?,
+        project: opt_json(row, "project")?,
+        personal: opt_json(row, "personal")?,
+        contact: opt_json(row, "contact")?,
+        enrichment: opt_json(row, "enrichment")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        enriched_at: row.try_get("enriched_at")?,
+    })
+}
+
+impl Store {
+    pub async fn lead(&self, org: &OrgId, id: &str) -> Result<LeadRecord, StoreError> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {LEAD_COLUMNS} FROM leads WHERE org_id = $1 AND id = $2"
+        ));
+        let row = sqlx::query(sql)
+            .bind(org.as_str())
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        lead_from_row(&row)
+    }
+
+    pub async fn leads(
+        &self,
+        org: &OrgId,
+        filter: &LeadFilter,
+    ) -> Result<Vec<LeadRecord>, StoreError> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {LEAD_COLUMNS} FROM leads WHERE org_id = $1 \
+             AND ($2 IS NULL OR widget_version = $2) \
+             AND ($3 IS NULL OR source_code = $3) \
+             AND ($4 IS NULL OR status = $4) \
+             AND ($5 IS NULL OR created_at >= $5) \
+             AND ($6 IS NULL OR created_at < $6) \
+             AND ($7 IS NULL OR created_at < $7 OR (created_at = $7 AND id < $8)) \
+             ORDER BY created_at DESC, id DESC LIMIT $9"
+        ));
+        let rows = sqlx::query(sql)
+            .bind(org.as_str())
+            .bind(filter.widget.map(|w| i64::from(w.get())))
+            .bind(filter.source.map(|s| i64::from(s.get())))
+            .bind(filter.status.map(LeadStatus::id))
+            .bind(filter.from_ms)
+            .bind(filter.to_ms)
+            .bind(filter.after.as_ref().map(|(at, _)| *at))
+            .bind(
+                filter
+                    .after
+                    .as_ref()
+                    .map(|(_, id)| id.clone())
+                    .unwrap_or_default(),
+            )
+            .bind(filter.limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(lead_from_row).collect()
+    }
+}

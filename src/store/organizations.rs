@@ -1,0 +1,303 @@
+//! Organizations, their API keys and users.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use super::{
+    ApiKeyInfo, Conflict, CreatedOrganization, NewOrganization, Organization, OrganizationPatch,
+    Store, StoreError, User, is_unique_violation, now_ms,
+};
+use crate::domain::ids::{OrgId, prefixed_id};
+use crate::domain::keys::{NewApiKey, new_api_key, new_public_key};
+use crate::domain::source::{SYSTEM_SOURCE_CATEGORY, SYSTEM_SOURCE_NAME, SourceCode};
+use crate::domain::tier::Tier;
+use crate::domain::widget::{WidgetStatus, WidgetVersion};
+
+pub(super) fn org_from_row(row: &AnyRow) -> Result<Organization, StoreError> {
+    let tier: String = row.try_get("tier")?;
+    Ok(Organization {
+        id: OrgId::from_stored(row.try_get("id")?),
+        name: row.try_get("name")?,
+        website_url: row.try_get("website_url")?,
+        brand_color: row.try_get("brand_color")?,
+        tier: Tier::parse(&tier).map_err(|e| StoreError::Corrupt(e.message))?,
+        public_key: row.try_get("public_key")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// The name every organization's first widget gets.
+pub const PRIMARY_WIDGET_NAME: &str = "Primary";
+
+impl Store {
+    /// Creates the organization with its Primary widget (`01`, configured, on the website),
+    /// that widget's system source, a first API key and, if given, its owner — all or nothing.
+    pub async fn create_organization(
+        &self,
+        new: NewOrganization,
+    ) -> Result<CreatedOrganization, StoreError> {
+        let now = now_ms();
+        let id = OrgId::generate();
+        let public_key = new_public_key();
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO organizations \
+             (id, name, website_url, brand_color, tier, public_key, next_widget_version, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 2, $7, $7)",
+        )
+        .bind(id.as_str())
+        .bind(new.name.as_str())
+        .bind(new.website_url.as_str())
+        .bind(new.brand_color.to_string())
+        .bind(new.tier.id())
+        .bind(&public_key)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        insert_widget(
+            &mut tx,
+            &id,
+            WidgetVersion::PRIMARY,
+            PRIMARY_WIDGET_NAME,
+            new.website_url.as_str(),
+            WidgetStatus::Configured,
+            now,
+        )
+        .await?;
+        let key = new_api_key();
+        insert_api_key(&mut tx, &id, &key, "default", now).await?;
+        if let Some(owner) = &new.owner {
+            let inserted = sqlx::query(
+                "INSERT INTO users (id, org_id, email, password_hash, role, created_at) \
+                 VALUES ($1, $2, $3, $4, 'owner', $5)",
+            )
+            .bind(prefixed_id("usr_"))
+            .bind(id.as_str())
+            .bind(owner.email.to_lowercase())
+            .bind(&owner.password_hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await;
+            match inserted {
+                Err(e) if is_unique_violation(&e) => return Err(Conflict::DuplicateEmail.into()),
+                other => other?,
+            };
+        }
+        tx.commit().await?;
+        let organization = self.organization(&id).await?;
+        let primary_widget = self.widget(&id, WidgetVersion::PRIMARY).await?;
+        Ok(CreatedOrganization {
+            organization,
+            primary_widget,
+            api_key: key.plain,
+        })
+    }
+
+    pub async fn organization(&self, org: &OrgId) -> Result<Organization, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, name, website_url, brand_color, tier, public_key, created_at, updated_at \
+             FROM organizations WHERE id = $1",
+        )
+        .bind(org.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        org_from_row(&row)
+    }
+
+    pub async fn update_organization(
+        &self,
+        org: &OrgId,
+        patch: OrganizationPatch,
+    ) -> Result<Organization, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE organizations SET \
+               name = COALESCE($2, name), \
+               website_url = COALESCE($3, website_url), \
+               brand_color = COALESCE($4, brand_color), \
+               updated_at = $5 \
+             WHERE id = $1",
+        )
+        .bind(org.as_str())
+        .bind(patch.name.as_ref().map(|n| n.as_str().to_owned()))
+        .bind(patch.website_url.as_ref().map(|u| u.as_str().to_owned()))
+        .bind(patch.brand_color.map(|c| c.to_string()))
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        self.organization(org).await
+    }
+
+    /// The organization a secret API key belongs to, if the key exists and is not revoked.
+    pub async fn org_for_api_key(&self, digest: &str) -> Result<Option<OrgId>, StoreError> {
+        let row =
+            sqlx::query("SELECT org_id FROM api_keys WHERE digest = $1 AND revoked_at IS NULL")
+                .bind(digest)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row
+            .map(|r| r.try_get::<String, _>("org_id"))
+            .transpose()?
+            .map(OrgId::from_stored))
+    }
+
+    /// The organization behind an embed snippet's public key.
+    pub async fn org_for_public_key(&self, public_key: &str) -> Result<Option<OrgId>, StoreError> {
+        let row = sqlx::query("SELECT id FROM organizations WHERE public_key = $1")
+            .bind(public_key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .map(|r| r.try_get::<String, _>("id"))
+            .transpose()?
+            .map(OrgId::from_stored))
+    }
+
+    /// A dashboard user by login e-mail (lower-cased), across organizations: e-mail is the login.
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, org_id, email, password_hash, role FROM users WHERE email = $1",
+        )
+        .bind(email.to_lowercase())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(User {
+                id: r.try_get("id")?,
+                org_id: OrgId::from_stored(r.try_get("org_id")?),
+                email: r.try_get("email")?,
+                password_hash: r.try_get("password_hash")?,
+                role: r.try_get("role")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Mints another key; returns its listing and the plain secret (shown once).
+    pub async fn create_api_key(
+        &self,
+        org: &OrgId,
+        label: &str,
+    ) -> Result<(ApiKeyInfo, String), StoreError> {
+        let now = now_ms();
+        let key = new_api_key();
+        let mut tx = self.begin_write().await?;
+        let id = insert_api_key(&mut tx, org, &key, label, now).await?;
+        tx.commit().await?;
+        let info = ApiKeyInfo {
+            id,
+            hint: key.hint,
+            label: label.to_owned(),
+            created_at: now,
+            revoked_at: None,
+        };
+        Ok((info, key.plain))
+    }
+
+    pub async fn api_keys(&self, org: &OrgId) -> Result<Vec<ApiKeyInfo>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, hint, label, created_at, revoked_at FROM api_keys \
+             WHERE org_id = $1 ORDER BY created_at, id",
+        )
+        .bind(org.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ApiKeyInfo {
+                    id: r.try_get("id")?,
+                    hint: r.try_get("hint")?,
+                    label: r.try_get("label")?,
+                    created_at: r.try_get("created_at")?,
+                    revoked_at: r.try_get("revoked_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Revokes a key; revoking twice is harmless, another tenant's key is not found.
+    pub async fn revoke_api_key(&self, org: &OrgId, key_id: &str) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $3) WHERE org_id = $1 AND id = $2",
+        )
+        .bind(org.as_str())
+        .bind(key_id)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn insert_api_key(
+    tx: &mut Transaction<'static, Any>,
+    org: &OrgId,
+    key: &NewApiKey,
+    label: &str,
+    now: i64,
+) -> Result<String, StoreError> {
+    let id = prefixed_id("key_");
+    sqlx::query(
+        "INSERT INTO api_keys (id, org_id, digest, hint, label, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&id)
+    .bind(org.as_str())
+    .bind(&key.digest)
+    .bind(&key.hint)
+    .bind(label)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(id)
+}
+
+/// Inserts a widget and its system source. The caller has reserved `version`.
+pub(super) async fn insert_widget(
+    tx: &mut Transaction<'static, Any>,
+    org: &OrgId,
+    version: WidgetVersion,
+    name: &str,
+    site_url: &str,
+    status: WidgetStatus,
+    now: i64,
+) -> Result<(), StoreError> {
+    let row = sqlx::query(
+        "INSERT INTO widgets (org_id, version, name, site_url, status, next_source_code, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, 2, $6, $6) RETURNING id",
+    )
+    .bind(org.as_str())
+    .bind(i64::from(version.get()))
+    .bind(name)
+    .bind(site_url)
+    .bind(status.id())
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?;
+    let widget_id: i64 = row.try_get("id")?;
+    sqlx::query(
+        "INSERT INTO sources (org_id, widget_id, code, name, name_key, channel_category, status, is_system, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'active', 1, $7, $7)",
+    )
+    .bind(org.as_str())
+    .bind(widget_id)
+    .bind(i64::from(SourceCode::SYSTEM.get()))
+    .bind(SYSTEM_SOURCE_NAME)
+    .bind(SYSTEM_SOURCE_NAME.to_lowercase())
+    .bind(SYSTEM_SOURCE_CATEGORY.id())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

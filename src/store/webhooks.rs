@@ -1,0 +1,199 @@
+//! Webhook endpoints: where an organization's events go, with which secret.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Store, StoreError, now_ms};
+use crate::domain::ids::{OrgId, prefixed_id};
+
+/// How long the previous secret keeps signing after a rotation.
+pub const ROTATION_OVERLAP_MS: i64 = 24 * 3600 * 1000;
+
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub id: String,
+    pub url: String,
+    pub description: String,
+    pub events: Vec<String>,
+    pub secret: String,
+    pub previous_secret: Option<String>,
+    pub previous_secret_expires_at: Option<i64>,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    pub failing_since: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EndpointPatch {
+    pub url: Option<String>,
+    pub description: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub enabled: Option<bool>,
+}
+
+pub(super) const COLUMNS: &str = "id, url, description, events, secret, previous_secret, previous_secret_expires_at, \
+    enabled, disabled_reason, failing_since, created_at, updated_at";
+
+pub(super) fn endpoint_from_row(row: &AnyRow) -> Result<Endpoint, StoreError> {
+    let events: String = row.try_get("events")?;
+    Ok(Endpoint {
+        id: row.try_get("id")?,
+        url: row.try_get("url")?,
+        description: row.try_get("description")?,
+        events: serde_json::from_str(&events).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        secret: row.try_get("secret")?,
+        previous_secret: row.try_get("previous_secret")?,
+        previous_secret_expires_at: row.try_get("previous_secret_expires_at")?,
+        enabled: row.try_get::<i64, _>("enabled")? != 0,
+        disabled_reason: row.try_get("disabled_reason")?,
+        failing_since: row.try_get("failing_since")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn events_json(events: &[String]) -> String {
+    serde_json::to_string(events).unwrap_or_else(|_| "[]".to_owned())
+}
+
+impl Store {
+    /// Saves an endpoint; `url` and `events` were validated by the caller.
+    pub async fn create_endpoint(
+        &self,
+        org: &OrgId,
+        url: &str,
+        description: &str,
+        events: &[String],
+        secret: &str,
+    ) -> Result<Endpoint, StoreError> {
+        let id = prefixed_id("wh_");
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO webhook_endpoints (id, org_id, url, description, events, secret, enabled, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7)",
+        )
+        .bind(&id)
+        .bind(org.as_str())
+        .bind(url)
+        .bind(description)
+        .bind(events_json(events))
+        .bind(secret)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.endpoint(org, &id).await
+    }
+
+    pub async fn endpoints(&self, org: &OrgId) -> Result<Vec<Endpoint>, StoreError> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM webhook_endpoints WHERE org_id = $1 ORDER BY created_at, id"
+        ));
+        let rows = sqlx::query(sql)
+            .bind(org.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(endpoint_from_row).collect()
+    }
+
+    pub async fn endpoint(&self, org: &OrgId, id: &str) -> Result<Endpoint, StoreError> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM webhook_endpoints WHERE org_id = $1 AND id = $2"
+        ));
+        let row = sqlx::query(sql)
+            .bind(org.as_str())
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        endpoint_from_row(&row)
+    }
+
+    /// Re-enabling clears the failure record, so the endpoint starts with a clean slate.
+    pub async fn update_endpoint(
+        &self,
+        org: &OrgId,
+        id: &str,
+        patch: EndpointPatch,
+    ) -> Result<Endpoint, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE webhook_endpoints SET url = COALESCE($3, url), description = COALESCE($4, description), \
+             events = COALESCE($5, events), \
+             enabled = COALESCE($6, enabled), \
+             disabled_reason = CASE WHEN $6 = 1 THEN NULL ELSE disabled_reason END, \
+             failing_since = CASE WHEN $6 = 1 THEN NULL ELSE failing_since END, \
+             updated_at = $7 WHERE org_id = $1 AND id = $2",
+        )
+        .bind(org.as_str())
+        .bind(id)
+        .bind(patch.url)
+        .bind(patch.description)
+        .bind(patch.events.as_deref().map(events_json))
+        .bind(patch.enabled.map(i64::from))
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        self.endpoint(org, id).await
+    }
+
+    /// Replaces the secret; the old one keeps signing (as a second signature) for 24 hours.
+    pub async fn rotate_endpoint_secret(
+        &self,
+        org: &OrgId,
+        id: &str,
+        new_secret: &str,
+    ) -> Result<Endpoint, StoreError> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_expires_at = $3, \
+             secret = $4, updated_at = $5 WHERE org_id = $1 AND id = $2",
+        )
+        .bind(org.as_str())
+        .bind(id)
+        .bind(now + ROTATION_OVERLAP_MS)
+        .bind(new_secret)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        self.endpoint(org, id).await
+    }
+
+    pub async fn delete_endpoint(&self, org: &OrgId, id: &str) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "DELETE FROM delivery_attempts WHERE endpoint_id = $1 AND endpoint_id IN \
+             (SELECT id FROM webhook_endpoints WHERE org_id = $2)",
+        )
+        .bind(id)
+        .bind(org.as_str())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM deliveries WHERE endpoint_id = $1 AND org_id = $2")
+            .bind(id)
+            .bind(org.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM webhook_endpoints WHERE org_id = $1 AND id = $2")
+            .bind(org.as_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

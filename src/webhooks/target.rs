@@ -1,0 +1,231 @@
+//! Where a webhook may be sent. Subscribers choose the URL, so without a guard they could make
+//! leadtrail call its own loopback, the private network, or a cloud metadata service. A URL is
+//! checked when an endpoint is saved and again at every attempt, and the HTTP client connects
+//! only to addresses this module vetted (see `GuardedResolver`), so a DNS answer that changes
+//! between the check and the connection cannot slip past it.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use url::{Host, Url};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    #[error("webhook URLs must be http:// or https://")]
+    Scheme,
+    #[error("the webhook URL is not a valid URL: {0}")]
+    Invalid(String),
+    #[error("webhook URLs must not carry a user name or password")]
+    Credentials,
+    #[error(
+        "{0} is not a public address; webhooks cannot target loopback, private, link-local or metadata addresses"
+    )]
+    NotPublic(String),
+    #[error("the webhook host {0} did not resolve")]
+    Unresolved(String),
+}
+
+/// A public unicast address: not loopback, private, link-local, CGNAT, unique-local, multicast,
+/// documentation, benchmarking or reserved — and for IPv6 forms that embed an IPv4 address
+/// (mapped, compatible, NAT64), the embedded address must be public too.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => is_public_v6(v6),
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    !(a == 0                                   // "this network"
+        || a == 10                             // private
+        || a == 127                            // loopback
+        || (a == 100 && (64..128).contains(&b)) // CGNAT 100.64/10
+        || (a == 169 && b == 254)              // link-local, cloud metadata
+        || (a == 172 && (16..32).contains(&b)) // private
+        || (a == 192 && b == 0 && c == 0)      // IETF protocol assignments
+        || (a == 192 && b == 0 && c == 2)      // documentation
+        || (a == 192 && b == 88 && c == 99)    // 6to4 relay
+        || (a == 192 && b == 168)              // private
+        || (a == 198 && (b == 18 || b == 19))  // benchmarking
+        || (a == 198 && b == 51 && c == 100)   // documentation
+        || (a == 203 && b == 0 && c == 113)    // documentation
+        || a >= 224) // multicast, reserved, broadcast
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    let seg = ip.segments();
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return is_public_v4(v4);
+    }
+    // IPv4-compatible (::a.b.c.d) and NAT64 (64:ff9b::/96) carry an IPv4 address too.
+    if seg[..6] == [0, 0, 0, 0, 0, 0] || seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        let v4 = Ipv4Addr::new(
+            (seg[6] >> 8) as u8,
+            seg[6] as u8,
+            (seg[7] >> 8) as u8,
+            seg[7] as u8,
+        );
+        return !ip.is_unspecified() && !ip.is_loopback() && is_public_v4(v4);
+    }
+    !(ip.is_unspecified()
+        || ip.is_loopback()
+        || (seg[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
+        || (seg[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
+        || (seg[0] & 0xffc0) == 0xfec0 // site-local (deprecated) fec0::/10
+        || (seg[0] & 0xff00) == 0xff00 // multicast
+        || (seg[0] == 0x2001 && seg[1] == 0x0db8) // documentation
+        || (seg[0] == 0x2001 && seg[1] < 0x0200) // IETF special purpose (Teredo, benchmarking, ORCHID)
+        || seg[0] == 0x2002) // 6to4: embeds an arbitrary IPv4 address
+}
+
+/// Checks what can be checked without DNS: scheme, credentials, literal addresses, `localhost`.
+/// The URL parser has already turned decimal and hex IPv4 forms (`http://2130706433/`,
+/// `http://0x7f.1/`) into ordinary addresses, so they are caught here too.
+pub fn check_url(raw: &str, allow_private: bool) -> Result<Url, TargetError> {
+    let url = Url::parse(raw.trim()).map_err(|e| TargetError::Invalid(e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(TargetError::Scheme);
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(TargetError::Credentials);
+    }
+    if allow_private {
+        return Ok(url);
+    }
+    match url.host() {
+        None => Err(TargetError::Invalid("no host".into())),
+        Some(Host::Ipv4(ip)) if !is_public_v4(ip) => Err(TargetError::NotPublic(ip.to_string())),
+        Some(Host::Ipv6(ip)) if !is_public_v6(ip) => Err(TargetError::NotPublic(ip.to_string())),
+        Some(Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            if name == "localhost" || name.ends_with(".localhost") || name.ends_with(".internal") {
+                Err(TargetError::NotPublic(name))
+            } else {
+                Ok(url)
+            }
+        }
+        Some(_) => Ok(url),
+    }
+}
+
+/// A DNS resolver for the webhook HTTP client that only ever hands out public addresses: if
+/// any answer for a name is not public, the name is refused as a whole.
+#[derive(Clone)]
+pub struct GuardedResolver {
+    pub allow_private: bool,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow_private = self.allow_private;
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?
+                .collect();
+            if addresses.is_empty() {
+                return Err(Box::new(TargetError::Unresolved(host))
+                    as Box<dyn std::error::Error + Send + Sync>);
+            }
+            if !allow_private && let Some(bad) = addresses.iter().find(|a| !is_public(a.ip())) {
+                return Err(
+                    Box::new(TargetError::NotPublic(format!("{host} ({})", bad.ip())))
+                        as Box<dyn std::error::Error + Send + Sync>,
+                );
+            }
+            Ok(Box::new(addresses.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The client every delivery uses: vetted DNS, no redirects, 5 s to connect, 15 s in all.
+pub fn http_client(allow_private: bool) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .dns_resolver(Arc::new(GuardedResolver { allow_private }))
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(15))
+        .user_agent(concat!("leadtrail-webhooks/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_non_public_form_is_refused() {
+        for url in [
+            "http://127.0.0.1/hook",
+            "http://127.1/hook",
+            "http://2130706433/hook",
+            "http://0x7f000001/hook",
+            "http://0177.0.0.1/hook",
+            "http://localhost:8080/hook",
+            "http://api.localhost/hook",
+            "http://[::1]/hook",
+            "http://[::ffff:127.0.0.1]/hook",
+            "http://[::ffff:a9fe:a9fe]/hook",
+            "http://[64:ff9b::a00:1]/hook",
+            "http://[fd00::1]/hook",
+            "http://[fe80::1]/hook",
+            "http://10.0.0.5/hook",
+            "http://172.16.3.4/hook",
+            "http://192.168.1.1/hook",
+            "http://169.254.169.254/latest/meta-data",
+            "http://100.64.0.1/hook",
+            "http://0.0.0.0/hook",
+            "http://[::]/hook",
+            "http://224.0.0.1/hook",
+            "http://metadata.google.internal/computeMetadata",
+        ] {
+            assert!(
+                matches!(check_url(url, false), Err(TargetError::NotPublic(_))),
+                "{url} was allowed"
+            );
+        }
+    }
+
+    #[test]
+    fn public_http_urls_pass_and_other_schemes_do_not() {
+        assert!(check_url("https://hooks.example.com/leadtrail", false).is_ok());
+        assert!(check_url("http://8.8.8.8/hook", false).is_ok());
+        assert!(check_url("http://[2606:4700::1111]/hook", false).is_ok());
+        assert_eq!(
+            check_url("ftp://hooks.example.com/", false).err(),
+            Some(TargetError::Scheme)
+        );
+        assert_eq!(
+            check_url("file:///etc/passwd", false).err(),
+            Some(TargetError::Scheme)
+        );
+        assert_eq!(
+            check_url("https://user:pw@hooks.example.com/", false).err(),
+            Some(TargetError::Credentials)
+        );
+    }
+
+    #[test]
+    fn the_operator_may_allow_private_targets() {
+        assert!(check_url("http://127.0.0.1:9000/hook", true).is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_resolver_refuses_names_that_resolve_to_loopback() {
+        use reqwest::dns::Resolve;
+        let name = || "localhost".parse::<reqwest::dns::Name>().ok();
+        let (Some(a), Some(b)) = (name(), name()) else {
+            panic!("localhost is a valid name");
+        };
+        let guarded = GuardedResolver {
+            allow_private: false,
+        };
+        assert!(guarded.resolve(a).await.is_err());
+        let open = GuardedResolver {
+            allow_private: true,
+        };
+        assert!(open.resolve(b).await.is_ok());
+    }
+}

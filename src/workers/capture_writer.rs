@@ -1,0 +1,151 @@
+//! Group commit for capture steps. Requests queue here; the writer takes everything waiting
+//! (up to a cap), applies it in one transaction, and answers each request only after that
+//! transaction committed. Under load many leads share one fsync; alone, a request waits for
+//! nobody.
+//!
+//! The writer runs on a thread of its own with its own small runtime and connection pool. A
+//! batch is a handful of sequential statements, and on the shared runtime each of their awaits
+//! queued behind dozens of HTTP tasks: measured, a batch took ~3 ms while the database thread
+//! was busy for about a third of it.
+//!
+//! The writer runs on a thread of its own with its own small runtime and connection pool. A
+//! batch is a handful of sequential statements, and on the shared runtime each of their awaits
+//! queued behind dozens of HTTP tasks: measured, a batch took ~3 ms of which the database was
+//! busy for about a third.
+
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::store::{CaptureCommand, CaptureReply, CaptureResult, Store, StoreError};
+
+/// Most commands in one transaction: bounds how long the write lock is held.
+const MAX_BATCH: usize = 256;
+
+type Job = (
+    CaptureCommand,
+    oneshot::Sender<Result<CaptureResult, String>>,
+);
+
+#[derive(Clone)]
+pub struct CaptureWriter {
+    tx: mpsc::Sender<Job>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("the capture writer has stopped")]
+    Stopped,
+    #[error("storage failed: {0}")]
+    Storage(String),
+}
+
+impl CaptureWriter {
+    /// Starts the writer thread with its own connection to `database_url`; `enrichment` is
+    /// woken whenever a lead becomes ready for it. The thread ends once every `CaptureWriter`
+    /// is dropped and the queue is drained.
+    pub async fn start(
+        database_url: &str,
+        enrichment: std::sync::Arc<Notify>,
+        dispatch: std::sync::Arc<Notify>,
+    ) -> Result<(Self, std::thread::JoinHandle<()>), StoreError> {
+        let (tx, rx) = mpsc::channel::<Job>(8 * MAX_BATCH);
+        let (ready_tx, ready_rx) = oneshot::channel::<Result<(), StoreError>>();
+        let url = database_url.to_owned();
+        let thread = std::thread::Builder::new()
+            .name("capture-writer".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ =
+                            ready_tx.send(Err(StoreError::Config(format!("writer runtime: {e}"))));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let store = match Store::connect_small(&url).await {
+                        Ok(store) => store,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(()));
+                    run(store.clone(), rx, enrichment, dispatch).await;
+                    store.close().await;
+                });
+            })
+            .map_err(|e| StoreError::Config(format!("writer thread: {e}")))?;
+        ready_rx
+            .await
+            .map_err(|_| StoreError::Config("the capture writer did not start".into()))??;
+        Ok((Self { tx }, thread))
+    }
+
+    /// Queues a command and waits until it is committed (or refused).
+    pub async fn submit(&self, command: CaptureCommand) -> Result<CaptureResult, WriteError> {
+        let (done, answer) = oneshot::channel();
+        self.tx
+            .send((command, done))
+            .await
+            .map_err(|_| WriteError::Stopped)?;
+        match answer.await {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(e)) => Err(WriteError::Storage(e)),
+            Err(_) => Err(WriteError::Stopped),
+        }
+    }
+}
+
+async fn run(
+    store: Store,
+    mut rx: mpsc::Receiver<Job>,
+    enrichment: std::sync::Arc<Notify>,
+    dispatch: std::sync::Arc<Notify>,
+) {
+    let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    // Ends when every sender is gone (shutdown) and the queue is drained.
+    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        let (commands, replies): (Vec<_>, Vec<_>) = jobs.drain(..).unzip();
+        let outcome = match store.apply_capture(&commands).await {
+            Ok(results) => results.into_iter().map(Ok).collect(),
+            Err(batch_error) => retry_one_by_one(&store, &commands, &batch_error).await,
+        };
+        let wake = outcome
+            .iter()
+            .any(|r| matches!(r, Ok(Ok(CaptureReply::Step(s))) if s.estimate.is_some()));
+        metrics::histogram!("capture_batch_size").record(commands.len() as f64);
+        for (reply, result) in replies.into_iter().zip(outcome) {
+            let _ = reply.send(result);
+        }
+        if wake {
+            enrichment.notify_one();
+        }
+        // New leads and contact steps put events in the outbox: deliver them now.
+        dispatch.notify_one();
+    }
+}
+
+/// A batch failed as a whole (an unexpected database error): isolate the culprit so the other
+/// requests still succeed.
+async fn retry_one_by_one(
+    store: &Store,
+    commands: &[CaptureCommand],
+    batch_error: &StoreError,
+) -> Vec<Result<CaptureResult, String>> {
+    tracing::warn!(error = %batch_error, size = commands.len(), "capture batch failed; retrying one by one");
+    let mut out = Vec::with_capacity(commands.len());
+    for command in commands {
+        let result = match store.apply_capture(std::slice::from_ref(command)).await {
+            Ok(mut results) => results.pop().ok_or_else(|| "empty batch result".to_owned()),
+            Err(e) => {
+                tracing::error!(error = %e, "capture command failed");
+                Err(e.to_string())
+            }
+        };
+        out.push(result);
+    }
+    out
+}

@@ -1,0 +1,18 @@
+//! Black-box tests of the HTTP API over a real socket, on SQLite and on PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../common/mod.rs"]
+mod common;
+mod helpers;
+
+mod bad_input;
+mod capture;
+mod dispatch;
+mod operations;
+mod organizations;
+mod qr;
+mod receiver;
+mod reports;
+mod sources;
+mod webhooks;
+mod widgets;

@@ -1,0 +1,132 @@
+//! A real headless Chromium, driven over WebDriver (chromedriver), for browser tests.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::elements::{Element, ShadowRoot};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::common::require_all;
+
+pub struct Browser {
+    pub client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+fn find_binary(names: &[&str]) -> Option<String> {
+    names.iter().find_map(|name| {
+        let out = Command::new("which").arg(name).output().ok()?;
+        let path = String::from_utf8(out.stdout).ok()?.trim().to_owned();
+        (!path.is_empty()).then_some(path)
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium; `None` (test skipped) when they are not
+    /// installed and not required.
+    pub async fn launch() -> Option<Browser> {
+        let (Some(chromium), Some(driver_bin)) = (
+            find_binary(&["chromium", "chromium-browser", "google-chrome"]),
+            find_binary(&["chromedriver"]),
+        ) else {
+            if require_all() {
+                panic!(
+                    "Chromium and chromedriver are required (LEADTRAIL_REQUIRE_ALL/CI): apt-get install chromium chromium-driver"
+                );
+            }
+            eprintln!("skipping: chromium or chromedriver not installed");
+            return None;
+        };
+        let port = free_port();
+        let driver = Command::new(driver_bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": chromium,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--no-first-run", "--disable-component-update",
+                    "--disable-sync", "--disable-quic", "--window-size=1280,900",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }),
+        );
+        let client = ClientBuilder::rustls()
+            .unwrap()
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("WebDriver session");
+        Some(Browser {
+            client,
+            driver,
+            _profile: profile,
+        })
+    }
+
+    /// Waits until `selector` matches inside the shadow root of `host_selector`.
+    pub async fn in_shadow(&self, host_selector: &str, selector: &str) -> Element {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(host) = self.client.find(Locator::Css(host_selector)).await
+                && let Ok(root) = host.shadow_root().await
+                && let Ok(found) = root.find(Locator::Css(selector)).await
+            {
+                return found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{selector} never appeared in {host_selector}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn shadow_root(&self, host_selector: &str) -> ShadowRoot {
+        let host = self.client.find(Locator::Css(host_selector)).await.unwrap();
+        host.shadow_root().await.unwrap()
+    }
+
+    pub async fn screenshot(&self, name: &str) {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("screenshots");
+        let _ = std::fs::create_dir_all(&dir);
+        if let Ok(png) = self.client.screenshot().await {
+            let _ = std::fs::write(dir.join(format!("{name}.png")), png);
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+    }
+}

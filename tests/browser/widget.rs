@@ -1,0 +1,153 @@
+//! The embedded widget on a subscriber's page, used the way a homeowner uses it.
+
+use std::time::{Duration, Instant};
+
+use axum::response::Html;
+use axum::routing::get;
+use fantoccini::Locator;
+use serde_json::Value;
+
+use crate::common::TestDb;
+use crate::harness::Browser;
+use crate::helpers::TestApp;
+
+/// The subscriber's own site, on another origin than leadtrail: a plain page with the snippet.
+async fn host_page(leadtrail: &str, public_key: &str, widget: &str) -> String {
+    let html = format!(
+        "<!doctype html><html><head><title>Acme Roofing</title>\
+         <style>body{{font-family:serif}} input{{border:5px solid red}}</style></head>\
+         <body><h1>Acme Roofing</h1><p>Storm damage? We can help.</p>\
+         <script src=\"{leadtrail}/widget.js\" data-key=\"{public_key}\" data-widget=\"{widget}\" async></script>\
+         </body></html>"
+    );
+    let app = axum::Router::new().route("/", get(move || async move { Html(html) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
+async fn type_into(browser: &Browser, name: &str, text: &str) {
+    let input = browser
+        .in_shadow("[data-leadtrail]", &format!("[name='{name}']"))
+        .await;
+    input.send_keys(text).await.unwrap();
+}
+
+async fn choose(browser: &Browser, name: &str, value: &str) {
+    let select = browser
+        .in_shadow("[data-leadtrail]", &format!("select[name='{name}']"))
+        .await;
+    select.select_by_value(value).await.unwrap();
+}
+
+async fn continue_to(browser: &Browser, next_field: &str) {
+    let root = browser.shadow_root("[data-leadtrail]").await;
+    root.find(Locator::Css("button.primary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.in_shadow("[data-leadtrail]", next_field).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_homeowner_completes_the_widget_from_a_tracking_url_and_the_lead_arrives_attributed() {
+    let Some(db) = TestDb::new(crate::common::Backend::Sqlite).await else {
+        return;
+    };
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let app = TestApp::spawn(db).await;
+    let org = app.create_org("starter").await;
+    let (_, source) = org.create_source("01", "Yard Signs", "print_outdoor").await;
+    let tracking_url = source["tracking_url"].as_str().unwrap();
+    let query = tracking_url.split_once('?').unwrap().1;
+    let site = host_page(&app.base, org.body["public_key"].as_str().unwrap(), "01").await;
+
+    // The yard sign's QR code leads here: the widget opens by itself.
+    browser
+        .client
+        .goto(&format!("{site}/?{query}&utm_campaign=spring"))
+        .await
+        .unwrap();
+    type_into(&browser, "street", "12 Oak Lane").await;
+    type_into(&browser, "city", "Austin").await;
+    type_into(&browser, "state", "TX").await;
+    type_into(&browser, "postal_code", "78704").await;
+    browser.screenshot("widget-step-1").await;
+    continue_to(&browser, "select[name='roof_type']").await;
+
+    choose(&browser, "roof_type", "replacement").await;
+    choose(&browser, "material", "metal").await;
+    choose(&browser, "stories", "2").await;
+    choose(&browser, "urgency", "emergency").await;
+    continue_to(&browser, "[name='first_name']").await;
+
+    type_into(&browser, "first_name", "Maria").await;
+    type_into(&browser, "last_name", "Garcia").await;
+    type_into(&browser, "email", "maria@example.com").await;
+    type_into(&browser, "phone", "(512) 555-0199").await;
+    choose(&browser, "owner_occupied", "true").await;
+    type_into(&browser, "home_sqft", "2200").await;
+    continue_to(&browser, "select[name='contact_method']").await;
+    let estimate = browser
+        .in_shadow("[data-leadtrail]", ".estimate")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(estimate.starts_with("Estimated cost: $"), "{estimate}");
+    browser.screenshot("widget-step-4-estimate").await;
+
+    choose(&browser, "contact_method", "text").await;
+    choose(&browser, "contact_time", "evening").await;
+    let root = browser.shadow_root("[data-leadtrail]").await;
+    root.find(Locator::Css("button.primary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let thanks = browser.in_shadow("[data-leadtrail]", "#lt-title").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while thanks.text().await.unwrap() != "Thank you!" {
+        assert!(Instant::now() < deadline, "never thanked");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    browser.screenshot("widget-done").await;
+
+    // The lead is there, attributed to the yard sign, and enriched.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let lead: Value = loop {
+        let (_, page) = org.get("/api/v1/leads").await;
+        let lead = page["leads"][0].clone();
+        if lead["enrichment"].is_object() && lead["status"] == "contact_info_provided" {
+            break lead;
+        }
+        assert!(Instant::now() < deadline, "lead never completed: {page}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(lead["source_tracking"]["source_code"], "02");
+    assert_eq!(lead["source_tracking"]["source_label"], "Yard Signs");
+    assert_eq!(lead["source_tracking"]["widget_version"], "01");
+    assert_eq!(lead["raw_params"]["utm"]["utm_campaign"], "spring");
+    assert_eq!(
+        lead["first_touch"]["source_code"], "02",
+        "first touch remembered"
+    );
+    assert_eq!(lead["personal"]["phone"], "5125550199");
+    assert_eq!(lead["contact_preference"]["contact_method"], "text");
+    assert!(
+        lead["enrichment"]["estimate"]["price_low"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    // The page view was counted too.
+    let (_, sources) = org.get("/api/v1/widgets/01/sources").await;
+    assert_eq!(sources[1]["lead_count"], 1);
+    browser.close().await;
+}

@@ -1,0 +1,626 @@
+//! Capture: attribution at arrival, the frozen snapshot, steps, idempotency, events, enrichment.
+
+use std::time::Duration;
+
+use crate::common::TestDb;
+use crate::on_both_backends;
+use crate::{PRIMARY, code, new_source, org, store, version};
+use leadtrail::domain::attribution::Utm;
+use leadtrail::domain::channel::ChannelCategory;
+use leadtrail::domain::ids::OrgId;
+use leadtrail::domain::lead::{
+    Address, ContactPreference, LeadStatus, PersonalInfo, ProjectDetails, ProjectInput, Step,
+};
+use leadtrail::domain::source::SourceName;
+use leadtrail::domain::tier::{Tier, TierLimits};
+use leadtrail::domain::widget::{WidgetName, WidgetStatus, WidgetVersion};
+use leadtrail::store::{
+    CaptureCommand, CaptureRefusal, CaptureReply, FirstTouch, Idempotency, LeadCreated, NewLead,
+    NewVisit, SourcePatch, StepRecorded, StepUpdate, Store, WidgetPatch,
+};
+use leadtrail::workers::enrichment::{EnrichmentWorker, Progress};
+
+fn arrival(org: &OrgId, embedding: Option<u32>, v: Option<&str>, s: Option<&str>) -> NewLead {
+    NewLead {
+        org: org.clone(),
+        embedding: embedding.and_then(WidgetVersion::new),
+        v: v.map(str::to_owned),
+        s: s.map(str::to_owned),
+        page_url: Some("https://acme.example/".into()),
+        referrer: None,
+        utm: Utm::default(),
+        first_touch: None,
+        address: Address::parse("1 Main St", "Austin", "TX", "78701", None).unwrap(),
+        idempotency: None,
+    }
+}
+
+async fn create(store: &Store, new: NewLead) -> Result<LeadCreated, CaptureRefusal> {
+    let mut results = store
+        .apply_capture(&[CaptureCommand::CreateLead(Box::new(new))])
+        .await
+        .unwrap();
+    match results.pop().unwrap() {
+        Ok(CaptureReply::Created(c)) => Ok(c),
+        Ok(other) => panic!("unexpected {other:?}"),
+        Err(r) => Err(r),
+    }
+}
+
+async fn step(
+    store: &Store,
+    lead: &LeadCreated,
+    step: Step,
+    key: Option<&str>,
+) -> Result<StepRecorded, CaptureRefusal> {
+    let update = StepUpdate {
+        lead_id: lead.lead_id.clone(),
+        capture_token: lead.capture_token.clone(),
+        step,
+        idempotency: key.map(|k| Idempotency {
+            key: k.into(),
+            request_hash: format!("hash-{k}"),
+        }),
+    };
+    let mut results = store
+        .apply_capture(&[CaptureCommand::Step(Box::new(update))])
+        .await
+        .unwrap();
+    match results.pop().unwrap() {
+        Ok(CaptureReply::Step(s)) => Ok(s),
+        Ok(other) => panic!("unexpected {other:?}"),
+        Err(r) => Err(r),
+    }
+}
+
+fn project() -> Step {
+    Step::ProjectDetails(
+        ProjectDetails::parse(ProjectInput {
+            roof_type: "replacement",
+            material: "asphalt_shingle",
+            stories: 1,
+            pitch: Some("medium"),
+            urgency: "within_1_month",
+            roof_age_years: Some(18),
+            insurance_claim: None,
+            financing_interest: None,
+        })
+        .unwrap(),
+    )
+}
+
+fn personal(owner_occupied: bool) -> Step {
+    Step::PersonalInfo(
+        PersonalInfo::parse(
+            "Ann",
+            "Lee",
+            "ann@example.com",
+            "5125550100",
+            owner_occupied,
+            Some(2000),
+        )
+        .unwrap(),
+    )
+}
+
+fn contact() -> Step {
+    Step::ContactPreference(ContactPreference::parse("phone", "morning").unwrap())
+}
+
+async fn two_widgets(store: &Store) -> OrgId {
+    let (org, _) = org(store, Tier::Premium).await;
+    let limits = TierLimits::default();
+    let w2 = store
+        .create_widget(
+            &org,
+            &WidgetName::parse("New Spark 02").unwrap(),
+            None,
+            &limits,
+        )
+        .await
+        .unwrap();
+    store
+        .update_widget(
+            &org,
+            w2.version,
+            WidgetPatch {
+                status: Some(WidgetStatus::Configured),
+                ..WidgetPatch::default()
+            },
+            &limits,
+        )
+        .await
+        .unwrap();
+    store
+        .create_source(&org, PRIMARY, new_source("Facebook Ads"))
+        .await
+        .unwrap(); // 01/02
+    store
+        .create_source(&org, version(2), new_source("Google Ads"))
+        .await
+        .unwrap(); // 02/02
+    store
+        .create_source(&org, version(2), new_source("Instagram"))
+        .await
+        .unwrap(); // 02/03
+    org
+}
+
+async fn snapshot(
+    store: &Store,
+    org: &OrgId,
+    lead: &LeadCreated,
+) -> (String, String, String, String) {
+    let l = store.lead(org, &lead.lead_id).await.unwrap();
+    (
+        l.widget_version.to_string(),
+        l.widget_name,
+        l.source_code.to_string(),
+        l.source_name,
+    )
+}
+
+async fn arrival_resolves_widget_and_source_by_the_rules(db: TestDb) {
+    let store = store(&db).await;
+    let org = two_widgets(&store).await;
+    let cases = [
+        // (embedding, v, s) → (widget, source)
+        ((Some(1), Some("02"), Some("03")), ("02", "03")),
+        ((Some(1), Some("2"), Some("SRC-03")), ("02", "03")),
+        ((Some(2), None, Some("02")), ("02", "02")),
+        ((Some(1), Some("09"), Some("02")), ("01", "02")),
+        ((Some(1), Some("01"), Some("99")), ("01", "01")),
+        ((Some(1), None, None), ("01", "01")),
+        ((None, None, Some("02")), ("01", "02")),
+        ((Some(7), Some("garbage"), Some("<x>")), ("01", "01")),
+    ];
+    for ((embedding, v, s), (want_widget, want_source)) in cases {
+        let lead = create(&store, arrival(&org, embedding, v, s))
+            .await
+            .unwrap();
+        let (w, _, src, _) = snapshot(&store, &org, &lead).await;
+        assert_eq!(
+            (w.as_str(), src.as_str()),
+            (want_widget, want_source),
+            "{embedding:?} {v:?} {s:?}"
+        );
+    }
+    // An archived widget is not a target: its v falls back to the embedding widget.
+    store
+        .update_widget(
+            &org,
+            version(2),
+            WidgetPatch {
+                status: Some(WidgetStatus::Archived),
+                ..WidgetPatch::default()
+            },
+            &TierLimits::default(),
+        )
+        .await
+        .unwrap();
+    let lead = create(&store, arrival(&org, Some(1), Some("02"), Some("02")))
+        .await
+        .unwrap();
+    let (w, _, src, name) = snapshot(&store, &org, &lead).await;
+    assert_eq!(
+        (w.as_str(), src.as_str(), name.as_str()),
+        ("01", "02", "Facebook Ads")
+    );
+}
+
+async fn an_archived_source_still_attributes(db: TestDb) {
+    let store = store(&db).await;
+    let org = two_widgets(&store).await;
+    store.archive_source(&org, PRIMARY, code(2)).await.unwrap();
+    let lead = create(&store, arrival(&org, Some(1), Some("01"), Some("02")))
+        .await
+        .unwrap();
+    let (_, _, src, name) = snapshot(&store, &org, &lead).await;
+    assert_eq!((src.as_str(), name.as_str()), ("02", "Facebook Ads"));
+}
+
+async fn the_snapshot_never_changes_after_renames_recategorising_or_archiving(db: TestDb) {
+    let store = store(&db).await;
+    let org = two_widgets(&store).await;
+    let lead = create(&store, arrival(&org, Some(1), Some("02"), Some("03")))
+        .await
+        .unwrap();
+    let before = snapshot(&store, &org, &lead).await;
+    assert_eq!(
+        before,
+        (
+            "02".into(),
+            "New Spark 02".into(),
+            "03".into(),
+            "Instagram".into()
+        )
+    );
+    store
+        .update_source(
+            &org,
+            version(2),
+            code(3),
+            SourcePatch {
+                name: Some(SourceName::parse("IG Reels").unwrap()),
+                channel_category: Some(ChannelCategory::Video),
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .archive_source(&org, version(2), code(3))
+        .await
+        .unwrap();
+    store
+        .update_widget(
+            &org,
+            version(2),
+            WidgetPatch {
+                name: Some(WidgetName::parse("Renamed").unwrap()),
+                ..WidgetPatch::default()
+            },
+            &TierLimits::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(snapshot(&store, &org, &lead).await, before);
+    let l = store.lead(&org, &lead.lead_id).await.unwrap();
+    assert_eq!(l.source_category, ChannelCategory::PaidSocial);
+    let preview = &store
+        .events(&org)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.event_type == "lead.address_preview")
+        .unwrap();
+    assert_eq!(
+        preview.payload["source_tracking"]["source_label"],
+        "Instagram"
+    );
+}
+
+async fn untagged_leads_get_a_derived_channel_and_raw_parameters_are_kept(db: TestDb) {
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let mut new = arrival(&org, Some(1), None, None);
+    new.referrer = Some("https://www.google.com/".into());
+    new.utm.utm_campaign = Some("spring".into());
+    let lead = create(&store, new).await.unwrap();
+    let l = store.lead(&org, &lead.lead_id).await.unwrap();
+    assert_eq!(l.derived_channel.map(|c| c.id()), Some("organic_search"));
+    assert_eq!(l.raw_params["referrer"], "https://www.google.com/");
+    assert_eq!(l.raw_params["utm"]["utm_campaign"], "spring");
+}
+
+async fn first_touch_is_resolved_and_kept_beside_last_touch(db: TestDb) {
+    let store = store(&db).await;
+    let org = two_widgets(&store).await;
+    let mut new = arrival(&org, Some(1), Some("01"), Some("02"));
+    new.first_touch = Some(FirstTouch {
+        v: Some("02".into()),
+        s: Some("03".into()),
+        ..FirstTouch::default()
+    });
+    let lead = create(&store, new).await.unwrap();
+    let l = store.lead(&org, &lead.lead_id).await.unwrap();
+    assert_eq!(
+        l.first_touch_widget_version
+            .map(|v| v.to_string())
+            .as_deref(),
+        Some("02")
+    );
+    assert_eq!(
+        l.first_touch_source_code.map(|c| c.to_string()).as_deref(),
+        Some("03")
+    );
+    assert_eq!(l.source_code.to_string(), "02");
+}
+
+async fn a_retried_step_returns_the_first_answer_and_writes_nothing_twice(db: TestDb) {
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let mut new = arrival(&org, Some(1), None, None);
+    new.idempotency = Some(Idempotency {
+        key: "k1".into(),
+        request_hash: "h1".into(),
+    });
+    let first = create(&store, new.clone()).await.unwrap();
+    let again = create(&store, new.clone()).await.unwrap();
+    assert_eq!(first, again);
+    new.idempotency = Some(Idempotency {
+        key: "k1".into(),
+        request_hash: "different".into(),
+    });
+    assert_eq!(
+        create(&store, new).await,
+        Err(CaptureRefusal::IdempotencyKeyReused)
+    );
+    let leads = store
+        .leads(
+            &org,
+            &leadtrail::store::LeadFilter {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(leads.len(), 1);
+
+    let s1 = step(&store, &first, project(), Some("s2")).await.unwrap();
+    let s2 = step(&store, &first, project(), Some("s2")).await.unwrap();
+    assert_eq!(s1, s2, "the retry is answered, not refused as out of order");
+    let events = store.events(&org).await.unwrap();
+    assert_eq!(events.len(), 1, "one address_preview, nothing twice");
+}
+
+async fn steps_only_move_forward_and_need_the_lead_token(db: TestDb) {
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let lead = create(&store, arrival(&org, Some(1), None, None))
+        .await
+        .unwrap();
+    assert!(
+        matches!(step(&store, &lead, personal(true), None).await, Err(CaptureRefusal::Invalid(e)) if e.field == "step")
+    );
+    step(&store, &lead, project(), None).await.unwrap();
+    assert!(matches!(
+        step(&store, &lead, project(), None).await,
+        Err(CaptureRefusal::Invalid(_))
+    ));
+    let forged = LeadCreated {
+        capture_token: "ct_forged".into(),
+        ..lead.clone()
+    };
+    assert_eq!(
+        step(&store, &forged, personal(true), None).await,
+        Err(CaptureRefusal::BadToken)
+    );
+    let missing = LeadCreated {
+        lead_id: "lead_missing".into(),
+        ..lead.clone()
+    };
+    assert_eq!(
+        step(&store, &missing, personal(true), None).await,
+        Err(CaptureRefusal::LeadNotFound)
+    );
+    let done = step(&store, &lead, personal(true), None).await.unwrap();
+    assert_eq!(done.status, LeadStatus::PersonalInfoAndEstimateProvided);
+    let estimate = done
+        .estimate
+        .expect("the instant estimate comes with step 3");
+    assert!(estimate.price_low > 0 && estimate.price_low < estimate.price_high);
+    step(&store, &lead, contact(), None).await.unwrap();
+    assert!(step(&store, &lead, contact(), None).await.is_err());
+}
+
+async fn events_follow_the_catalogue_with_gap_free_per_lead_sequences(db: TestDb) {
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let worker = EnrichmentWorker::new(store.clone(), None);
+    let lead = create(&store, arrival(&org, Some(1), None, None))
+        .await
+        .unwrap();
+    step(&store, &lead, project(), None).await.unwrap();
+    step(&store, &lead, personal(false), None).await.unwrap();
+    assert_eq!(worker.run_once().await.unwrap(), Progress::Enriched(1));
+    step(&store, &lead, contact(), None).await.unwrap();
+    let events: Vec<(String, i64)> = store
+        .events(&org)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.event_type, e.sequence.unwrap_or(0)))
+        .collect();
+    assert_eq!(
+        events,
+        vec![
+            ("lead.address_preview".into(), 1),
+            ("lead.enriched".into(), 2),
+            ("lead.rental_alert".into(), 3),
+            ("lead.contact_requested".into(), 4),
+        ]
+    );
+}
+
+async fn contact_requested_waits_for_enrichment_when_step_four_comes_first(db: TestDb) {
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let lead = create(&store, arrival(&org, Some(1), None, None))
+        .await
+        .unwrap();
+    step(&store, &lead, project(), None).await.unwrap();
+    step(&store, &lead, personal(true), None).await.unwrap();
+    step(&store, &lead, contact(), None).await.unwrap();
+    let before: Vec<String> = store
+        .events(&org)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect();
+    assert_eq!(
+        before,
+        vec!["lead.address_preview"],
+        "held back until enrichment is written"
+    );
+    EnrichmentWorker::new(store.clone(), None)
+        .run_once()
+        .await
+        .unwrap();
+    let after: Vec<(String, i64)> = store
+        .events(&org)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.event_type, e.sequence.unwrap_or(0)))
+        .collect();
+    assert_eq!(
+        after,
+        vec![
+            ("lead.address_preview".into(), 1),
+            ("lead.enriched".into(), 2),
+            ("lead.contact_requested".into(), 3),
+        ]
+    );
+    let enriched = store
+        .events(&org)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.event_type == "lead.enriched")
+        .unwrap();
+    assert_eq!(enriched.payload["source_tracking"]["source_code"], "01");
+    assert!(enriched.payload["estimate"]["price_high"].as_u64().unwrap() > 0);
+}
+
+async fn enrichment_interrupted_by_a_restart_is_finished_after_the_lease(db: TestDb) {
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let lead = create(&store, arrival(&org, Some(1), None, None))
+        .await
+        .unwrap();
+    step(&store, &lead, project(), None).await.unwrap();
+    step(&store, &lead, personal(true), None).await.unwrap();
+    // A worker claims the job and dies before writing back. The lease is long enough that
+    // reopening the database (migrations included) on a slow machine stays well inside it.
+    let lease = Duration::from_secs(3);
+    let claimed_at = std::time::Instant::now();
+    let claimed = store
+        .claim_enrichment(10, lease.as_millis() as i64)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    drop(claimed);
+    // A fresh process (new pool) sees the job held until the lease runs out, then finishes it.
+    store.close().await;
+    let restarted = crate::store(&db).await;
+    let worker = EnrichmentWorker::new(restarted.clone(), None);
+    assert_eq!(worker.run_once().await.unwrap(), Progress::Idle);
+    tokio::time::sleep((lease + Duration::from_millis(100)).saturating_sub(claimed_at.elapsed()))
+        .await;
+    assert_eq!(worker.run_once().await.unwrap(), Progress::Enriched(1));
+    let l = restarted.lead(&org, &lead.lead_id).await.unwrap();
+    assert!(l.enrichment.is_some());
+    assert_eq!(worker.run_once().await.unwrap(), Progress::Idle);
+}
+
+async fn a_second_write_back_of_the_same_job_changes_nothing(db: TestDb) {
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let lead = create(&store, arrival(&org, Some(1), None, None))
+        .await
+        .unwrap();
+    step(&store, &lead, project(), None).await.unwrap();
+    step(&store, &lead, personal(true), None).await.unwrap();
+    let job = store
+        .claim_enrichment(10, 60_000)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    let result = leadtrail::domain::estimate::enrich(&job.project, &job.personal);
+    assert!(store.write_enrichment(&job, &result).await.unwrap());
+    assert!(!store.write_enrichment(&job, &result).await.unwrap());
+    let enriched = store
+        .events(&org)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event_type == "lead.enriched")
+        .count();
+    assert_eq!(enriched, 1);
+}
+
+async fn concurrent_creates_in_one_batch_each_get_their_own_lead(db: TestDb) {
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let commands: Vec<_> = (0..50)
+        .map(|_| CaptureCommand::CreateLead(Box::new(arrival(&org, Some(1), None, None))))
+        .collect();
+    let results = store.apply_capture(&commands).await.unwrap();
+    let ids: std::collections::BTreeSet<_> = results
+        .into_iter()
+        .map(|r| match r {
+            Ok(CaptureReply::Created(c)) => c.lead_id,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(ids.len(), 50);
+    let sources = store
+        .sources(&org, PRIMARY, leadtrail::store::SourceFilter::Active)
+        .await
+        .unwrap();
+    assert_eq!(sources[0].lead_count, 50);
+}
+
+async fn visits_are_attributed_like_leads(db: TestDb) {
+    let store = store(&db).await;
+    let org = two_widgets(&store).await;
+    let visit = |v: Option<&str>, s: Option<&str>| NewVisit {
+        org: org.clone(),
+        embedding: WidgetVersion::new(1),
+        v: v.map(str::to_owned),
+        s: s.map(str::to_owned),
+        page_url: None,
+        referrer: None,
+        utm: Utm::default(),
+        visitor_id: Some("vis_1".into()),
+        at: leadtrail::store::now_ms(),
+    };
+    store
+        .insert_visits(&[
+            visit(Some("02"), Some("03")),
+            visit(Some("02"), Some("03")),
+            visit(None, Some("77")),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.visit_count(&org, version(2), code(3)).await.unwrap(),
+        2
+    );
+    assert_eq!(store.visit_count(&org, PRIMARY, code(1)).await.unwrap(), 1);
+}
+
+on_both_backends!(
+    arrival_resolves_widget_and_source_by_the_rules,
+    an_archived_source_still_attributes,
+    the_snapshot_never_changes_after_renames_recategorising_or_archiving,
+    untagged_leads_get_a_derived_channel_and_raw_parameters_are_kept,
+    first_touch_is_resolved_and_kept_beside_last_touch,
+    a_retried_step_returns_the_first_answer_and_writes_nothing_twice,
+    steps_only_move_forward_and_need_the_lead_token,
+    events_follow_the_catalogue_with_gap_free_per_lead_sequences,
+    contact_requested_waits_for_enrichment_when_step_four_comes_first,
+    enrichment_interrupted_by_a_restart_is_finished_after_the_lease,
+    a_second_write_back_of_the_same_job_changes_nothing,
+    concurrent_creates_in_one_batch_each_get_their_own_lead,
+    visits_are_attributed_like_leads,
+);
+
+mod housekeeping {
+    use crate::common::TestDb;
+    use crate::on_both_backends;
+    use crate::{org, store};
+    use leadtrail::domain::tier::Tier;
+
+    async fn fresh_idempotency_keys_are_kept_by_the_daily_sweep(db: TestDb) {
+        let store = store(&db).await;
+        let (org, _) = org(&store, Tier::Starter).await;
+        let mut new = super::arrival(&org, Some(1), None, None);
+        new.idempotency = Some(leadtrail::store::Idempotency {
+            key: "k".into(),
+            request_hash: "h".into(),
+        });
+        let first = super::create(&store, new.clone()).await.unwrap();
+        assert_eq!(store.forget_old_idempotency_keys().await.unwrap(), 0);
+        assert_eq!(
+            super::create(&store, new).await.unwrap(),
+            first,
+            "still answered from the key"
+        );
+    }
+
+    on_both_backends!(fresh_idempotency_keys_are_kept_by_the_daily_sweep);
+}
