@@ -36,6 +36,12 @@ pub fn api_key_digest(plain: &str) -> String {
     hex::encode(Sha256::digest(plain.as_bytes()))
 }
 
+/// A random bearer secret (session cookies, invite links, CSRF tokens): 32 bytes, URL-safe.
+/// Stored, where it is stored, as `api_key_digest` of it, for the same reason as API keys.
+pub fn new_secret_token() -> String {
+    random_token(32)
+}
+
 /// The embed key. Not a secret: it sits in every subscriber page's HTML.
 pub fn new_public_key() -> String {
     format!("pk_{}", random_token(18))

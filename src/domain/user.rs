@@ -63,8 +63,64 @@ pub fn verify_password(plain: &str, stored_hash: &str) -> bool {
     })
 }
 
+/// What a dashboard user may do. Checked on the server for every change; the pages only hide
+/// controls to match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything a member can, plus the team: invites, access resets, removals.
+    Owner,
+    /// Changes sources, widgets, webhooks and settings.
+    Member,
+    /// Reads everything, changes nothing.
+    Viewer,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Owner, Role::Member, Role::Viewer];
+
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Member => "member",
+            Self::Viewer => "viewer",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Owner => "Owner",
+            Self::Member => "Member",
+            Self::Viewer => "Viewer",
+        }
+    }
+
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, DomainError> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.id() == raw.trim())
+            .ok_or_else(|| DomainError::new(field, "role must be owner, member or viewer"))
+    }
+
+    pub fn can_edit(self) -> bool {
+        matches!(self, Self::Owner | Self::Member)
+    }
+
+    pub fn manages_team(self) -> bool {
+        self == Self::Owner
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn only_owners_and_members_edit_and_only_owners_manage_the_team() {
+        assert!(Role::Owner.can_edit() && Role::Owner.manages_team());
+        assert!(Role::Member.can_edit() && !Role::Member.manages_team());
+        assert!(!Role::Viewer.can_edit() && !Role::Viewer.manages_team());
+        assert_eq!(Role::parse("role", "viewer"), Ok(Role::Viewer));
+        assert!(Role::parse("role", "admin").is_err());
+    }
     use super::*;
 
     #[test]

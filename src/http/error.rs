@@ -95,6 +95,7 @@ impl From<StoreError> for ApiError {
                     Conflict::SystemSourceImmutable(_) => "system_source_immutable",
                     Conflict::PrimaryWidgetImmutable(_) => "primary_widget_immutable",
                     Conflict::DuplicateEmail => "duplicate_email",
+                    Conflict::LastOwner => "last_owner",
                 };
                 Self::new(StatusCode::CONFLICT, code, c.to_string())
             }

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod capture;
+pub mod dashboard;
 pub mod error;
 pub mod extract;
 mod ops;
@@ -40,6 +41,7 @@ pub struct AppState {
     pub widget_js: Arc<WidgetScript>,
     /// Wakes this node's webhook dispatcher after a change that wrote events.
     pub wake_dispatch: Arc<tokio::sync::Notify>,
+    pub login_limits: Arc<dashboard::session::LoginLimits>,
 }
 
 impl AppState {
@@ -61,6 +63,7 @@ impl AppState {
             limits,
             widget_js,
             wake_dispatch,
+            login_limits: Arc::default(),
         }
     }
 }
@@ -75,6 +78,7 @@ pub fn router(state: AppState) -> Router {
             api::router().layer(DefaultBodyLimit::max(API_BODY_LIMIT)),
         )
         .merge(capture::router(&state))
+        .merge(dashboard::router())
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(telemetry::track_http))

@@ -2,6 +2,7 @@
 //! runs on SQLite (embedded default) and PostgreSQL (scale-out), each with its own migrations;
 //! the few real dialect differences live in `Backend`.
 
+mod accounts;
 mod bulk;
 mod capture;
 mod catalog;
@@ -23,6 +24,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Executor, Transaction};
 
+pub use accounts::{Invite, SessionRecord, User};
 pub use capture::{
     CaptureCommand, CaptureRefusal, CaptureReply, CaptureResult, FirstTouch, Idempotency,
     LeadCreated, NewLead, StepRecorded, StepUpdate,
@@ -74,6 +76,8 @@ pub enum Conflict {
     PrimaryWidgetImmutable(String),
     #[error("a user with this email already exists")]
     DuplicateEmail,
+    #[error("the organization's last owner cannot be removed")]
+    LastOwner,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,7 @@ use sqlx::{Any, Row, Transaction};
 
 use super::{
     ApiKeyInfo, Conflict, CreatedOrganization, NewOrganization, Organization, OrganizationPatch,
-    Store, StoreError, User, is_unique_violation, now_ms,
+    Store, StoreError, is_unique_violation, now_ms,
 };
 use crate::domain::ids::{OrgId, prefixed_id};
 use crate::domain::keys::{NewApiKey, new_api_key, new_public_key};
@@ -157,26 +157,6 @@ impl Store {
             .map(|r| r.try_get::<String, _>("id"))
             .transpose()?
             .map(OrgId::from_stored))
-    }
-
-    /// A dashboard user by login e-mail (lower-cased), across organizations: e-mail is the login.
-    pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, org_id, email, password_hash, role FROM users WHERE email = $1",
-        )
-        .bind(email.to_lowercase())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| {
-            Ok(User {
-                id: r.try_get("id")?,
-                org_id: OrgId::from_stored(r.try_get("org_id")?),
-                email: r.try_get("email")?,
-                password_hash: r.try_get("password_hash")?,
-                role: r.try_get("role")?,
-            })
-        })
-        .transpose()
     }
 
     /// Mints another key; returns its listing and the plain secret (shown once).

@@ -113,12 +113,3 @@ pub enum SourceFilter {
     Archived,
     All,
 }
-
-#[derive(Debug, Clone)]
-pub struct User {
-    pub id: String,
-    pub org_id: crate::domain::ids::OrgId,
-    pub email: String,
-    pub password_hash: String,
-    pub role: String,
-}

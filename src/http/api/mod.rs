@@ -3,9 +3,9 @@
 mod api_keys;
 mod leads;
 mod organizations;
-mod qr;
+pub(crate) mod qr;
 mod reports;
-mod sources;
+pub(crate) mod sources;
 mod webhooks;
 mod widgets;
 

@@ -33,7 +33,7 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-fn no_qr_for_the_system_source(code: SourceCode) -> Result<(), ApiError> {
+pub(crate) fn no_qr_for_the_system_source(code: SourceCode) -> Result<(), ApiError> {
     if code.is_system() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -67,7 +67,7 @@ pub struct PngQuery {
 }
 
 #[derive(Clone, Copy)]
-enum Format {
+pub(crate) enum Format {
     Png(u32),
     Svg,
 }
@@ -113,7 +113,7 @@ pub async fn download_svg(
 /// Renders on request: the code always encodes today's tracking URL in today's brand colour.
 /// The ETag is derived from exactly those inputs, so a client's copy stays valid until one of
 /// them changes.
-async fn download(
+pub(crate) async fn download(
     state: &AppState,
     org: &crate::domain::ids::OrgId,
     version: WidgetVersion,

@@ -1,0 +1,78 @@
+//! The subscriber's dashboard: server-rendered pages (askama), plain forms that work without
+//! JavaScript, and a small script that only adds comfort (copy buttons, live previews).
+
+mod assets;
+mod auth;
+pub mod page;
+pub mod session;
+mod sources;
+
+use axum::Router;
+use axum::http::HeaderValue;
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
+    X_FRAME_OPTIONS,
+};
+use axum::middleware;
+use axum::response::Redirect;
+use axum::routing::{get, post};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use super::AppState;
+
+/// No inline script or style anywhere: a value that slipped past escaping still cannot run.
+const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+pub fn router() -> Router<AppState> {
+    let pages = Router::new()
+        .route("/app", get(auth::home))
+        .route("/app/sources", get(sources::show))
+        .route("/app/sources/{widget}/new", post(sources::create))
+        .route("/app/sources/{widget}/{code}", post(sources::update))
+        .route(
+            "/app/sources/{widget}/{code}/archive",
+            post(sources::archive),
+        )
+        .route(
+            "/app/sources/{widget}/{code}/restore",
+            post(sources::restore),
+        )
+        .route(
+            "/app/sources/{widget}/{code}/qr",
+            post(sources::generate_qr),
+        )
+        .route("/app/sources/{widget}/{code}/qr.png", get(sources::qr_png))
+        .route("/app/sources/{widget}/{code}/qr.svg", get(sources::qr_svg))
+        .route("/login", get(auth::show_login).post(auth::login))
+        .route("/logout", post(auth::logout))
+        .route(
+            "/invite/{token}",
+            get(auth::show_invite).post(auth::accept_invite),
+        )
+        .route("/", get(|| async { Redirect::to("/app/sources") }))
+        .layer(middleware::from_fn(page::clear_flash))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
+    Router::new()
+        .merge(pages)
+        .merge(assets::router())
+        .layer(SetResponseHeaderLayer::overriding(
+            CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+}

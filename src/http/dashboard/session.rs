@@ -1,0 +1,280 @@
+//! Who is signed in, and proof that a form came from our own page.
+//!
+//! The session cookie holds a random token; the database holds only its digest, so a leaked
+//! table cannot be replayed as cookies. Each session has its own CSRF token, carried by every
+//! form as `_csrf` and compared in constant time; a cross-site `Origin` is refused as well.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::header::{COOKIE, HOST, ORIGIN};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use super::page::PageError;
+use crate::domain::ids::OrgId;
+use crate::domain::keys::{api_key_digest, tokens_match};
+use crate::domain::user::Role;
+use crate::http::AppState;
+use crate::store::User;
+
+pub const SESSION_COOKIE: &str = "lt_session";
+/// Double-submit token for the login form, which has no session yet.
+pub const LOGIN_CSRF_COOKIE: &str = "lt_login_csrf";
+pub const SESSION_DAYS: i64 = 14;
+/// Largest form body the dashboard accepts.
+const FORM_LIMIT: usize = 64 * 1024;
+
+/// A cookie's value from the request's `Cookie` headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find_map(|(k, v)| (k == name).then_some(v))
+}
+
+/// `Set-Cookie` for a dashboard cookie. `Secure` whenever the browser reached us over https
+/// (directly or through a proxy that says so), so plain-http local use still works.
+pub fn set_cookie(headers: &HeaderMap, name: &str, value: &str, max_age_s: i64) -> String {
+    let secure = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    format!(
+        "{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_s}{}",
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+/// A signed-in user of one organization.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user: User,
+    pub csrf: String,
+    pub token_digest: String,
+    /// A one-line notice left by the previous form post, shown once.
+    pub notice: Option<String>,
+}
+
+impl Session {
+    pub fn org(&self) -> &OrgId {
+        &self.user.org_id
+    }
+
+    pub fn role(&self) -> Role {
+        self.user.role
+    }
+
+    /// Refuses a change by a viewer: the server decides, whatever the page showed.
+    pub fn require_editor(&self) -> Result<(), PageError> {
+        if self.user.role.can_edit() {
+            Ok(())
+        } else {
+            Err(PageError::forbidden(
+                "Your role is Viewer: you can look at everything but change nothing.",
+            ))
+        }
+    }
+
+    pub fn require_owner(&self) -> Result<(), PageError> {
+        if self.user.role.manages_team() {
+            Ok(())
+        } else {
+            Err(PageError::forbidden("Only an owner can manage the team."))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Session {
+    type Rejection = PageError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let next = parts
+            .uri
+            .path_and_query()
+            .map_or("/app", |p| p.as_str())
+            .to_owned();
+        let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
+            return Err(PageError::SignIn { next });
+        };
+        let token_digest = api_key_digest(token);
+        match state.store.session(&token_digest).await? {
+            Some(record) => Ok(Session {
+                user: record.user,
+                csrf: record.csrf_token,
+                token_digest,
+                notice: super::page::flash(&parts.headers),
+            }),
+            None => Err(PageError::SignIn { next }),
+        }
+    }
+}
+
+/// A form's fields, in order; repeated names (checkboxes) keep every value.
+#[derive(Debug, Clone, Default)]
+pub struct FormFields(Vec<(String, String)>);
+
+impl FormFields {
+    pub fn parse(body: &[u8]) -> Self {
+        Self(
+            url::form_urlencoded::parse(body)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find_map(|(k, v)| (k == name).then_some(v.as_str()))
+    }
+
+    /// The field's value, or empty when the form did not send it.
+    pub fn text(&self, name: &str) -> &str {
+        self.get(name).unwrap_or_default()
+    }
+
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    pub fn checked(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+}
+
+/// A same-origin form post: `Origin` (when the browser sends one) must be this host.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = headers.get(HOST).and_then(|v| v.to_str().ok());
+    let origin_host = origin
+        .split_once("://")
+        .map(|(_, rest)| rest.trim_end_matches('/'));
+    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
+}
+
+async fn read_form(req: Request) -> Result<(Parts, FormFields), PageError> {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, FORM_LIMIT)
+        .await
+        .map_err(|_| PageError::new(StatusCode::PAYLOAD_TOO_LARGE, "That form is too large."))?;
+    Ok((parts, FormFields::parse(&bytes)))
+}
+
+fn csrf_refused() -> PageError {
+    PageError::new(
+        StatusCode::FORBIDDEN,
+        "This form did not come from a leadtrail page you opened (its security token is missing \
+         or stale). Go back, reload the page and try again.",
+    )
+}
+
+/// A form posted by a signed-in user from one of our pages.
+pub struct Submitted {
+    pub session: Session,
+    pub form: FormFields,
+}
+
+impl FromRequest<AppState> for Submitted {
+    type Rejection = PageError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let session = Session::from_request_parts(&mut parts, state).await?;
+        if !same_origin(&parts.headers) {
+            return Err(csrf_refused());
+        }
+        let (_, form) = read_form(Request::from_parts(parts, body)).await?;
+        let given = form.get("_csrf").unwrap_or_default();
+        if given.is_empty() || !tokens_match(given, &session.csrf) {
+            return Err(csrf_refused());
+        }
+        Ok(Self { session, form })
+    }
+}
+
+/// A form posted without a session (login, accepting an invite): checked against the
+/// double-submit cookie set when the page was shown.
+pub struct AnonymousForm {
+    pub form: FormFields,
+    pub headers: HeaderMap,
+    pub peer: Option<IpAddr>,
+}
+
+impl FromRequest<AppState> for AnonymousForm {
+    type Rejection = PageError;
+
+    async fn from_request(req: Request, _state: &AppState) -> Result<Self, Self::Rejection> {
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        if !same_origin(req.headers()) {
+            return Err(csrf_refused());
+        }
+        let (parts, form) = read_form(req).await?;
+        let expected = cookie(&parts.headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
+        let given = form.get("_csrf").unwrap_or_default();
+        if expected.is_empty() || !tokens_match(given, expected) {
+            return Err(csrf_refused());
+        }
+        Ok(Self {
+            form,
+            headers: parts.headers,
+            peer,
+        })
+    }
+}
+
+/// Password guessing is slowed per client address and per account, so neither one busy
+/// attacker nor many addresses aimed at one mailbox get far.
+pub struct LoginLimits {
+    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    per_email: DefaultKeyedRateLimiter<String>,
+}
+
+impl Default for LoginLimits {
+    fn default() -> Self {
+        let per_minute = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
+        Self {
+            per_ip: RateLimiter::keyed(per_minute(20)),
+            per_email: RateLimiter::keyed(per_minute(5)),
+        }
+    }
+}
+
+impl LoginLimits {
+    /// `Err(wait)` when this attempt must be refused without checking the password.
+    pub fn check(&self, ip: Option<IpAddr>, email: &str) -> Result<(), Duration> {
+        let now = DefaultClock::default().now();
+        if let Some(ip) = ip {
+            self.per_ip
+                .check_key(&ip)
+                .map_err(|n| n.wait_time_from(now))?;
+        }
+        self.per_email
+            .check_key(&email.to_lowercase())
+            .map_err(|n| n.wait_time_from(now))
+    }
+
+    pub fn retain_recent(&self) {
+        self.per_ip.retain_recent();
+        self.per_email.retain_recent();
+    }
+}

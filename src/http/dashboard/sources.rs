@@ -1,0 +1,517 @@
+//! The Lead Sources tab: one widget's sources, the Add and Edit slide-overs, the row actions and
+//! the QR codes.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::Deserialize;
+use url::Url;
+
+use super::page::{Chrome, PageError, Tab, render, render_status, see_other};
+use super::session::{Session, Submitted};
+use crate::domain::DomainError;
+use crate::domain::channel::ChannelCategory;
+use crate::domain::source::{MAX_ACTIVE_SOURCES, SourceCode, SourceName};
+use crate::domain::tracking_url::tracking_url;
+use crate::domain::widget::{WidgetStatus, WidgetVersion};
+use crate::http::AppState;
+use crate::http::api::qr::{Format, download};
+use crate::store::{NewSource, Source, SourceFilter, SourcePatch, StoreError, Widget};
+
+#[derive(Deserialize, Default)]
+pub struct SourcesQuery {
+    widget: Option<String>,
+    view: Option<String>,
+    panel: Option<String>,
+    code: Option<String>,
+}
+
+pub struct WidgetOption {
+    pub version: String,
+    pub label: String,
+    pub selected: bool,
+}
+
+pub struct SourceRow {
+    pub code: String,
+    pub display_code: String,
+    pub name: String,
+    pub category: &'static str,
+    pub tracking_url: String,
+    pub is_system: bool,
+    pub archived: bool,
+    pub qr_generated: bool,
+    pub lead_count: u64,
+}
+
+pub struct CategoryOption {
+    pub id: &'static str,
+    pub name: &'static str,
+    pub selected: bool,
+}
+
+/// The slide-over's form: what was typed is kept when the server refuses it.
+pub struct Panel {
+    pub editing: Option<SourceRow>,
+    pub name: String,
+    pub categories: Vec<CategoryOption>,
+    pub generate_qr: bool,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "sources.html")]
+pub struct SourcesPage {
+    pub chrome: Chrome,
+    pub widgets: Vec<WidgetOption>,
+    pub widget: String,
+    pub widget_name: String,
+    pub site_url: String,
+    pub archived_view: bool,
+    pub rows: Vec<SourceRow>,
+    pub active_count: usize,
+    pub archived_count: usize,
+    pub limit: u32,
+    pub at_limit: bool,
+    pub panel: Option<Panel>,
+    pub base: String,
+}
+
+fn row(source: &Source, state: &AppState) -> SourceRow {
+    let url = Url::parse(&source.site_url)
+        .map(|site| {
+            tracking_url(
+                &site,
+                &state.config.open_parameter,
+                source.widget_version,
+                source.code,
+            )
+            .to_string()
+        })
+        .unwrap_or_default();
+    SourceRow {
+        code: source.code.to_string(),
+        display_code: source.code.display_code(),
+        name: source.name.clone(),
+        category: source.channel_category.display_name(),
+        tracking_url: url,
+        is_system: source.is_system,
+        archived: source.status == crate::domain::source::SourceStatus::Archived,
+        qr_generated: source.qr_generated,
+        lead_count: source.lead_count,
+    }
+}
+
+fn categories(selected: Option<ChannelCategory>) -> Vec<CategoryOption> {
+    ChannelCategory::custom_ids()
+        .filter_map(ChannelCategory::from_id)
+        .map(|c| CategoryOption {
+            id: c.id(),
+            name: c.display_name(),
+            selected: Some(c) == selected,
+        })
+        .collect()
+}
+
+/// The widget the page is for: the one asked for (configured, this organization's), else Primary.
+fn pick_widget(widgets: &[Widget], asked: Option<&str>) -> Result<WidgetVersion, PageError> {
+    match asked {
+        None | Some("") => Ok(WidgetVersion::PRIMARY),
+        Some(raw) => WidgetVersion::parse(raw)
+            .filter(|v| {
+                widgets
+                    .iter()
+                    .any(|w| w.version == *v && w.status == WidgetStatus::Configured)
+            })
+            .ok_or_else(PageError::not_found),
+    }
+}
+
+struct Rendered {
+    widget: WidgetVersion,
+    archived_view: bool,
+    panel: Option<PanelRequest>,
+}
+
+enum PanelRequest {
+    Add {
+        name: String,
+        category: Option<ChannelCategory>,
+        generate_qr: bool,
+        error: Option<String>,
+    },
+    Edit {
+        code: SourceCode,
+        name: Option<String>,
+        category: Option<ChannelCategory>,
+        error: Option<String>,
+    },
+}
+
+async fn page(state: &AppState, session: &Session, r: Rendered) -> Result<SourcesPage, PageError> {
+    let org = session.org();
+    let organization = state.store.organization(org).await?;
+    let widgets = state.store.widgets(org).await?;
+    let current = widgets
+        .iter()
+        .find(|w| w.version == r.widget)
+        .ok_or_else(PageError::not_found)?;
+    let all = state
+        .store
+        .sources(org, r.widget, SourceFilter::All)
+        .await?;
+    let active_count = all.iter().filter(|s| !row(s, state).archived).count();
+    let rows: Vec<SourceRow> = all
+        .iter()
+        .map(|s| row(s, state))
+        .filter(|s| s.archived == r.archived_view)
+        .collect();
+    let archived_count = all.len() - active_count;
+    let panel = match r.panel {
+        None => None,
+        Some(PanelRequest::Add {
+            name,
+            category,
+            generate_qr,
+            error,
+        }) => Some(Panel {
+            editing: None,
+            name,
+            categories: categories(category),
+            generate_qr,
+            error,
+        }),
+        Some(PanelRequest::Edit {
+            code,
+            name,
+            category,
+            error,
+        }) => {
+            let source = all
+                .iter()
+                .find(|s| s.code == code && !s.is_system)
+                .ok_or_else(PageError::not_found)?;
+            Some(Panel {
+                name: name.unwrap_or_else(|| source.name.clone()),
+                categories: categories(Some(category.unwrap_or(source.channel_category))),
+                generate_qr: source.qr_generated,
+                editing: Some(row(source, state)),
+                error,
+            })
+        }
+    };
+    let widget = r.widget.to_string();
+    Ok(SourcesPage {
+        chrome: Chrome::new(session, organization.name, Tab::Sources),
+        widgets: widgets
+            .iter()
+            .filter(|w| w.status == WidgetStatus::Configured)
+            .map(|w| WidgetOption {
+                version: w.version.to_string(),
+                label: format!("{} (v{})", w.name, w.version),
+                selected: w.version == r.widget,
+            })
+            .collect(),
+        base: format!(
+            "/app/sources?widget={widget}{}",
+            if r.archived_view {
+                "&view=archived"
+            } else {
+                ""
+            }
+        ),
+        widget,
+        widget_name: current.name.clone(),
+        site_url: current.site_url.clone(),
+        archived_view: r.archived_view,
+        rows,
+        active_count,
+        archived_count,
+        limit: MAX_ACTIVE_SOURCES,
+        at_limit: active_count >= MAX_ACTIVE_SOURCES as usize,
+        panel,
+    })
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    session: Session,
+    Query(q): Query<SourcesQuery>,
+) -> Result<Response, PageError> {
+    let widgets = state.store.widgets(session.org()).await?;
+    let widget = pick_widget(&widgets, q.widget.as_deref())?;
+    let panel = match (q.panel.as_deref(), session.role().can_edit()) {
+        (Some("add"), true) => Some(PanelRequest::Add {
+            name: String::new(),
+            category: None,
+            generate_qr: true,
+            error: None,
+        }),
+        (Some("edit"), true) => Some(PanelRequest::Edit {
+            code: q
+                .code
+                .as_deref()
+                .and_then(SourceCode::parse)
+                .ok_or_else(PageError::not_found)?,
+            name: None,
+            category: None,
+            error: None,
+        }),
+        _ => None,
+    };
+    let r = Rendered {
+        widget,
+        archived_view: q.view.as_deref() == Some("archived"),
+        panel,
+    };
+    render(&page(&state, &session, r).await?)
+}
+
+fn version(raw: &str) -> Result<WidgetVersion, PageError> {
+    WidgetVersion::parse(raw).ok_or_else(PageError::not_found)
+}
+
+fn code(raw: &str) -> Result<SourceCode, PageError> {
+    SourceCode::parse(raw).ok_or_else(PageError::not_found)
+}
+
+fn sources_path(widget: WidgetVersion, archived: bool) -> String {
+    format!(
+        "/app/sources?widget={widget}{}",
+        if archived { "&view=archived" } else { "" }
+    )
+}
+
+/// A refusal the user can fix (a duplicate name, the limit): shown in the slide-over with what
+/// they typed; anything else is an error page.
+fn fixable(err: StoreError) -> Result<String, PageError> {
+    match err {
+        StoreError::Invalid(DomainError { message, .. }) => Ok(message),
+        StoreError::Conflict(c) => Ok(c.to_string()),
+        other => Err(other.into()),
+    }
+}
+
+fn parse_category(raw: &str) -> Result<ChannelCategory, DomainError> {
+    if raw.is_empty() {
+        return Err(DomainError::new(
+            "channel_category",
+            "choose a channel category",
+        ));
+    }
+    ChannelCategory::parse_custom(raw)
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Path(widget): Path<String>,
+    Submitted { session, form }: Submitted,
+) -> Result<Response, PageError> {
+    session.require_editor()?;
+    let widget = version(&widget)?;
+    let name = form.text("name").to_owned();
+    let generate_qr = form.checked("generate_qr");
+    let category_raw = form.text("channel_category");
+    let parsed = SourceName::parse(&name).and_then(|n| Ok((n, parse_category(category_raw)?)));
+    let result = match parsed {
+        Ok((name, channel_category)) => state
+            .store
+            .create_source(
+                session.org(),
+                widget,
+                NewSource {
+                    name,
+                    channel_category,
+                    generate_qr,
+                },
+            )
+            .await
+            .map_err(fixable),
+        Err(e) => Err(Ok(e.message)),
+    };
+    match result {
+        Ok(source) => Ok(see_other(
+            &sources_path(widget, false),
+            &format!("Added {} {}.", source.code.display_code(), source.name),
+        )),
+        Err(Ok(message)) => {
+            let r = Rendered {
+                widget,
+                archived_view: false,
+                panel: Some(PanelRequest::Add {
+                    name,
+                    category: ChannelCategory::from_id(category_raw),
+                    generate_qr,
+                    error: Some(message),
+                }),
+            };
+            render_status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &page(&state, &session, r).await?,
+            )
+        }
+        Err(Err(page_error)) => Err(page_error),
+    }
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Path((widget, source)): Path<(String, String)>,
+    Submitted { session, form }: Submitted,
+) -> Result<Response, PageError> {
+    session.require_editor()?;
+    let (widget, code) = (version(&widget)?, code(&source)?);
+    let name = form.text("name").to_owned();
+    let category_raw = form.text("channel_category");
+    let parsed = SourceName::parse(&name).and_then(|n| Ok((n, parse_category(category_raw)?)));
+    let result = match parsed {
+        Ok((name, category)) => state
+            .store
+            .update_source(
+                session.org(),
+                widget,
+                code,
+                SourcePatch {
+                    name: Some(name),
+                    channel_category: Some(category),
+                },
+            )
+            .await
+            .map_err(fixable),
+        Err(e) => Err(Ok(e.message)),
+    };
+    match result {
+        Ok(source) => Ok(see_other(
+            &sources_path(widget, false),
+            &format!("Saved {} {}.", source.code.display_code(), source.name),
+        )),
+        Err(Ok(message)) => {
+            let r = Rendered {
+                widget,
+                archived_view: false,
+                panel: Some(PanelRequest::Edit {
+                    code,
+                    name: Some(name),
+                    category: ChannelCategory::from_id(category_raw),
+                    error: Some(message),
+                }),
+            };
+            render_status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &page(&state, &session, r).await?,
+            )
+        }
+        Err(Err(page_error)) => Err(page_error),
+    }
+}
+
+pub async fn archive(
+    State(state): State<AppState>,
+    Path((widget, source)): Path<(String, String)>,
+    Submitted { session, .. }: Submitted,
+) -> Result<Response, PageError> {
+    session.require_editor()?;
+    let (widget, code) = (version(&widget)?, code(&source)?);
+    let source = state
+        .store
+        .archive_source(session.org(), widget, code)
+        .await?;
+    Ok(see_other(
+        &sources_path(widget, false),
+        &format!(
+            "Archived {} {}. Its leads keep their attribution.",
+            source.code.display_code(),
+            source.name
+        ),
+    ))
+}
+
+pub async fn restore(
+    State(state): State<AppState>,
+    Path((widget, source)): Path<(String, String)>,
+    Submitted { session, .. }: Submitted,
+) -> Result<Response, PageError> {
+    session.require_editor()?;
+    let (widget, code) = (version(&widget)?, code(&source)?);
+    match state
+        .store
+        .restore_source(session.org(), widget, code)
+        .await
+    {
+        Ok(source) => Ok(see_other(
+            &sources_path(widget, false),
+            &format!("Restored {} {}.", source.code.display_code(), source.name),
+        )),
+        Err(StoreError::Conflict(c)) => Ok(see_other(&sources_path(widget, true), &c.to_string())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn generate_qr(
+    State(state): State<AppState>,
+    Path((widget, source)): Path<(String, String)>,
+    Submitted { session, form }: Submitted,
+) -> Result<Response, PageError> {
+    session.require_editor()?;
+    let (widget, code) = (version(&widget)?, code(&source)?);
+    if code.is_system() {
+        return Err(PageError::new(
+            StatusCode::CONFLICT,
+            "The system source SRC-01 catches untagged traffic and has no QR code.",
+        ));
+    }
+    let source = state
+        .store
+        .mark_qr_generated(session.org(), widget, code)
+        .await?;
+    // Back to where the button was: the table, or the Edit slide-over.
+    let back = match form.get("back") {
+        Some("edit") => format!("/app/sources?widget={widget}&panel=edit&code={code}"),
+        _ => sources_path(widget, false),
+    };
+    Ok(see_other(
+        &back,
+        &format!("QR code ready for {}.", source.name),
+    ))
+}
+
+pub async fn qr_png(
+    State(state): State<AppState>,
+    session: Session,
+    Path((widget, source)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, PageError> {
+    qr_file(
+        &state,
+        &session,
+        &widget,
+        &source,
+        Format::Png(1024),
+        &headers,
+    )
+    .await
+}
+
+pub async fn qr_svg(
+    State(state): State<AppState>,
+    session: Session,
+    Path((widget, source)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, PageError> {
+    qr_file(&state, &session, &widget, &source, Format::Svg, &headers).await
+}
+
+async fn qr_file(
+    state: &AppState,
+    session: &Session,
+    widget: &str,
+    source: &str,
+    format: Format,
+    headers: &HeaderMap,
+) -> Result<Response, PageError> {
+    let (widget, code) = (version(widget)?, code(source)?);
+    download(state, session.org(), widget, code, format, headers)
+        .await
+        .map_err(|e| PageError::new(e.status, e.message))
+}
