@@ -6,7 +6,7 @@ mod organizations;
 pub(crate) mod qr;
 mod reports;
 pub(crate) mod sources;
-mod webhooks;
+pub(crate) mod webhooks;
 mod widgets;
 
 use axum::routing::get;

@@ -76,7 +76,7 @@ impl EndpointBody {
 }
 
 /// Known event types only, duplicates dropped, and `lead.enriched` always included.
-fn subscription(events: &[String]) -> Result<Vec<String>, ApiError> {
+pub(crate) fn subscription(events: &[String]) -> Result<Vec<String>, ApiError> {
     let mut out = vec![EventType::LeadEnriched.id().to_owned()];
     for raw in events {
         let event = EventType::from_id(raw).ok_or_else(|| {
@@ -95,7 +95,7 @@ fn subscription(events: &[String]) -> Result<Vec<String>, ApiError> {
     Ok(out)
 }
 
-fn target(state: &AppState, url: &str) -> Result<String, ApiError> {
+pub(crate) fn target(state: &AppState, url: &str) -> Result<String, ApiError> {
     check_url(url, state.config.allow_private_webhook_targets)
         .map(|u| u.to_string())
         .map_err(|e| DomainError::new("url", e.to_string()).into())

@@ -3,9 +3,13 @@
 
 mod assets;
 mod auth;
+mod leads;
 pub mod page;
 pub mod session;
 mod sources;
+mod team;
+mod webhooks;
+mod widgets;
 
 use axum::Router;
 use axum::http::HeaderValue;
@@ -44,6 +48,30 @@ pub fn router() -> Router<AppState> {
         )
         .route("/app/sources/{widget}/{code}/qr.png", get(sources::qr_png))
         .route("/app/sources/{widget}/{code}/qr.svg", get(sources::qr_svg))
+        .route("/app/leads", get(leads::show))
+        .route("/app/webhooks", get(webhooks::show).post(webhooks::create))
+        .route("/app/webhooks/{id}", post(webhooks::update))
+        .route("/app/webhooks/{id}/rotate", post(webhooks::rotate))
+        .route("/app/webhooks/{id}/test", post(webhooks::test))
+        .route("/app/webhooks/{id}/delete", post(webhooks::delete))
+        .route(
+            "/app/webhooks/{id}/deliveries/{delivery}/resend",
+            post(webhooks::resend),
+        )
+        .route(
+            "/app/widgets",
+            get(widgets::show_widgets).post(widgets::create_widget),
+        )
+        .route("/app/widgets/{version}", post(widgets::update_widget))
+        .route(
+            "/app/settings",
+            get(widgets::show_settings).post(widgets::save_settings),
+        )
+        .route("/app/settings/qr-preview.svg", get(widgets::qr_preview))
+        .route("/app/team", get(team::show))
+        .route("/app/team/invite", post(team::invite))
+        .route("/app/team/{id}/reset", post(team::reset))
+        .route("/app/team/{id}/remove", post(team::remove))
         .route("/login", get(auth::show_login).post(auth::login))
         .route("/logout", post(auth::logout))
         .route(

@@ -249,3 +249,13 @@ pub fn datetime(unix_ms: i64) -> String {
         })
         .unwrap_or_default()
 }
+
+/// `within_1_month` → `Within 1 month`: stored ids shown as words.
+pub fn humanize(id: &str) -> String {
+    let spaced = id.replace('_', " ");
+    let mut chars = spaced.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}

@@ -1,0 +1,353 @@
+//! The Leads tab: newest first, filtered, paged by keyset cursor; one lead expanded in place
+//! with where it came from (frozen at arrival), its steps and its enrichment.
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::response::Response;
+use serde::Deserialize;
+use time::macros::format_description;
+use time::{Date, PrimitiveDateTime, Time};
+
+use super::page::{Chrome, PageError, Tab, datetime, encode, humanize, render};
+use super::session::Session;
+use crate::domain::lead::LeadStatus;
+use crate::domain::source::SourceCode;
+use crate::domain::widget::WidgetVersion;
+use crate::store::{LeadFilter, LeadRecord, SourceFilter};
+
+const PAGE_SIZE: i64 = 25;
+
+#[derive(Deserialize, Default)]
+pub struct LeadsQuery {
+    widget: Option<String>,
+    source: Option<String>,
+    status: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    after: Option<String>,
+    open: Option<String>,
+}
+
+pub struct Choice {
+    pub value: String,
+    pub label: String,
+    pub selected: bool,
+}
+
+pub struct Field {
+    pub label: &'static str,
+    pub value: String,
+}
+
+pub struct LeadRow {
+    pub id: String,
+    pub received: String,
+    pub name: String,
+    pub address: String,
+    pub status: &'static str,
+    pub status_label: String,
+    pub estimate: String,
+    pub score: String,
+    pub source_pill: String,
+    pub open: bool,
+    pub toggle_href: String,
+    pub lead_source: Vec<Field>,
+    pub first_touch: Vec<Field>,
+    pub steps: Vec<(String, Vec<Field>)>,
+    pub enrichment: Vec<Field>,
+}
+
+#[derive(Template)]
+#[template(path = "leads.html")]
+pub struct LeadsPage {
+    pub chrome: Chrome,
+    pub widgets: Vec<Choice>,
+    pub sources: Vec<Choice>,
+    pub statuses: Vec<Choice>,
+    pub from: String,
+    pub to: String,
+    pub rows: Vec<LeadRow>,
+    pub filtered: bool,
+    pub next_href: Option<String>,
+    pub first_href: Option<String>,
+}
+
+fn day_start_ms(raw: &str, add_days: i64) -> Option<i64> {
+    let date = Date::parse(raw, format_description!("[year]-[month]-[day]")).ok()?;
+    let at =
+        PrimitiveDateTime::new(date, Time::MIDNIGHT).assume_utc() + time::Duration::days(add_days);
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+fn money(n: u32) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    format!("${out}")
+}
+
+fn yes_no(v: Option<bool>) -> String {
+    match v {
+        Some(true) => "Yes".into(),
+        Some(false) => "No".into(),
+        None => "—".into(),
+    }
+}
+
+fn field(label: &'static str, value: impl Into<String>) -> Field {
+    Field {
+        label,
+        value: value.into(),
+    }
+}
+
+fn detail(
+    lead: &LeadRecord,
+) -> (
+    Vec<Field>,
+    Vec<Field>,
+    Vec<(String, Vec<Field>)>,
+    Vec<Field>,
+) {
+    let mut lead_source = vec![
+        field("Widget name", lead.widget_name.clone()),
+        field("Widget version", lead.widget_version.to_string()),
+        field("Source code", lead.source_code.display_code()),
+        field("Source name at arrival", lead.source_name.clone()),
+        field("Channel category", lead.source_category.display_name()),
+    ];
+    if let Some(channel) = lead.derived_channel {
+        lead_source.push(field("Derived channel", humanize(channel.id())));
+    }
+    let first_touch = match &lead.first_touch {
+        None => Vec::new(),
+        Some(ft) => {
+            let mut f = vec![
+                field(
+                    "Widget",
+                    lead.first_touch_widget_version
+                        .map_or_else(|| ft.v.clone().unwrap_or_default(), |v| v.to_string()),
+                ),
+                field(
+                    "Source",
+                    lead.first_touch_source_code.map_or_else(
+                        || ft.s.clone().unwrap_or_default(),
+                        SourceCode::display_code,
+                    ),
+                ),
+            ];
+            if let Some(at) = &ft.at {
+                f.push(field("First seen", at.clone()));
+            }
+            if let Some(r) = &ft.referrer {
+                f.push(field("Referrer", r.clone()));
+            }
+            f
+        }
+    };
+    let a = &lead.address;
+    let mut steps = vec![(
+        "1 · Address".to_owned(),
+        vec![
+            field("Street", a.street.clone()),
+            field("City", format!("{}, {} {}", a.city, a.state, a.postal_code)),
+        ],
+    )];
+    if let Some(p) = &lead.project {
+        steps.push((
+            "2 · Project".to_owned(),
+            vec![
+                field("Roof type", humanize(&p.roof_type)),
+                field("Material", humanize(&p.material)),
+                field("Stories", p.stories.to_string()),
+                field("Urgency", humanize(&p.urgency)),
+                field(
+                    "Roof age",
+                    p.roof_age_years
+                        .map_or("—".into(), |y| format!("{y} years")),
+                ),
+                field("Insurance claim", yes_no(p.insurance_claim)),
+                field("Financing", yes_no(p.financing_interest)),
+            ],
+        ));
+    }
+    if let Some(p) = &lead.personal {
+        steps.push((
+            "3 · Contact details".to_owned(),
+            vec![
+                field("Name", format!("{} {}", p.first_name, p.last_name)),
+                field("Email", p.email.clone()),
+                field("Phone", p.phone.clone()),
+                field("Owner-occupied", yes_no(Some(p.owner_occupied))),
+            ],
+        ));
+    }
+    if let Some(c) = &lead.contact {
+        steps.push((
+            "4 · Contact preference".to_owned(),
+            vec![
+                field("Method", humanize(&c.contact_method)),
+                field("Time", humanize(&c.contact_time)),
+            ],
+        ));
+    }
+    let enrichment = match &lead.enrichment {
+        None => Vec::new(),
+        Some(e) => vec![
+            field("Score", format!("{} / 100", e.score)),
+            field(
+                "Estimate",
+                format!(
+                    "{} – {}",
+                    money(e.estimate.price_low),
+                    money(e.estimate.price_high)
+                ),
+            ),
+            field("Roof area", format!("{} sq ft", e.estimate.roof_area_sqft)),
+            field("Why", e.score_reasons.join("; ")),
+            field("Roof age band", humanize(&e.insights.roof_age_band)),
+            field("Rental property", yes_no(Some(e.insights.rental_property))),
+        ],
+    };
+    (lead_source, first_touch, steps, enrichment)
+}
+
+pub async fn show(
+    State(state): State<crate::http::AppState>,
+    session: Session,
+    Query(q): Query<LeadsQuery>,
+) -> Result<Response, PageError> {
+    let org = session.org();
+    let organization = state.store.organization(org).await?;
+    let widgets = state.store.widgets(org).await?;
+    let widget = q.widget.as_deref().and_then(WidgetVersion::parse);
+    let source = q.source.as_deref().and_then(SourceCode::parse);
+    let status = q.status.as_deref().and_then(LeadStatus::from_id);
+    let from = q.from.clone().unwrap_or_default();
+    let to = q.to.clone().unwrap_or_default();
+    let after = q.after.as_deref().and_then(|c| {
+        let (at, id) = c.split_once('.')?;
+        Some((at.parse::<i64>().ok()?, id.to_owned()))
+    });
+    let filter = LeadFilter {
+        widget,
+        source,
+        status,
+        from_ms: day_start_ms(&from, 0),
+        to_ms: day_start_ms(&to, 1),
+        after,
+        limit: PAGE_SIZE + 1,
+    };
+    let mut leads = state.store.leads(org, &filter).await?;
+    let more = leads.len() > PAGE_SIZE as usize;
+    leads.truncate(PAGE_SIZE as usize);
+
+    // The query string of the current filters, to carry into paging and expand links.
+    let mut base = String::from("/app/leads?");
+    for (k, v) in [
+        ("widget", q.widget.as_deref()),
+        ("source", q.source.as_deref()),
+        ("status", q.status.as_deref()),
+        ("from", q.from.as_deref()),
+        ("to", q.to.as_deref()),
+    ] {
+        if let Some(v) = v.filter(|v| !v.is_empty()) {
+            base.push_str(&format!("{k}={}&", encode(v)));
+        }
+    }
+    let here = match &q.after {
+        Some(a) => format!("{base}after={}&", encode(a)),
+        None => base.clone(),
+    };
+    let sources = match widget {
+        Some(w) => state.store.sources(org, w, SourceFilter::All).await?,
+        None => Vec::new(),
+    };
+    let rows = leads
+        .iter()
+        .map(|l| {
+            let open = q.open.as_deref() == Some(l.id.as_str());
+            let (lead_source, first_touch, steps, enrichment) =
+                if open { detail(l) } else { Default::default() };
+            LeadRow {
+                id: l.id.clone(),
+                received: datetime(l.created_at),
+                name: l.personal.as_ref().map_or("—".into(), |p| {
+                    format!("{} {}", p.first_name, p.last_name)
+                }),
+                address: format!("{}, {}", l.address.street, l.address.city),
+                status: l.status.id(),
+                status_label: format!("Step {} of 4", l.status.step()),
+                estimate: l.enrichment.as_ref().map_or("—".into(), |e| {
+                    format!(
+                        "{} – {}",
+                        money(e.estimate.price_low),
+                        money(e.estimate.price_high)
+                    )
+                }),
+                score: l
+                    .enrichment
+                    .as_ref()
+                    .map_or("—".into(), |e| e.score.to_string()),
+                source_pill: format!("{} · {}", l.source_code.display_code(), l.source_name),
+                toggle_href: if open {
+                    format!("{here}#lead-{}", l.id)
+                } else {
+                    format!("{here}open={}#lead-{}", encode(&l.id), l.id)
+                },
+                open,
+                lead_source,
+                first_touch,
+                steps,
+                enrichment,
+            }
+        })
+        .collect();
+    let next_href = more.then(|| {
+        leads
+            .last()
+            .map(|l| format!("{base}after={}.{}", l.created_at, encode(&l.id)))
+    });
+    let page = LeadsPage {
+        chrome: Chrome::new(&session, organization.name, Tab::Leads),
+        widgets: widgets
+            .iter()
+            .map(|w| Choice {
+                value: w.version.to_string(),
+                label: format!("{} (v{})", w.name, w.version),
+                selected: Some(w.version) == widget,
+            })
+            .collect(),
+        sources: sources
+            .iter()
+            .map(|s| Choice {
+                value: s.code.to_string(),
+                label: format!("{} · {}", s.code.display_code(), s.name),
+                selected: Some(s.code) == source,
+            })
+            .collect(),
+        statuses: LeadStatus::ALL
+            .iter()
+            .map(|s| Choice {
+                value: s.id().to_owned(),
+                label: format!("Step {} · {}", s.step(), humanize(s.id())),
+                selected: Some(*s) == status,
+            })
+            .collect(),
+        filtered: base != "/app/leads?",
+        from,
+        to,
+        rows,
+        next_href: next_href.flatten(),
+        first_href: q
+            .after
+            .is_some()
+            .then(|| base.trim_end_matches('&').to_owned()),
+    };
+    render(&page)
+}

@@ -1,0 +1,165 @@
+//! The Team tab: who can sign in, one-time invite links, access resets and removals (owners).
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use super::page::{Chrome, PageError, Tab, render, render_status, see_other};
+use super::session::{Session, Submitted};
+use crate::domain::keys::{api_key_digest, new_secret_token};
+use crate::domain::user::{Email, Role};
+use crate::http::AppState;
+use crate::store::{StoreError, now_ms};
+
+const INVITE_DAYS: i64 = 7;
+
+pub struct Member {
+    pub id: String,
+    pub email: String,
+    pub role: &'static str,
+    pub active: bool,
+    pub is_me: bool,
+}
+
+#[derive(Template)]
+#[template(path = "team.html")]
+pub struct TeamPage {
+    pub chrome: Chrome,
+    pub members: Vec<Member>,
+    pub link: Option<String>,
+    pub link_email: String,
+    pub error: Option<String>,
+}
+
+async fn page(
+    state: &AppState,
+    session: &Session,
+    link: Option<(String, String)>,
+    error: Option<String>,
+) -> Result<TeamPage, PageError> {
+    let organization = state.store.organization(session.org()).await?;
+    let users = state.store.users(session.org()).await?;
+    let (link, link_email) = match link {
+        Some((l, e)) => (Some(l), e),
+        None => (None, String::new()),
+    };
+    Ok(TeamPage {
+        chrome: Chrome::new(session, organization.name, Tab::Team),
+        members: users
+            .into_iter()
+            .map(|u| Member {
+                active: u.has_password(),
+                is_me: u.id == session.user.id,
+                role: u.role.label(),
+                id: u.id,
+                email: u.email,
+            })
+            .collect(),
+        link,
+        link_email,
+        error,
+    })
+}
+
+pub async fn show(State(state): State<AppState>, session: Session) -> Result<Response, PageError> {
+    render(&page(&state, &session, None, None).await?)
+}
+
+fn invite_link(headers: &HeaderMap, token: &str) -> String {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let scheme = match headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some("https") => "https",
+        _ => "http",
+    };
+    format!("{scheme}://{host}/invite/{token}")
+}
+
+/// The link is shown in the answer to the post itself (never in a URL or a cookie).
+pub async fn invite(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Submitted { session, form }: Submitted,
+) -> Result<Response, PageError> {
+    session.require_owner()?;
+    let parsed = Email::parse("email", form.text("email"))
+        .and_then(|e| Ok((e, Role::parse("role", form.text("role"))?)));
+    let (email, role) = match parsed {
+        Ok(ok) => ok,
+        Err(e) => {
+            let page = page(&state, &session, None, Some(e.message)).await?;
+            return render_status(StatusCode::UNPROCESSABLE_ENTITY, &page);
+        }
+    };
+    let token = new_secret_token();
+    let expires = now_ms() + INVITE_DAYS * 24 * 3600 * 1000;
+    match state
+        .store
+        .create_invite(
+            session.org(),
+            email.as_str(),
+            role,
+            &api_key_digest(&token),
+            expires,
+        )
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::Conflict(c)) => {
+            let page = page(&state, &session, None, Some(c.to_string())).await?;
+            return render_status(StatusCode::CONFLICT, &page);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let link = (invite_link(&headers, &token), email.as_str().to_owned());
+    render(&page(&state, &session, Some(link), None).await?)
+}
+
+pub async fn reset(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(user_id): Path<String>,
+    Submitted { session, .. }: Submitted,
+) -> Result<Response, PageError> {
+    session.require_owner()?;
+    if user_id == session.user.id {
+        return Err(PageError::new(
+            StatusCode::CONFLICT,
+            "You cannot reset your own access from here.",
+        ));
+    }
+    let token = new_secret_token();
+    let expires = now_ms() + INVITE_DAYS * 24 * 3600 * 1000;
+    let user = state
+        .store
+        .reset_user_access(session.org(), &user_id, &api_key_digest(&token), expires)
+        .await?;
+    let link = (invite_link(&headers, &token), user.email);
+    render(&page(&state, &session, Some(link), None).await?)
+}
+
+pub async fn remove(
+    State(state): State<AppState>,
+    Path(user_id): Path<String>,
+    Submitted { session, .. }: Submitted,
+) -> Result<Response, PageError> {
+    session.require_owner()?;
+    if user_id == session.user.id {
+        return Err(PageError::new(
+            StatusCode::CONFLICT,
+            "You cannot remove yourself.",
+        ));
+    }
+    let user = state.store.remove_user(session.org(), &user_id).await?;
+    Ok(see_other(
+        "/app/team",
+        &format!("Removed {}; their sessions have ended.", user.email),
+    ))
+}
