@@ -110,11 +110,54 @@ impl Browser {
         host.shadow_root().await.unwrap()
     }
 
+    /// Writes `docs/screenshots/<name>.png` (the folder the README names).
     pub async fn screenshot(&self, name: &str) {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("screenshots");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
         let _ = std::fs::create_dir_all(&dir);
         if let Ok(png) = self.client.screenshot().await {
             let _ = std::fs::write(dir.join(format!("{name}.png")), png);
+        }
+    }
+
+    /// Runs a Chrome DevTools Protocol command through chromedriver's passthrough.
+    pub async fn cdp(&self, cmd: &str, params: serde_json::Value) -> serde_json::Value {
+        self.client
+            .issue_cmd(Cdp {
+                body: json!({ "cmd": cmd, "params": params }),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("CDP {cmd}: {e}"))
+    }
+
+    /// A phone-sized viewport (375 CSS px wide), or back to the desktop window.
+    pub async fn phone(&self, on: bool) {
+        if on {
+            self.cdp(
+                "Emulation.setDeviceMetricsOverride",
+                json!({"width": 375, "height": 812, "deviceScaleFactor": 2, "mobile": true}),
+            )
+            .await;
+        } else {
+            self.cdp("Emulation.clearDeviceMetricsOverride", json!({}))
+                .await;
+        }
+    }
+
+    /// Waits until `selector` matches in the page.
+    pub async fn wait_for(&self, selector: &str) -> Element {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(selector))
+            .await
+            .unwrap_or_else(|e| panic!("{selector} never appeared: {e}"))
+    }
+
+    pub async fn current_path(&self) -> String {
+        let url = self.client.current_url().await.unwrap();
+        match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
         }
     }
 
@@ -128,5 +171,27 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         let _ = self.driver.kill();
+    }
+}
+
+#[derive(Debug)]
+struct Cdp {
+    body: serde_json::Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (axum::http::Method, Option<String>) {
+        (axum::http::Method::POST, Some(self.body.to_string()))
     }
 }

@@ -8,4 +8,5 @@ mod harness;
 #[allow(dead_code)]
 mod helpers;
 
+mod dashboard;
 mod widget;

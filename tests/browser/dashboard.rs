@@ -1,0 +1,706 @@
+//! The dashboard in a real headless Chromium: log in, manage lead sources, read leads, set up
+//! webhooks — and the refusals (wrong password, viewer, missing CSRF token, hostile names).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use fantoccini::Locator;
+use fantoccini::elements::Element;
+use serde_json::{Value, json};
+
+use crate::common::{Backend, TestDb};
+use crate::harness::Browser;
+use crate::helpers::{ADMIN_TOKEN, TestApp};
+use leadtrail::domain::user::{Role, hash_password};
+use leadtrail::store::Store;
+
+const OWNER: &str = "owner@acme-roofing.example";
+const VIEWER: &str = "viewer@acme-roofing.example";
+const PASSWORD: &str = "correct horse battery";
+
+struct Fixture {
+    app: TestApp,
+    key: String,
+    public_key: String,
+}
+
+impl Fixture {
+    /// An organization with an owner, a viewer and a second configured widget ("Storm").
+    async fn new() -> Option<(Fixture, Browser)> {
+        let db = TestDb::new(Backend::Sqlite).await?;
+        let browser = Browser::launch().await?;
+        let app = TestApp::spawn_with(db, |c| c.allow_private_webhook_targets = true).await;
+        let (status, org) = app
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/organizations",
+                Some(ADMIN_TOKEN),
+                Some(&json!({
+                    "name": "Acme Roofing",
+                    "tier": "premium",
+                    "website_url": "https://acme-roofing.example/",
+                    "brand_color": "#C2410C",
+                    "owner_email": OWNER,
+                    "owner_password": PASSWORD,
+                })),
+            )
+            .await;
+        assert_eq!(status, 201, "{org}");
+        let fixture = Fixture {
+            key: org["api_key"].as_str().unwrap().to_owned(),
+            public_key: org["public_key"].as_str().unwrap().to_owned(),
+            app,
+        };
+        let (status, _) = fixture
+            .api(
+                reqwest::Method::POST,
+                "/api/v1/widgets",
+                json!({"name": "Storm Season", "site_url": "https://storm.acme-roofing.example/estimate"}),
+            )
+            .await;
+        assert_eq!(status, 201);
+        let (status, _) = fixture
+            .api(
+                reqwest::Method::PATCH,
+                "/api/v1/widgets/02",
+                json!({"status": "configured"}),
+            )
+            .await;
+        assert_eq!(status, 200);
+        let store = Store::connect(fixture.app.database_url()).await.unwrap();
+        let org_id = leadtrail::domain::ids::OrgId::parse(org["id"].as_str().unwrap()).unwrap();
+        store
+            .create_user(
+                &org_id,
+                VIEWER,
+                &hash_password("password", PASSWORD).unwrap(),
+                Role::Viewer,
+            )
+            .await
+            .unwrap();
+        store.close().await;
+        Some((fixture, browser))
+    }
+
+    async fn api(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+        let (status, body) = self
+            .app
+            .call(method, path, Some(&self.key), Some(&body))
+            .await;
+        (status.as_u16(), body)
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let (status, body) = self
+            .app
+            .call(reqwest::Method::GET, path, Some(&self.key), None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.app.base)
+    }
+}
+
+async fn fill(browser: &Browser, selector: &str, text: &str) {
+    let field = browser.wait_for(selector).await;
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
+}
+
+async fn click(browser: &Browser, selector: &str) {
+    browser.wait_for(selector).await.click().await.unwrap();
+}
+
+/// Clicks the visible control with this text or accessible name (closed row menus hold
+/// hidden ones with the same words).
+async fn click_text(browser: &Browser, text: &str) {
+    let xpath = format!(
+        "//*[self::a or self::button or self::summary][normalize-space(.)='{text}' or @aria-label='{text}']"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        for candidate in browser
+            .client
+            .find_all(Locator::XPath(&xpath))
+            .await
+            .unwrap_or_default()
+        {
+            if candidate.is_displayed().await.unwrap_or(false) {
+                candidate.click().await.unwrap();
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "no visible control named {text:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The table row of a source, by its code ("02").
+async fn row(browser: &Browser, code: &str) -> Element {
+    browser
+        .wait_for(&format!("tr[data-code='{code}']"))
+        .await
+}
+
+async fn wait_for_path(browser: &Browser, expected: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let path = browser.current_path().await;
+        if path == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected {expected}, still at {path}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn page_text(browser: &Browser) -> String {
+    browser
+        .client
+        .find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn log_in(browser: &Browser, fixture: &Fixture, email: &str, password: &str) {
+    browser
+        .client
+        .goto(&fixture.url("/login"))
+        .await
+        .unwrap();
+    fill(browser, "#email", email).await;
+    fill(browser, "#password", password).await;
+    click(browser, "button[type=submit]").await;
+}
+
+async fn add_source(browser: &Browser, name: &str, category: &str, qr: bool) {
+    click_text(browser, "Add Source").await;
+    fill(browser, "#source-name", name).await;
+    browser
+        .wait_for("#channel-category")
+        .await
+        .select_by_value(category)
+        .await
+        .unwrap();
+    let checkbox = browser.wait_for("input[name=generate_qr]").await;
+    if checkbox.is_selected().await.unwrap() != qr {
+        checkbox.click().await.unwrap();
+    }
+    click_text(browser, "Save").await;
+    browser.wait_for("p.notice").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_is_refused_with_a_wrong_password_and_a_bookmarked_url_survives_logging_in() {
+    let Some((fixture, browser)) = Fixture::new().await else {
+        return;
+    };
+    // A bookmarked, shared URL for the second widget sends a signed-out visitor to log in...
+    browser
+        .client
+        .goto(&fixture.url("/app/sources?widget=02"))
+        .await
+        .unwrap();
+    browser.wait_for("#password").await;
+    assert!(browser.current_path().await.starts_with("/login?next="));
+    fill(&browser, "#email", OWNER).await;
+    fill(&browser, "#password", "not the password").await;
+    browser.screenshot("login-desktop").await;
+    click(&browser, "button[type=submit]").await;
+    let error = browser.wait_for("[role=alert]").await.text().await.unwrap();
+    assert_eq!(error, "That email and password do not match an account.");
+    assert!(browser.current_path().await.starts_with("/login"));
+    browser.phone(true).await;
+    browser.screenshot("login-phone").await;
+    browser.phone(false).await;
+
+    // ...and after logging in they land exactly there.
+    fill(&browser, "#password", PASSWORD).await;
+    click(&browser, "button[type=submit]").await;
+    wait_for_path(&browser, "/app/sources?widget=02").await;
+    let selected = browser
+        .wait_for("#widget option[selected]")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(selected, "Storm Season (v02)");
+
+    // Logging out ends the session: the page asks for a login again.
+    click(&browser, "details.account summary").await;
+    click_text(&browser, "Log out").await;
+    browser.wait_for("#password").await;
+    browser
+        .client
+        .goto(&fixture.url("/app/sources"))
+        .await
+        .unwrap();
+    browser.wait_for("#password").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_lead_sources_action_works_in_the_browser() {
+    let Some((fixture, browser)) = Fixture::new().await else {
+        return;
+    };
+    let downloads = tempfile::tempdir().unwrap();
+    log_in(&browser, &fixture, OWNER, PASSWORD).await;
+    wait_for_path(&browser, "/app/sources").await;
+    // The selector defaults to Primary and lists configured widgets only.
+    let options: Vec<String> = {
+        let mut out = Vec::new();
+        for o in browser
+            .client
+            .find_all(Locator::Css("#widget option"))
+            .await
+            .unwrap()
+        {
+            out.push(o.text().await.unwrap());
+        }
+        out
+    };
+    assert_eq!(options, ["Primary (v01)", "Storm Season (v02)"]);
+    let label = browser
+        .wait_for("label[for=widget]")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(label, "Lead Sources For");
+
+    // Add Source slide-over, QR generated automatically.
+    add_source(&browser, "Yard Signs", "print_outdoor", true).await;
+    let yard = row(&browser, "02").await;
+    assert!(yard.text().await.unwrap().contains("Yard Signs"));
+    assert!(yard.find(Locator::Css("td.qr img")).await.is_ok());
+
+    // Copy tracking URL: the clipboard holds exactly the row's tracking URL.
+    browser
+        .cdp(
+            "Browser.grantPermissions",
+            json!({"permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"], "origin": fixture.app.base}),
+        )
+        .await;
+    let expected_url = yard
+        .find(Locator::Css("input.url-field"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        expected_url,
+        "https://acme-roofing.example/?roof-estimate=open&v=01&s=02"
+    );
+    let copy = yard.find(Locator::Css("button.copy")).await.unwrap();
+    assert_eq!(copy.text().await.unwrap(), "Copy tracking URL");
+    copy.click().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while copy.text().await.unwrap() != "Copied" {
+        assert!(Instant::now() < deadline, "no copy feedback");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let clipboard = browser
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];\
+             navigator.clipboard.readText().then(done, (e) => done('ERR ' + e));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(clipboard, Value::String(expected_url));
+
+    // A source without a QR code: Generate, then Download saves a file with the product's name.
+    add_source(&browser, "Google Ads", "paid_search", false).await;
+    let google = row(&browser, "03").await;
+    google
+        .find(Locator::XPath(".//button[normalize-space(.)='Generate']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.wait_for("p.notice").await;
+    browser
+        .cdp(
+            "Browser.setDownloadBehavior",
+            json!({"behavior": "allow", "downloadPath": downloads.path().to_str().unwrap()}),
+        )
+        .await;
+    row(&browser, "03")
+        .await
+        .find(Locator::XPath(".//a[normalize-space(.)='Download']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let file = downloads
+        .path()
+        .join("Acme-Roofing-Google-Ads-v01-s03-QR.png");
+    wait_for_file(&file).await;
+    let png = std::fs::read(&file).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+
+    // Edit from the row menu.
+    click(&browser, "tr[data-code='03'] details.menu summary").await;
+    click_text(&browser, "Edit").await;
+    fill(&browser, "#source-name", "Google Search Ads").await;
+    click_text(&browser, "Save").await;
+    browser.wait_for("p.notice").await;
+    assert!(
+        row(&browser, "03")
+            .await
+            .text()
+            .await
+            .unwrap()
+            .contains("Google Search Ads")
+    );
+
+    // The system source has no row menu.
+    assert!(
+        row(&browser, "01")
+            .await
+            .find(Locator::Css("details.menu"))
+            .await
+            .is_err()
+    );
+
+    // Archive, find it under Archived, restore it.
+    click(&browser, "tr[data-code='03'] details.menu summary").await;
+    click_text(&browser, "Archive").await;
+    browser.wait_for("p.notice").await;
+    assert!(
+        browser
+            .client
+            .find(Locator::Css("tr[data-code='03']"))
+            .await
+            .is_err()
+    );
+    click(&browser, ".views a[href$='view=archived']").await;
+    wait_for_path(&browser, "/app/sources?widget=01&view=archived").await;
+    click(&browser, "tr[data-code='03'] details.menu summary").await;
+    click_text(&browser, "Restore").await;
+    browser.wait_for("p.notice").await;
+    row(&browser, "03").await;
+
+    // A hostile name is shown as text, never run.
+    add_source(&browser, "<img src=x onerror=alert(1)>", "other", false).await;
+    let hostile = row(&browser, "04").await;
+    let name = hostile
+        .find(Locator::Css("td.name"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(name, "<img src=x onerror=alert(1)>");
+    assert!(
+        hostile
+            .find(Locator::Css("td.name img"))
+            .await
+            .is_err()
+    );
+    assert!(
+        browser.client.get_alert_text().await.is_err(),
+        "an alert opened"
+    );
+    browser.screenshot("lead-sources-desktop").await;
+    browser.phone(true).await;
+    browser.screenshot("lead-sources-phone").await;
+    browser.phone(false).await;
+
+    // Fill the widget to ten active sources: the limit state replaces Add Source.
+    for n in 5..=10 {
+        add_source(&browser, &format!("Mailer {n}"), "direct_mail", false).await;
+    }
+    let limit = browser.wait_for("p.limit").await.text().await.unwrap();
+    assert_eq!(limit, "10 of 10 active — archive one to add another");
+    let add = browser
+        .client
+        .find(Locator::XPath("//button[normalize-space(.)='Add Source']"))
+        .await
+        .unwrap();
+    assert!(!add.is_enabled().await.unwrap());
+    browser.screenshot("lead-sources-limit-desktop").await;
+
+    // Switching widgets changes the URL, so it can be bookmarked and shared.
+    browser
+        .wait_for("#widget")
+        .await
+        .select_by_value("02")
+        .await
+        .unwrap();
+    wait_for_path(&browser, "/app/sources?widget=02").await;
+    let site = browser.wait_for(".picker .url").await.text().await.unwrap();
+    assert_eq!(site, "https://storm.acme-roofing.example/estimate");
+    // Its own sources: only the system source so far.
+    assert_eq!(
+        browser
+            .client
+            .find_all(Locator::Css("tbody tr"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    browser.close().await;
+}
+
+async fn wait_for_file(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !path.exists() {
+        let present: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.file_name()))
+            .collect();
+        assert!(
+            Instant::now() < deadline,
+            "{} never downloaded; present: {present:?}",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_sees_everything_and_can_change_nothing() {
+    let Some((fixture, browser)) = Fixture::new().await else {
+        return;
+    };
+    let (status, _) = fixture
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/widgets/01/sources",
+            json!({"name": "Yard Signs", "channel_category": "print_outdoor"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    log_in(&browser, &fixture, VIEWER, PASSWORD).await;
+    wait_for_path(&browser, "/app/sources").await;
+    row(&browser, "02").await;
+    let text = page_text(&browser).await;
+    assert!(text.contains("Viewer"));
+    for hidden in ["Add Source", "Generate"] {
+        let xpath = format!("//*[self::a or self::button][normalize-space(.)='{hidden}']");
+        assert!(
+            browser.client.find(Locator::XPath(&xpath)).await.is_err(),
+            "{hidden} shown to a viewer"
+        );
+    }
+    assert!(
+        browser
+            .client
+            .find(Locator::Css("details.menu"))
+            .await
+            .is_err()
+    );
+    // Even a hand-made post with the viewer's own valid token is refused by the server.
+    let status = post_from_page(
+        &browser,
+        "/app/sources/01/02/archive",
+        "_csrf=' + encodeURIComponent(document.querySelector('input[name=_csrf]').value) + '",
+    )
+    .await;
+    assert_eq!(status, 403);
+    let sources = fixture.get("/api/v1/widgets/01/sources").await;
+    assert_eq!(sources[1]["code"], "02");
+    assert_eq!(sources[1]["status"], "active", "{sources}");
+    browser.close().await;
+}
+
+/// Posts a form body from inside the page (same origin, with the session cookie) and returns
+/// the status. `body_js` is spliced into a JS string literal.
+async fn post_from_page(browser: &Browser, path: &str, body_js: &str) -> u64 {
+    let script = format!(
+        "const done = arguments[arguments.length - 1];\
+         fetch('{path}', {{method: 'POST', redirect: 'manual', \
+           headers: {{'Content-Type': 'application/x-www-form-urlencoded'}}, \
+           body: '{body_js}'}}).then((r) => done(r.status), (e) => done(-1));"
+    );
+    browser
+        .client
+        .execute_async(&script, vec![])
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_post_without_the_csrf_token_is_refused() {
+    let Some((fixture, browser)) = Fixture::new().await else {
+        return;
+    };
+    log_in(&browser, &fixture, OWNER, PASSWORD).await;
+    wait_for_path(&browser, "/app/sources").await;
+    let missing = post_from_page(
+        &browser,
+        "/app/sources/01/new",
+        "name=Sneaky&channel_category=other",
+    )
+    .await;
+    assert_eq!(missing, 403);
+    let wrong = post_from_page(
+        &browser,
+        "/app/sources/01/new",
+        "_csrf=forged&name=Sneaky&channel_category=other",
+    )
+    .await;
+    assert_eq!(wrong, 403);
+    let sources = fixture.get("/api/v1/widgets/01/sources").await;
+    assert_eq!(sources.as_array().unwrap().len(), 1, "{sources}");
+    // The same post with the page's token goes through (303 back to the page).
+    let ok = post_from_page(
+        &browser,
+        "/app/sources/01/new",
+        "name=Real&channel_category=other&_csrf=' + encodeURIComponent(document.querySelector('input[name=_csrf]').value) + '",
+    )
+    .await;
+    assert_eq!(ok, 0, "an opaque redirect (303) reads as status 0 with redirect: manual");
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expanded_lead_shows_its_lead_source_as_it_was_at_arrival() {
+    let Some((fixture, browser)) = Fixture::new().await else {
+        return;
+    };
+    let (_, _) = fixture
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/widgets/01/sources",
+            json!({"name": "Yard Signs", "channel_category": "print_outdoor"}),
+        )
+        .await;
+    let res = fixture
+        .app
+        .client
+        .post(fixture.url("/c/v1/leads"))
+        .json(&json!({
+            "public_key": fixture.public_key,
+            "widget": "01",
+            "v": "01",
+            "s": "02",
+            "address": {"street": "12 Oak Lane", "city": "Austin", "state": "TX", "postal_code": "78704"}
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    // Renamed afterwards: the lead keeps the name it arrived with.
+    let (status, _) = fixture
+        .api(
+            reqwest::Method::PATCH,
+            "/api/v1/widgets/01/sources/02",
+            json!({"name": "Lawn Signs"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    log_in(&browser, &fixture, OWNER, PASSWORD).await;
+    wait_for_path(&browser, "/app/sources").await;
+    click_text(&browser, "Leads").await;
+    let pill = browser.wait_for("tbody tr td:last-child .pill").await;
+    assert_eq!(pill.text().await.unwrap(), "SRC-02 · Yard Signs");
+    click(&browser, "a.toggle").await;
+    let section = browser
+        .wait_for("section[aria-labelledby^='ls-']")
+        .await
+        .text()
+        .await
+        .unwrap();
+    for expected in [
+        "Lead Source",
+        "Widget name\nPrimary",
+        "Widget version\n01",
+        "Source code\nSRC-02",
+        "Source name at arrival\nYard Signs",
+    ] {
+        assert!(section.contains(expected), "{expected:?} missing in {section:?}");
+    }
+    browser.screenshot("leads-desktop").await;
+    browser.phone(true).await;
+    browser.screenshot("leads-phone").await;
+    browser.phone(false).await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_events_keep_lead_enriched_checked_and_locked() {
+    let Some((fixture, browser)) = Fixture::new().await else {
+        return;
+    };
+    log_in(&browser, &fixture, OWNER, PASSWORD).await;
+    wait_for_path(&browser, "/app/sources").await;
+    click_text(&browser, "Webhooks").await;
+    fill(&browser, "#wh-url", "http://127.0.0.1:9/hooks").await;
+    // Untick nothing but try: the locked box cannot be changed.
+    let locked = browser
+        .wait_for("form[action='/app/webhooks'] input[value='lead.enriched'][type=checkbox]")
+        .await;
+    assert!(locked.is_selected().await.unwrap());
+    assert!(!locked.is_enabled().await.unwrap());
+    click(
+        &browser,
+        "form[action='/app/webhooks'] input[value='lead.contact_requested']",
+    )
+    .await;
+    click_text(&browser, "Add endpoint").await;
+    browser.wait_for("p.notice").await;
+    // The secret is revealed once after creating, ready to copy.
+    let secret = browser.wait_for("code[id^='secret-']").await.text().await.unwrap();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    let boxes = browser
+        .client
+        .find_all(Locator::Css("section.endpoint input[type=checkbox]"))
+        .await
+        .unwrap();
+    let mut state = Vec::new();
+    for b in boxes {
+        state.push((
+            b.attr("value").await.unwrap().unwrap(),
+            b.is_selected().await.unwrap(),
+            b.is_enabled().await.unwrap(),
+        ));
+    }
+    assert!(state.contains(&("lead.enriched".into(), true, false)), "{state:?}");
+    assert!(state.contains(&("lead.contact_requested".into(), true, true)), "{state:?}");
+    assert!(state.contains(&("lead.address_preview".into(), false, true)), "{state:?}");
+    let endpoints = fixture.get("/api/v1/webhooks").await;
+    let events = &endpoints[0]["events"];
+    assert_eq!(events, &json!(["lead.enriched", "lead.contact_requested"]), "{endpoints}");
+    // A test event shows up in the delivery log.
+    click_text(&browser, "Send test event").await;
+    browser.wait_for("table.deliveries").await;
+    browser.screenshot("webhooks-desktop").await;
+    browser.phone(true).await;
+    browser.screenshot("webhooks-phone").await;
+    browser.phone(false).await;
+    for (tab, name) in [
+        ("Widgets", "widgets"),
+        ("Settings", "settings"),
+        ("Team", "team"),
+    ] {
+        click_text(&browser, tab).await;
+        browser
+            .wait_for(&format!("nav.tabs a[aria-current='page'][href='/app/{name}']"))
+            .await;
+        browser.screenshot(&format!("{name}-desktop")).await;
+        browser.phone(true).await;
+        browser.screenshot(&format!("{name}-phone")).await;
+        browser.phone(false).await;
+    }
+    browser.close().await;
+}
