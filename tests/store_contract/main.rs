@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod account_rules;
 mod capture_rules;
 mod organization_rules;
 

@@ -1,0 +1,145 @@
+//! Dashboard accounts: sessions, one-time invites, access resets, the last owner.
+
+use crate::common::TestDb;
+use crate::on_both_backends;
+use crate::{conflict, org, store};
+use leadtrail::domain::tier::Tier;
+use leadtrail::domain::user::Role;
+use leadtrail::store::{Conflict, StoreError, now_ms};
+
+const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+
+async fn a_session_resolves_to_its_user_until_it_expires_or_is_deleted(db: TestDb) {
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let user = store
+        .create_user(&org, "Member@Acme.Example", HASH, Role::Member)
+        .await
+        .unwrap();
+    assert_eq!(user.email, "member@acme.example");
+    store
+        .create_session(&user.id, "live", "csrf-1", now_ms() + 60_000)
+        .await
+        .unwrap();
+    store
+        .create_session(&user.id, "stale", "csrf-2", now_ms() - 1)
+        .await
+        .unwrap();
+    let live = store.session("live").await.unwrap().unwrap();
+    assert_eq!((live.user.id.as_str(), live.user.role), (user.id.as_str(), Role::Member));
+    assert_eq!(live.csrf_token, "csrf-1");
+    assert!(store.session("stale").await.unwrap().is_none());
+    assert!(store.session("unknown").await.unwrap().is_none());
+    assert_eq!(store.forget_expired_sessions().await.unwrap(), 1);
+    store.delete_session("live").await.unwrap();
+    assert!(store.session("live").await.unwrap().is_none());
+}
+
+async fn an_email_is_one_login_across_organizations(db: TestDb) {
+    let store = store(&db).await;
+    let (a, _) = org(&store, Tier::Starter).await;
+    let (b, _) = org(&store, Tier::Starter).await;
+    store
+        .create_user(&a, "one@acme.example", HASH, Role::Owner)
+        .await
+        .unwrap();
+    let again = store
+        .create_user(&b, "ONE@acme.example", HASH, Role::Viewer)
+        .await;
+    assert_eq!(conflict(again), Conflict::DuplicateEmail);
+    let invite = store
+        .create_invite(&b, "one@acme.example", Role::Member, "t", now_ms() + 60_000)
+        .await;
+    assert_eq!(conflict(invite), Conflict::DuplicateEmail);
+}
+
+async fn an_invite_link_works_once_and_not_after_it_expires(db: TestDb) {
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    store
+        .create_invite(&org, "new@acme.example", Role::Viewer, "tok", now_ms() + 60_000)
+        .await
+        .unwrap();
+    store
+        .create_invite(&org, "late@acme.example", Role::Viewer, "old", now_ms() - 1)
+        .await
+        .unwrap();
+    let invite = store.invite("tok").await.unwrap().unwrap();
+    assert_eq!((invite.email.as_str(), invite.role), ("new@acme.example", Role::Viewer));
+    assert_eq!(invite.org_name, "Acme Roofing");
+    let user = store.accept_invite("tok", HASH).await.unwrap();
+    assert_eq!((user.org_id.clone(), user.role), (org.clone(), Role::Viewer));
+    assert!(user.has_password());
+    assert!(store.invite("tok").await.unwrap().is_none());
+    assert!(matches!(
+        store.accept_invite("tok", HASH).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(store.invite("old").await.unwrap().is_none());
+    assert!(matches!(
+        store.accept_invite("old", HASH).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn resetting_access_ends_sessions_and_needs_the_new_link(db: TestDb) {
+    let store = store(&db).await;
+    let (other, _) = org(&store, Tier::Starter).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let user = store
+        .create_user(&org, "m@acme.example", HASH, Role::Member)
+        .await
+        .unwrap();
+    store
+        .create_session(&user.id, "s1", "c", now_ms() + 60_000)
+        .await
+        .unwrap();
+    // Another tenant cannot reach this user.
+    assert!(matches!(
+        store
+            .reset_user_access(&other, &user.id, "x", now_ms() + 60_000)
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    store
+        .reset_user_access(&org, &user.id, "reset", now_ms() + 60_000)
+        .await
+        .unwrap();
+    assert!(store.session("s1").await.unwrap().is_none());
+    let locked = store.user_by_email("m@acme.example").await.unwrap().unwrap();
+    assert!(!locked.has_password());
+    let back = store.accept_invite("reset", HASH).await.unwrap();
+    assert_eq!((back.id, back.role), (user.id, Role::Member));
+}
+
+async fn the_last_owner_cannot_be_removed(db: TestDb) {
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let owner = store
+        .create_user(&org, "o@acme.example", HASH, Role::Owner)
+        .await
+        .unwrap();
+    let viewer = store
+        .create_user(&org, "v@acme.example", HASH, Role::Viewer)
+        .await
+        .unwrap();
+    store
+        .create_session(&viewer.id, "vs", "c", now_ms() + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        conflict(store.remove_user(&org, &owner.id).await),
+        Conflict::LastOwner
+    );
+    store.remove_user(&org, &viewer.id).await.unwrap();
+    assert!(store.session("vs").await.unwrap().is_none());
+    assert_eq!(store.users(&org).await.unwrap().len(), 1);
+}
+
+on_both_backends!(
+    a_session_resolves_to_its_user_until_it_expires_or_is_deleted,
+    an_email_is_one_login_across_organizations,
+    an_invite_link_works_once_and_not_after_it_expires,
+    resetting_access_ends_sessions_and_needs_the_new_link,
+    the_last_owner_cannot_be_removed,
+);
