@@ -7,6 +7,7 @@ mod helpers;
 
 mod bad_input;
 mod capture;
+mod dashboard;
 mod dispatch;
 mod operations;
 mod organizations;

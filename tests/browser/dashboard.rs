@@ -133,16 +133,17 @@ async fn click_text(browser: &Browser, text: &str) {
                 return;
             }
         }
-        assert!(Instant::now() < deadline, "no visible control named {text:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no visible control named {text:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 /// The table row of a source, by its code ("02").
 async fn row(browser: &Browser, code: &str) -> Element {
-    browser
-        .wait_for(&format!("tr[data-code='{code}']"))
-        .await
+    browser.wait_for(&format!("tr[data-code='{code}']")).await
 }
 
 async fn wait_for_path(browser: &Browser, expected: &str) {
@@ -172,11 +173,7 @@ async fn page_text(browser: &Browser) -> String {
 }
 
 async fn log_in(browser: &Browser, fixture: &Fixture, email: &str, password: &str) {
-    browser
-        .client
-        .goto(&fixture.url("/login"))
-        .await
-        .unwrap();
+    browser.client.goto(&fixture.url("/login")).await.unwrap();
     fill(browser, "#email", email).await;
     fill(browser, "#password", password).await;
     click(browser, "button[type=submit]").await;
@@ -407,12 +404,7 @@ async fn every_lead_sources_action_works_in_the_browser() {
         .await
         .unwrap();
     assert_eq!(name, "<img src=x onerror=alert(1)>");
-    assert!(
-        hostile
-            .find(Locator::Css("td.name img"))
-            .await
-            .is_err()
-    );
+    assert!(hostile.find(Locator::Css("td.name img")).await.is_err());
     assert!(
         browser.client.get_alert_text().await.is_err(),
         "an alert opened"
@@ -569,7 +561,10 @@ async fn a_form_post_without_the_csrf_token_is_refused() {
         "name=Real&channel_category=other&_csrf=' + encodeURIComponent(document.querySelector('input[name=_csrf]').value) + '",
     )
     .await;
-    assert_eq!(ok, 0, "an opaque redirect (303) reads as status 0 with redirect: manual");
+    assert_eq!(
+        ok, 0,
+        "an opaque redirect (303) reads as status 0 with redirect: manual"
+    );
     browser.close().await;
 }
 
@@ -628,7 +623,10 @@ async fn an_expanded_lead_shows_its_lead_source_as_it_was_at_arrival() {
         "Source code\nSRC-02",
         "Source name at arrival\nYard Signs",
     ] {
-        assert!(section.contains(expected), "{expected:?} missing in {section:?}");
+        assert!(
+            section.contains(expected),
+            "{expected:?} missing in {section:?}"
+        );
     }
     browser.screenshot("leads-desktop").await;
     browser.phone(true).await;
@@ -660,7 +658,12 @@ async fn webhook_events_keep_lead_enriched_checked_and_locked() {
     click_text(&browser, "Add endpoint").await;
     browser.wait_for("p.notice").await;
     // The secret is revealed once after creating, ready to copy.
-    let secret = browser.wait_for("code[id^='secret-']").await.text().await.unwrap();
+    let secret = browser
+        .wait_for("code[id^='secret-']")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(secret.starts_with("whsec_"), "{secret}");
     let boxes = browser
         .client
@@ -675,12 +678,25 @@ async fn webhook_events_keep_lead_enriched_checked_and_locked() {
             b.is_enabled().await.unwrap(),
         ));
     }
-    assert!(state.contains(&("lead.enriched".into(), true, false)), "{state:?}");
-    assert!(state.contains(&("lead.contact_requested".into(), true, true)), "{state:?}");
-    assert!(state.contains(&("lead.address_preview".into(), false, true)), "{state:?}");
+    assert!(
+        state.contains(&("lead.enriched".into(), true, false)),
+        "{state:?}"
+    );
+    assert!(
+        state.contains(&("lead.contact_requested".into(), true, true)),
+        "{state:?}"
+    );
+    assert!(
+        state.contains(&("lead.address_preview".into(), false, true)),
+        "{state:?}"
+    );
     let endpoints = fixture.get("/api/v1/webhooks").await;
     let events = &endpoints[0]["events"];
-    assert_eq!(events, &json!(["lead.enriched", "lead.contact_requested"]), "{endpoints}");
+    assert_eq!(
+        events,
+        &json!(["lead.enriched", "lead.contact_requested"]),
+        "{endpoints}"
+    );
     // A test event shows up in the delivery log.
     click_text(&browser, "Send test event").await;
     browser.wait_for("table.deliveries").await;
@@ -695,7 +711,9 @@ async fn webhook_events_keep_lead_enriched_checked_and_locked() {
     ] {
         click_text(&browser, tab).await;
         browser
-            .wait_for(&format!("nav.tabs a[aria-current='page'][href='/app/{name}']"))
+            .wait_for(&format!(
+                "nav.tabs a[aria-current='page'][href='/app/{name}']"
+            ))
             .await;
         browser.screenshot(&format!("{name}-desktop")).await;
         browser.phone(true).await;

@@ -7,7 +7,8 @@ use leadtrail::domain::tier::Tier;
 use leadtrail::domain::user::Role;
 use leadtrail::store::{Conflict, StoreError, now_ms};
 
-const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+const HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
 
 async fn a_session_resolves_to_its_user_until_it_expires_or_is_deleted(db: TestDb) {
     let store = store(&db).await;
@@ -26,7 +27,10 @@ async fn a_session_resolves_to_its_user_until_it_expires_or_is_deleted(db: TestD
         .await
         .unwrap();
     let live = store.session("live").await.unwrap().unwrap();
-    assert_eq!((live.user.id.as_str(), live.user.role), (user.id.as_str(), Role::Member));
+    assert_eq!(
+        (live.user.id.as_str(), live.user.role),
+        (user.id.as_str(), Role::Member)
+    );
     assert_eq!(live.csrf_token, "csrf-1");
     assert!(store.session("stale").await.unwrap().is_none());
     assert!(store.session("unknown").await.unwrap().is_none());
@@ -57,7 +61,13 @@ async fn an_invite_link_works_once_and_not_after_it_expires(db: TestDb) {
     let store = store(&db).await;
     let (org, _) = org(&store, Tier::Starter).await;
     store
-        .create_invite(&org, "new@acme.example", Role::Viewer, "tok", now_ms() + 60_000)
+        .create_invite(
+            &org,
+            "new@acme.example",
+            Role::Viewer,
+            "tok",
+            now_ms() + 60_000,
+        )
         .await
         .unwrap();
     store
@@ -65,10 +75,16 @@ async fn an_invite_link_works_once_and_not_after_it_expires(db: TestDb) {
         .await
         .unwrap();
     let invite = store.invite("tok").await.unwrap().unwrap();
-    assert_eq!((invite.email.as_str(), invite.role), ("new@acme.example", Role::Viewer));
+    assert_eq!(
+        (invite.email.as_str(), invite.role),
+        ("new@acme.example", Role::Viewer)
+    );
     assert_eq!(invite.org_name, "Acme Roofing");
     let user = store.accept_invite("tok", HASH).await.unwrap();
-    assert_eq!((user.org_id.clone(), user.role), (org.clone(), Role::Viewer));
+    assert_eq!(
+        (user.org_id.clone(), user.role),
+        (org.clone(), Role::Viewer)
+    );
     assert!(user.has_password());
     assert!(store.invite("tok").await.unwrap().is_none());
     assert!(matches!(
@@ -106,7 +122,11 @@ async fn resetting_access_ends_sessions_and_needs_the_new_link(db: TestDb) {
         .await
         .unwrap();
     assert!(store.session("s1").await.unwrap().is_none());
-    let locked = store.user_by_email("m@acme.example").await.unwrap().unwrap();
+    let locked = store
+        .user_by_email("m@acme.example")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!locked.has_password());
     let back = store.accept_invite("reset", HASH).await.unwrap();
     assert_eq!((back.id, back.role), (user.id, Role::Member));

@@ -1,0 +1,407 @@
+//! The dashboard over plain HTTP: cookies, CSRF, rate limits, roles, invites and tenancy.
+//! (What needs a real browser — clicks, clipboard, downloads — is in `tests/browser`.)
+
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use serde_json::json;
+
+use crate::common::TestDb;
+use crate::helpers::{ADMIN_TOKEN, TestApp};
+use crate::on_both_backends;
+
+const PASSWORD: &str = "correct horse battery";
+
+/// A cookie jar of one: enough to play a browser that follows no redirects.
+struct Visitor<'a> {
+    app: &'a TestApp,
+    client: reqwest::Client,
+    cookies: Vec<(String, String)>,
+    csrf: String,
+}
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl<'a> Visitor<'a> {
+    fn new(app: &'a TestApp) -> Self {
+        Self {
+            app,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: Vec::new(),
+            csrf: String::new(),
+        }
+    }
+
+    fn remember(&mut self, page: &Page) {
+        for v in page.headers.get_all(SET_COOKIE) {
+            let pair = v.to_str().unwrap().split(';').next().unwrap();
+            let (k, val) = pair.split_once('=').unwrap();
+            self.cookies.retain(|(name, _)| name != k);
+            if !val.is_empty() {
+                self.cookies.push((k.to_owned(), val.to_owned()));
+            }
+        }
+        if let Some(i) = page.body.find("name=\"_csrf\" value=\"") {
+            let rest = &page.body[i + 20..];
+            self.csrf = rest[..rest.find('"').unwrap()].to_owned();
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let res = self
+            .client
+            .get(format!("{}{path}", self.app.base))
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        let page = Page {
+            status: res.status(),
+            headers: res.headers().clone(),
+            body: res.text().await.unwrap(),
+        };
+        self.remember(&page);
+        page
+    }
+
+    /// Posts a form with this visitor's current CSRF token.
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let mut form: Vec<(&str, &str)> = fields.to_vec();
+        let csrf = self.csrf.clone();
+        form.push(("_csrf", &csrf));
+        self.post_raw(path, &form, &[]).await
+    }
+
+    async fn post_raw(
+        &mut self,
+        path: &str,
+        form: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Page {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.app.base))
+            .header("cookie", self.cookie_header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(
+                url::form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(form)
+                    .finish(),
+            );
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = req.send().await.unwrap();
+        let page = Page {
+            status: res.status(),
+            headers: res.headers().clone(),
+            body: res.text().await.unwrap(),
+        };
+        self.remember(&page);
+        page
+    }
+
+    async fn log_in(&mut self, email: &str, password: &str) -> Page {
+        self.get("/login").await;
+        self.post(
+            "/login",
+            &[
+                ("email", email),
+                ("password", password),
+                ("next", "/app/sources"),
+            ],
+        )
+        .await
+    }
+}
+
+/// An organization with an owner login; returns the API key.
+async fn org_with_owner(app: &TestApp, email: &str) -> String {
+    let (status, body) = app
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/organizations",
+            Some(ADMIN_TOKEN),
+            Some(&json!({
+                "name": "Acme Roofing", "tier": "premium",
+                "website_url": "https://acme-roofing.example/", "brand_color": "#1A73E8",
+                "owner_email": email, "owner_password": PASSWORD,
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["api_key"].as_str().unwrap().to_owned()
+}
+
+async fn signed_out_pages_send_you_to_log_in_and_back(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let mut visitor = Visitor::new(&app);
+    let page = visitor.get("/app/leads?status=contact_info_provided").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        page.location(),
+        "/login?next=%2Fapp%2Fleads%3Fstatus%3Dcontact%5Finfo%5Fprovided"
+    );
+    let login = visitor.get("/login").await;
+    assert_eq!(login.status, StatusCode::OK);
+    let csp = login.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert_eq!(login.headers["x-frame-options"], "DENY");
+}
+
+async fn session_cookies_are_http_only_lax_and_secure_behind_https(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    org_with_owner(&app, "owner@acme.example").await;
+    let mut visitor = Visitor::new(&app);
+    let page = visitor.log_in("owner@acme.example", PASSWORD).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.location(), "/app/sources");
+    let cookie = page
+        .headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("lt_session="))
+        .unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("Secure"), "plain http: {cookie}");
+
+    let mut behind_proxy = Visitor::new(&app);
+    behind_proxy.get("/login").await;
+    let csrf = behind_proxy.csrf.clone();
+    let page = behind_proxy
+        .post_raw(
+            "/login",
+            &[
+                ("email", "owner@acme.example"),
+                ("password", PASSWORD),
+                ("_csrf", &csrf),
+            ],
+            &[("x-forwarded-proto", "https")],
+        )
+        .await;
+    let cookie = page.headers[SET_COOKIE].to_str().unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+}
+
+async fn login_attempts_are_rate_limited_per_account(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    org_with_owner(&app, "owner@acme.example").await;
+    let mut visitor = Visitor::new(&app);
+    for _ in 0..5 {
+        let page = visitor
+            .log_in("owner@acme.example", "wrong password!")
+            .await;
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+        assert!(page.body.contains("do not match"));
+    }
+    // The sixth attempt inside the minute is refused before the password is looked at.
+    let page = visitor.log_in("owner@acme.example", PASSWORD).await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(page.headers.contains_key("retry-after"));
+    assert!(page.body.contains("Too many attempts"));
+}
+
+async fn a_login_post_without_the_form_token_is_refused(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    org_with_owner(&app, "owner@acme.example").await;
+    let mut visitor = Visitor::new(&app);
+    let page = visitor
+        .post_raw(
+            "/login",
+            &[("email", "owner@acme.example"), ("password", PASSWORD)],
+            &[],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    // A signed-in form from another origin is refused even with the right token.
+    visitor.log_in("owner@acme.example", PASSWORD).await;
+    visitor.get("/app/sources").await;
+    let csrf = visitor.csrf.clone();
+    let page = visitor
+        .post_raw(
+            "/app/sources/01/new",
+            &[
+                ("name", "Evil"),
+                ("channel_category", "other"),
+                ("_csrf", &csrf),
+            ],
+            &[("origin", "https://evil.example")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    let page = visitor
+        .post(
+            "/app/sources/01/new",
+            &[("name", "Good"), ("channel_category", "other")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+}
+
+async fn another_tenants_dashboard_objects_are_not_found(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let key_a = org_with_owner(&app, "a@acme.example").await;
+    org_with_owner(&app, "b@other.example").await;
+    let (status, _) = app
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/widgets/01/sources",
+            Some(&key_a),
+            Some(&json!({"name": "Yard Signs", "channel_category": "print_outdoor", "generate_qr": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, endpoint) = app
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/webhooks",
+            Some(&key_a),
+            Some(&json!({"url": "https://hooks.acme.example/in"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{endpoint}");
+    let endpoint = endpoint["id"].as_str().unwrap();
+
+    let mut b = Visitor::new(&app);
+    b.log_in("b@other.example", PASSWORD).await;
+    let own = b.get("/app/sources").await;
+    assert_eq!(own.status, StatusCode::OK);
+    assert!(!own.body.contains("Yard Signs"));
+    for path in [
+        "/app/sources/01/02/qr.png",
+        "/app/sources?widget=01&panel=edit&code=02",
+    ] {
+        assert_eq!(b.get(path).await.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    for path in [
+        "/app/sources/01/02/archive".to_owned(),
+        format!("/app/webhooks/{endpoint}/rotate"),
+        format!("/app/webhooks/{endpoint}/test"),
+    ] {
+        assert_eq!(
+            b.post(&path, &[]).await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    let (_, sources) = app
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/widgets/01/sources",
+            Some(&key_a),
+            None,
+        )
+        .await;
+    assert_eq!(sources[1]["status"], "active");
+}
+
+async fn an_owner_invites_a_member_with_a_link_that_works_once(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    org_with_owner(&app, "owner@acme.example").await;
+    let mut owner = Visitor::new(&app);
+    owner.log_in("owner@acme.example", PASSWORD).await;
+    owner.get("/app/team").await;
+    let page = owner
+        .post(
+            "/app/team/invite",
+            &[("email", "New.Member@Acme.Example"), ("role", "member")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let start = page.body.find("/invite/").unwrap();
+    let token = &page.body[start + 8..];
+    let path = format!("/invite/{}", &token[..token.find('"').unwrap()]);
+
+    let mut member = Visitor::new(&app);
+    let invite = member.get(&path).await;
+    assert_eq!(invite.status, StatusCode::OK);
+    assert!(invite.body.contains("new.member@acme.example"));
+    let short = member.post(&path, &[("password", "short")]).await;
+    assert_eq!(short.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let done = member.post(&path, &[("password", PASSWORD)]).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    let sources = member.get("/app/sources").await;
+    assert_eq!(sources.status, StatusCode::OK);
+    assert!(sources.body.contains("Member"));
+    // Members change sources but do not manage the team.
+    let page = member
+        .post(
+            "/app/team/invite",
+            &[("email", "x@acme.example"), ("role", "owner")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+
+    let mut again = Visitor::new(&app);
+    assert_eq!(again.get(&path).await.status, StatusCode::NOT_FOUND);
+}
+
+async fn a_reset_ends_the_members_sessions(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    org_with_owner(&app, "owner@acme.example").await;
+    let mut owner = Visitor::new(&app);
+    owner.log_in("owner@acme.example", PASSWORD).await;
+    owner.get("/app/team").await;
+    let page = owner
+        .post(
+            "/app/team/invite",
+            &[("email", "m@acme.example"), ("role", "viewer")],
+        )
+        .await;
+    let start = page.body.find("/invite/").unwrap() + 8;
+    let token = page.body[start..].split('"').next().unwrap().to_owned();
+    let mut member = Visitor::new(&app);
+    member.get(&format!("/invite/{token}")).await;
+    member
+        .post(&format!("/invite/{token}"), &[("password", PASSWORD)])
+        .await;
+    assert_eq!(member.get("/app/leads").await.status, StatusCode::OK);
+
+    let team = owner.get("/app/team").await;
+    let at = team.body.find("/reset\"").unwrap();
+    let id_start = team.body[..at].rfind("/app/team/").unwrap() + 10;
+    let reset_path = format!("/app/team/{}/reset", &team.body[id_start..at]);
+    let page = owner.post(&reset_path, &[]).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("/invite/"));
+    assert_eq!(member.get("/app/leads").await.status, StatusCode::SEE_OTHER);
+    let login = member.log_in("m@acme.example", PASSWORD).await;
+    assert_eq!(login.status, StatusCode::UNAUTHORIZED);
+}
+
+on_both_backends!(
+    signed_out_pages_send_you_to_log_in_and_back,
+    session_cookies_are_http_only_lax_and_secure_behind_https,
+    login_attempts_are_rate_limited_per_account,
+    a_login_post_without_the_form_token_is_refused,
+    another_tenants_dashboard_objects_are_not_found,
+    an_owner_invites_a_member_with_a_link_that_works_once,
+    a_reset_ends_the_members_sessions,
+);
