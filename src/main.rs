@@ -1,10 +1,12 @@
-//! The `leadtrail` binary: serve, migrate, default-config.
+//! The `leadtrail` binary: serve, migrate, default-config, user add.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use leadtrail::config::{Config, ConfigLayer, DEFAULT_CONFIG_TOML};
+use leadtrail::domain::ids::OrgId;
+use leadtrail::domain::user::{Email, Role, hash_password};
 use leadtrail::{demo, server, telemetry};
 
 #[derive(Parser)]
@@ -35,6 +37,29 @@ enum Command {
     },
     /// Print every setting with its default and a comment.
     DefaultConfig,
+    /// Manage dashboard users.
+    User {
+        #[command(subcommand)]
+        action: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a dashboard user to an organization. The password is read from the first line of
+    /// standard input (never from a flag, which would land in shell history).
+    Add {
+        #[command(flatten)]
+        settings: Settings,
+        /// The organization's id (`org_…`).
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        email: String,
+        /// owner, member or viewer.
+        #[arg(long, default_value = "member")]
+        role: String,
+    },
 }
 
 #[derive(Args)]
@@ -117,6 +142,40 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             store.migrate().await?;
             store.close().await;
             tracing::info!("migrations are up to date");
+            Ok(())
+        }
+        Command::User {
+            action:
+                UserCommand::Add {
+                    settings,
+                    org,
+                    email,
+                    role,
+                },
+        } => {
+            let config = settings.resolve()?;
+            telemetry::init_logging(config.log_format);
+            let org = OrgId::parse(&org)
+                .ok_or_else(|| anyhow::anyhow!("--org must be an organization id like org_…"))?;
+            let email = Email::parse("email", &email)?;
+            let role = Role::parse("role", &role)?;
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let password_hash = hash_password("password", password.trim_end_matches(['\r', '\n']))?;
+            let store = leadtrail::store::Store::connect(&config.database_url).await?;
+            store.migrate().await?;
+            let created = store
+                .create_user(&org, email.as_str(), &password_hash, role)
+                .await;
+            store.close().await;
+            let user = match created {
+                Ok(user) => user,
+                Err(leadtrail::store::StoreError::NotFound) => {
+                    anyhow::bail!("no organization {org}")
+                }
+                Err(e) => return Err(e.into()),
+            };
+            println!("added {} ({}) to {org}", user.email, role.id());
             Ok(())
         }
         Command::Serve { settings, demo } => {

@@ -111,3 +111,70 @@ fn serve_with_demo_answers_healthz_and_stops_gracefully_on_sigterm() {
     assert!(out.contains("dashboard login"), "{out}");
     assert!(out.contains("sk_"), "{out}");
 }
+
+#[test]
+fn user_add_creates_a_login_with_the_password_from_standard_input() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("users.db").display());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let org = runtime.block_on(async {
+        let store = leadtrail::store::Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let created = store
+            .create_organization(leadtrail::store::NewOrganization {
+                name: leadtrail::domain::organization::OrgName::parse("Acme Roofing").unwrap(),
+                website_url: leadtrail::domain::organization::SiteUrl::parse(
+                    "website_url",
+                    "https://acme.example/",
+                )
+                .unwrap(),
+                brand_color: leadtrail::domain::organization::BrandColor::parse("#1A73E8")
+                    .unwrap(),
+                tier: leadtrail::domain::tier::Tier::Starter,
+                owner: None,
+            })
+            .await
+            .unwrap();
+        store.close().await;
+        created.organization.id.to_string()
+    });
+    let add = |email: &str, role: &str, password: &str| {
+        let mut child = Command::new(BIN)
+            .args(["user", "add", "--database-url", &url, "--org", &org])
+            .args(["--email", email, "--role", role])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = add("Ops@Acme.Example", "viewer", "a long enough password");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("added ops@acme.example (viewer)"));
+    // Refusals are one clear line each, never a panic.
+    for (email, role, password, expected) in [
+        ("ops@acme.example", "viewer", "a long enough password", "already exists"),
+        ("other@acme.example", "admin", "a long enough password", "role must be"),
+        ("third@acme.example", "member", "short", "password must be"),
+    ] {
+        let out = add(email, role, password);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    let user = runtime.block_on(async {
+        let store = leadtrail::store::Store::connect(&url).await.unwrap();
+        let user = store.user_by_email("ops@acme.example").await.unwrap().unwrap();
+        store.close().await;
+        user
+    });
+    assert_eq!(user.role, leadtrail::domain::user::Role::Viewer);
+    assert!(leadtrail::domain::user::verify_password(
+        "a long enough password",
+        &user.password_hash
+    ));
+}
