@@ -79,20 +79,28 @@ pub async fn prepare(config: Config) -> anyhow::Result<Service> {
         visit_buffer,
         wake_dispatch,
     );
-    let (limits, planner) = (state.limits.clone(), state.store.clone());
+    let (limits, login_limits, planner) = (
+        state.limits.clone(),
+        state.login_limits.clone(),
+        state.store.clone(),
+    );
     let janitor = tokio::spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
         for minute in 0u64.. {
             every.tick().await;
             limits.retain_recent();
+            login_limits.retain_recent();
             // Hourly, and once shortly after start: planner statistics for the report queries,
-            // and idempotency keys past their day.
+            // idempotency keys past their day, expired sessions and invite links.
             if minute % 60 == 1 {
                 if let Err(e) = planner.optimize().await {
                     tracing::warn!(error = %e, "refreshing planner statistics failed");
                 }
                 if let Err(e) = planner.forget_old_idempotency_keys().await {
                     tracing::warn!(error = %e, "forgetting old idempotency keys failed");
+                }
+                if let Err(e) = planner.forget_expired_sessions().await {
+                    tracing::warn!(error = %e, "forgetting expired sessions failed");
                 }
             }
         }

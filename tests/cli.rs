@@ -129,8 +129,7 @@ fn user_add_creates_a_login_with_the_password_from_standard_input() {
                     "https://acme.example/",
                 )
                 .unwrap(),
-                brand_color: leadtrail::domain::organization::BrandColor::parse("#1A73E8")
-                    .unwrap(),
+                brand_color: leadtrail::domain::organization::BrandColor::parse("#1A73E8").unwrap(),
                 tier: leadtrail::domain::tier::Tier::Starter,
                 owner: None,
             })
@@ -152,12 +151,26 @@ fn user_add_creates_a_login_with_the_password_from_standard_input() {
         child.wait_with_output().unwrap()
     };
     let out = add("Ops@Acme.Example", "viewer", "a long enough password");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("added ops@acme.example (viewer)"));
     // Refusals are one clear line each, never a panic.
     for (email, role, password, expected) in [
-        ("ops@acme.example", "viewer", "a long enough password", "already exists"),
-        ("other@acme.example", "admin", "a long enough password", "role must be"),
+        (
+            "ops@acme.example",
+            "viewer",
+            "a long enough password",
+            "already exists",
+        ),
+        (
+            "other@acme.example",
+            "admin",
+            "a long enough password",
+            "role must be",
+        ),
         ("third@acme.example", "member", "short", "password must be"),
     ] {
         let out = add(email, role, password);
@@ -168,7 +181,11 @@ fn user_add_creates_a_login_with_the_password_from_standard_input() {
     }
     let user = runtime.block_on(async {
         let store = leadtrail::store::Store::connect(&url).await.unwrap();
-        let user = store.user_by_email("ops@acme.example").await.unwrap().unwrap();
+        let user = store
+            .user_by_email("ops@acme.example")
+            .await
+            .unwrap()
+            .unwrap();
         store.close().await;
         user
     });

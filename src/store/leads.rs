@@ -148,4 +148,38 @@ impl Store {
             .await?;
         rows.iter().map(lead_from_row).collect()
     }
+
+    /// Moves leads and their events into the past, as if they had arrived at the given times,
+    /// and marks those events as already dispatched (they predate any endpoint). Only the demo
+    /// seeding uses this: real history is never rewritten.
+    pub async fn backdate_leads(
+        &self,
+        org: &OrgId,
+        leads: &[(String, i64)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        for (id, at) in leads {
+            sqlx::query(
+                "UPDATE leads SET created_at = $1, updated_at = $1 + 600000, \
+                 enriched_at = CASE WHEN enriched_at IS NULL THEN NULL ELSE $1 + 660000 END \
+                 WHERE org_id = $2 AND id = $3",
+            )
+            .bind(*at)
+            .bind(org.as_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE events SET created_at = $1 + COALESCE(sequence, 0) * 60000, fanned_out = 1 \
+                 WHERE org_id = $2 AND lead_id = $3",
+            )
+            .bind(*at)
+            .bind(org.as_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
 }

@@ -1,4 +1,7 @@
-//! `serve --demo`: a demo organization with widgets and sources, so a first look is not empty.
+//! `serve --demo`: a demo organization with widgets, sources, ninety days of leads and a
+//! webhook endpoint, so a first look is not empty.
+
+mod leads;
 
 use std::net::SocketAddr;
 
@@ -154,123 +157,25 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Seeded> {
             .archive_source(&org, WidgetVersion::PRIMARY, mailer)
             .await?;
     }
-    seed_leads(store, &org).await?;
+    leads::seed(store, &org).await?;
+    let (_, secret) = crate::webhooks::signing::Secret::generate();
+    let endpoint = store
+        .create_endpoint(
+            &org,
+            "https://hooks.acme-roofing.example/leadtrail",
+            "CRM intake (demo: this host does not exist, so deliveries fail and retry)",
+            &[
+                "lead.enriched".to_owned(),
+                "lead.contact_requested".to_owned(),
+            ],
+            &secret,
+        )
+        .await?;
+    store.queue_test_delivery(&org, &endpoint.id).await?;
     Ok(Seeded {
         org,
         api_key: created.api_key,
         public_key: created.organization.public_key,
         created: true,
     })
-}
-
-/// A few dozen leads across the sources, at every step; enrichment follows in the background.
-async fn seed_leads(store: &crate::store::Store, org: &OrgId) -> anyhow::Result<()> {
-    use crate::domain::attribution::Utm;
-    use crate::domain::lead::{
-        Address, ContactPreference, PersonalInfo, ProjectDetails, ProjectInput, Step,
-    };
-    use crate::store::{CaptureCommand, CaptureReply, NewLead, StepUpdate};
-
-    const STREETS: [&str; 6] = [
-        "Oak Lane",
-        "Maple Ave",
-        "Cedar St",
-        "Elm Ct",
-        "Pine Rd",
-        "Birch Way",
-    ];
-    const PEOPLE: [(&str, &str); 6] = [
-        ("Maria", "Garcia"),
-        ("James", "Smith"),
-        ("Aisha", "Khan"),
-        ("Tom", "Nguyen"),
-        ("Lena", "Fischer"),
-        ("Carlos", "Diaz"),
-    ];
-    for i in 0..36usize {
-        let (v, s) = match i % 6 {
-            0 | 1 => ("01", "02"),
-            2 => ("01", "03"),
-            3 => ("01", "04"),
-            4 => ("02", "02"),
-            _ => ("01", "01"),
-        };
-        let n = i64::try_from(i)?;
-        let new = NewLead {
-            org: org.clone(),
-            embedding: WidgetVersion::new(1),
-            v: Some(v.to_owned()),
-            s: Some(s.to_owned()),
-            page_url: Some(format!(
-                "https://acme-roofing.example/?roof-estimate=open&v={v}&s={s}"
-            )),
-            referrer: (s == "01").then(|| "https://www.google.com/".to_owned()),
-            utm: Utm::default(),
-            first_touch: None,
-            address: Address::parse(
-                &format!("{} {}", 100 + i, STREETS[i % 6]),
-                "Austin",
-                "TX",
-                "78704",
-                None,
-            )?,
-            idempotency: None,
-        };
-        let created = match store
-            .apply_capture(&[CaptureCommand::CreateLead(Box::new(new))])
-            .await?
-            .pop()
-        {
-            Some(Ok(CaptureReply::Created(c))) => c,
-            _ => anyhow::bail!("a demo lead was refused"),
-        };
-        let (first, last) = PEOPLE[i % 6];
-        let mut steps = vec![
-            Step::ProjectDetails(ProjectDetails::parse(ProjectInput {
-                roof_type: ["replacement", "repair", "inspection"][i % 3],
-                material: ["asphalt_shingle", "metal", "tile", "unknown"][i % 4],
-                stories: 1 + n % 2,
-                pitch: Some("medium"),
-                urgency: [
-                    "emergency",
-                    "within_1_month",
-                    "within_3_months",
-                    "researching",
-                ][i % 4],
-                roof_age_years: Some(5 + (n * 3) % 30),
-                insurance_claim: Some(i % 5 == 0),
-                financing_interest: Some(i % 3 == 0),
-            })?),
-            Step::PersonalInfo(PersonalInfo::parse(
-                first,
-                last,
-                &format!(
-                    "{}.{}{i}@example.com",
-                    first.to_lowercase(),
-                    last.to_lowercase()
-                ),
-                &format!("512555{:04}", 100 + i),
-                i % 7 != 3,
-                Some(1400 + (n * 97) % 2400),
-            )?),
-            Step::ContactPreference(ContactPreference::parse(
-                ["phone", "text", "email"][i % 3],
-                ["morning", "afternoon", "evening", "anytime"][i % 4],
-            )?),
-        ];
-        // Some homeowners stop early, as they do.
-        steps.truncate(i % 4);
-        for step in steps {
-            let update = StepUpdate {
-                lead_id: created.lead_id.clone(),
-                capture_token: created.capture_token.clone(),
-                step,
-                idempotency: None,
-            };
-            store
-                .apply_capture(&[CaptureCommand::Step(Box::new(update))])
-                .await?;
-        }
-    }
-    Ok(())
 }
