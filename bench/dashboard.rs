@@ -1,0 +1,260 @@
+//! Dashboard pages on an organization with 100,000 leads over 90 days (SQLite file), served by
+//! the real service on loopback and fetched with a signed-in session. Prints the median and
+//! p95 round trip of each page, and each median as a ratio of `/healthz` measured in the same
+//! run (the HTTP floor). The round trip includes the loopback hop, so it bounds server time
+//! from above.
+//!
+//! Run: `cargo bench --bench dashboard` (optional: `DASHBOARD_BENCH_LEADS=100000`)
+
+use std::time::{Duration, Instant};
+
+use leadtrail::config::Config;
+use leadtrail::domain::attribution::Utm;
+use leadtrail::domain::channel::ChannelCategory;
+use leadtrail::domain::lead::{Address, PersonalInfo, Step};
+use leadtrail::domain::organization::{BrandColor, OrgName, SiteUrl};
+use leadtrail::domain::source::SourceName;
+use leadtrail::domain::tier::Tier;
+use leadtrail::domain::user::{Role, hash_password};
+use leadtrail::domain::widget::WidgetVersion;
+use leadtrail::server;
+use leadtrail::store::{
+    CaptureCommand, CaptureReply, NewLead, NewOrganization, NewSource, StepUpdate, Store, now_ms,
+};
+
+type BoxError = Box<dyn std::error::Error>;
+
+const PASSWORD: &str = "benchmark password";
+
+async fn seed(
+    store: &Store,
+    leads: usize,
+) -> Result<(leadtrail::domain::ids::OrgId, String), BoxError> {
+    let org = store
+        .create_organization(NewOrganization {
+            name: OrgName::parse("Bench Roofing")?,
+            website_url: SiteUrl::parse("website_url", "https://bench.example")?,
+            brand_color: BrandColor::parse("#1A73E8")?,
+            tier: Tier::Premium,
+            owner: None,
+        })
+        .await?
+        .organization
+        .id;
+    for i in 0..9 {
+        store
+            .create_source(
+                &org,
+                WidgetVersion::PRIMARY,
+                NewSource {
+                    name: SourceName::parse(&format!("Source {i}"))?,
+                    channel_category: ChannelCategory::Other,
+                    generate_qr: i % 2 == 0,
+                },
+            )
+            .await?;
+    }
+    let address = Address::parse("1 Main St", "Austin", "TX", "78701", None)?;
+    let personal = PersonalInfo::parse(
+        "Maria",
+        "Garcia",
+        "maria@example.com",
+        "5125550199",
+        true,
+        Some(2000),
+    )?;
+    let now = now_ms();
+    let mut some_lead = String::new();
+    for chunk in 0..leads.div_ceil(500) {
+        let commands: Vec<_> = (0..500.min(leads - chunk * 500))
+            .map(|i| {
+                CaptureCommand::CreateLead(Box::new(NewLead {
+                    org: org.clone(),
+                    embedding: Some(WidgetVersion::PRIMARY),
+                    v: Some("01".into()),
+                    s: Some(format!("{:02}", (chunk * 500 + i) % 10 + 1)),
+                    page_url: None,
+                    referrer: None,
+                    utm: Utm::default(),
+                    first_touch: None,
+                    address: address.clone(),
+                    idempotency: None,
+                }))
+            })
+            .collect();
+        let mut created = Vec::new();
+        for reply in store.apply_capture(&commands).await? {
+            if let Ok(CaptureReply::Created(c)) = reply {
+                created.push(c);
+            }
+        }
+        // Half of them give their details, so rows carry names like real ones.
+        let steps: Vec<_> = created
+            .iter()
+            .step_by(2)
+            .map(|c| {
+                CaptureCommand::Step(Box::new(StepUpdate {
+                    lead_id: c.lead_id.clone(),
+                    capture_token: c.capture_token.clone(),
+                    step: Step::PersonalInfo(personal.clone()),
+                    idempotency: None,
+                }))
+            })
+            .collect();
+        store.apply_capture(&steps).await?;
+        let dated: Vec<(String, i64)> = created
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let n = (chunk * 500 + i) as i64;
+                (
+                    c.lead_id.clone(),
+                    now - (n % 90) * 86_400_000 - (n % 86_400) * 1000,
+                )
+            })
+            .collect();
+        store.backdate_leads(&org, &dated).await?;
+        if let Some(c) = created.first() {
+            some_lead = c.lead_id.clone();
+        }
+    }
+    store
+        .create_user(
+            &org,
+            "bench@bench.example",
+            &hash_password("password", PASSWORD)?,
+            Role::Owner,
+        )
+        .await?;
+    store.optimize().await?;
+    Ok((org, some_lead))
+}
+
+async fn sample(
+    client: &reqwest::Client,
+    url: &str,
+    cookie: &str,
+    runs: usize,
+) -> (Duration, Duration) {
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let start = Instant::now();
+        let res = client.get(url).header("cookie", cookie).send().await;
+        match res {
+            Ok(r) if r.status().is_success() => {
+                let _ = r.bytes().await;
+            }
+            Ok(r) => panic!("{url}: {}", r.status()),
+            Err(e) => panic!("{url}: {e}"),
+        }
+        samples.push(start.elapsed());
+    }
+    samples.sort();
+    (samples[runs / 2], samples[runs * 95 / 100])
+}
+
+/// Logs in like a browser: the login page's form token, then the post; returns the cookie.
+async fn log_in(client: &reqwest::Client, base: &str) -> Result<String, BoxError> {
+    let page = client.get(format!("{base}/login")).send().await?;
+    let login_cookie = page
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_default()
+        .to_owned();
+    let html = page.text().await?;
+    let at = html
+        .find("name=\"_csrf\" value=\"")
+        .ok_or("no form token")?
+        + 20;
+    let csrf = &html[at..at + html[at..].find('"').ok_or("no form token")?];
+    let body = format!("_csrf={csrf}&email=bench%40bench.example&password=benchmark+password");
+    let res = client
+        .post(format!("{base}/login"))
+        .header("cookie", &login_cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await?;
+    let session = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("lt_session="))
+        .and_then(|v| v.split(';').next())
+        .ok_or("login failed")?
+        .to_owned();
+    Ok(session)
+}
+
+fn main() -> Result<(), BoxError> {
+    let leads: usize = std::env::var("DASHBOARD_BENCH_LEADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite://{}", dir.path().join("dashboard.db").display());
+        let store = Store::connect(&url).await?;
+        store.migrate().await?;
+        let seeding = Instant::now();
+        let (_, lead) = seed(&store, leads).await?;
+        println!(
+            "dashboard benchmark: {leads} leads over 90 days in one organization (seeded in {:.1} s), SQLite",
+            seeding.elapsed().as_secs_f64()
+        );
+        store.close().await;
+
+        let service = server::prepare(Config::with_database(&url)?).await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(server::serve(service, listener, async move {
+            let _ = stopped.await;
+        }));
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let cookie = log_in(&client, &base).await?;
+        let runs = 101;
+        let (floor, floor_p95) = sample(&client, &format!("{base}/healthz"), "", runs).await;
+        let to = time::OffsetDateTime::now_utc() - time::Duration::days(60);
+        let to = format!("{}-{:02}-{:02}", to.year(), u8::from(to.month()), to.day());
+        let pages = [
+            ("Lead Sources", "/app/sources".to_owned()),
+            ("Lead Sources, Edit slide-over", "/app/sources?widget=01&panel=edit&code=02".to_owned()),
+            ("Leads, newest 25", "/app/leads".to_owned()),
+            ("Leads, one source", "/app/leads?widget=01&source=07".to_owned()),
+            ("Leads, status filter", "/app/leads?status=personal_info_and_estimate_provided".to_owned()),
+            ("Leads, until 60 days ago", format!("/app/leads?to={to}")),
+            ("Leads, one expanded", format!("/app/leads?open={lead}")),
+            ("Webhooks", "/app/webhooks".to_owned()),
+            ("Widgets", "/app/widgets".to_owned()),
+            ("Settings", "/app/settings".to_owned()),
+            ("Team", "/app/team".to_owned()),
+        ];
+        let row = |name: &str, (median, p95): (Duration, Duration)| {
+            println!(
+                "  {name:<32} median {:>7.2} ms  p95 {:>7.2} ms  {:>5.1}x healthz",
+                median.as_secs_f64() * 1e3,
+                p95.as_secs_f64() * 1e3,
+                median.as_secs_f64() / floor.as_secs_f64()
+            );
+        };
+        row("baseline: /healthz", (floor, floor_p95));
+        for (name, path) in &pages {
+            let timing = sample(&client, &format!("{base}{path}"), &cookie, runs).await;
+            row(name, timing);
+        }
+        let _ = stop.send(());
+        server.await??;
+        Ok::<(), BoxError>(())
+    })?;
+    Ok(())
+}
