@@ -65,8 +65,8 @@ fn steps_for(i: usize) -> anyhow::Result<Vec<Step>> {
                 "researching",
             ][i % 4],
             roof_age_years: Some(5 + (n * 3) % 30),
-            insurance_claim: Some(i % 5 == 0),
-            financing_interest: Some(i % 3 == 0),
+            insurance_claim: Some(i.is_multiple_of(5)),
+            financing_interest: Some(i.is_multiple_of(3)),
         })?),
         Step::PersonalInfo(PersonalInfo::parse(
             first,

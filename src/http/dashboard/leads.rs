@@ -83,7 +83,7 @@ fn money(n: u32) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -106,14 +106,16 @@ fn field(label: &'static str, value: impl Into<String>) -> Field {
     }
 }
 
-fn detail(
-    lead: &LeadRecord,
-) -> (
-    Vec<Field>,
-    Vec<Field>,
-    Vec<(String, Vec<Field>)>,
-    Vec<Field>,
-) {
+/// What an expanded lead shows, section by section.
+#[derive(Default)]
+pub struct Detail {
+    pub lead_source: Vec<Field>,
+    pub first_touch: Vec<Field>,
+    pub steps: Vec<(String, Vec<Field>)>,
+    pub enrichment: Vec<Field>,
+}
+
+fn detail(lead: &LeadRecord) -> Detail {
     let mut lead_source = vec![
         field("Widget name", lead.widget_name.clone()),
         field("Widget version", lead.widget_version.to_string()),
@@ -214,7 +216,12 @@ fn detail(
             field("Rental property", yes_no(Some(e.insights.rental_property))),
         ],
     };
-    (lead_source, first_touch, steps, enrichment)
+    Detail {
+        lead_source,
+        first_touch,
+        steps,
+        enrichment,
+    }
 }
 
 pub async fn show(
@@ -272,8 +279,12 @@ pub async fn show(
         .iter()
         .map(|l| {
             let open = q.open.as_deref() == Some(l.id.as_str());
-            let (lead_source, first_touch, steps, enrichment) =
-                if open { detail(l) } else { Default::default() };
+            let Detail {
+                lead_source,
+                first_touch,
+                steps,
+                enrichment,
+            } = if open { detail(l) } else { Detail::default() };
             LeadRow {
                 id: l.id.clone(),
                 received: datetime(l.created_at),
