@@ -113,39 +113,66 @@ impl Store {
         lead_from_row(&row)
     }
 
+    /// A page of leads, newest first. Only the filters given become conditions, so each
+    /// combination is its own statement and the planner can pick the index that matches it
+    /// (`x IS NULL OR …` conditions would hide every index but one from SQLite).
     pub async fn leads(
         &self,
         org: &OrgId,
         filter: &LeadFilter,
     ) -> Result<Vec<LeadRecord>, StoreError> {
+        let mut conditions = vec!["org_id = $1".to_owned()];
+        let mut next = 2;
+        let mut placeholder = |conditions: &mut Vec<String>, template: &str| {
+            conditions.push(template.replace('?', &format!("${next}")));
+            next += 1;
+        };
+        if filter.widget.is_some() {
+            placeholder(&mut conditions, "widget_version = ?");
+        }
+        if filter.source.is_some() {
+            placeholder(&mut conditions, "source_code = ?");
+        }
+        if filter.status.is_some() {
+            placeholder(&mut conditions, "status = ?");
+        }
+        if filter.from_ms.is_some() {
+            placeholder(&mut conditions, "created_at >= ?");
+        }
+        if filter.to_ms.is_some() {
+            placeholder(&mut conditions, "created_at < ?");
+        }
+        if filter.after.is_some() {
+            let (at, id) = (next, next + 1);
+            conditions.push(format!(
+                "(created_at < ${at} OR (created_at = ${at} AND id < ${id}))"
+            ));
+            next += 2;
+        }
         let sql = sqlx::AssertSqlSafe(format!(
-            "SELECT {LEAD_COLUMNS} FROM leads WHERE org_id = $1 \
-             AND ($2 IS NULL OR widget_version = $2) \
-             AND ($3 IS NULL OR source_code = $3) \
-             AND ($4 IS NULL OR status = $4) \
-             AND ($5 IS NULL OR created_at >= $5) \
-             AND ($6 IS NULL OR created_at < $6) \
-             AND ($7 IS NULL OR created_at < $7 OR (created_at = $7 AND id < $8)) \
-             ORDER BY created_at DESC, id DESC LIMIT $9"
+            "SELECT {LEAD_COLUMNS} FROM leads WHERE {} ORDER BY created_at DESC, id DESC LIMIT ${next}",
+            conditions.join(" AND ")
         ));
-        let rows = sqlx::query(sql)
-            .bind(org.as_str())
-            .bind(filter.widget.map(|w| i64::from(w.get())))
-            .bind(filter.source.map(|s| i64::from(s.get())))
-            .bind(filter.status.map(LeadStatus::id))
-            .bind(filter.from_ms)
-            .bind(filter.to_ms)
-            .bind(filter.after.as_ref().map(|(at, _)| *at))
-            .bind(
-                filter
-                    .after
-                    .as_ref()
-                    .map(|(_, id)| id.clone())
-                    .unwrap_or_default(),
-            )
-            .bind(filter.limit)
-            .fetch_all(&self.pool)
-            .await?;
+        let mut query = sqlx::query(sql).bind(org.as_str());
+        if let Some(w) = filter.widget {
+            query = query.bind(i64::from(w.get()));
+        }
+        if let Some(s) = filter.source {
+            query = query.bind(i64::from(s.get()));
+        }
+        if let Some(status) = filter.status {
+            query = query.bind(status.id());
+        }
+        if let Some(from) = filter.from_ms {
+            query = query.bind(from);
+        }
+        if let Some(to) = filter.to_ms {
+            query = query.bind(to);
+        }
+        if let Some((at, id)) = &filter.after {
+            query = query.bind(*at).bind(id.clone());
+        }
+        let rows = query.bind(filter.limit).fetch_all(&self.pool).await?;
         rows.iter().map(lead_from_row).collect()
     }
 

@@ -438,7 +438,12 @@ async fn every_lead_sources_action_works_in_the_browser() {
     wait_for_path(&browser, "/app/sources?widget=02").await;
     let site = browser.wait_for(".picker .url").await.text().await.unwrap();
     assert_eq!(site, "https://storm.acme-roofing.example/estimate");
-    // Its own sources: only the system source so far.
+    // Its own sources: only the system source so far, so the empty state offers to add one.
+    let empty = browser.wait_for("#empty-title").await.text().await.unwrap();
+    assert_eq!(empty, "No sources of your own yet");
+    browser
+        .wait_for("section.empty a[href='/app/sources?widget=02&panel=add']")
+        .await;
     assert_eq!(
         browser
             .client
