@@ -32,10 +32,24 @@ impl TestApp {
     }
 
     pub async fn spawn_with(db: TestDb, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        Self::start(db, adjust, false).await
+    }
+
+    /// The service as `serve --demo` starts it: the demo organization seeded first.
+    pub async fn spawn_demo(db: TestDb) -> TestApp {
+        Self::start(db, |_| {}, true).await
+    }
+
+    async fn start(db: TestDb, adjust: impl FnOnce(&mut Config), demo: bool) -> TestApp {
         let mut config = Config::with_database(db.url()).expect("config");
         config.admin_token = Some(ADMIN_TOKEN.to_owned());
         adjust(&mut config);
         let service = server::prepare(config).await.expect("prepare");
+        if demo {
+            leadtrail::demo::seed(&service.state)
+                .await
+                .expect("demo seed");
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

@@ -727,3 +727,69 @@ async fn webhook_events_keep_lead_enriched_checked_and_locked() {
     }
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_organization_has_ninety_days_of_leads_and_a_webhook_endpoint() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else {
+        return;
+    };
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let app = TestApp::spawn_demo(db).await;
+    let store = Store::connect(app.database_url()).await.unwrap();
+    let owner = store
+        .user_by_email(leadtrail::demo::DEMO_EMAIL)
+        .await
+        .unwrap()
+        .unwrap();
+    let leads = store
+        .leads(
+            &owner.org_id,
+            &leadtrail::store::LeadFilter {
+                limit: 10_000,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(leads.len() >= 200, "{} demo leads", leads.len());
+    let now = leadtrail::store::now_ms();
+    let oldest = leads.iter().map(|l| l.created_at).min().unwrap();
+    let days = (now - oldest) / 86_400_000;
+    assert!((60..=90).contains(&days), "oldest lead {days} days ago");
+    assert!(leads.iter().any(|l| l.enrichment.is_some()));
+    assert_eq!(store.endpoints(&owner.org_id).await.unwrap().len(), 1);
+    store.close().await;
+
+    browser
+        .client
+        .goto(&format!("{}/login", app.base))
+        .await
+        .unwrap();
+    fill(&browser, "#email", leadtrail::demo::DEMO_EMAIL).await;
+    fill(&browser, "#password", leadtrail::demo::DEMO_PASSWORD).await;
+    click(&browser, "button[type=submit]").await;
+    wait_for_path(&browser, "/app/sources").await;
+    row(&browser, "05").await;
+    browser.screenshot("demo-lead-sources-desktop").await;
+    click_text(&browser, "Leads").await;
+    click(&browser, "a.toggle").await;
+    browser.wait_for("section[aria-labelledby^='ls-']").await;
+    browser.screenshot("demo-leads-desktop").await;
+    browser.phone(true).await;
+    browser.screenshot("demo-leads-phone").await;
+    browser.phone(false).await;
+    click_text(&browser, "Older →").await;
+    browser.wait_for("a.toggle").await;
+    assert!(browser.current_path().await.contains("after="));
+    click_text(&browser, "Webhooks").await;
+    let url = browser
+        .wait_for("section.endpoint h2")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(url, "https://hooks.acme-roofing.example/leadtrail");
+    browser.close().await;
+}
