@@ -36,6 +36,7 @@ impl TestApp {
     }
 
     /// The service as `serve --demo` starts it: the demo organization seeded first.
+    #[allow(dead_code, reason = "used by tests/browser, which shares this file")]
     pub async fn spawn_demo(db: TestDb) -> TestApp {
         Self::start(db, |_| {}, true).await
     }
