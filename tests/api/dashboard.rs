@@ -396,7 +396,172 @@ async fn a_reset_ends_the_members_sessions(db: TestDb) {
     assert_eq!(login.status, StatusCode::UNAUTHORIZED);
 }
 
+async fn settings_and_widgets_refuse_bad_input_keeping_what_was_typed(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let key = org_with_owner(&app, "owner@acme.example").await;
+    let mut owner = Visitor::new(&app);
+    owner.log_in("owner@acme.example", PASSWORD).await;
+    owner.get("/app/settings").await;
+    // Too light to scan: refused with the reason, the typed values still in the form.
+    let page = owner
+        .post(
+            "/app/settings",
+            &[
+                ("name", "Acme Roofing & Gutters"),
+                ("website_url", "https://acme-roofing.example/"),
+                ("brand_color", "#FFFF00"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.body.contains("too light"), "{}", page.body);
+    assert!(
+        page.body.contains("value=\"Acme Roofing &#38; Gutters\""),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("value=\"#FFFF00\""));
+    let preview = owner
+        .get("/app/settings/qr-preview.svg?color=%23FFFF00")
+        .await;
+    assert_eq!(preview.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let preview = owner
+        .get("/app/settings/qr-preview.svg?color=%23123456")
+        .await;
+    assert_eq!(preview.status, StatusCode::OK);
+    assert!(preview.body.contains("#123456"));
+    let page = owner
+        .post(
+            "/app/settings",
+            &[
+                ("name", "Acme Roofing & Gutters"),
+                ("website_url", "https://acme-roofing.example/"),
+                ("brand_color", "#123456"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    let (_, org) = app
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/organization",
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(org["brand_color"], "#123456", "{org}");
+    assert_eq!(org["name"], "Acme Roofing & Gutters");
+
+    // Widgets: a new one, configured, then a bad site URL refused in place.
+    owner.get("/app/widgets").await;
+    let page = owner
+        .post("/app/widgets", &[("name", "Storm"), ("site_url", "")])
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    owner.get("/app/widgets").await;
+    let page = owner
+        .post(
+            "/app/widgets/02",
+            &[
+                ("name", "Storm"),
+                ("site_url", "https://storm.acme.example/"),
+                ("status", "configured"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let page = owner
+        .post(
+            "/app/widgets/02",
+            &[
+                ("name", "Storm"),
+                ("site_url", "not a url"),
+                ("status", "configured"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.body.contains("value=\"not a url\""));
+    let sources = owner.get("/app/sources?widget=02").await;
+    assert_eq!(sources.status, StatusCode::OK);
+    assert!(sources.body.contains("https://storm.acme.example/"));
+    // The Primary widget offers no Archived status and refuses one sent anyway.
+    let page = owner
+        .post(
+            "/app/widgets/01",
+            &[
+                ("name", "Primary"),
+                ("site_url", "https://acme-roofing.example/"),
+                ("status", "archived"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        page.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        page.body
+    );
+}
+
+async fn webhook_secrets_rotate_and_are_revealed_only_to_editors(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let key = org_with_owner(&app, "owner@acme.example").await;
+    let (_, endpoint) = app
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/webhooks",
+            Some(&key),
+            Some(&json!({"url": "https://hooks.acme.example/in"})),
+        )
+        .await;
+    let (id, secret) = (
+        endpoint["id"].as_str().unwrap(),
+        endpoint["secret"].as_str().unwrap(),
+    );
+    let mut owner = Visitor::new(&app);
+    owner.log_in("owner@acme.example", PASSWORD).await;
+    let hidden = owner.get("/app/webhooks").await;
+    assert!(!hidden.body.contains(secret));
+    let shown = owner.get(&format!("/app/webhooks?reveal={id}")).await;
+    assert!(shown.body.contains(secret));
+    let rotated = owner.post(&format!("/app/webhooks/{id}/rotate"), &[]).await;
+    assert_eq!(rotated.status, StatusCode::SEE_OTHER);
+    let shown = owner.get(&format!("/app/webhooks?reveal={id}")).await;
+    assert!(
+        !shown.body.contains(secret),
+        "the old secret is not shown as current"
+    );
+    assert!(shown.body.contains("whsec_"));
+    // Unticking everything keeps lead.enriched; disabling sticks.
+    let saved = owner
+        .post(&format!("/app/webhooks/{id}"), &[("enabled", "off")])
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER);
+    let (_, endpoint) = app
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/webhooks/{id}"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(endpoint["events"], json!(["lead.enriched"]));
+    assert_eq!(endpoint["enabled"], false);
+    // A bad URL is refused in the form with what was typed.
+    let page = owner
+        .post(
+            "/app/webhooks",
+            &[("url", "http://127.0.0.1/hook"), ("description", "mine")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.body.contains("value=\"http://127.0.0.1/hook\""));
+}
+
 on_both_backends!(
+    settings_and_widgets_refuse_bad_input_keeping_what_was_typed,
+    webhook_secrets_rotate_and_are_revealed_only_to_editors,
     signed_out_pages_send_you_to_log_in_and_back,
     session_cookies_are_http_only_lax_and_secure_behind_https,
     login_attempts_are_rate_limited_per_account,

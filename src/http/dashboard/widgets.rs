@@ -8,13 +8,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::page::{Chrome, PageError, Tab, humanize, render, see_other};
+use super::page::{Chrome, PageError, Tab, humanize, render, render_status, see_other};
 use super::session::{Session, Submitted};
 use crate::domain::organization::{BrandColor, OrgName, SiteUrl};
 use crate::domain::widget::{WidgetName, WidgetStatus, WidgetVersion};
 use crate::http::AppState;
 use crate::qr::{Symbol, render_svg};
-use crate::store::{OrganizationPatch, WidgetPatch};
+use crate::store::{OrganizationPatch, StoreError, WidgetPatch};
 
 pub struct WidgetCard {
     pub version: String,
@@ -25,6 +25,8 @@ pub struct WidgetCard {
     pub is_primary: bool,
     pub snippet: String,
     pub statuses: Vec<(&'static str, String, bool)>,
+    /// Why the last save of this widget was refused; the typed values are shown again.
+    pub error: Option<String>,
 }
 
 #[derive(Template)]
@@ -32,6 +34,17 @@ pub struct WidgetCard {
 pub struct WidgetsPage {
     pub chrome: Chrome,
     pub widgets: Vec<WidgetCard>,
+    pub new_name: String,
+    pub new_site_url: String,
+    pub new_error: Option<String>,
+}
+
+/// A refused widget form: which one (None = the new-widget form), what was typed, and why.
+struct Refused {
+    version: Option<WidgetVersion>,
+    name: String,
+    site_url: String,
+    message: String,
 }
 
 /// Where this dashboard was reached, so the embed snippet points at the same service.
@@ -53,83 +66,150 @@ pub async fn show_widgets(
     session: Session,
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
+    render(&widgets_page(&state, &session, &headers, None).await?)
+}
+
+async fn widgets_page(
+    state: &AppState,
+    session: &Session,
+    headers: &HeaderMap,
+    refused: Option<Refused>,
+) -> Result<WidgetsPage, PageError> {
     let org = session.org();
     let organization = state.store.organization(org).await?;
     let widgets = state.store.widgets(org).await?;
-    let origin = origin(&headers);
-    let page = WidgetsPage {
-        chrome: Chrome::new(&session, organization.name, Tab::Widgets),
+    let origin = origin(headers);
+    let (mut new_name, mut new_site_url, mut new_error) = (String::new(), String::new(), None);
+    let mut card_error = None;
+    if let Some(r) = refused {
+        match r.version {
+            None => (new_name, new_site_url, new_error) = (r.name, r.site_url, Some(r.message)),
+            Some(v) => card_error = Some((v, r.name, r.site_url, r.message)),
+        }
+    }
+    Ok(WidgetsPage {
+        chrome: Chrome::new(session, organization.name, Tab::Widgets),
         widgets: widgets
             .into_iter()
-            .map(|w| WidgetCard {
-                snippet: format!(
-                    "<script src=\"{origin}/widget.js\" data-key=\"{}\" data-widget=\"{}\" async></script>",
-                    organization.public_key, w.version
-                ),
-                version: w.version.to_string(),
-                name: w.name,
-                site_url: w.site_url,
-                status: w.status.id(),
-                status_label: humanize(w.status.id()),
-                is_primary: w.version.is_primary(),
-                statuses: [
-                    WidgetStatus::NotConfigured,
-                    WidgetStatus::Configured,
-                    WidgetStatus::Archived,
-                ]
-                .into_iter()
-                .filter(|s| !(w.version.is_primary() && *s == WidgetStatus::Archived))
-                .map(|s| (s.id(), humanize(s.id()), s == w.status))
-                .collect(),
+            .map(|w| {
+                let typed = card_error.as_ref().filter(|(v, ..)| *v == w.version);
+                WidgetCard {
+                    snippet: format!(
+                        "<script src=\"{origin}/widget.js\" data-key=\"{}\" data-widget=\"{}\" async></script>",
+                        organization.public_key, w.version
+                    ),
+                    version: w.version.to_string(),
+                    name: typed.map_or(w.name, |t| t.1.clone()),
+                    site_url: typed.map_or(w.site_url, |t| t.2.clone()),
+                    status: w.status.id(),
+                    status_label: humanize(w.status.id()),
+                    is_primary: w.version.is_primary(),
+                    statuses: [
+                        WidgetStatus::NotConfigured,
+                        WidgetStatus::Configured,
+                        WidgetStatus::Archived,
+                    ]
+                    .into_iter()
+                    .filter(|s| !(w.version.is_primary() && *s == WidgetStatus::Archived))
+                    .map(|s| (s.id(), humanize(s.id()), s == w.status))
+                    .collect(),
+                    error: typed.map(|t| t.3.clone()),
+                }
             })
             .collect(),
-    };
-    render(&page)
+        new_name,
+        new_site_url,
+        new_error,
+    })
+}
+
+/// Domain and rule refusals go back to the form; anything else is an error page.
+fn refusal(err: StoreError) -> Result<String, PageError> {
+    match err {
+        StoreError::Invalid(d) => Ok(d.message),
+        StoreError::Conflict(c) => Ok(c.to_string()),
+        other => Err(other.into()),
+    }
 }
 
 pub async fn create_widget(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Submitted { session, form }: Submitted,
 ) -> Result<Response, PageError> {
     session.require_editor()?;
-    let name = WidgetName::parse(form.text("name"))?;
-    let site = match form.text("site_url").trim() {
-        "" => None,
-        raw => Some(SiteUrl::parse("site_url", raw)?),
-    };
-    let widget = state
-        .store
-        .create_widget(session.org(), &name, site.as_ref(), &state.config.tiers)
-        .await?;
-    Ok(see_other(
-        "/app/widgets",
-        &format!(
-            "Created widget {} (v{}). Set it to Configured to give it lead sources.",
-            widget.name, widget.version
-        ),
-    ))
+    let (name, site_url) = (form.text("name"), form.text("site_url").trim());
+    let result = async {
+        let name = WidgetName::parse(name)?;
+        let site = match site_url {
+            "" => None,
+            raw => Some(SiteUrl::parse("site_url", raw)?),
+        };
+        state
+            .store
+            .create_widget(session.org(), &name, site.as_ref(), &state.config.tiers)
+            .await
+    }
+    .await;
+    match result {
+        Ok(widget) => Ok(see_other(
+            "/app/widgets",
+            &format!(
+                "Created widget {} (v{}). Set it to Configured to give it lead sources.",
+                widget.name, widget.version
+            ),
+        )),
+        Err(e) => {
+            let refused = Refused {
+                version: None,
+                name: name.to_owned(),
+                site_url: site_url.to_owned(),
+                message: refusal(e)?,
+            };
+            let page = widgets_page(&state, &session, &headers, Some(refused)).await?;
+            render_status(StatusCode::UNPROCESSABLE_ENTITY, &page)
+        }
+    }
 }
 
 pub async fn update_widget(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Path(version): Path<String>,
     Submitted { session, form }: Submitted,
 ) -> Result<Response, PageError> {
     session.require_editor()?;
     let version = WidgetVersion::parse(&version).ok_or_else(PageError::not_found)?;
-    let patch = WidgetPatch {
-        name: Some(WidgetName::parse(form.text("name"))?),
-        site_url: Some(SiteUrl::parse("site_url", form.text("site_url"))?),
-        status: Some(WidgetStatus::parse(form.text("status"))?),
-    };
-    let widget = state
-        .store
-        .update_widget(session.org(), version, patch, &state.config.tiers)
-        .await?;
-    Ok(see_other(
-        "/app/widgets",
-        &format!("Saved widget {} (v{}).", widget.name, widget.version),
-    ))
+    let (name, site_url) = (form.text("name"), form.text("site_url"));
+    let result = async {
+        let patch = WidgetPatch {
+            name: Some(WidgetName::parse(name)?),
+            site_url: Some(SiteUrl::parse("site_url", site_url)?),
+            status: Some(WidgetStatus::parse(form.text("status"))?),
+        };
+        state
+            .store
+            .update_widget(session.org(), version, patch, &state.config.tiers)
+            .await
+    }
+    .await;
+    match result {
+        Ok(widget) => Ok(see_other(
+            "/app/widgets",
+            &format!("Saved widget {} (v{}).", widget.name, widget.version),
+        )),
+        Err(StoreError::NotFound) => Err(PageError::not_found()),
+        Err(e) => {
+            let refused = Refused {
+                version: Some(version),
+                name: name.to_owned(),
+                site_url: site_url.to_owned(),
+                message: refusal(e)?,
+            };
+            let page = widgets_page(&state, &session, &headers, Some(refused)).await?;
+            render_status(StatusCode::UNPROCESSABLE_ENTITY, &page)
+        }
+    }
 }
 
 #[derive(Template)]
@@ -141,20 +221,42 @@ pub struct SettingsPage {
     pub brand_color: String,
     pub tier: String,
     pub public_key: String,
+    pub error: Option<String>,
 }
 
 pub async fn show_settings(
     State(state): State<AppState>,
     session: Session,
 ) -> Result<Response, PageError> {
+    render(&settings_page(&state, &session, None).await?)
+}
+
+/// `typed`: the refused values and why, shown instead of the stored ones.
+async fn settings_page(
+    state: &AppState,
+    session: &Session,
+    typed: Option<([String; 3], String)>,
+) -> Result<SettingsPage, PageError> {
     let organization = state.store.organization(session.org()).await?;
-    render(&SettingsPage {
+    let ([name, website, brand_color], error) = match typed {
+        Some((values, error)) => (values, Some(error)),
+        None => (
+            [
+                organization.name.clone(),
+                organization.website_url,
+                organization.brand_color,
+            ],
+            None,
+        ),
+    };
+    Ok(SettingsPage {
         tier: humanize(organization.tier.id()),
-        name: organization.name.clone(),
-        website: organization.website_url,
-        brand_color: organization.brand_color,
+        name,
+        website,
+        brand_color,
         public_key: organization.public_key,
-        chrome: Chrome::new(&session, organization.name, Tab::Settings),
+        chrome: Chrome::new(session, organization.name, Tab::Settings),
+        error,
     })
 }
 
@@ -163,19 +265,30 @@ pub async fn save_settings(
     Submitted { session, form }: Submitted,
 ) -> Result<Response, PageError> {
     session.require_editor()?;
-    let patch = OrganizationPatch {
-        name: Some(OrgName::parse(form.text("name"))?),
-        website_url: Some(SiteUrl::parse("website_url", form.text("website_url"))?),
-        brand_color: Some(BrandColor::parse(form.text("brand_color"))?),
-    };
-    state
-        .store
-        .update_organization(session.org(), patch)
-        .await?;
-    Ok(see_other(
-        "/app/settings",
-        "Settings saved. QR codes now render in the new colour.",
-    ))
+    let typed = [
+        form.text("name").to_owned(),
+        form.text("website_url").to_owned(),
+        form.text("brand_color").trim().to_owned(),
+    ];
+    let result = async {
+        let patch = OrganizationPatch {
+            name: Some(OrgName::parse(&typed[0])?),
+            website_url: Some(SiteUrl::parse("website_url", &typed[1])?),
+            brand_color: Some(BrandColor::parse(&typed[2])?),
+        };
+        state.store.update_organization(session.org(), patch).await
+    }
+    .await;
+    match result {
+        Ok(_) => Ok(see_other(
+            "/app/settings",
+            "Settings saved. QR codes now render in the new colour.",
+        )),
+        Err(e) => {
+            let page = settings_page(&state, &session, Some((typed, refusal(e)?))).await?;
+            render_status(StatusCode::UNPROCESSABLE_ENTITY, &page)
+        }
+    }
 }
 
 #[derive(Deserialize)]
