@@ -72,3 +72,9 @@ if (colour) {
   };
   colour.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(refresh, 150); });
 }
+
+// Destructive buttons ask first; without script the post goes straight through.
+document.addEventListener("submit", (event) => {
+  const question = event.target.dataset.confirm;
+  if (question && !window.confirm(question)) event.preventDefault();
+});
