@@ -559,7 +559,49 @@ async fn webhook_secrets_rotate_and_are_revealed_only_to_editors(db: TestDb) {
     assert!(page.body.contains("value=\"http://127.0.0.1/hook\""));
 }
 
+async fn a_refused_source_reopens_the_slide_over_with_what_was_typed(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    org_with_owner(&app, "owner@acme.example").await;
+    let mut owner = Visitor::new(&app);
+    owner.log_in("owner@acme.example", PASSWORD).await;
+    owner.get("/app/sources").await;
+    let ok = owner
+        .post(
+            "/app/sources/01/new",
+            &[
+                ("name", "Yard Signs"),
+                ("channel_category", "print_outdoor"),
+            ],
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER);
+    let page = owner
+        .post(
+            "/app/sources/01/new",
+            &[
+                ("name", "YARD SIGNS"),
+                ("channel_category", "print_outdoor"),
+                ("generate_qr", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.body.contains("role=\"alert\""), "{}", page.body);
+    assert!(page.body.contains("already exists"), "{}", page.body);
+    assert!(page.body.contains("value=\"YARD SIGNS\""));
+    assert!(page.body.contains("value=\"print_outdoor\" selected"));
+    let page = owner
+        .post(
+            "/app/sources/01/02",
+            &[("name", ""), ("channel_category", "other")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.body.contains("Edit SRC-02"), "{}", page.body);
+}
+
 on_both_backends!(
+    a_refused_source_reopens_the_slide_over_with_what_was_typed,
     settings_and_widgets_refuse_bad_input_keeping_what_was_typed,
     webhook_secrets_rotate_and_are_revealed_only_to_editors,
     signed_out_pages_send_you_to_log_in_and_back,

@@ -198,6 +198,33 @@ impl PageError {
     }
 }
 
+/// A refusal the user can fix (a rule or a bad value) as the sentence to show beside the form;
+/// anything else becomes an error page.
+pub fn refusal(err: StoreError) -> Result<String, PageError> {
+    match err {
+        StoreError::Invalid(d) => Ok(d.message),
+        StoreError::Conflict(c) => Ok(c.to_string()),
+        other => Err(other.into()),
+    }
+}
+
+/// Where the browser reached this service (scheme and host), for links and snippets shown to
+/// the user: the embed snippet, invite links.
+pub fn origin(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let scheme = match headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some("https") => "https",
+        _ => "http",
+    };
+    format!("{scheme}://{host}")
+}
+
 impl From<StoreError> for PageError {
     fn from(e: StoreError) -> Self {
         match e {

@@ -8,7 +8,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use url::Url;
 
-use super::page::{Chrome, PageError, Tab, render, render_status, see_other};
+use super::page::{Chrome, PageError, Tab, refusal, render, render_status, see_other};
 use super::session::{Session, Submitted};
 use crate::domain::DomainError;
 use crate::domain::channel::ChannelCategory;
@@ -283,16 +283,6 @@ fn sources_path(widget: WidgetVersion, archived: bool) -> String {
     )
 }
 
-/// A refusal the user can fix (a duplicate name, the limit): shown in the slide-over with what
-/// they typed; anything else is an error page.
-fn fixable(err: StoreError) -> Result<String, PageError> {
-    match err {
-        StoreError::Invalid(DomainError { message, .. }) => Ok(message),
-        StoreError::Conflict(c) => Ok(c.to_string()),
-        other => Err(other.into()),
-    }
-}
-
 fn parse_category(raw: &str) -> Result<ChannelCategory, DomainError> {
     if raw.is_empty() {
         return Err(DomainError::new(
@@ -310,48 +300,31 @@ pub async fn create(
 ) -> Result<Response, PageError> {
     session.require_editor()?;
     let widget = version(&widget)?;
-    let name = form.text("name").to_owned();
+    let (name, category_raw) = (form.text("name"), form.text("channel_category"));
     let generate_qr = form.checked("generate_qr");
-    let category_raw = form.text("channel_category");
-    let parsed = SourceName::parse(&name).and_then(|n| Ok((n, parse_category(category_raw)?)));
-    let result = match parsed {
-        Ok((name, channel_category)) => state
-            .store
-            .create_source(
-                session.org(),
-                widget,
-                NewSource {
-                    name,
-                    channel_category,
-                    generate_qr,
-                },
-            )
-            .await
-            .map_err(fixable),
-        Err(e) => Err(Ok(e.message)),
-    };
+    let result = async {
+        let new = NewSource {
+            name: SourceName::parse(name)?,
+            channel_category: parse_category(category_raw)?,
+            generate_qr,
+        };
+        state.store.create_source(session.org(), widget, new).await
+    }
+    .await;
     match result {
         Ok(source) => Ok(see_other(
             &sources_path(widget, false),
             &format!("Added {} {}.", source.code.display_code(), source.name),
         )),
-        Err(Ok(message)) => {
-            let r = Rendered {
-                widget,
-                archived_view: false,
-                panel: Some(PanelRequest::Add {
-                    name,
-                    category: ChannelCategory::from_id(category_raw),
-                    generate_qr,
-                    error: Some(message),
-                }),
+        Err(e) => {
+            let panel = PanelRequest::Add {
+                name: name.to_owned(),
+                category: ChannelCategory::from_id(category_raw),
+                generate_qr,
+                error: Some(refusal(e)?),
             };
-            render_status(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &page(&state, &session, r).await?,
-            )
+            refused(&state, &session, widget, panel).await
         }
-        Err(Err(page_error)) => Err(page_error),
     }
 }
 
@@ -362,48 +335,51 @@ pub async fn update(
 ) -> Result<Response, PageError> {
     session.require_editor()?;
     let (widget, code) = (version(&widget)?, code(&source)?);
-    let name = form.text("name").to_owned();
-    let category_raw = form.text("channel_category");
-    let parsed = SourceName::parse(&name).and_then(|n| Ok((n, parse_category(category_raw)?)));
-    let result = match parsed {
-        Ok((name, category)) => state
+    let (name, category_raw) = (form.text("name"), form.text("channel_category"));
+    let result = async {
+        let patch = SourcePatch {
+            name: Some(SourceName::parse(name)?),
+            channel_category: Some(parse_category(category_raw)?),
+        };
+        state
             .store
-            .update_source(
-                session.org(),
-                widget,
-                code,
-                SourcePatch {
-                    name: Some(name),
-                    channel_category: Some(category),
-                },
-            )
+            .update_source(session.org(), widget, code, patch)
             .await
-            .map_err(fixable),
-        Err(e) => Err(Ok(e.message)),
-    };
+    }
+    .await;
     match result {
         Ok(source) => Ok(see_other(
             &sources_path(widget, false),
             &format!("Saved {} {}.", source.code.display_code(), source.name),
         )),
-        Err(Ok(message)) => {
-            let r = Rendered {
-                widget,
-                archived_view: false,
-                panel: Some(PanelRequest::Edit {
-                    code,
-                    name: Some(name),
-                    category: ChannelCategory::from_id(category_raw),
-                    error: Some(message),
-                }),
+        Err(e) => {
+            let panel = PanelRequest::Edit {
+                code,
+                name: Some(name.to_owned()),
+                category: ChannelCategory::from_id(category_raw),
+                error: Some(refusal(e)?),
             };
-            render_status(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &page(&state, &session, r).await?,
-            )
+            refused(&state, &session, widget, panel).await
         }
-        Err(Err(page_error)) => Err(page_error),
     }
+}
+
+/// The page again with the slide-over open, the refusal in it and what was typed kept.
+async fn refused(
+    state: &AppState,
+    session: &Session,
+    widget: WidgetVersion,
+    panel: PanelRequest,
+) -> Result<Response, PageError> {
+    let r = Rendered {
+        widget,
+        archived_view: false,
+        panel: Some(panel),
+    };
+    render_status(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &page(state, session, r).await?,
+    )
 }
 
 pub async fn archive(

@@ -6,7 +6,7 @@ use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::page::{Chrome, PageError, Tab, render, render_status, see_other};
+use super::page::{Chrome, PageError, Tab, origin, render, render_status, see_other};
 use super::session::{Session, Submitted};
 use crate::domain::keys::{api_key_digest, new_secret_token};
 use crate::domain::user::{Email, Role};
@@ -67,19 +67,15 @@ pub async fn show(State(state): State<AppState>, session: Session) -> Result<Res
     render(&page(&state, &session, None, None).await?)
 }
 
-fn invite_link(headers: &HeaderMap, token: &str) -> String {
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    let scheme = match headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some("https") => "https",
-        _ => "http",
-    };
-    format!("{scheme}://{host}/invite/{token}")
+/// A one-time link: the token for the URL, and its digest and expiry for the store.
+fn new_link(headers: &HeaderMap) -> (String, String, i64) {
+    let token = new_secret_token();
+    let expires = now_ms() + INVITE_DAYS * 24 * 3600 * 1000;
+    (
+        format!("{}/invite/{token}", origin(headers)),
+        api_key_digest(&token),
+        expires,
+    )
 }
 
 /// The link is shown in the answer to the post itself (never in a URL or a cookie).
@@ -98,17 +94,10 @@ pub async fn invite(
             return render_status(StatusCode::UNPROCESSABLE_ENTITY, &page);
         }
     };
-    let token = new_secret_token();
-    let expires = now_ms() + INVITE_DAYS * 24 * 3600 * 1000;
+    let (link, digest, expires) = new_link(&headers);
     match state
         .store
-        .create_invite(
-            session.org(),
-            email.as_str(),
-            role,
-            &api_key_digest(&token),
-            expires,
-        )
+        .create_invite(session.org(), email.as_str(), role, &digest, expires)
         .await
     {
         Ok(()) => {}
@@ -118,7 +107,7 @@ pub async fn invite(
         }
         Err(e) => return Err(e.into()),
     }
-    let link = (invite_link(&headers, &token), email.as_str().to_owned());
+    let link = (link, email.as_str().to_owned());
     render(&page(&state, &session, Some(link), None).await?)
 }
 
@@ -135,13 +124,12 @@ pub async fn reset(
             "You cannot reset your own access from here.",
         ));
     }
-    let token = new_secret_token();
-    let expires = now_ms() + INVITE_DAYS * 24 * 3600 * 1000;
+    let (link, digest, expires) = new_link(&headers);
     let user = state
         .store
-        .reset_user_access(session.org(), &user_id, &api_key_digest(&token), expires)
+        .reset_user_access(session.org(), &user_id, &digest, expires)
         .await?;
-    let link = (invite_link(&headers, &token), user.email);
+    let link = (link, user.email);
     render(&page(&state, &session, Some(link), None).await?)
 }
 

@@ -3,12 +3,14 @@
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::page::{Chrome, PageError, Tab, humanize, render, render_status, see_other};
+use super::page::{
+    Chrome, PageError, Tab, humanize, origin, refusal, render, render_status, see_other,
+};
 use super::session::{Session, Submitted};
 use crate::domain::organization::{BrandColor, OrgName, SiteUrl};
 use crate::domain::widget::{WidgetName, WidgetStatus, WidgetVersion};
@@ -45,20 +47,6 @@ struct Refused {
     name: String,
     site_url: String,
     message: String,
-}
-
-/// Where this dashboard was reached, so the embed snippet points at the same service.
-fn origin(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    let scheme = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .filter(|p| *p == "https")
-        .unwrap_or("http");
-    format!("{scheme}://{host}")
 }
 
 pub async fn show_widgets(
@@ -121,15 +109,6 @@ async fn widgets_page(
         new_site_url,
         new_error,
     })
-}
-
-/// Domain and rule refusals go back to the form; anything else is an error page.
-fn refusal(err: StoreError) -> Result<String, PageError> {
-    match err {
-        StoreError::Invalid(d) => Ok(d.message),
-        StoreError::Conflict(c) => Ok(c.to_string()),
-        other => Err(other.into()),
-    }
 }
 
 pub async fn create_widget(
