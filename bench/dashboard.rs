@@ -6,23 +6,19 @@
 //!
 //! Run: `cargo bench --bench dashboard` (optional: `DASHBOARD_BENCH_LEADS=100000`)
 
+#[path = "support/seed.rs"]
+mod seed;
+
 use std::time::{Duration, Instant};
 
 use leadtrail::config::Config;
-use leadtrail::domain::attribution::Utm;
-use leadtrail::domain::channel::ChannelCategory;
 use leadtrail::domain::lead::{Address, PersonalInfo, Step};
-use leadtrail::domain::organization::{BrandColor, OrgName, SiteUrl};
-use leadtrail::domain::source::SourceName;
 use leadtrail::domain::tier::Tier;
 use leadtrail::domain::user::{Role, hash_password};
-use leadtrail::domain::widget::WidgetVersion;
 use leadtrail::server;
-use leadtrail::store::{
-    CaptureCommand, CaptureReply, NewLead, NewOrganization, NewSource, StepUpdate, Store, now_ms,
-};
+use leadtrail::store::{CaptureCommand, CaptureReply, StepUpdate, Store, now_ms};
 
-type BoxError = Box<dyn std::error::Error>;
+use seed::BoxError;
 
 const PASSWORD: &str = "benchmark password";
 
@@ -30,30 +26,7 @@ async fn seed(
     store: &Store,
     leads: usize,
 ) -> Result<(leadtrail::domain::ids::OrgId, String), BoxError> {
-    let org = store
-        .create_organization(NewOrganization {
-            name: OrgName::parse("Bench Roofing")?,
-            website_url: SiteUrl::parse("website_url", "https://bench.example")?,
-            brand_color: BrandColor::parse("#1A73E8")?,
-            tier: Tier::Premium,
-            owner: None,
-        })
-        .await?
-        .organization
-        .id;
-    for i in 0..9 {
-        store
-            .create_source(
-                &org,
-                WidgetVersion::PRIMARY,
-                NewSource {
-                    name: SourceName::parse(&format!("Source {i}"))?,
-                    channel_category: ChannelCategory::Other,
-                    generate_qr: i % 2 == 0,
-                },
-            )
-            .await?;
-    }
+    let org = seed::organization_with_ten_sources(store, Tier::Premium).await?;
     let address = Address::parse("1 Main St", "Austin", "TX", "78701", None)?;
     let personal = PersonalInfo::parse(
         "Maria",
@@ -67,20 +40,7 @@ async fn seed(
     let mut some_lead = String::new();
     for chunk in 0..leads.div_ceil(500) {
         let commands: Vec<_> = (0..500.min(leads - chunk * 500))
-            .map(|i| {
-                CaptureCommand::CreateLead(Box::new(NewLead {
-                    org: org.clone(),
-                    embedding: Some(WidgetVersion::PRIMARY),
-                    v: Some("01".into()),
-                    s: Some(format!("{:02}", (chunk * 500 + i) % 10 + 1)),
-                    page_url: None,
-                    referrer: None,
-                    utm: Utm::default(),
-                    first_touch: None,
-                    address: address.clone(),
-                    idempotency: None,
-                }))
-            })
+            .map(|i| seed::new_lead(&org, chunk * 500 + i, &address))
             .collect();
         let mut created = Vec::new();
         for reply in store.apply_capture(&commands).await? {

@@ -4,19 +4,16 @@
 //!
 //! Run: `cargo bench --bench reports` (optional: `REPORTS_BENCH_LEADS=100000`)
 
+#[path = "support/seed.rs"]
+mod seed;
+
 use std::time::{Duration, Instant};
 
 use leadtrail::domain::attribution::Utm;
-use leadtrail::domain::channel::ChannelCategory;
 use leadtrail::domain::lead::Address;
-use leadtrail::domain::organization::{BrandColor, OrgName, SiteUrl};
-use leadtrail::domain::source::SourceName;
 use leadtrail::domain::tier::Tier;
 use leadtrail::domain::widget::WidgetVersion;
-use leadtrail::store::{
-    CaptureCommand, Interval, LeadFilter, NewLead, NewOrganization, NewSource, NewVisit,
-    ReportFilter, Store, Touch,
-};
+use leadtrail::store::{Interval, LeadFilter, NewVisit, ReportFilter, Store, Touch};
 
 async fn median<F, Fut>(runs: usize, mut f: F) -> Duration
 where
@@ -46,44 +43,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let store = Store::connect(&format!("sqlite://{}", dir.path().join("reports.db").display())).await?;
         store.migrate().await?;
-        let org = store
-            .create_organization(NewOrganization {
-                name: OrgName::parse("Bench Roofing")?,
-                website_url: SiteUrl::parse("website_url", "https://bench.example")?,
-                brand_color: BrandColor::parse("#000000")?,
-                tier: Tier::Starter,
-                owner: None,
-            })
-            .await?
-            .organization
-            .id;
-        for i in 0..9 {
-            store
-                .create_source(&org, WidgetVersion::PRIMARY, NewSource {
-                    name: SourceName::parse(&format!("Source {i}"))?,
-                    channel_category: ChannelCategory::Other,
-                    generate_qr: false,
-                })
-                .await?;
-        }
+        let org = seed::organization_with_ten_sources(&store, Tier::Starter).await?;
         let seeding = Instant::now();
         let address = Address::parse("1 Main St", "Austin", "TX", "78701", None)?;
         for chunk in 0..leads.div_ceil(256) {
             let commands: Vec<_> = (0..256.min(leads - chunk * 256))
-                .map(|i| {
-                    CaptureCommand::CreateLead(Box::new(NewLead {
-                        org: org.clone(),
-                        embedding: Some(WidgetVersion::PRIMARY),
-                        v: Some("01".into()),
-                        s: Some(format!("{:02}", (chunk * 256 + i) % 10 + 1)),
-                        page_url: None,
-                        referrer: None,
-                        utm: Utm::default(),
-                        first_touch: None,
-                        address: address.clone(),
-                        idempotency: None,
-                    }))
-                })
+                .map(|i| seed::new_lead(&org, chunk * 256 + i, &address))
                 .collect();
             store.apply_capture(&commands).await?;
         }
