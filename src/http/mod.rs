@@ -89,8 +89,14 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn fallback() -> ApiError {
-    ApiError::not_found("route")
+/// Unknown paths answer in the caller's language: an HTML page under the dashboard, the JSON
+/// error shape everywhere else.
+async fn fallback(uri: axum::http::Uri) -> axum::response::Response {
+    if uri.path().starts_with("/app/") {
+        dashboard::page::PageError::not_found().into_response()
+    } else {
+        ApiError::not_found("route").into_response()
+    }
 }
 
 async fn method_not_allowed() -> ApiError {
