@@ -10,10 +10,17 @@ mod seed;
 use std::time::{Duration, Instant};
 
 use leadtrail::domain::attribution::Utm;
+use leadtrail::domain::channel::ChannelCategory;
+use leadtrail::domain::ids::OrgId;
 use leadtrail::domain::lead::Address;
+use leadtrail::domain::organization::{BrandColor, OrgName, SiteUrl};
+use leadtrail::domain::source::SourceName;
 use leadtrail::domain::tier::Tier;
 use leadtrail::domain::widget::WidgetVersion;
-use leadtrail::store::{Interval, LeadFilter, NewVisit, ReportFilter, Store, Touch};
+use leadtrail::store::{
+    Interval, LeadFilter, NewOrganization, NewSource, NewVisit, ReportFilter, Store, Touch,
+};
+use seed::BoxError;
 
 async fn median<F, Fut>(runs: usize, mut f: F) -> Duration
 where
@@ -30,6 +37,36 @@ where
     samples[runs / 2]
 }
 
+/// An organization whose Primary widget has ten active sources (the system source and nine
+/// more, every other one with a QR code).
+async fn organization_with_ten_sources(store: &Store, tier: Tier) -> Result<OrgId, BoxError> {
+    let org = store
+        .create_organization(NewOrganization {
+            name: OrgName::parse("Bench Roofing")?,
+            website_url: SiteUrl::parse("website_url", "https://bench.example")?,
+            brand_color: BrandColor::parse("#1A73E8")?,
+            tier,
+            owner: None,
+        })
+        .await?
+        .organization
+        .id;
+    for i in 0..9 {
+        store
+            .create_source(
+                &org,
+                WidgetVersion::PRIMARY,
+                NewSource {
+                    name: SourceName::parse(&format!("Source {i}"))?,
+                    channel_category: ChannelCategory::Other,
+                    generate_qr: i % 2 == 0,
+                },
+            )
+            .await?;
+    }
+    Ok(org)
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let leads: usize = std::env::var("REPORTS_BENCH_LEADS")
         .ok()
@@ -43,12 +80,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let store = Store::connect(&format!("sqlite://{}", dir.path().join("reports.db").display())).await?;
         store.migrate().await?;
-        let org = seed::organization_with_ten_sources(&store, Tier::Starter).await?;
+        let org = organization_with_ten_sources(&store, Tier::Starter).await?;
         let seeding = Instant::now();
         let address = Address::parse("1 Main St", "Austin", "TX", "78701", None)?;
         for chunk in 0..leads.div_ceil(256) {
             let commands: Vec<_> = (0..256.min(leads - chunk * 256))
-                .map(|i| seed::new_lead(&org, chunk * 256 + i, &address))
+                .map(|i| seed::new_lead(&org, (chunk * 256 + i) % 10 + 1, &address))
                 .collect();
             store.apply_capture(&commands).await?;
         }

@@ -167,7 +167,11 @@ async fn signed_out_pages_send_you_to_log_in_and_back(db: TestDb) {
     );
     let unknown = visitor.get("/app/no-such-page").await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
-    assert!(unknown.body.starts_with("<!doctype html>"), "{}", unknown.body);
+    assert!(
+        unknown.body.starts_with("<!doctype html>"),
+        "{}",
+        unknown.body
+    );
     let login = visitor.get("/login").await;
     assert_eq!(login.status, StatusCode::OK);
     let csp = login.headers["content-security-policy"].to_str().unwrap();
