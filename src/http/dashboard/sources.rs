@@ -12,7 +12,7 @@ use super::page::{Chrome, PageError, Tab, refusal, render, render_status, see_ot
 use super::session::{Session, Submitted};
 use crate::domain::DomainError;
 use crate::domain::channel::ChannelCategory;
-use crate::domain::source::{MAX_ACTIVE_SOURCES, SourceCode, SourceName};
+use crate::domain::source::{MAX_ACTIVE_SOURCES, SourceCode, SourceName, SourceStatus};
 use crate::domain::tracking_url::tracking_url;
 use crate::domain::widget::{WidgetStatus, WidgetVersion};
 use crate::http::AppState;
@@ -97,7 +97,7 @@ fn row(source: &Source, state: &AppState) -> SourceRow {
         category: source.channel_category.display_name(),
         tracking_url: url,
         is_system: source.is_system,
-        archived: source.status == crate::domain::source::SourceStatus::Archived,
+        archived: source.status == SourceStatus::Archived,
         qr_generated: source.qr_generated,
         lead_count: source.lead_count,
     }
@@ -161,7 +161,10 @@ async fn page(state: &AppState, session: &Session, r: Rendered) -> Result<Source
         .store
         .sources(org, r.widget, SourceFilter::All)
         .await?;
-    let active_count = all.iter().filter(|s| !row(s, state).archived).count();
+    let active_count = all
+        .iter()
+        .filter(|s| s.status == SourceStatus::Active)
+        .count();
     let rows: Vec<SourceRow> = all
         .iter()
         .map(|s| row(s, state))
