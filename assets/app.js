@@ -1,6 +1,10 @@
 // leadtrail dashboard: comfort on top of pages that already work without it.
 document.documentElement.classList.add("js");
 
+// On a narrow screen the tab bar scrolls: keep the current tab in sight.
+const currentTab = document.querySelector(".tabs [aria-current=page]");
+if (currentTab) currentTab.scrollIntoView({ block: "nearest", inline: "center" });
+
 function copyText(text) {
   if (navigator.clipboard && window.isSecureContext) {
     return navigator.clipboard.writeText(text);
