@@ -109,7 +109,14 @@ async fn a_dispatcher_killed_mid_flight_is_redelivered_with_the_same_webhook_id(
     org_with_leads(&store, &receiver.url, 1).await;
     store.fan_out(100).await.unwrap();
     // The first dispatcher claims the delivery, sends it, and dies before recording anything.
-    let claimed = store.claim_deliveries(10, 300).await.unwrap();
+    // The lease is long enough that sending and opening another node on a slow machine stay
+    // well inside it.
+    let lease = Duration::from_secs(3);
+    let claimed_at = std::time::Instant::now();
+    let claimed = store
+        .claim_deliveries(10, lease.as_millis() as i64)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1);
     reqwest::Client::new()
         .post(&claimed[0].url)
@@ -121,7 +128,8 @@ async fn a_dispatcher_killed_mid_flight_is_redelivered_with_the_same_webhook_id(
     // Another node: nothing to do while the lease holds, then the same message again.
     let survivor = dispatcher(&node(&db).await);
     assert_eq!(survivor.run_once().await.unwrap(), Progress::Idle);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep((lease + Duration::from_millis(100)).saturating_sub(claimed_at.elapsed()))
+        .await;
     assert_eq!(
         survivor.run_once().await.unwrap(),
         Progress::Worked { fanned: 0, sent: 1 }
