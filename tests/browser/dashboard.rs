@@ -793,3 +793,54 @@ async fn the_demo_organization_has_ninety_days_of_leads_and_a_webhook_endpoint()
     assert_eq!(url, "https://hooks.acme-roofing.example/leadtrail");
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_row_menu_and_the_slide_over_work_from_the_keyboard() {
+    let Some((fixture, browser)) = Fixture::new().await else {
+        return;
+    };
+    let (status, _) = fixture
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/widgets/01/sources",
+            json!({"name": "Yard Signs", "channel_category": "print_outdoor"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    log_in(&browser, &fixture, OWNER, PASSWORD).await;
+    wait_for_path(&browser, "/app/sources").await;
+    let enter = fantoccini::key::Key::Enter.to_string();
+    // Enter on the row menu opens it; Enter on Edit opens the slide-over with the name focused.
+    let menu = browser
+        .wait_for("tr[data-code='02'] details.menu summary")
+        .await;
+    browser
+        .client
+        .execute(
+            "arguments[0].focus();",
+            vec![serde_json::to_value(&menu).unwrap()],
+        )
+        .await
+        .unwrap();
+    menu.send_keys(&enter).await.unwrap();
+    let edit = browser
+        .wait_for("tr[data-code='02'] details.menu[open] a")
+        .await;
+    edit.send_keys(&enter).await.unwrap();
+    let focused = browser
+        .client
+        .execute("return document.activeElement.id;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(focused, json!("source-name"));
+    // Typing and Enter saves, without touching the mouse.
+    let name = browser.wait_for("#source-name").await;
+    name.clear().await.unwrap();
+    name.send_keys("Lawn Signs").await.unwrap();
+    name.send_keys(&enter).await.unwrap();
+    let notice = browser.wait_for("p.notice").await.text().await.unwrap();
+    assert_eq!(notice, "Saved SRC-02 Lawn Signs.");
+    let renamed = row(&browser, "02").await.text().await.unwrap();
+    assert!(renamed.contains("Lawn Signs"), "{renamed}");
+    browser.close().await;
+}
