@@ -70,6 +70,33 @@ impl Store {
         rows.iter().map(source_from_row).collect()
     }
 
+    /// Codes and names of a widget's sources (active and archived), for menus: no lead counts,
+    /// so it stays cheap however many leads there are.
+    pub async fn source_labels(
+        &self,
+        org: &OrgId,
+        version: WidgetVersion,
+    ) -> Result<Vec<(SourceCode, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT s.code, s.name FROM sources s JOIN widgets w ON w.id = s.widget_id \
+             WHERE s.org_id = $1 AND w.version = $2 ORDER BY s.code",
+        )
+        .bind(org.as_str())
+        .bind(i64::from(version.get()))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let code = to_u32(r.try_get("code")?, "source code")?;
+                Ok((
+                    SourceCode::new(code)
+                        .ok_or_else(|| StoreError::Corrupt("source code".into()))?,
+                    r.try_get("name")?,
+                ))
+            })
+            .collect()
+    }
+
     pub async fn source(
         &self,
         org: &OrgId,

@@ -582,6 +582,15 @@ async fn a_refused_source_reopens_the_slide_over_with_what_was_typed(db: TestDb)
         )
         .await;
     assert_eq!(ok.status, StatusCode::SEE_OTHER);
+    // The Leads filter offers the widget's sources by code and name.
+    let leads = owner.get("/app/leads?widget=01&source=02").await;
+    assert!(
+        leads
+            .body
+            .contains("<option value=\"02\" selected>SRC-02 · Yard Signs</option>"),
+        "{}",
+        leads.body
+    );
     let page = owner
         .post(
             "/app/sources/01/new",

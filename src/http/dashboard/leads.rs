@@ -13,7 +13,7 @@ use super::session::Session;
 use crate::domain::lead::LeadStatus;
 use crate::domain::source::SourceCode;
 use crate::domain::widget::WidgetVersion;
-use crate::store::{LeadFilter, LeadRecord, SourceFilter};
+use crate::store::{LeadFilter, LeadRecord};
 
 const PAGE_SIZE: i64 = 25;
 
@@ -272,7 +272,7 @@ pub async fn show(
         None => base.clone(),
     };
     let sources = match widget {
-        Some(w) => state.store.sources(org, w, SourceFilter::All).await?,
+        Some(w) => state.store.source_labels(org, w).await?,
         None => Vec::new(),
     };
     let rows = leads
@@ -336,10 +336,10 @@ pub async fn show(
             .collect(),
         sources: sources
             .iter()
-            .map(|s| Choice {
-                value: s.code.to_string(),
-                label: format!("{} · {}", s.code.display_code(), s.name),
-                selected: Some(s.code) == source,
+            .map(|(code, name)| Choice {
+                value: code.to_string(),
+                label: format!("{} · {name}", code.display_code()),
+                selected: Some(*code) == source,
             })
             .collect(),
         statuses: LeadStatus::ALL
