@@ -59,6 +59,48 @@ fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
     })
 }
 
+/// Inserts a user inside the caller's transaction (organization creation, invite acceptance)
+/// or on the pool. E-mail is the login, so a taken address is a conflict, not an error.
+pub(super) async fn insert_user(
+    conn: &mut sqlx::AnyConnection,
+    user: &User,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO users (id, org_id, email, password_hash, role, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&user.id)
+    .bind(user.org_id.as_str())
+    .bind(user.email.to_lowercase())
+    .bind(&user.password_hash)
+    .bind(user.role.id())
+    .bind(user.created_at)
+    .execute(conn)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            Conflict::DuplicateEmail.into()
+        } else {
+            StoreError::from(e)
+        }
+    })?;
+    Ok(())
+}
+
+impl User {
+    /// A new user record with a fresh id.
+    pub(super) fn new(org: &OrgId, email: &str, password_hash: &str, role: Role, at: i64) -> Self {
+        Self {
+            id: prefixed_id("usr_"),
+            org_id: org.clone(),
+            email: email.to_lowercase(),
+            password_hash: password_hash.to_owned(),
+            role,
+            created_at: at,
+        }
+    }
+}
+
 impl Store {
     /// A dashboard user by login e-mail (lower-cased), across organizations: e-mail is the login.
     pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
@@ -92,33 +134,9 @@ impl Store {
         role: Role,
     ) -> Result<User, StoreError> {
         self.organization(org).await?;
-        let user = User {
-            id: prefixed_id("usr_"),
-            org_id: org.clone(),
-            email: email.to_lowercase(),
-            password_hash: password_hash.to_owned(),
-            role,
-            created_at: now_ms(),
-        };
-        sqlx::query(
-            "INSERT INTO users (id, org_id, email, password_hash, role, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&user.id)
-        .bind(org.as_str())
-        .bind(&user.email)
-        .bind(&user.password_hash)
-        .bind(role.id())
-        .bind(user.created_at)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                Conflict::DuplicateEmail.into()
-            } else {
-                StoreError::from(e)
-            }
-        })?;
+        let user = User::new(org, email, password_hash, role, now_ms());
+        let mut conn = self.pool.acquire().await?;
+        insert_user(&mut conn, &user).await?;
         Ok(user)
     }
 
@@ -282,25 +300,10 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
-            sqlx::query(
-                "INSERT INTO users (id, org_id, email, password_hash, role, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(prefixed_id("usr_"))
-            .bind(&org_id)
-            .bind(&email)
-            .bind(password_hash)
-            .bind(&role)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    Conflict::DuplicateEmail.into()
-                } else {
-                    StoreError::from(e)
-                }
-            })?;
+            let role = Role::parse("role", &role)
+                .map_err(|_| StoreError::Corrupt("invite role".into()))?;
+            let org = OrgId::from_stored(org_id);
+            insert_user(&mut tx, &User::new(&org, &email, password_hash, role, now)).await?;
         }
         tx.commit().await?;
         self.user_by_email(&email)

@@ -3,14 +3,16 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use super::accounts::insert_user;
 use super::{
-    ApiKeyInfo, Conflict, CreatedOrganization, NewOrganization, Organization, OrganizationPatch,
-    Store, StoreError, is_unique_violation, now_ms,
+    ApiKeyInfo, CreatedOrganization, NewOrganization, Organization, OrganizationPatch, Store,
+    StoreError, User, now_ms,
 };
 use crate::domain::ids::{OrgId, prefixed_id};
 use crate::domain::keys::{NewApiKey, new_api_key, new_public_key};
 use crate::domain::source::{SYSTEM_SOURCE_CATEGORY, SYSTEM_SOURCE_NAME, SourceCode};
 use crate::domain::tier::Tier;
+use crate::domain::user::Role;
 use crate::domain::widget::{WidgetStatus, WidgetVersion};
 
 pub(super) fn org_from_row(row: &AnyRow) -> Result<Organization, StoreError> {
@@ -68,21 +70,8 @@ impl Store {
         let key = new_api_key();
         insert_api_key(&mut tx, &id, &key, "default", now).await?;
         if let Some(owner) = &new.owner {
-            let inserted = sqlx::query(
-                "INSERT INTO users (id, org_id, email, password_hash, role, created_at) \
-                 VALUES ($1, $2, $3, $4, 'owner', $5)",
-            )
-            .bind(prefixed_id("usr_"))
-            .bind(id.as_str())
-            .bind(owner.email.to_lowercase())
-            .bind(&owner.password_hash)
-            .bind(now)
-            .execute(&mut *tx)
-            .await;
-            match inserted {
-                Err(e) if is_unique_violation(&e) => return Err(Conflict::DuplicateEmail.into()),
-                other => other?,
-            };
+            let user = User::new(&id, &owner.email, &owner.password_hash, Role::Owner, now);
+            insert_user(&mut tx, &user).await?;
         }
         tx.commit().await?;
         let organization = self.organization(&id).await?;

@@ -215,12 +215,10 @@ pub fn origin(headers: &HeaderMap) -> String {
         .get(axum::http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost");
-    let scheme = match headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some("https") => "https",
-        _ => "http",
+    let scheme = if super::session::is_https(headers) {
+        "https"
+    } else {
+        "http"
     };
     format!("{scheme}://{host}")
 }

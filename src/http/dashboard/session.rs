@@ -40,13 +40,19 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .find_map(|(k, v)| (k == name).then_some(v))
 }
 
+/// Whether the browser reached us over https: we terminate plain http ourselves, so only a
+/// proxy's `X-Forwarded-Proto` can say so.
+pub fn is_https(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.eq_ignore_ascii_case("https"))
+}
+
 /// `Set-Cookie` for a dashboard cookie. `Secure` whenever the browser reached us over https
 /// (directly or through a proxy that says so), so plain-http local use still works.
 pub fn set_cookie(headers: &HeaderMap, name: &str, value: &str, max_age_s: i64) -> String {
-    let secure = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    let secure = is_https(headers);
     format!(
         "{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_s}{}",
         if secure { "; Secure" } else { "" }
