@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::domain::tier::TierLimits;
 use crate::domain::tracking_url::OpenParameter;
+use crate::webhooks::target::{AllowedPorts, TargetPolicy};
 
 /// The commented defaults that `leadtrail default-config` prints.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../config.default.toml");
@@ -34,6 +35,30 @@ pub struct Config {
     pub enricher_timeout: Duration,
     /// An endpoint failing this long, with its retries used up, is disabled.
     pub webhook_disable_after: Duration,
+    /// Ports a webhook URL may name.
+    pub webhook_allowed_ports: AllowedPorts,
+    /// An explicit egress proxy for webhook deliveries (environment proxies are ignored).
+    pub webhook_egress_proxy: Option<url::Url>,
+    /// Deliveries one endpoint may have in flight at once, across all nodes.
+    pub webhook_endpoint_concurrency: usize,
+    /// Deliveries one node sends at once, over all endpoints.
+    pub webhook_concurrency: usize,
+    /// Webhook endpoints one organization may have.
+    pub webhook_max_endpoints: u32,
+    /// Test sends, resends and replays per organization per minute.
+    pub webhook_manual_sends_per_minute: u32,
+    /// A delivery due for longer than this is logged as late.
+    pub webhook_lag_warning: Duration,
+}
+
+impl Config {
+    /// Where webhooks may go, from the settings.
+    pub fn webhook_targets(&self) -> TargetPolicy {
+        TargetPolicy {
+            allow_private: self.allow_private_webhook_targets,
+            ports: self.webhook_allowed_ports.clone(),
+        }
+    }
 }
 
 /// The raw, all-optional shape shared by the TOML file and the flag/environment layer.
@@ -52,6 +77,13 @@ pub struct ConfigLayer {
     pub enricher_url: Option<String>,
     pub enricher_timeout: Option<String>,
     pub webhook_disable_after: Option<String>,
+    pub webhook_allowed_ports: Option<String>,
+    pub webhook_egress_proxy: Option<String>,
+    pub webhook_endpoint_concurrency: Option<usize>,
+    pub webhook_concurrency: Option<usize>,
+    pub webhook_max_endpoints: Option<u32>,
+    pub webhook_manual_sends_per_minute: Option<u32>,
+    pub webhook_lag_warning: Option<String>,
 }
 
 impl ConfigLayer {
@@ -72,6 +104,17 @@ impl ConfigLayer {
             enricher_url: self.enricher_url.or(under.enricher_url),
             enricher_timeout: self.enricher_timeout.or(under.enricher_timeout),
             webhook_disable_after: self.webhook_disable_after.or(under.webhook_disable_after),
+            webhook_allowed_ports: self.webhook_allowed_ports.or(under.webhook_allowed_ports),
+            webhook_egress_proxy: self.webhook_egress_proxy.or(under.webhook_egress_proxy),
+            webhook_endpoint_concurrency: self
+                .webhook_endpoint_concurrency
+                .or(under.webhook_endpoint_concurrency),
+            webhook_concurrency: self.webhook_concurrency.or(under.webhook_concurrency),
+            webhook_max_endpoints: self.webhook_max_endpoints.or(under.webhook_max_endpoints),
+            webhook_manual_sends_per_minute: self
+                .webhook_manual_sends_per_minute
+                .or(under.webhook_manual_sends_per_minute),
+            webhook_lag_warning: self.webhook_lag_warning.or(under.webhook_lag_warning),
         }
     }
 
@@ -127,6 +170,30 @@ impl Config {
                 l.webhook_disable_after,
                 "webhook_disable_after",
             )?)?,
+            webhook_allowed_ports: AllowedPorts::parse(&need(
+                l.webhook_allowed_ports,
+                "webhook_allowed_ports",
+            )?)
+            .map_err(|e| ConfigError(format!("webhook_allowed_ports: {e}")))?,
+            webhook_egress_proxy: l
+                .webhook_egress_proxy
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    url::Url::parse(&p)
+                        .map_err(|e| ConfigError(format!("webhook_egress_proxy {p:?}: {e}")))
+                })
+                .transpose()?,
+            webhook_endpoint_concurrency: at_least_one(
+                l.webhook_endpoint_concurrency,
+                "webhook_endpoint_concurrency",
+            )?,
+            webhook_concurrency: at_least_one(l.webhook_concurrency, "webhook_concurrency")?,
+            webhook_max_endpoints: l.webhook_max_endpoints.unwrap_or(20),
+            webhook_manual_sends_per_minute: l.webhook_manual_sends_per_minute.unwrap_or(0),
+            webhook_lag_warning: parse_duration(&need(
+                l.webhook_lag_warning,
+                "webhook_lag_warning",
+            )?)?,
         })
     }
 
@@ -136,6 +203,14 @@ impl Config {
             database_url: Some(database_url.to_owned()),
             ..ConfigLayer::default()
         })
+    }
+}
+
+fn at_least_one(value: Option<usize>, key: &str) -> Result<usize, ConfigError> {
+    match value {
+        Some(n) if n > 0 => Ok(n),
+        Some(_) => Err(ConfigError(format!("{key} must be at least 1"))),
+        None => Err(ConfigError(format!("{key} is required"))),
     }
 }
 

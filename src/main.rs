@@ -92,6 +92,20 @@ struct Settings {
     enricher_timeout: Option<String>,
     #[arg(long, env = "LEADTRAIL_WEBHOOK_DISABLE_AFTER")]
     webhook_disable_after: Option<String>,
+    #[arg(long, env = "LEADTRAIL_WEBHOOK_ALLOWED_PORTS")]
+    webhook_allowed_ports: Option<String>,
+    #[arg(long, env = "LEADTRAIL_WEBHOOK_EGRESS_PROXY")]
+    webhook_egress_proxy: Option<String>,
+    #[arg(long, env = "LEADTRAIL_WEBHOOK_ENDPOINT_CONCURRENCY")]
+    webhook_endpoint_concurrency: Option<usize>,
+    #[arg(long, env = "LEADTRAIL_WEBHOOK_CONCURRENCY")]
+    webhook_concurrency: Option<usize>,
+    #[arg(long, env = "LEADTRAIL_WEBHOOK_MAX_ENDPOINTS")]
+    webhook_max_endpoints: Option<u32>,
+    #[arg(long, env = "LEADTRAIL_WEBHOOK_MANUAL_SENDS_PER_MINUTE")]
+    webhook_manual_sends_per_minute: Option<u32>,
+    #[arg(long, env = "LEADTRAIL_WEBHOOK_LAG_WARNING")]
+    webhook_lag_warning: Option<String>,
 }
 
 impl Settings {
@@ -113,6 +127,13 @@ impl Settings {
             enricher_url: self.enricher_url,
             enricher_timeout: self.enricher_timeout,
             webhook_disable_after: self.webhook_disable_after,
+            webhook_allowed_ports: self.webhook_allowed_ports,
+            webhook_egress_proxy: self.webhook_egress_proxy,
+            webhook_endpoint_concurrency: self.webhook_endpoint_concurrency,
+            webhook_concurrency: self.webhook_concurrency,
+            webhook_max_endpoints: self.webhook_max_endpoints,
+            webhook_manual_sends_per_minute: self.webhook_manual_sends_per_minute,
+            webhook_lag_warning: self.webhook_lag_warning,
         };
         Ok(Config::resolve(flags.over(file))?)
     }

@@ -12,8 +12,8 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::store::Store;
+use crate::webhooks::dispatcher::{DispatchSettings, Dispatcher};
 use crate::workers::capture_writer::CaptureWriter;
-use crate::workers::dispatcher::Dispatcher;
 use crate::workers::enrichment::{EnrichmentWorker, ExternalEnricher};
 use crate::workers::visit_buffer::VisitBuffer;
 
@@ -39,6 +39,7 @@ struct Tasks {
 pub async fn prepare(config: Config) -> anyhow::Result<Service> {
     let store = Store::connect(&config.database_url).await?;
     store.migrate().await?;
+    store.take_back_leases_after_restart().await?;
     let wake_enrichment = Arc::new(Notify::new());
     let wake_dispatch = Arc::new(Notify::new());
     let (capture, writer) = CaptureWriter::start(
@@ -65,12 +66,7 @@ pub async fn prepare(config: Config) -> anyhow::Result<Service> {
             .notify_on_write(wake_dispatch.clone())
             .run(wake_enrichment, stop.clone()),
     );
-    let dispatcher = Dispatcher::new(
-        store.clone(),
-        config.allow_private_webhook_targets,
-        config.webhook_retry_schedule.clone(),
-        config.webhook_disable_after,
-    )?;
+    let dispatcher = Dispatcher::new(store.clone(), DispatchSettings::from_config(&config))?;
     let dispatcher = tokio::spawn(dispatcher.run(wake_dispatch.clone(), stop));
     let state = AppState::new(
         store,
@@ -79,9 +75,10 @@ pub async fn prepare(config: Config) -> anyhow::Result<Service> {
         visit_buffer,
         wake_dispatch,
     );
-    let (limits, login_limits, planner) = (
+    let (limits, login_limits, manual_sends, planner) = (
         state.limits.clone(),
         state.login_limits.clone(),
+        state.manual_sends.clone(),
         state.store.clone(),
     );
     let janitor = tokio::spawn(async move {
@@ -90,6 +87,7 @@ pub async fn prepare(config: Config) -> anyhow::Result<Service> {
             every.tick().await;
             limits.retain_recent();
             login_limits.retain_recent();
+            manual_sends.retain_recent();
             // Hourly, and once shortly after start: planner statistics for the report queries,
             // idempotency keys past their day, expired sessions and invite links.
             if minute % 60 == 1 {

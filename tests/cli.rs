@@ -2,6 +2,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::{Command, Stdio};
+
+use futures::StreamExt;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_leadtrail");
@@ -194,4 +196,256 @@ fn user_add_creates_a_login_with_the_password_from_standard_input() {
         "a long enough password",
         &user.password_hash
     ));
+}
+
+/// The real binary serving on a fresh SQLite file, stopped when dropped.
+struct Served {
+    child: std::process::Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Served {
+    async fn start(env: &[(&str, String)]) -> Served {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut command = Command::new(BIN);
+        command
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .env(
+                "LEADTRAIL_DATABASE_URL",
+                format!("sqlite://{}", dir.path().join("served.db").display()),
+            )
+            .env("LEADTRAIL_ADMIN_TOKEN", "cli-test-operator-token")
+            .env("LEADTRAIL_ALLOW_PRIVATE_WEBHOOK_TARGETS", "true")
+            .env("LEADTRAIL_CAPTURE_RATE_LIMIT", "0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let child = command.spawn().unwrap();
+        let served = Served {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while reqwest::get(format!("{}/healthz", served.base))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "the service never answered");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        served
+    }
+
+    /// An organization's API key, with one endpoint at `url`; returns (key, endpoint id).
+    async fn org_with_endpoint(&self, url: &str) -> (String, String) {
+        let client = reqwest::Client::new();
+        let org: serde_json::Value = client
+            .post(format!("{}/api/v1/organizations", self.base))
+            .bearer_auth("cli-test-operator-token")
+            .json(&serde_json::json!({"name": "Acme", "tier": "starter",
+                "website_url": "https://acme.example", "brand_color": "#000000"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let key = org["api_key"].as_str().unwrap().to_owned();
+        let endpoint: serde_json::Value = client
+            .post(format!("{}/api/v1/webhooks", self.base))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({"url": url}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (key, endpoint["id"].as_str().unwrap().to_owned())
+    }
+
+    /// Queues a test event and waits until its first attempt is in the log.
+    async fn test_event_attempted(&self, key: &str, endpoint: &str) -> serde_json::Value {
+        let client = reqwest::Client::new();
+        let queued = client
+            .post(format!("{}/api/v1/webhooks/{endpoint}/test", self.base))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(queued.status(), 202);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let log: serde_json::Value = client
+                .get(format!(
+                    "{}/api/v1/webhooks/{endpoint}/deliveries",
+                    self.base
+                ))
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if log[0]["attempts"].as_i64() == Some(1) {
+                return log[0].clone();
+            }
+            assert!(Instant::now() < deadline, "never attempted: {log}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The process's peak resident memory so far, in KiB (Linux `VmHWM`).
+    fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A webhook receiver on loopback that answers 200 and counts what it got.
+async fn counting_receiver() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { "ok" }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, count)
+}
+
+/// A stand-in HTTP proxy: answers every request 200 itself and keeps each request line.
+fn recording_proxy() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = lines.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut first = String::new();
+            let _ = reader.read_line(&mut first);
+            seen.lock().unwrap().push(first.trim().to_owned());
+            let mut stream = reader.into_inner();
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\nconnection: close\r\n\r\nproxied",
+            );
+        }
+    });
+    (url, lines)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_deliveries_ignore_proxy_variables_and_use_only_a_configured_egress_proxy() {
+    let (receiver, received) = counting_receiver().await;
+    let (proxy, proxied) = recording_proxy();
+    // Every proxy variable a client might read points at the proxy: none is followed.
+    let env: Vec<(&str, String)> = [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ]
+    .into_iter()
+    .map(|k| (k, proxy.clone()))
+    .collect();
+    let served = Served::start(&env).await;
+    let (key, endpoint) = served.org_with_endpoint(&receiver).await;
+    let delivery = served.test_event_attempted(&key, &endpoint).await;
+    assert_eq!(delivery["status"], "delivered", "{delivery}");
+    assert_eq!(
+        received.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "sent directly"
+    );
+    assert!(
+        proxied.lock().unwrap().is_empty(),
+        "the proxy was used: {:?}",
+        proxied.lock().unwrap()
+    );
+    drop(served);
+    // Named explicitly, the egress proxy carries the delivery.
+    let served = Served::start(&[("LEADTRAIL_WEBHOOK_EGRESS_PROXY", proxy.clone())]).await;
+    let (key, endpoint) = served.org_with_endpoint(&receiver).await;
+    let delivery = served.test_event_attempted(&key, &endpoint).await;
+    assert_eq!(
+        delivery["log"][0]["response_excerpt"], "proxied",
+        "{delivery}"
+    );
+    let lines = proxied.lock().unwrap().clone();
+    assert_eq!(lines, vec![format!("POST {receiver} HTTP/1.1")]);
+    assert_eq!(
+        received.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "not sent directly"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_webhook_response_is_not_read_beyond_its_excerpt() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const CHUNK: usize = 64 * 1024;
+    const TOTAL: u64 = 400 * 1024 * 1024;
+    // A receiver that answers with 400 MB, generated as it is read (it holds none of it).
+    let produced = std::sync::Arc::new(AtomicU64::new(0));
+    let counter = produced.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let counter = counter.clone();
+            async move {
+                let chunks = futures::stream::iter(0..TOTAL / CHUNK as u64).map(move |_| {
+                    counter.fetch_add(CHUNK as u64, Ordering::Relaxed);
+                    Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b'x'; CHUNK]))
+                });
+                axum::body::Body::from_stream(chunks)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let served = Served::start(&[]).await;
+    let (key, endpoint) = served.org_with_endpoint(&url).await;
+    let before = served.peak_rss_kib();
+    let delivery = served.test_event_attempted(&key, &endpoint).await;
+    let after = served.peak_rss_kib();
+    let excerpt = delivery["log"][0]["response_excerpt"].as_str().unwrap();
+    assert_eq!(excerpt.len(), 4096, "the log keeps the first 4 KiB");
+    assert_eq!(delivery["status"], "delivered");
+    let sent = produced.load(Ordering::Relaxed);
+    assert!(
+        sent < 64 * 1024 * 1024,
+        "the receiver got to send {} MiB",
+        sent >> 20
+    );
+    assert!(
+        after.saturating_sub(before) < 50 * 1024,
+        "peak memory grew from {before} KiB to {after} KiB"
+    );
 }

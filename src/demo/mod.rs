@@ -169,6 +169,7 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Seeded> {
                 "lead.contact_requested".to_owned(),
             ],
             &secret,
+            state.config.webhook_max_endpoints,
         )
         .await?;
     store.queue_test_delivery(&org, &endpoint.id).await?;

@@ -96,6 +96,7 @@ impl From<StoreError> for ApiError {
                     Conflict::PrimaryWidgetImmutable(_) => "primary_widget_immutable",
                     Conflict::DuplicateEmail => "duplicate_email",
                     Conflict::LastOwner => "last_owner",
+                    Conflict::EndpointLimitReached { .. } => "endpoint_limit_reached",
                 };
                 Self::new(StatusCode::CONFLICT, code, c.to_string())
             }

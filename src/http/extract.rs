@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::domain::ids::OrgId;
+use crate::domain::ids::{DeliveryId, EndpointId, OrgId};
 use crate::domain::keys::{api_key_digest, tokens_match};
 use crate::domain::source::SourceCode;
 use crate::domain::widget::WidgetVersion;
@@ -144,4 +144,12 @@ pub fn widget_version(raw: &str) -> Result<WidgetVersion, ApiError> {
 
 pub fn source_code(raw: &str) -> Result<SourceCode, ApiError> {
     SourceCode::parse(raw).ok_or_else(|| ApiError::not_found("source"))
+}
+
+pub fn endpoint_id(raw: &str) -> Result<EndpointId, ApiError> {
+    EndpointId::parse(raw).ok_or_else(|| ApiError::not_found("webhook endpoint"))
+}
+
+pub fn delivery_id(raw: &str) -> Result<DeliveryId, ApiError> {
+    DeliveryId::parse(raw).ok_or_else(|| ApiError::not_found("delivery"))
 }

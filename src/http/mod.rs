@@ -24,6 +24,7 @@ use self::error::ApiError;
 use crate::config::Config;
 use crate::store::Store;
 use crate::telemetry;
+use crate::webhooks::limits::ManualSendLimit;
 use crate::workers::capture_writer::CaptureWriter;
 use crate::workers::visit_buffer::VisitBuffer;
 
@@ -42,6 +43,8 @@ pub struct AppState {
     /// Wakes this node's webhook dispatcher after a change that wrote events.
     pub wake_dispatch: Arc<tokio::sync::Notify>,
     pub login_limits: Arc<dashboard::session::LoginLimits>,
+    /// Test events, resends and replays started by hand, per organization.
+    pub manual_sends: Arc<ManualSendLimit>,
 }
 
 impl AppState {
@@ -56,7 +59,6 @@ impl AppState {
         let widget_js = Arc::new(WidgetScript::render(&config.open_parameter));
         Self {
             store,
-            config,
             capture,
             visits,
             public_keys: Arc::new(PublicKeyCache::default()),
@@ -64,6 +66,8 @@ impl AppState {
             widget_js,
             wake_dispatch,
             login_limits: Arc::default(),
+            manual_sends: Arc::new(ManualSendLimit::new(config.webhook_manual_sends_per_minute)),
+            config,
         }
     }
 }

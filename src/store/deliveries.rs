@@ -1,23 +1,39 @@
-//! Deliveries: the outbox fanned out to endpoints, claimed by dispatchers with a lease, in
-//! per-lead order, with every attempt logged.
+//! Deliveries: the outbox fanned out to endpoints, claimed per endpoint by dispatchers with a
+//! lease, in per-lead order, with every attempt logged. The decisions (who gets how many
+//! slots, what an answer means) are made in `crate::webhooks`; this module only persists them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use sqlx::Row;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
 
 use super::bulk::insert_rows;
 use super::webhooks::{COLUMNS as ENDPOINT_COLUMNS, Endpoint, endpoint_from_row};
 use super::{Backend, Store, StoreError, now_ms, rfc3339};
-use crate::domain::ids::{OrgId, prefixed_id};
+use crate::domain::DomainError;
+use crate::domain::ids::{DeliveryId, EndpointId, OrgId, prefixed_id};
+use crate::webhooks::envelope::envelope;
+use crate::webhooks::fairness::{Demand, allocate};
+use crate::webhooks::policy::Verdict;
+
+/// `next_attempt_at` of a delivery that waits for something other than time: a failed
+/// delivery (until resent), the successors it holds back, the backlog of a disabled endpoint.
+/// It keeps them out of every "due" scan. (9999-12-31, so it still prints as a date.)
+pub const PARKED: i64 = 253_402_300_799_000;
 
 /// A delivery ready to send: the exact body, and the endpoint's current URL and secrets.
 #[derive(Debug, Clone)]
 pub struct DueDelivery {
-    pub id: String,
-    pub endpoint_id: String,
+    pub id: DeliveryId,
+    pub endpoint_id: EndpointId,
     pub event_type: String,
     pub body: String,
     pub attempts: i64,
+    pub lead_id: Option<String>,
+    pub sequence: Option<i64>,
+    /// `""` for live events; a replay's id for the deliveries of that replay. Order is kept
+    /// per lead within a stream.
+    pub stream: String,
     pub url: String,
     pub secret: String,
     pub previous_secret: Option<String>,
@@ -33,20 +49,47 @@ pub struct Attempt {
     pub response_excerpt: String,
 }
 
-/// What happens to a delivery after an attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    Delivered,
-    RetryAt(i64),
-    /// The retry schedule is used up; successors of the same lead stay held.
-    Exhausted,
-    /// The endpoint answered 410 Gone: it is disabled.
-    Gone,
+/// An attempt made, and what it decided.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub delivery: DueDelivery,
+    pub attempt: Attempt,
+    pub verdict: Verdict,
+}
+
+/// What a dispatcher asks for when it claims.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimRequest {
+    /// Slots this node has free.
+    pub free: usize,
+    /// Most deliveries one endpoint may have in flight, across all nodes.
+    pub per_endpoint: usize,
+    pub lease_ms: i64,
+    /// Which organization goes first when slots are scarce (see `fairness::allocate`).
+    pub rotation: usize,
+    /// Also move held deliveries out of the due set until their predecessor's next attempt.
+    pub park_held: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Claimed {
+    pub due: Vec<DueDelivery>,
+    /// Some endpoint had more due than it was granted: claim again when slots free up.
+    pub more_due: bool,
+    /// When the next pending delivery falls due (Unix ms), if any.
+    pub next_due_at: Option<i64>,
+}
+
+/// What recording a batch of attempts changed beyond the deliveries themselves.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// Successors that became due because their predecessor was delivered.
+    pub released: u64,
 }
 
 #[derive(Debug, Clone)]
 pub struct DeliveryRecord {
-    pub id: String,
+    pub id: DeliveryId,
     pub event_type: String,
     pub lead_id: Option<String>,
     pub sequence: Option<i64>,
@@ -58,46 +101,74 @@ pub struct DeliveryRecord {
     pub created_at: i64,
     pub delivered_at: Option<i64>,
     pub held: bool,
+    /// The replay this delivery belongs to, if it is one.
+    pub replay: Option<String>,
     pub log: Vec<Attempt>,
 }
 
+/// An endpoint's queue as its page shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Not yet delivered (waiting for a retry, behind an earlier event, or due now).
+    pub pending: i64,
+    /// Due now and not yet sent.
+    pub due: i64,
+    /// When the oldest pending delivery was created.
+    pub oldest_pending_at: Option<i64>,
+}
+
+/// Deliveries that are due and not yet sent, per endpoint: how far behind dispatch is.
+#[derive(Debug, Clone)]
+pub struct Lag {
+    pub endpoint_id: EndpointId,
+    pub org: OrgId,
+    pub due: i64,
+    /// Since when the longest-waiting one has been due.
+    pub oldest_due_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayQueued {
+    pub replay_id: String,
+    pub deliveries: usize,
+}
+
 struct NewDelivery {
-    id: String,
+    id: DeliveryId,
     org: String,
-    endpoint_id: String,
+    endpoint_id: EndpointId,
     event_id: Option<String>,
     event_type: String,
     lead_id: Option<String>,
     sequence: Option<i64>,
+    stream: String,
     body: String,
 }
 
-/// The Standard Webhooks envelope.
-pub fn envelope(event_type: &str, timestamp: &str, data: &serde_json::Value) -> String {
-    serde_json::json!({"type": event_type, "timestamp": timestamp, "data": data}).to_string()
-}
+/// A pending delivery is held while an earlier event of the same lead, in the same stream, to
+/// the same endpoint is undelivered — or not even fanned out yet (another node may be fanning
+/// it out right now; its delivery row appears when that commits).
+const NOT_HELD: &str = "(d.lead_id IS NULL OR (\
+      NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.endpoint_id = d.endpoint_id AND p.lead_id = d.lead_id \
+                  AND p.stream = d.stream AND p.sequence < d.sequence AND p.status <> 'delivered') \
+      AND NOT EXISTS (SELECT 1 FROM events e WHERE e.lead_id = d.lead_id AND e.sequence < d.sequence \
+                  AND e.fanned_out = 0)))";
 
 impl Store {
     /// Turns up to `limit` new outbox events into deliveries for the endpoints subscribed now.
-    /// Returns how many events were fanned out.
-    pub async fn fan_out(&self, limit: i64) -> Result<usize, StoreError> {
-        let claim = match self.backend {
-            Backend::Postgres => {
-                "UPDATE events SET fanned_out = 1 WHERE id IN (SELECT id FROM events WHERE fanned_out = 0 \
-                 ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED) \
-                 RETURNING id, org_id, event_type, lead_id, sequence, payload, created_at"
-            }
-            Backend::Sqlite => {
-                "UPDATE events SET fanned_out = 1 WHERE id IN (SELECT id FROM events WHERE fanned_out = 0 \
-                 ORDER BY created_at, id LIMIT $1) \
-                 RETURNING id, org_id, event_type, lead_id, sequence, payload, created_at"
-            }
-        };
+    /// Returns how many events were fanned out, and how many deliveries they made.
+    pub async fn fan_out(&self, limit: i64) -> Result<(usize, usize), StoreError> {
+        let lock = self.skip_locked("");
+        let claim = sqlx::AssertSqlSafe(format!(
+            "UPDATE events SET fanned_out = 1 WHERE id IN (SELECT id FROM events WHERE fanned_out = 0 \
+             ORDER BY created_at, id LIMIT $1 {lock}) \
+             RETURNING id, org_id, event_type, lead_id, sequence, payload, created_at"
+        ));
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         let events = sqlx::query(claim).bind(limit).fetch_all(&mut *tx).await?;
         if events.is_empty() {
-            return Ok(0);
+            return Ok((0, 0));
         }
         let mut endpoints: HashMap<String, Vec<Endpoint>> = HashMap::new();
         let mut rows = Vec::new();
@@ -114,112 +185,255 @@ impl Store {
                     .collect::<Result<Vec<_>, _>>()?;
                 endpoints.insert(org.clone(), found);
             }
-            let event_type: String = event.try_get("event_type")?;
-            let payload: String = event.try_get("payload")?;
-            let data: serde_json::Value =
-                serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let body = envelope(&event_type, &rfc3339(event.try_get("created_at")?), &data);
-            for endpoint in endpoints.get(&org).map(Vec::as_slice).unwrap_or_default() {
-                if endpoint.events.contains(&event_type) {
-                    rows.push(NewDelivery {
-                        id: prefixed_id("msg_"),
-                        org: org.clone(),
-                        endpoint_id: endpoint.id.clone(),
-                        event_id: Some(event.try_get("id")?),
-                        event_type: event_type.clone(),
-                        lead_id: event.try_get("lead_id")?,
-                        sequence: event.try_get("sequence")?,
-                        body: body.clone(),
-                    });
-                }
-            }
+            let subscribed = endpoints.get(&org).map(Vec::as_slice).unwrap_or_default();
+            rows.extend(deliveries_for_event(event, &org, subscribed, "")?);
         }
         insert_deliveries(self.backend, &mut tx, &rows, now).await?;
         tx.commit().await?;
-        Ok(events.len())
+        Ok((events.len(), rows.len()))
     }
 
-    /// Claims up to `limit` due deliveries for `lease_ms`. A lead's delivery is only due once
-    /// every earlier event of that lead to the same endpoint was delivered.
-    pub async fn claim_deliveries(
+    /// Claims due deliveries for one node: each endpoint gets at most `per_endpoint` in flight
+    /// (counting every node's leases), the node at most `free` new ones, shared round-robin
+    /// across organizations and endpoints. A lead's delivery is only due once every earlier
+    /// event of that lead to the same endpoint was delivered.
+    pub async fn claim_deliveries(&self, request: ClaimRequest) -> Result<Claimed, StoreError> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        if request.park_held {
+            self.park_held(&mut tx, now).await?;
+        }
+        let mut demands = self.demands(&mut tx, now).await?;
+        let in_flight = in_flight(&mut tx, now).await?;
+        for d in &mut demands {
+            d.in_flight = in_flight.get(&d.key).copied().unwrap_or(0);
+        }
+        let granted = allocate(
+            &demands,
+            request.per_endpoint,
+            request.free,
+            request.rotation,
+        );
+        let mut claimed = Claimed::default();
+        let mut secrets = HashMap::new();
+        for (demand, n) in demands.iter().zip(granted) {
+            if n < demand.due {
+                claimed.more_due = true;
+            }
+            if n == 0 {
+                continue;
+            }
+            let rows = self
+                .claim_for_endpoint(&mut tx, &demand.key, n, now, request.lease_ms)
+                .await?;
+            if rows.is_empty() {
+                continue;
+            }
+            let endpoint = match secrets.get(&demand.key) {
+                Some(found) => found,
+                None => {
+                    let found = endpoint_target(&mut tx, &demand.key, now).await?;
+                    secrets.entry(demand.key.clone()).or_insert(found)
+                }
+            };
+            for row in &rows {
+                claimed.due.push(due_from_row(row, endpoint)?);
+            }
+        }
+        claimed.next_due_at = sqlx::query(
+            "SELECT MIN(next_attempt_at) AS next FROM deliveries WHERE status = 'pending' AND next_attempt_at > $1",
+        )
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("next")?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    /// Held deliveries that came due are set to wait until the earliest their predecessor can
+    /// be delivered, so claims stop looking at them in the meantime.
+    async fn park_held(
         &self,
-        limit: i64,
+        tx: &mut Transaction<'static, Any>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let lock = self.skip_locked("");
+        let sql = sqlx::AssertSqlSafe(format!(
+            "UPDATE deliveries SET next_attempt_at = (SELECT MAX(p.next_attempt_at) FROM deliveries p \
+               WHERE p.endpoint_id = deliveries.endpoint_id AND p.lead_id = deliveries.lead_id \
+               AND p.stream = deliveries.stream AND p.sequence < deliveries.sequence AND p.status <> 'delivered') \
+             WHERE id IN (SELECT d.id FROM deliveries d WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
+               AND d.lease_until < $1 AND d.lead_id IS NOT NULL \
+               AND EXISTS (SELECT 1 FROM deliveries p WHERE p.endpoint_id = d.endpoint_id AND p.lead_id = d.lead_id \
+                 AND p.stream = d.stream AND p.sequence < d.sequence AND p.status <> 'delivered' \
+                 AND p.next_attempt_at > $1) {lock})"
+        ));
+        sqlx::query(sql).bind(now).execute(&mut **tx).await?;
+        Ok(())
+    }
+
+    /// Endpoints (enabled) with deliveries due now, and how many. On PostgreSQL each endpoint
+    /// row is locked for the rest of the claim, so two nodes never count and claim the same
+    /// endpoint at once (one skips it this round); that keeps the in-flight bound across nodes.
+    async fn demands(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        now: i64,
+    ) -> Result<Vec<Demand<EndpointId>>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT d.endpoint_id, w.org_id, COUNT(*) AS due FROM deliveries d \
+             JOIN webhook_endpoints w ON w.id = d.endpoint_id \
+             WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND d.lease_until < $1 AND w.enabled = 1 \
+             GROUP BY d.endpoint_id, w.org_id",
+        )
+        .bind(now)
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut demands = rows
+            .iter()
+            .map(|r| {
+                Ok(Demand {
+                    key: EndpointId::from_stored(r.try_get("endpoint_id")?),
+                    org: r.try_get("org_id")?,
+                    due: usize::try_from(r.try_get::<i64, _>("due")?).unwrap_or(0),
+                    in_flight: 0,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        if self.backend == Backend::Postgres && !demands.is_empty() {
+            let placeholders: Vec<String> = (1..=demands.len()).map(|i| format!("${i}")).collect();
+            let sql = sqlx::AssertSqlSafe(format!(
+                "SELECT id FROM webhook_endpoints WHERE id IN ({}) FOR UPDATE SKIP LOCKED",
+                placeholders.join(", ")
+            ));
+            let mut query = sqlx::query(sql);
+            for d in &demands {
+                query = query.bind(d.key.as_str());
+            }
+            let locked: HashSet<String> = query
+                .fetch_all(&mut **tx)
+                .await?
+                .iter()
+                .map(|r| r.try_get("id"))
+                .collect::<Result<_, _>>()?;
+            demands.retain(|d| locked.contains(d.key.as_str()));
+        }
+        Ok(demands)
+    }
+
+    async fn claim_for_endpoint(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        endpoint: &EndpointId,
+        limit: usize,
+        now: i64,
         lease_ms: i64,
-    ) -> Result<Vec<DueDelivery>, StoreError> {
-        let lock = match self.backend {
-            Backend::Postgres => "FOR UPDATE OF d SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
+    ) -> Result<Vec<AnyRow>, StoreError> {
+        let lock = self.skip_locked("OF d");
         let sql = sqlx::AssertSqlSafe(format!(
             "UPDATE deliveries SET lease_until = $1 WHERE id IN (\
-               SELECT d.id FROM deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id \
-               WHERE d.status = 'pending' AND d.next_attempt_at <= $2 AND d.lease_until < $2 AND w.enabled = 1 \
-               AND (d.lead_id IS NULL OR NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.endpoint_id = d.endpoint_id \
-                    AND p.lead_id = d.lead_id AND p.sequence < d.sequence AND p.status <> 'delivered')) \
-               ORDER BY d.next_attempt_at, d.created_at LIMIT $3 {lock}) \
-             RETURNING id, endpoint_id, event_type, body, attempts"
+               SELECT d.id FROM deliveries d WHERE d.endpoint_id = $2 AND d.status = 'pending' \
+               AND d.next_attempt_at <= $3 AND d.lease_until < $3 AND {NOT_HELD} \
+               ORDER BY d.next_attempt_at, d.created_at LIMIT $4 {lock}) \
+             RETURNING id, endpoint_id, event_type, body, attempts, lead_id, sequence, stream"
         ));
-        let now = now_ms();
-        let mut tx = self.begin_write().await?;
         let rows = sqlx::query(sql)
-            .bind(now + lease_ms)
+            .bind(now.saturating_add(lease_ms))
+            .bind(endpoint.as_str())
             .bind(now)
-            .bind(limit)
-            .fetch_all(&mut *tx)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&mut **tx)
             .await?;
-        let mut endpoints: HashMap<String, (String, String, Option<String>)> = HashMap::new();
-        let mut due = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let endpoint_id: String = row.try_get("endpoint_id")?;
-            if !endpoints.contains_key(&endpoint_id) {
-                let e = sqlx::query(
-                    "SELECT url, secret, previous_secret, previous_secret_expires_at FROM webhook_endpoints WHERE id = $1",
-                )
-                .bind(&endpoint_id)
-                .fetch_one(&mut *tx)
-                .await?;
-                let expires: Option<i64> = e.try_get("previous_secret_expires_at")?;
-                let previous: Option<String> = e.try_get("previous_secret")?;
-                endpoints.insert(
-                    endpoint_id.clone(),
-                    (
-                        e.try_get("url")?,
-                        e.try_get("secret")?,
-                        previous.filter(|_| expires.is_some_and(|t| t > now)),
-                    ),
-                );
-            }
-            let (url, secret, previous_secret) = endpoints[&endpoint_id].clone();
-            due.push(DueDelivery {
-                id: row.try_get("id")?,
-                endpoint_id,
-                event_type: row.try_get("event_type")?,
-                body: row.try_get("body")?,
-                attempts: row.try_get("attempts")?,
-                url,
-                secret,
-                previous_secret,
-            });
-        }
-        tx.commit().await?;
-        Ok(due)
+        Ok(rows)
     }
 
-    /// Logs a round of attempts and moves each delivery (and its endpoint's health) on, in one
-    /// transaction.
+    /// Logs attempts and moves each delivery (and its endpoint's health) on, in one
+    /// transaction. A delivered event releases the lead's next one at once.
     pub async fn record_attempts(
         &self,
-        outcomes: &[(&DueDelivery, Attempt, Verdict)],
+        finished: &[Finished],
         disable_after_ms: i64,
-    ) -> Result<(), StoreError> {
-        if outcomes.is_empty() {
-            return Ok(());
+    ) -> Result<Recorded, StoreError> {
+        if finished.is_empty() {
+            return Ok(Recorded::default());
         }
         let now = now_ms();
         let mut tx = self.begin_write().await?;
-        for (delivery, attempt, verdict) in outcomes {
-            record_one(&mut tx, delivery, attempt, verdict, disable_after_ms, now).await?;
+        insert_attempts(self.backend, &mut tx, finished).await?;
+        let mut recorded = Recorded::default();
+        let mut healthy: HashSet<&EndpointId> = HashSet::new();
+        for f in finished {
+            recorded.released += record_one(&mut tx, f, now).await?;
+            let endpoint = &f.delivery.endpoint_id;
+            match f.verdict {
+                Verdict::Delivered => {
+                    if healthy.insert(endpoint) {
+                        sqlx::query(
+                            "UPDATE webhook_endpoints SET failing_since = NULL \
+                             WHERE id = $1 AND failing_since IS NOT NULL",
+                        )
+                        .bind(endpoint.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                Verdict::Gone => {
+                    disable(&mut tx, endpoint, "the endpoint answered 410 Gone", now).await?;
+                }
+                Verdict::RetryAt(_) | Verdict::Exhausted => {
+                    let error = f.attempt.error_class.as_deref().unwrap_or("failed");
+                    let since = note_failure(&mut tx, endpoint, error, now).await?;
+                    if f.verdict == Verdict::Exhausted
+                        && since.is_some_and(|s| now - s >= disable_after_ms)
+                    {
+                        let reason =
+                            "deliveries kept failing past the retry window with no success";
+                        disable(&mut tx, endpoint, reason, now).await?;
+                    }
+                }
+            }
         }
+        tx.commit().await?;
+        Ok(recorded)
+    }
+
+    /// Gives up leases this node holds but will not finish (it is stopping): the deliveries are
+    /// due again at once, for the next process or another node.
+    pub async fn release_leases(&self, ids: &[DeliveryId]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for id in ids {
+            sqlx::query(
+                "UPDATE deliveries SET lease_until = 0 WHERE id = $1 AND status = 'pending'",
+            )
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// On SQLite one process owns the database file, so whatever leases are found at start
+    /// belong to a process that is gone: they are taken back at once instead of waiting out
+    /// their expiry. (On PostgreSQL other nodes may be alive; their leases must run out.)
+    pub async fn take_back_leases_after_restart(&self) -> Result<(), StoreError> {
+        if self.backend != Backend::Sqlite {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE deliveries SET lease_until = 0 WHERE lease_until > 0")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE leads SET enrichment_lease_until = 0 WHERE enrichment_lease_until > 0 \
+             AND enrichment_state = 'pending'",
+        )
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -228,8 +442,8 @@ impl Store {
     pub async fn resend_delivery(
         &self,
         org: &OrgId,
-        endpoint_id: &str,
-        delivery_id: &str,
+        endpoint_id: &EndpointId,
+        delivery_id: &DeliveryId,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
@@ -237,8 +451,8 @@ impl Store {
              WHERE org_id = $1 AND endpoint_id = $2 AND id = $3",
         )
         .bind(org.as_str())
-        .bind(endpoint_id)
-        .bind(delivery_id)
+        .bind(endpoint_id.as_str())
+        .bind(delivery_id.as_str())
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
@@ -253,7 +467,7 @@ impl Store {
     pub async fn resend_failed_since(
         &self,
         org: &OrgId,
-        endpoint_id: &str,
+        endpoint_id: &EndpointId,
         since_ms: i64,
     ) -> Result<u64, StoreError> {
         self.endpoint(org, endpoint_id).await?;
@@ -263,7 +477,7 @@ impl Store {
              WHERE org_id = $1 AND endpoint_id = $2 AND status = 'failed' AND created_at >= $3",
         )
         .bind(org.as_str())
-        .bind(endpoint_id)
+        .bind(endpoint_id.as_str())
         .bind(since_ms)
         .bind(now_ms())
         .execute(&mut *tx)
@@ -276,20 +490,21 @@ impl Store {
     pub async fn queue_test_delivery(
         &self,
         org: &OrgId,
-        endpoint_id: &str,
-    ) -> Result<String, StoreError> {
+        endpoint_id: &EndpointId,
+    ) -> Result<DeliveryId, StoreError> {
         self.endpoint(org, endpoint_id).await?;
         let now = now_ms();
-        let id = prefixed_id("msg_");
+        let id = DeliveryId::generate();
         let data = serde_json::json!({"message": "This is a test event from leadtrail."});
         let row = NewDelivery {
             id: id.clone(),
             org: org.as_str().to_owned(),
-            endpoint_id: endpoint_id.to_owned(),
+            endpoint_id: endpoint_id.clone(),
             event_id: None,
             event_type: "webhook.test".to_owned(),
             lead_id: None,
             sequence: None,
+            stream: String::new(),
             body: envelope("webhook.test", &rfc3339(now), &data),
         };
         let mut tx = self.begin_write().await?;
@@ -298,24 +513,84 @@ impl Store {
         Ok(id)
     }
 
+    /// Queues the organization's events created in `[since_ms, until_ms)` whose types the
+    /// endpoint subscribes to, as fresh deliveries of one replay: in per-lead order within the
+    /// replay, each event once. Refused when the period holds more than `max` events.
+    pub async fn replay(
+        &self,
+        org: &OrgId,
+        endpoint_id: &EndpointId,
+        since_ms: i64,
+        until_ms: i64,
+        max: usize,
+    ) -> Result<ReplayQueued, StoreError> {
+        let endpoint = self.endpoint(org, endpoint_id).await?;
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let count: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM events WHERE org_id = $1 AND created_at >= $2 AND created_at < $3",
+        )
+        .bind(org.as_str())
+        .bind(since_ms)
+        .bind(until_ms)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+        if usize::try_from(count).unwrap_or(usize::MAX) > max {
+            return Err(DomainError::new(
+                "until",
+                format!(
+                    "that period holds {count} events; a replay sends at most {max}: choose a shorter period"
+                ),
+            )
+            .into());
+        }
+        let events = sqlx::query(
+            "SELECT id, org_id, event_type, lead_id, sequence, payload, created_at FROM events \
+             WHERE org_id = $1 AND created_at >= $2 AND created_at < $3 ORDER BY created_at, id",
+        )
+        .bind(org.as_str())
+        .bind(since_ms)
+        .bind(until_ms)
+        .fetch_all(&mut *tx)
+        .await?;
+        let replay_id = prefixed_id("rpl_");
+        let mut rows = Vec::new();
+        for event in &events {
+            rows.extend(deliveries_for_event(
+                event,
+                org.as_str(),
+                std::slice::from_ref(&endpoint),
+                &replay_id,
+            )?);
+        }
+        insert_deliveries(self.backend, &mut tx, &rows, now).await?;
+        tx.commit().await?;
+        Ok(ReplayQueued {
+            replay_id,
+            deliveries: rows.len(),
+        })
+    }
+
     /// The endpoint's deliveries, newest first, each with its attempts.
     pub async fn deliveries(
         &self,
         org: &OrgId,
-        endpoint_id: &str,
+        endpoint_id: &EndpointId,
         limit: i64,
     ) -> Result<Vec<DeliveryRecord>, StoreError> {
         self.endpoint(org, endpoint_id).await?;
         let rows = sqlx::query(
             "SELECT d.id, d.event_type, d.lead_id, d.sequence, d.status, d.attempts, d.next_attempt_at, \
-             d.last_status, d.last_error, d.created_at, d.delivered_at, \
+             d.last_status, d.last_error, d.created_at, d.delivered_at, d.stream, \
              (SELECT COUNT(*) FROM deliveries p WHERE p.endpoint_id = d.endpoint_id AND d.lead_id IS NOT NULL \
-                AND p.lead_id = d.lead_id AND p.sequence < d.sequence AND p.status <> 'delivered') AS blockers \
+                AND p.lead_id = d.lead_id AND p.stream = d.stream AND p.sequence < d.sequence \
+                AND p.status <> 'delivered') AS blockers \
              FROM deliveries d WHERE d.org_id = $1 AND d.endpoint_id = $2 \
              ORDER BY d.created_at DESC, d.id DESC LIMIT $3",
         )
         .bind(org.as_str())
-        .bind(endpoint_id)
+        .bind(endpoint_id.as_str())
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -331,22 +606,13 @@ impl Store {
             .await?;
             let log = attempts
                 .iter()
-                .map(|a| {
-                    Ok(Attempt {
-                        attempted_at: a.try_get("attempted_at")?,
-                        status_code: a
-                            .try_get::<Option<i64>, _>("status_code")?
-                            .and_then(|c| u16::try_from(c).ok()),
-                        duration_ms: a.try_get("duration_ms")?,
-                        error_class: a.try_get("error_class")?,
-                        response_excerpt: a.try_get("response_excerpt")?,
-                    })
-                })
+                .map(attempt_from_row)
                 .collect::<Result<Vec<_>, StoreError>>()?;
             let status: String = r.try_get("status")?;
+            let stream: String = r.try_get("stream")?;
             out.push(DeliveryRecord {
                 held: status == "pending" && r.try_get::<i64, _>("blockers")? > 0,
-                id,
+                id: DeliveryId::from_stored(id),
                 event_type: r.try_get("event_type")?,
                 lead_id: r.try_get("lead_id")?,
                 sequence: r.try_get("sequence")?,
@@ -357,108 +623,340 @@ impl Store {
                 last_error: r.try_get("last_error")?,
                 created_at: r.try_get("created_at")?,
                 delivered_at: r.try_get("delivered_at")?,
+                replay: (!stream.is_empty()).then_some(stream),
                 log,
             });
         }
         Ok(out)
     }
+
+    /// Each of the organization's endpoints' queues (endpoints with nothing pending are absent).
+    pub async fn backlogs(&self, org: &OrgId) -> Result<HashMap<EndpointId, Backlog>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT endpoint_id, COUNT(*) AS pending, MIN(created_at) AS oldest, \
+             SUM(CASE WHEN next_attempt_at <= $2 AND lease_until < $2 THEN 1 ELSE 0 END) AS due \
+             FROM deliveries WHERE status = 'pending' \
+             AND endpoint_id IN (SELECT id FROM webhook_endpoints WHERE org_id = $1) \
+             GROUP BY endpoint_id",
+        )
+        .bind(org.as_str())
+        .bind(now_ms())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    EndpointId::from_stored(r.try_get("endpoint_id")?),
+                    Backlog {
+                        pending: r.try_get("pending")?,
+                        due: r.try_get::<Option<i64>, _>("due")?.unwrap_or(0),
+                        oldest_pending_at: r.try_get("oldest")?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// Every endpoint (of every organization) with deliveries due and not yet sent; what the
+    /// dispatcher's lag metrics and warnings are made of.
+    pub async fn delivery_lag(&self) -> Result<Vec<Lag>, StoreError> {
+        let now = now_ms();
+        let rows = sqlx::query(
+            "SELECT d.endpoint_id, w.org_id, COUNT(*) AS due, MIN(d.next_attempt_at) AS oldest \
+             FROM deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id \
+             WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND d.lease_until < $1 AND w.enabled = 1 \
+             GROUP BY d.endpoint_id, w.org_id",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Lag {
+                    endpoint_id: EndpointId::from_stored(r.try_get("endpoint_id")?),
+                    org: OrgId::from_stored(r.try_get("org_id")?),
+                    due: r.try_get("due")?,
+                    oldest_due_at: r.try_get("oldest")?,
+                })
+            })
+            .collect()
+    }
+
+    /// `FOR UPDATE SKIP LOCKED` (optionally `OF` a table) on PostgreSQL; nothing on SQLite,
+    /// where the write transaction already excludes every other writer.
+    fn skip_locked(&self, of: &str) -> String {
+        match self.backend {
+            Backend::Postgres => format!("FOR UPDATE {of} SKIP LOCKED"),
+            Backend::Sqlite => String::new(),
+        }
+    }
 }
 
-async fn record_one(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    delivery: &DueDelivery,
-    attempt: &Attempt,
-    verdict: &Verdict,
-    disable_after_ms: i64,
+/// The deliveries one event makes: one per endpoint subscribed to its type.
+fn deliveries_for_event(
+    event: &AnyRow,
+    org: &str,
+    endpoints: &[Endpoint],
+    stream: &str,
+) -> Result<Vec<NewDelivery>, StoreError> {
+    let event_type: String = event.try_get("event_type")?;
+    let subscribed: Vec<&Endpoint> = endpoints
+        .iter()
+        .filter(|e| e.events.contains(&event_type))
+        .collect();
+    if subscribed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let payload: String = event.try_get("payload")?;
+    let data: serde_json::Value =
+        serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let body = envelope(&event_type, &rfc3339(event.try_get("created_at")?), &data);
+    let event_id: String = event.try_get("id")?;
+    let lead_id: Option<String> = event.try_get("lead_id")?;
+    let sequence: Option<i64> = event.try_get("sequence")?;
+    Ok(subscribed
+        .into_iter()
+        .map(|endpoint| NewDelivery {
+            id: DeliveryId::generate(),
+            org: org.to_owned(),
+            endpoint_id: endpoint.id.clone(),
+            event_id: Some(event_id.clone()),
+            event_type: event_type.clone(),
+            lead_id: lead_id.clone(),
+            sequence,
+            stream: stream.to_owned(),
+            body: body.clone(),
+        })
+        .collect())
+}
+
+/// An endpoint's URL and the secrets that sign for it now.
+struct Target {
+    url: String,
+    secret: String,
+    previous_secret: Option<String>,
+}
+
+async fn endpoint_target(
+    tx: &mut Transaction<'static, Any>,
+    endpoint: &EndpointId,
     now: i64,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO delivery_attempts (delivery_id, endpoint_id, attempted_at, status_code, duration_ms, \
-         error_class, response_excerpt) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+) -> Result<Target, StoreError> {
+    let e = sqlx::query(
+        "SELECT url, secret, previous_secret, previous_secret_expires_at FROM webhook_endpoints WHERE id = $1",
     )
-    .bind(&delivery.id)
-    .bind(&delivery.endpoint_id)
-    .bind(attempt.attempted_at)
-    .bind(attempt.status_code.map(i64::from))
-    .bind(attempt.duration_ms)
-    .bind(attempt.error_class.as_deref())
-    .bind(&attempt.response_excerpt)
-    .execute(&mut **tx)
+    .bind(endpoint.as_str())
+    .fetch_one(&mut **tx)
     .await?;
-    let (status, next) = match verdict {
+    let expires: Option<i64> = e.try_get("previous_secret_expires_at")?;
+    let previous: Option<String> = e.try_get("previous_secret")?;
+    Ok(Target {
+        url: e.try_get("url")?,
+        secret: e.try_get("secret")?,
+        previous_secret: previous.filter(|_| expires.is_some_and(|t| t > now)),
+    })
+}
+
+fn due_from_row(row: &AnyRow, target: &Target) -> Result<DueDelivery, StoreError> {
+    Ok(DueDelivery {
+        id: DeliveryId::from_stored(row.try_get("id")?),
+        endpoint_id: EndpointId::from_stored(row.try_get("endpoint_id")?),
+        event_type: row.try_get("event_type")?,
+        body: row.try_get("body")?,
+        attempts: row.try_get("attempts")?,
+        lead_id: row.try_get("lead_id")?,
+        sequence: row.try_get("sequence")?,
+        stream: row.try_get("stream")?,
+        url: target.url.clone(),
+        secret: target.secret.clone(),
+        previous_secret: target.previous_secret.clone(),
+    })
+}
+
+fn attempt_from_row(a: &AnyRow) -> Result<Attempt, StoreError> {
+    Ok(Attempt {
+        attempted_at: a.try_get("attempted_at")?,
+        status_code: a
+            .try_get::<Option<i64>, _>("status_code")?
+            .and_then(|c| u16::try_from(c).ok()),
+        duration_ms: a.try_get("duration_ms")?,
+        error_class: a.try_get("error_class")?,
+        response_excerpt: a.try_get("response_excerpt")?,
+    })
+}
+
+/// Deliveries in flight per endpoint, on every node: leases not yet run out.
+async fn in_flight(
+    tx: &mut Transaction<'static, Any>,
+    now: i64,
+) -> Result<HashMap<EndpointId, usize>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT endpoint_id, COUNT(*) AS n FROM deliveries \
+         WHERE lease_until > 0 AND lease_until >= $1 AND status = 'pending' GROUP BY endpoint_id",
+    )
+    .bind(now)
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                EndpointId::from_stored(r.try_get("endpoint_id")?),
+                usize::try_from(r.try_get::<i64, _>("n")?).unwrap_or(0),
+            ))
+        })
+        .collect()
+}
+
+/// Moves one delivery on after its attempt; returns how many held successors it released.
+async fn record_one(
+    tx: &mut Transaction<'static, Any>,
+    f: &Finished,
+    now: i64,
+) -> Result<u64, StoreError> {
+    let (status, next) = match f.verdict {
         Verdict::Delivered => ("delivered", now),
-        Verdict::RetryAt(at) => ("pending", *at),
-        Verdict::Exhausted | Verdict::Gone => ("failed", now),
+        Verdict::RetryAt(at) => ("pending", at),
+        Verdict::Exhausted | Verdict::Gone => ("failed", PARKED),
     };
     sqlx::query(
         "UPDATE deliveries SET status = $2, attempts = attempts + 1, next_attempt_at = $3, lease_until = 0, \
          last_status = $4, last_error = $5, delivered_at = CASE WHEN $2 = 'delivered' THEN $6 ELSE delivered_at END \
          WHERE id = $1",
     )
-    .bind(&delivery.id)
+    .bind(f.delivery.id.as_str())
     .bind(status)
     .bind(next)
-    .bind(attempt.status_code.map(i64::from))
-    .bind(attempt.error_class.as_deref())
+    .bind(f.attempt.status_code.map(i64::from))
+    .bind(f.attempt.error_class.as_deref())
     .bind(now)
     .execute(&mut **tx)
     .await?;
-    match verdict {
-        Verdict::Delivered => {
-            sqlx::query("UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1")
-                .bind(&delivery.endpoint_id)
-                .execute(&mut **tx)
-                .await?;
-        }
-        Verdict::Gone => {
-            disable(
-                tx,
-                &delivery.endpoint_id,
-                "the endpoint answered 410 Gone",
-                now,
-            )
-            .await?;
-        }
-        Verdict::RetryAt(_) | Verdict::Exhausted => {
-            let since: Option<i64> = sqlx::query(
-                "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $2) WHERE id = $1 \
-                 RETURNING failing_since",
-            )
-            .bind(&delivery.endpoint_id)
-            .bind(now)
-            .fetch_optional(&mut **tx)
-            .await?
-            .map(|r| r.try_get("failing_since"))
-            .transpose()?
-            .flatten();
-            if *verdict == Verdict::Exhausted && since.is_some_and(|s| now - s >= disable_after_ms)
-            {
-                let reason = "deliveries kept failing past the retry window with no success";
-                disable(tx, &delivery.endpoint_id, reason, now).await?;
-            }
-        }
-    }
-    Ok(())
+    let (Verdict::Delivered, Some(lead), Some(sequence)) =
+        (f.verdict, &f.delivery.lead_id, f.delivery.sequence)
+    else {
+        return Ok(0);
+    };
+    let released = sqlx::query(
+        "UPDATE deliveries SET next_attempt_at = $5 WHERE endpoint_id = $1 AND lead_id = $2 AND stream = $3 \
+         AND sequence > $4 AND status = 'pending' AND next_attempt_at > $5",
+    )
+    .bind(f.delivery.endpoint_id.as_str())
+    .bind(lead)
+    .bind(&f.delivery.stream)
+    .bind(sequence)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(released.rows_affected())
 }
 
-async fn disable(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    endpoint_id: &str,
+/// Remembers the endpoint's latest error and since when it has been failing; returns that.
+async fn note_failure(
+    tx: &mut Transaction<'static, Any>,
+    endpoint: &EndpointId,
+    error: &str,
+    now: i64,
+) -> Result<Option<i64>, StoreError> {
+    let since = sqlx::query(
+        "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $2), last_error = $3, \
+         last_error_at = $2 WHERE id = $1 RETURNING failing_since",
+    )
+    .bind(endpoint.as_str())
+    .bind(now)
+    .bind(error)
+    .fetch_optional(&mut **tx)
+    .await?
+    .map(|r| r.try_get("failing_since"))
+    .transpose()?
+    .flatten();
+    Ok(since)
+}
+
+/// Disables an endpoint and parks its queue, so no claim looks at it until it is enabled.
+pub(super) async fn disable(
+    tx: &mut Transaction<'static, Any>,
+    endpoint: &EndpointId,
     reason: &str,
     now: i64,
 ) -> Result<(), StoreError> {
     sqlx::query("UPDATE webhook_endpoints SET enabled = 0, disabled_reason = $2, updated_at = $3 WHERE id = $1")
-        .bind(endpoint_id)
+        .bind(endpoint.as_str())
         .bind(reason)
         .bind(now)
         .execute(&mut **tx)
         .await?;
+    park_endpoint(tx, endpoint).await
+}
+
+/// Parks every pending delivery of a (disabled) endpoint.
+pub(super) async fn park_endpoint(
+    tx: &mut Transaction<'static, Any>,
+    endpoint: &EndpointId,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE deliveries SET next_attempt_at = $2 WHERE endpoint_id = $1 AND status = 'pending' \
+         AND next_attempt_at < $2",
+    )
+    .bind(endpoint.as_str())
+    .bind(PARKED)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
+}
+
+/// Makes an (enabled again) endpoint's whole queue due now; held order still applies.
+pub(super) async fn unpark_endpoint(
+    tx: &mut Transaction<'static, Any>,
+    endpoint: &EndpointId,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE deliveries SET next_attempt_at = $2 WHERE endpoint_id = $1 AND status = 'pending' \
+         AND next_attempt_at > $2",
+    )
+    .bind(endpoint.as_str())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_attempts(
+    backend: Backend,
+    tx: &mut Transaction<'static, Any>,
+    finished: &[Finished],
+) -> Result<(), StoreError> {
+    const COLUMNS: &[&str] = &[
+        "delivery_id",
+        "endpoint_id",
+        "attempted_at",
+        "status_code",
+        "duration_ms",
+        "error_class",
+        "response_excerpt",
+    ];
+    insert_rows(
+        backend,
+        tx,
+        "delivery_attempts",
+        COLUMNS,
+        finished,
+        |q, f| {
+            q.bind(f.delivery.id.as_str())
+                .bind(f.delivery.endpoint_id.as_str())
+                .bind(f.attempt.attempted_at)
+                .bind(f.attempt.status_code.map(i64::from))
+                .bind(f.attempt.duration_ms)
+                .bind(f.attempt.error_class.as_deref())
+                .bind(f.attempt.response_excerpt.as_str())
+        },
+    )
+    .await
 }
 
 async fn insert_deliveries(
     backend: Backend,
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut Transaction<'static, Any>,
     rows: &[NewDelivery],
     now: i64,
 ) -> Result<(), StoreError> {
@@ -470,6 +968,7 @@ async fn insert_deliveries(
         "event_type",
         "lead_id",
         "sequence",
+        "stream",
         "body",
         "status",
         "attempts",
@@ -485,6 +984,7 @@ async fn insert_deliveries(
             .bind(d.event_type.as_str())
             .bind(d.lead_id.as_deref())
             .bind(d.sequence)
+            .bind(d.stream.as_str())
             .bind(d.body.as_str())
             .bind("pending")
             .bind(0_i64)

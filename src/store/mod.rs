@@ -29,7 +29,10 @@ pub use capture::{
     CaptureCommand, CaptureRefusal, CaptureReply, CaptureResult, FirstTouch, Idempotency,
     LeadCreated, NewLead, StepRecorded, StepUpdate,
 };
-pub use deliveries::{Attempt, DeliveryRecord, DueDelivery, Verdict, envelope};
+pub use deliveries::{
+    Attempt, Backlog, ClaimRequest, Claimed, DeliveryRecord, DueDelivery, Finished, Lag, PARKED,
+    Recorded, ReplayQueued,
+};
 pub use enrichment::EnrichmentJob;
 pub use events::StoredEvent;
 pub use leads::{LeadFilter, LeadRecord};
@@ -78,6 +81,8 @@ pub enum Conflict {
     DuplicateEmail,
     #[error("the organization's last owner cannot be removed")]
     LastOwner,
+    #[error("this organization already has {limit} webhook endpoints; delete one to add another")]
+    EndpointLimitReached { limit: u32 },
 }
 
 #[derive(Debug, thiserror::Error)]

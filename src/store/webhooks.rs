@@ -3,15 +3,16 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Store, StoreError, now_ms};
-use crate::domain::ids::{OrgId, prefixed_id};
+use super::deliveries::{park_endpoint, unpark_endpoint};
+use super::{Conflict, Store, StoreError, now_ms};
+use crate::domain::ids::{EndpointId, OrgId};
 
 /// How long the previous secret keeps signing after a rotation.
 pub const ROTATION_OVERLAP_MS: i64 = 24 * 3600 * 1000;
 
 #[derive(Debug, Clone)]
 pub struct Endpoint {
-    pub id: String,
+    pub id: EndpointId,
     pub url: String,
     pub description: String,
     pub events: Vec<String>,
@@ -21,6 +22,9 @@ pub struct Endpoint {
     pub enabled: bool,
     pub disabled_reason: Option<String>,
     pub failing_since: Option<i64>,
+    /// The latest failed attempt's error class, and when it happened.
+    pub last_error: Option<String>,
+    pub last_error_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -34,12 +38,12 @@ pub struct EndpointPatch {
 }
 
 pub(super) const COLUMNS: &str = "id, url, description, events, secret, previous_secret, previous_secret_expires_at, \
-    enabled, disabled_reason, failing_since, created_at, updated_at";
+    enabled, disabled_reason, failing_since, last_error, last_error_at, created_at, updated_at";
 
 pub(super) fn endpoint_from_row(row: &AnyRow) -> Result<Endpoint, StoreError> {
     let events: String = row.try_get("events")?;
     Ok(Endpoint {
-        id: row.try_get("id")?,
+        id: EndpointId::from_stored(row.try_get("id")?),
         url: row.try_get("url")?,
         description: row.try_get("description")?,
         events: serde_json::from_str(&events).map_err(|e| StoreError::Corrupt(e.to_string()))?,
@@ -49,6 +53,8 @@ pub(super) fn endpoint_from_row(row: &AnyRow) -> Result<Endpoint, StoreError> {
         enabled: row.try_get::<i64, _>("enabled")? != 0,
         disabled_reason: row.try_get("disabled_reason")?,
         failing_since: row.try_get("failing_since")?,
+        last_error: row.try_get("last_error")?,
+        last_error_at: row.try_get("last_error_at")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -59,7 +65,8 @@ fn events_json(events: &[String]) -> String {
 }
 
 impl Store {
-    /// Saves an endpoint; `url` and `events` were validated by the caller.
+    /// Saves an endpoint unless the organization already has `max` of them; `url` and
+    /// `events` were validated by the caller.
     pub async fn create_endpoint(
         &self,
         org: &OrgId,
@@ -67,14 +74,30 @@ impl Store {
         description: &str,
         events: &[String],
         secret: &str,
+        max: u32,
     ) -> Result<Endpoint, StoreError> {
-        let id = prefixed_id("wh_");
+        let id = EndpointId::generate();
         let mut tx = self.begin_write().await?;
+        // A no-op UPDATE takes the organization's row lock on PostgreSQL (SQLite's writer lock
+        // is already held), so concurrent creates cannot both pass the count below.
+        sqlx::query("UPDATE organizations SET updated_at = updated_at WHERE id = $1")
+            .bind(org.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let count: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM webhook_endpoints WHERE org_id = $1")
+                .bind(org.as_str())
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("n")?;
+        if count >= i64::from(max) {
+            return Err(Conflict::EndpointLimitReached { limit: max }.into());
+        }
         sqlx::query(
             "INSERT INTO webhook_endpoints (id, org_id, url, description, events, secret, enabled, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7)",
         )
-        .bind(&id)
+        .bind(id.as_str())
         .bind(org.as_str())
         .bind(url)
         .bind(description)
@@ -98,26 +121,28 @@ impl Store {
         rows.iter().map(endpoint_from_row).collect()
     }
 
-    pub async fn endpoint(&self, org: &OrgId, id: &str) -> Result<Endpoint, StoreError> {
+    pub async fn endpoint(&self, org: &OrgId, id: &EndpointId) -> Result<Endpoint, StoreError> {
         let sql = sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM webhook_endpoints WHERE org_id = $1 AND id = $2"
         ));
         let row = sqlx::query(sql)
             .bind(org.as_str())
-            .bind(id)
+            .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?
             .ok_or(StoreError::NotFound)?;
         endpoint_from_row(&row)
     }
 
-    /// Re-enabling clears the failure record, so the endpoint starts with a clean slate.
+    /// Re-enabling clears the failure record, so the endpoint starts with a clean slate, and
+    /// makes its whole queue due; disabling parks the queue until then.
     pub async fn update_endpoint(
         &self,
         org: &OrgId,
-        id: &str,
+        id: &EndpointId,
         patch: EndpointPatch,
     ) -> Result<Endpoint, StoreError> {
+        let now = now_ms();
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE webhook_endpoints SET url = COALESCE($3, url), description = COALESCE($4, description), \
@@ -128,16 +153,21 @@ impl Store {
              updated_at = $7 WHERE org_id = $1 AND id = $2",
         )
         .bind(org.as_str())
-        .bind(id)
+        .bind(id.as_str())
         .bind(patch.url)
         .bind(patch.description)
         .bind(patch.events.as_deref().map(events_json))
         .bind(patch.enabled.map(i64::from))
-        .bind(now_ms())
+        .bind(now)
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
+        }
+        match patch.enabled {
+            Some(true) => unpark_endpoint(&mut tx, id, now).await?,
+            Some(false) => park_endpoint(&mut tx, id).await?,
+            None => {}
         }
         tx.commit().await?;
         self.endpoint(org, id).await
@@ -147,7 +177,7 @@ impl Store {
     pub async fn rotate_endpoint_secret(
         &self,
         org: &OrgId,
-        id: &str,
+        id: &EndpointId,
         new_secret: &str,
     ) -> Result<Endpoint, StoreError> {
         let now = now_ms();
@@ -157,7 +187,7 @@ impl Store {
              secret = $4, updated_at = $5 WHERE org_id = $1 AND id = $2",
         )
         .bind(org.as_str())
-        .bind(id)
+        .bind(id.as_str())
         .bind(now + ROTATION_OVERLAP_MS)
         .bind(new_secret)
         .bind(now)
@@ -170,24 +200,24 @@ impl Store {
         self.endpoint(org, id).await
     }
 
-    pub async fn delete_endpoint(&self, org: &OrgId, id: &str) -> Result<(), StoreError> {
+    pub async fn delete_endpoint(&self, org: &OrgId, id: &EndpointId) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "DELETE FROM delivery_attempts WHERE endpoint_id = $1 AND endpoint_id IN \
              (SELECT id FROM webhook_endpoints WHERE org_id = $2)",
         )
-        .bind(id)
+        .bind(id.as_str())
         .bind(org.as_str())
         .execute(&mut *tx)
         .await?;
         sqlx::query("DELETE FROM deliveries WHERE endpoint_id = $1 AND org_id = $2")
-            .bind(id)
+            .bind(id.as_str())
             .bind(org.as_str())
             .execute(&mut *tx)
             .await?;
         let done = sqlx::query("DELETE FROM webhook_endpoints WHERE org_id = $1 AND id = $2")
             .bind(org.as_str())
-            .bind(id)
+            .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {

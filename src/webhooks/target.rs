@@ -5,9 +5,15 @@
 //! between the check and the connection cannot slip past it.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::RangeInclusive;
 use std::sync::Arc;
+use std::time::Duration;
 
 use url::{Host, Url};
+
+/// How long a delivery may take to connect, and in all (body included).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
@@ -23,6 +29,97 @@ pub enum TargetError {
     NotPublic(String),
     #[error("the webhook host {0} did not resolve")]
     Unresolved(String),
+    #[error("port {port} is not allowed for webhooks; allowed: {allowed}")]
+    Port { port: u16, allowed: AllowedPorts },
+}
+
+/// The ports a webhook URL may name. Low ports other than the web's own belong to other
+/// services (SMTP, SSH, databases) that a subscriber has no business making us talk to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedPorts(Vec<RangeInclusive<u16>>);
+
+impl AllowedPorts {
+    pub const DEFAULT: &'static str = "80,443,8080,8443,1024-65535";
+
+    /// `80,443,8000-9000`: single ports and inclusive ranges, comma-separated.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let port = |p: &str| {
+            p.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("{p:?} is not a port (1-65535)"))
+        };
+        let ranges = raw
+            .split(',')
+            .filter(|part| !part.trim().is_empty())
+            .map(|part| match part.split_once('-') {
+                Some((low, high)) => {
+                    let (low, high) = (port(low)?, port(high)?);
+                    if low > high {
+                        return Err(format!("{part:?}: the range is backwards"));
+                    }
+                    Ok(low..=high)
+                }
+                None => port(part).map(|p| p..=p),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if ranges.is_empty() {
+            return Err("name at least one port".to_owned());
+        }
+        Ok(Self(ranges))
+    }
+
+    pub fn allows(&self, port: u16) -> bool {
+        self.0.iter().any(|r| r.contains(&port))
+    }
+}
+
+impl Default for AllowedPorts {
+    fn default() -> Self {
+        Self(vec![
+            80..=80,
+            443..=443,
+            8080..=8080,
+            8443..=8443,
+            1024..=65535,
+        ])
+    }
+}
+
+impl std::fmt::Display for AllowedPorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|r| {
+                if r.start() == r.end() {
+                    r.start().to_string()
+                } else {
+                    format!("{}-{}", r.start(), r.end())
+                }
+            })
+            .collect();
+        f.write_str(&parts.join(", "))
+    }
+}
+
+/// Where webhooks may go: the operator's settings, applied at save and at every attempt.
+#[derive(Debug, Clone, Default)]
+pub struct TargetPolicy {
+    /// Loopback and private addresses allowed (tests, local development).
+    pub allow_private: bool,
+    pub ports: AllowedPorts,
+}
+
+impl TargetPolicy {
+    /// Private targets allowed, every port: what tests against loopback receivers use.
+    pub fn permissive() -> Self {
+        Self {
+            allow_private: true,
+            ports: AllowedPorts(vec![1..=65535]),
+        }
+    }
 }
 
 /// A public unicast address: not loopback, private, link-local, CGNAT, unique-local, multicast,
@@ -58,8 +155,12 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
     if let Some(v4) = ip.to_ipv4_mapped() {
         return is_public_v4(v4);
     }
-    // IPv4-compatible (::a.b.c.d) and NAT64 (64:ff9b::/96) carry an IPv4 address too.
-    if seg[..6] == [0, 0, 0, 0, 0, 0] || seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+    // IPv4-compatible (::a.b.c.d), IPv4-translated (::ffff:0:a.b.c.d) and well-known NAT64
+    // (64:ff9b::/96) carry an IPv4 address too.
+    if seg[..6] == [0, 0, 0, 0, 0, 0]
+        || seg[..6] == [0, 0, 0, 0, 0xffff, 0]
+        || seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
+    {
         let v4 = Ipv4Addr::new(
             (seg[6] >> 8) as u8,
             seg[6] as u8,
@@ -74,6 +175,8 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || (seg[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
         || (seg[0] & 0xffc0) == 0xfec0 // site-local (deprecated) fec0::/10
         || (seg[0] & 0xff00) == 0xff00 // multicast
+        || (seg[0] == 0x64 && seg[1] == 0xff9b && seg[2] == 1) // local-use NAT64 64:ff9b:1::/48
+        || (seg[0] == 0x100 && seg[1..4] == [0, 0, 0]) // discard-only 100::/64
         || (seg[0] == 0x2001 && seg[1] == 0x0db8) // documentation
         || (seg[0] == 0x2001 && seg[1] < 0x0200) // IETF special purpose (Teredo, benchmarking, ORCHID)
         || seg[0] == 0x2002) // 6to4: embeds an arbitrary IPv4 address
@@ -82,7 +185,7 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
 /// Checks what can be checked without DNS: scheme, credentials, literal addresses, `localhost`.
 /// The URL parser has already turned decimal and hex IPv4 forms (`http://2130706433/`,
 /// `http://0x7f.1/`) into ordinary addresses, so they are caught here too.
-pub fn check_url(raw: &str, allow_private: bool) -> Result<Url, TargetError> {
+pub fn check_url(raw: &str, policy: &TargetPolicy) -> Result<Url, TargetError> {
     let url = Url::parse(raw.trim()).map_err(|e| TargetError::Invalid(e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(TargetError::Scheme);
@@ -90,7 +193,14 @@ pub fn check_url(raw: &str, allow_private: bool) -> Result<Url, TargetError> {
     if !url.username().is_empty() || url.password().is_some() {
         return Err(TargetError::Credentials);
     }
-    if allow_private {
+    let port = url.port_or_known_default().unwrap_or(0);
+    if !policy.ports.allows(port) {
+        return Err(TargetError::Port {
+            port,
+            allowed: policy.ports.clone(),
+        });
+    }
+    if policy.allow_private {
         return Ok(url);
     }
     match url.host() {
@@ -141,14 +251,29 @@ impl reqwest::dns::Resolve for GuardedResolver {
 }
 
 /// The client every delivery uses: vetted DNS, no redirects, 5 s to connect, 15 s in all.
-pub fn http_client(allow_private: bool) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .dns_resolver(Arc::new(GuardedResolver { allow_private }))
+///
+/// Proxy variables in the environment (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`) are ignored:
+/// through a proxy the target's name is resolved by the proxy, out of the guard's sight. An
+/// operator who needs an egress proxy names it explicitly (`egress_proxy`); then the literal
+/// checks of `check_url` still apply, but names are resolved by the proxy, which must enforce
+/// the network policy itself (documented in `docs/webhooks.md`).
+pub fn http_client(
+    policy: &TargetPolicy,
+    egress_proxy: Option<&Url>,
+) -> reqwest::Result<reqwest::Client> {
+    let builder = reqwest::Client::builder()
+        .dns_resolver(Arc::new(GuardedResolver {
+            allow_private: policy.allow_private,
+        }))
         .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .timeout(std::time::Duration::from_secs(15))
-        .user_agent(concat!("leadtrail-webhooks/", env!("CARGO_PKG_VERSION")))
-        .build()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT)
+        .user_agent(concat!("leadtrail-webhooks/", env!("CARGO_PKG_VERSION")));
+    let builder = match egress_proxy {
+        Some(proxy) => builder.proxy(reqwest::Proxy::all(proxy.as_str())?),
+        None => builder.no_proxy(),
+    };
+    builder.build()
 }
 
 #[cfg(test)]
@@ -180,36 +305,96 @@ mod tests {
             "http://[::]/hook",
             "http://224.0.0.1/hook",
             "http://metadata.google.internal/computeMetadata",
+            "http://[::ffff:0:7f00:1]/hook",
+            "http://[::ffff:0:a00:1]/hook",
+            "http://[64:ff9b:1::7f00:1]/hook",
+            "http://[64:ff9b:1::808:808]/hook",
+            "http://[100::1]/hook",
         ] {
             assert!(
-                matches!(check_url(url, false), Err(TargetError::NotPublic(_))),
+                matches!(check_url(url, &strict()), Err(TargetError::NotPublic(_))),
                 "{url} was allowed"
             );
         }
     }
 
+    fn strict() -> TargetPolicy {
+        TargetPolicy::default()
+    }
+
     #[test]
     fn public_http_urls_pass_and_other_schemes_do_not() {
-        assert!(check_url("https://hooks.example.com/leadtrail", false).is_ok());
-        assert!(check_url("http://8.8.8.8/hook", false).is_ok());
-        assert!(check_url("http://[2606:4700::1111]/hook", false).is_ok());
+        assert!(check_url("https://hooks.example.com/leadtrail", &strict()).is_ok());
+        assert!(check_url("http://8.8.8.8/hook", &strict()).is_ok());
+        assert!(check_url("http://[2606:4700::1111]/hook", &strict()).is_ok());
+        assert!(check_url("http://[::ffff:0:808:808]/hook", &strict()).is_ok());
         assert_eq!(
-            check_url("ftp://hooks.example.com/", false).err(),
+            check_url("ftp://hooks.example.com/", &strict()).err(),
             Some(TargetError::Scheme)
         );
         assert_eq!(
-            check_url("file:///etc/passwd", false).err(),
+            check_url("file:///etc/passwd", &strict()).err(),
             Some(TargetError::Scheme)
         );
         assert_eq!(
-            check_url("https://user:pw@hooks.example.com/", false).err(),
+            check_url("https://user:pw@hooks.example.com/", &strict()).err(),
             Some(TargetError::Credentials)
         );
     }
 
     #[test]
+    fn only_web_ports_and_high_ports_are_allowed_by_default() {
+        for ok in [
+            "https://hooks.example.com/",
+            "http://hooks.example.com/",
+            "http://hooks.example.com:8080/",
+            "https://hooks.example.com:8443/",
+            "https://hooks.example.com:1024/",
+            "https://hooks.example.com:65535/",
+        ] {
+            assert!(check_url(ok, &strict()).is_ok(), "{ok} was refused");
+        }
+        for refused in [
+            "http://hooks.example.com:22/",
+            "http://hooks.example.com:25/",
+            "https://hooks.example.com:1023/",
+            "http://hooks.example.com:6/",
+        ] {
+            assert!(
+                matches!(check_url(refused, &strict()), Err(TargetError::Port { .. })),
+                "{refused} was allowed"
+            );
+        }
+        // Private targets allowed does not mean every port.
+        let local = TargetPolicy {
+            allow_private: true,
+            ..TargetPolicy::default()
+        };
+        assert!(check_url("http://127.0.0.1:5432/", &local).is_ok());
+        assert!(matches!(
+            check_url("http://127.0.0.1:25/", &local),
+            Err(TargetError::Port { port: 25, .. })
+        ));
+    }
+
+    #[test]
+    fn port_lists_parse_and_print() {
+        let ports = AllowedPorts::parse("443, 8000-8999").unwrap_or_default();
+        assert!(ports.allows(443) && ports.allows(8000) && ports.allows(8999));
+        assert!(!ports.allows(80) && !ports.allows(9000));
+        assert_eq!(ports.to_string(), "443, 8000-8999");
+        assert_eq!(
+            AllowedPorts::parse(AllowedPorts::DEFAULT),
+            Ok(AllowedPorts::default())
+        );
+        for bad in ["", "0", "70000", "9000-8000", "http", "1-"] {
+            assert!(AllowedPorts::parse(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
     fn the_operator_may_allow_private_targets() {
-        assert!(check_url("http://127.0.0.1:9000/hook", true).is_ok());
+        assert!(check_url("http://127.0.0.1:9000/hook", &TargetPolicy::permissive()).is_ok());
     }
 
     #[tokio::test]

@@ -1,7 +1,7 @@
-//! Background work: the capture group-commit writer, the visit buffer, enrichment.
+//! Background work: the capture group-commit writer, the visit buffer, enrichment. (The
+//! webhook dispatcher lives with the rest of webhooks, in `crate::webhooks`.)
 //! Each can be driven step by step from tests (`run_once`, `flush`) instead of by sleeping.
 
 pub mod capture_writer;
-pub mod dispatcher;
 pub mod enrichment;
 pub mod visit_buffer;

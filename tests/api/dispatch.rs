@@ -11,9 +11,12 @@ use leadtrail::domain::lead::Address;
 use leadtrail::domain::organization::{BrandColor, OrgName, SiteUrl};
 use leadtrail::domain::tier::Tier;
 use leadtrail::domain::widget::WidgetVersion;
+use leadtrail::store::ClaimRequest;
 use leadtrail::store::{CaptureCommand, NewLead, NewOrganization, Store};
+use leadtrail::webhooks::dispatcher::{DispatchSettings, Dispatcher, Progress};
+use leadtrail::webhooks::policy::RetryPolicy;
 use leadtrail::webhooks::signing::Secret;
-use leadtrail::workers::dispatcher::{Dispatcher, Progress};
+use leadtrail::webhooks::target::TargetPolicy;
 
 async fn node(db: &TestDb) -> Store {
     let store = Store::connect(db.url()).await.unwrap();
@@ -21,14 +24,21 @@ async fn node(db: &TestDb) -> Store {
     store
 }
 
+/// What the service would use, towards loopback receivers with quick retries.
+pub fn settings() -> DispatchSettings {
+    let config = leadtrail::config::Config::with_database("sqlite://unused.db").unwrap();
+    DispatchSettings {
+        targets: TargetPolicy::permissive(),
+        retry: RetryPolicy {
+            schedule: vec![Duration::from_millis(50); 3],
+        },
+        disable_after: Duration::from_secs(3600),
+        ..DispatchSettings::from_config(&config)
+    }
+}
+
 fn dispatcher(store: &Store) -> Dispatcher {
-    Dispatcher::new(
-        store.clone(),
-        true,
-        vec![Duration::from_millis(50); 3],
-        Duration::from_secs(3600),
-    )
-    .unwrap()
+    Dispatcher::new(store.clone(), settings()).unwrap()
 }
 
 /// An organization subscribed to `lead.address_preview` at `url`, with `leads` new leads.
@@ -51,7 +61,7 @@ async fn org_with_leads(store: &Store, url: &str, leads: usize) -> OrgId {
         "lead.address_preview".to_owned(),
     ];
     store
-        .create_endpoint(&org, url, "", &events, &secret)
+        .create_endpoint(&org, url, "", &events, &secret, 20)
         .await
         .unwrap();
     let commands: Vec<_> = (0..leads)
@@ -114,13 +124,20 @@ async fn a_dispatcher_killed_mid_flight_is_redelivered_with_the_same_webhook_id(
     let lease = Duration::from_secs(3);
     let claimed_at = std::time::Instant::now();
     let claimed = store
-        .claim_deliveries(10, lease.as_millis() as i64)
+        .claim_deliveries(ClaimRequest {
+            free: 10,
+            per_endpoint: 16,
+            lease_ms: lease.as_millis() as i64,
+            rotation: 0,
+            park_held: true,
+        })
         .await
-        .unwrap();
+        .unwrap()
+        .due;
     assert_eq!(claimed.len(), 1);
     reqwest::Client::new()
         .post(&claimed[0].url)
-        .header("webhook-id", &claimed[0].id)
+        .header("webhook-id", claimed[0].id.as_str())
         .body(claimed[0].body.clone())
         .send()
         .await
@@ -135,7 +152,8 @@ async fn a_dispatcher_killed_mid_flight_is_redelivered_with_the_same_webhook_id(
         Progress::Worked { fanned: 0, sent: 1 }
     );
     let ids: Vec<String> = receiver.all().into_iter().map(|r| r.id).collect();
-    assert_eq!(ids, vec![claimed[0].id.clone(), claimed[0].id.clone()]);
+    let id = claimed[0].id.to_string();
+    assert_eq!(ids, vec![id.clone(), id]);
 }
 
 on_both_backends!(

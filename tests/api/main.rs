@@ -15,5 +15,6 @@ mod qr;
 mod receiver;
 mod reports;
 mod sources;
+mod webhook_isolation;
 mod webhooks;
 mod widgets;

@@ -10,6 +10,8 @@ use serde_json::Value;
 
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// When the request arrived (before any delay the receiver adds).
+    pub at: std::time::Instant,
     pub id: String,
     pub timestamp: String,
     pub signature: String,
@@ -26,6 +28,8 @@ pub type Policy = Arc<dyn Fn(&str, usize) -> u16 + Send + Sync>;
 struct Shared {
     log: Arc<Mutex<Vec<Received>>>,
     policy: Policy,
+    /// How long to wait before answering: a slow endpoint, or (very long) one that hangs.
+    delay: std::time::Duration,
 }
 
 pub struct Receiver {
@@ -35,10 +39,25 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start(policy: Policy) -> Receiver {
+        Self::start_with_delay(policy, std::time::Duration::ZERO).await
+    }
+
+    /// A receiver that takes `delay` to answer each request (and answers 200).
+    pub async fn slow(delay: std::time::Duration) -> Receiver {
+        Self::start_with_delay(Arc::new(|_, _| 200), delay).await
+    }
+
+    /// A receiver that accepts requests and never answers them.
+    pub async fn hanging() -> Receiver {
+        Self::slow(std::time::Duration::from_secs(3600)).await
+    }
+
+    pub async fn start_with_delay(policy: Policy, delay: std::time::Duration) -> Receiver {
         let log = Arc::new(Mutex::new(Vec::new()));
         let shared = Shared {
             log: log.clone(),
             policy,
+            delay,
         };
         let app = axum::Router::new()
             .route("/hook", post(receive))
@@ -96,18 +115,24 @@ async fn receive(State(shared): State<Shared>, headers: HeaderMap, body: String)
     let json: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     let id = header("webhook-id");
     let event_type = json["type"].as_str().unwrap_or_default().to_owned();
-    let mut log = shared.log.lock().unwrap();
-    let seen = log.iter().filter(|r| r.id == id).count();
-    let status = (shared.policy)(&event_type, seen);
-    log.push(Received {
-        id,
-        timestamp: header("webhook-timestamp"),
-        signature: header("webhook-signature"),
-        body,
-        json,
-        answered: status,
-    });
-    drop(log);
+    let status = {
+        let mut log = shared.log.lock().unwrap();
+        let seen = log.iter().filter(|r| r.id == id).count();
+        let status = (shared.policy)(&event_type, seen);
+        log.push(Received {
+            at: std::time::Instant::now(),
+            id,
+            timestamp: header("webhook-timestamp"),
+            signature: header("webhook-signature"),
+            body,
+            json,
+            answered: status,
+        });
+        status
+    };
+    if !shared.delay.is_zero() {
+        tokio::time::sleep(shared.delay).await;
+    }
     if status == 302 {
         return (StatusCode::FOUND, [("location", "/elsewhere")]).into_response();
     }

@@ -41,7 +41,12 @@ fn assert_signed(received: &Received, secret: &str) {
 }
 
 /// Creates a lead and walks it through the given steps over the capture API.
-async fn lead(app: &TestApp, org: &Tenant<'_>, owner_occupied: bool, contact: bool) -> String {
+pub(crate) async fn lead(
+    app: &TestApp,
+    org: &Tenant<'_>,
+    owner_occupied: bool,
+    contact: bool,
+) -> String {
     let pk = org.body["public_key"].as_str().unwrap();
     let send = |method: Method, path: String, token: Option<String>, body: Value| async move {
         let mut req = app
@@ -154,7 +159,7 @@ async fn every_event_type_is_delivered_with_a_valid_signature(db: TestDb) {
 async fn lead_enriched_is_always_part_of_a_subscription(db: TestDb) {
     let app = app_for_webhooks(db).await;
     let org = app.create_org("starter").await;
-    let endpoint = subscribe(&org, "http://127.0.0.1:9/hook", &["lead.address_preview"]).await;
+    let endpoint = subscribe(&org, "http://127.0.0.1:9999/hook", &["lead.address_preview"]).await;
     assert_eq!(
         endpoint["events"],
         json!(["lead.enriched", "lead.address_preview"])
@@ -171,7 +176,7 @@ async fn lead_enriched_is_always_part_of_a_subscription(db: TestDb) {
     let (status, err) = org
         .post(
             "/api/v1/webhooks",
-            json!({"url": "http://127.0.0.1:9/", "events": ["lead.deleted"]}),
+            json!({"url": "http://127.0.0.1:9999/", "events": ["lead.deleted"]}),
         )
         .await;
     assert_eq!(
@@ -343,7 +348,7 @@ async fn another_tenants_endpoints_and_deliveries_are_not_found(db: TestDb) {
     let app = app_for_webhooks(db).await;
     let acme = app.create_org("starter").await;
     let rival = app.create_org("starter").await;
-    let endpoint = subscribe(&acme, "http://127.0.0.1:9/hook", &[]).await;
+    let endpoint = subscribe(&acme, "http://127.0.0.1:9999/hook", &[]).await;
     let id = endpoint["id"].as_str().unwrap();
     for path in [
         format!("/api/v1/webhooks/{id}"),

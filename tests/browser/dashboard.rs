@@ -648,7 +648,7 @@ async fn webhook_events_keep_lead_enriched_checked_and_locked() {
     log_in(&browser, &fixture, OWNER, PASSWORD).await;
     wait_for_path(&browser, "/app/sources").await;
     click_text(&browser, "Webhooks").await;
-    fill(&browser, "#wh-url", "http://127.0.0.1:9/hooks").await;
+    fill(&browser, "#wh-url", "http://127.0.0.1:9999/hooks").await;
     // Untick nothing but try: the locked box cannot be changed.
     let locked = browser
         .wait_for("form[action='/app/webhooks'] input[value='lead.enriched'][type=checkbox]")

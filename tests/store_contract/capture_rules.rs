@@ -73,7 +73,7 @@ async fn step(
     }
 }
 
-fn project() -> Step {
+pub(crate) fn project() -> Step {
     Step::ProjectDetails(
         ProjectDetails::parse(ProjectInput {
             roof_type: "replacement",
@@ -89,7 +89,7 @@ fn project() -> Step {
     )
 }
 
-fn personal(owner_occupied: bool) -> Step {
+pub(crate) fn personal(owner_occupied: bool) -> Step {
     Step::PersonalInfo(
         PersonalInfo::parse(
             "Ann",

@@ -6,6 +6,7 @@ mod common;
 
 mod account_rules;
 mod capture_rules;
+mod delivery_rules;
 mod organization_rules;
 
 use common::TestDb;

@@ -65,6 +65,7 @@ pub fn router() -> Router<AppState> {
         webhooks::resend_delivery,
         webhooks::resend_failed,
         webhooks::send_test,
+        webhooks::replay,
         reports::sources_report,
         reports::sources_csv_report,
         reports::channels_report,

@@ -9,13 +9,17 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::DomainError;
 use crate::domain::event::EventType;
+use crate::domain::ids::OrgId;
 use crate::http::AppState;
+use crate::http::capture::limits::TooManyRequests;
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::extract::{ApiJson, ApiQuery, OrgAuth};
-use crate::store::rfc3339;
-use crate::store::{DeliveryRecord, Endpoint, EndpointPatch};
+use crate::http::extract::{ApiJson, ApiQuery, OrgAuth, delivery_id, endpoint_id};
+use crate::store::{Backlog, DeliveryRecord, Endpoint, EndpointPatch, rfc3339};
 use crate::webhooks::signing::Secret;
 use crate::webhooks::target::check_url;
+
+/// Most events one replay may send; a longer period is refused with a request to narrow it.
+pub const MAX_REPLAY_EVENTS: usize = 50_000;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -37,6 +41,7 @@ pub fn router() -> Router<AppState> {
             post(resend_failed),
         )
         .route("/webhooks/{id}/test", post(send_test))
+        .route("/webhooks/{id}/replay", post(replay))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -51,6 +56,10 @@ pub struct EndpointBody {
     disabled_reason: Option<String>,
     /// Since when deliveries have been failing without a success.
     failing_since: Option<String>,
+    /// The latest failed attempt's error class (`timeout`, `http_503`, …) and its time.
+    last_error: Option<String>,
+    last_error_at: Option<String>,
+    backlog: BacklogBody,
     /// Only on create and rotate: the signing secret.
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<String>,
@@ -58,21 +67,69 @@ pub struct EndpointBody {
     updated_at: String,
 }
 
+/// What is waiting to be delivered to an endpoint.
+#[derive(Serialize, ToSchema, Default)]
+pub struct BacklogBody {
+    /// Not delivered yet: due now, waiting for a retry, or held behind an earlier event.
+    pending: i64,
+    /// Due now and not yet sent.
+    due: i64,
+    /// When the oldest pending delivery was created.
+    oldest_pending_at: Option<String>,
+}
+
+impl From<Backlog> for BacklogBody {
+    fn from(b: Backlog) -> Self {
+        Self {
+            pending: b.pending,
+            due: b.due,
+            oldest_pending_at: b.oldest_pending_at.map(rfc3339),
+        }
+    }
+}
+
 impl EndpointBody {
-    fn new(e: Endpoint, reveal: bool) -> Self {
+    fn new(e: Endpoint, backlog: Backlog, reveal: bool) -> Self {
         Self {
             secret: reveal.then_some(e.secret),
-            id: e.id,
+            id: e.id.to_string(),
             url: e.url,
             description: e.description,
             events: e.events,
             enabled: e.enabled,
             disabled_reason: e.disabled_reason,
             failing_since: e.failing_since.map(rfc3339),
+            last_error: e.last_error,
+            last_error_at: e.last_error_at.map(rfc3339),
+            backlog: backlog.into(),
             created_at: rfc3339(e.created_at),
             updated_at: rfc3339(e.updated_at),
         }
     }
+}
+
+/// The endpoint as the API shows it, with its backlog.
+async fn endpoint_body(
+    state: &AppState,
+    org: &OrgId,
+    endpoint: Endpoint,
+    reveal: bool,
+) -> ApiResult<EndpointBody> {
+    let backlog = state
+        .store
+        .backlogs(org)
+        .await?
+        .remove(&endpoint.id)
+        .unwrap_or_default();
+    Ok(EndpointBody::new(endpoint, backlog, reveal))
+}
+
+/// Takes one hand-started send (test, resend, replay) from the organization's budget.
+fn manual_send(state: &AppState, org: &OrgId) -> ApiResult<()> {
+    state
+        .manual_sends
+        .check(org)
+        .map_err(|wait| TooManyRequests(wait).into())
 }
 
 /// Known event types only, duplicates dropped, and `lead.enriched` always included.
@@ -96,7 +153,7 @@ pub(crate) fn subscription(events: &[String]) -> Result<Vec<String>, ApiError> {
 }
 
 pub(crate) fn target(state: &AppState, url: &str) -> Result<String, ApiError> {
-    check_url(url, state.config.allow_private_webhook_targets)
+    check_url(url, &state.config.webhook_targets())
         .map(|u| u.to_string())
         .map_err(|e| DomainError::new("url", e.to_string()).into())
 }
@@ -113,7 +170,7 @@ pub struct CreateEndpoint {
 
 /// Add a webhook endpoint; the answer carries its signing secret
 #[utoipa::path(post, path = "/webhooks", request_body = CreateEndpoint,
-    responses((status = 201, body = EndpointBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = EndpointBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create_endpoint(
     State(state): State<AppState>,
     OrgAuth(org): OrgAuth,
@@ -130,9 +187,19 @@ pub async fn create_endpoint(
     let (_, secret) = Secret::generate();
     let endpoint = state
         .store
-        .create_endpoint(&org, &url, &description, &events, &secret)
+        .create_endpoint(
+            &org,
+            &url,
+            &description,
+            &events,
+            &secret,
+            state.config.webhook_max_endpoints,
+        )
         .await?;
-    Ok((StatusCode::CREATED, Json(EndpointBody::new(endpoint, true))))
+    Ok((
+        StatusCode::CREATED,
+        Json(EndpointBody::new(endpoint, Backlog::default(), true)),
+    ))
 }
 
 /// List webhook endpoints
@@ -142,10 +209,14 @@ pub async fn list_endpoints(
     OrgAuth(org): OrgAuth,
 ) -> ApiResult<Json<Vec<EndpointBody>>> {
     let endpoints = state.store.endpoints(&org).await?;
+    let mut backlogs = state.store.backlogs(&org).await?;
     Ok(Json(
         endpoints
             .into_iter()
-            .map(|e| EndpointBody::new(e, false))
+            .map(|e| {
+                let backlog = backlogs.remove(&e.id).unwrap_or_default();
+                EndpointBody::new(e, backlog, false)
+            })
             .collect(),
     ))
 }
@@ -158,10 +229,8 @@ pub async fn get_endpoint(
     OrgAuth(org): OrgAuth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<EndpointBody>> {
-    Ok(Json(EndpointBody::new(
-        state.store.endpoint(&org, &id).await?,
-        false,
-    )))
+    let endpoint = state.store.endpoint(&org, &endpoint_id(&id)?).await?;
+    Ok(Json(endpoint_body(&state, &org, endpoint, false).await?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -182,6 +251,7 @@ pub async fn update_endpoint(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateEndpoint>,
 ) -> ApiResult<Json<EndpointBody>> {
+    let id = endpoint_id(&id)?;
     let patch = EndpointPatch {
         url: body.url.as_deref().map(|u| target(&state, u)).transpose()?,
         events: body.events.as_deref().map(subscription).transpose()?,
@@ -192,7 +262,7 @@ pub async fn update_endpoint(
     };
     let endpoint = state.store.update_endpoint(&org, &id, patch).await?;
     state.wake_dispatch.notify_one();
-    Ok(Json(EndpointBody::new(endpoint, false)))
+    Ok(Json(endpoint_body(&state, &org, endpoint, false).await?))
 }
 
 /// Delete an endpoint and its delivery log
@@ -203,7 +273,10 @@ pub async fn delete_endpoint(
     OrgAuth(org): OrgAuth,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    state.store.delete_endpoint(&org, &id).await?;
+    state
+        .store
+        .delete_endpoint(&org, &endpoint_id(&id)?)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -218,9 +291,9 @@ pub async fn rotate_secret(
     let (_, secret) = Secret::generate();
     let endpoint = state
         .store
-        .rotate_endpoint_secret(&org, &id, &secret)
+        .rotate_endpoint_secret(&org, &endpoint_id(&id)?, &secret)
         .await?;
-    Ok(Json(EndpointBody::new(endpoint, true)))
+    Ok(Json(endpoint_body(&state, &org, endpoint, true).await?))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -244,6 +317,8 @@ pub struct DeliveryBody {
     status: String,
     /// Waiting for an earlier event of the same lead to be delivered first.
     held: bool,
+    /// The replay (`rpl_…`) this delivery was sent by, if it is one.
+    replay: Option<String>,
     attempts: i64,
     next_attempt_at: Option<String>,
     last_status: Option<i64>,
@@ -256,8 +331,10 @@ pub struct DeliveryBody {
 impl From<DeliveryRecord> for DeliveryBody {
     fn from(d: DeliveryRecord) -> Self {
         Self {
-            next_attempt_at: (d.status == "pending").then(|| rfc3339(d.next_attempt_at)),
-            id: d.id,
+            // A held delivery waits for its predecessor, not for a time.
+            next_attempt_at: (d.status == "pending" && !d.held).then(|| rfc3339(d.next_attempt_at)),
+            id: d.id.to_string(),
+            replay: d.replay,
             event_type: d.event_type,
             lead_id: d.lead_id,
             sequence: d.sequence,
@@ -303,19 +380,24 @@ pub async fn list_deliveries(
     if !(1..=200).contains(&limit) {
         return Err(DomainError::new("limit", "limit must be 1 to 200").into());
     }
-    let deliveries = state.store.deliveries(&org, &id, limit).await?;
+    let deliveries = state
+        .store
+        .deliveries(&org, &endpoint_id(&id)?, limit)
+        .await?;
     Ok(Json(deliveries.into_iter().map(Into::into).collect()))
 }
 
 /// Send a delivery again now
 #[utoipa::path(post, path = "/webhooks/{id}/deliveries/{delivery}/resend",
     params(("id" = String, Path), ("delivery" = String, Path)),
-    responses((status = 202), (status = 404, body = ErrorBody)))]
+    responses((status = 202), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn resend_delivery(
     State(state): State<AppState>,
     OrgAuth(org): OrgAuth,
     Path((id, delivery)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
+    let (id, delivery) = (endpoint_id(&id)?, delivery_id(&delivery)?);
+    manual_send(&state, &org)?;
     state.store.resend_delivery(&org, &id, &delivery).await?;
     state.wake_dispatch.notify_one();
     Ok(StatusCode::ACCEPTED)
@@ -335,17 +417,17 @@ pub struct Requeued {
 
 /// Send every failed delivery since a time again
 #[utoipa::path(post, path = "/webhooks/{id}/deliveries/resend-failed", request_body = ResendFailed,
-    params(("id" = String, Path)), responses((status = 202, body = Requeued), (status = 404, body = ErrorBody)))]
+    params(("id" = String, Path)),
+    responses((status = 202, body = Requeued), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn resend_failed(
     State(state): State<AppState>,
     OrgAuth(org): OrgAuth,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ResendFailed>,
 ) -> ApiResult<(StatusCode, Json<Requeued>)> {
-    let since =
-        time::OffsetDateTime::parse(&body.since, &time::format_description::well_known::Rfc3339)
-            .map_err(|_| DomainError::new("since", "since must be an RFC 3339 time"))?;
-    let since_ms = i64::try_from(since.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    let id = endpoint_id(&id)?;
+    let since_ms = body_time("since", &body.since)?;
+    manual_send(&state, &org)?;
     let requeued = state.store.resend_failed_since(&org, &id, since_ms).await?;
     state.wake_dispatch.notify_one();
     Ok((StatusCode::ACCEPTED, Json(Requeued { requeued })))
@@ -358,13 +440,92 @@ pub struct TestQueued {
 
 /// Send a `webhook.test` event through the same signing and network path
 #[utoipa::path(post, path = "/webhooks/{id}/test", params(("id" = String, Path)),
-    responses((status = 202, body = TestQueued), (status = 404, body = ErrorBody)))]
+    responses((status = 202, body = TestQueued), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn send_test(
     State(state): State<AppState>,
     OrgAuth(org): OrgAuth,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<TestQueued>)> {
+    let id = endpoint_id(&id)?;
+    state.store.endpoint(&org, &id).await?;
+    manual_send(&state, &org)?;
     let delivery_id = state.store.queue_test_delivery(&org, &id).await?;
     state.wake_dispatch.notify_one();
-    Ok((StatusCode::ACCEPTED, Json(TestQueued { delivery_id })))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(TestQueued {
+            delivery_id: delivery_id.to_string(),
+        }),
+    ))
+}
+
+/// An RFC 3339 time in a request body, in Unix milliseconds.
+fn body_time(field: &'static str, raw: &str) -> ApiResult<i64> {
+    let parsed =
+        time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+            .map_err(|_| DomainError::new(field, format!("{field} must be an RFC 3339 time")))?;
+    Ok(i64::try_from(parsed.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    /// RFC 3339: events created at or after this time…
+    since: String,
+    /// …and before this one.
+    until: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ReplayQueuedBody {
+    /// Marks this replay's deliveries in the log.
+    replay_id: String,
+    /// Deliveries queued: the period's events of the types the endpoint subscribes to.
+    deliveries: usize,
+}
+
+/// Send the endpoint the events of a period again (a new or repaired endpoint): the types it
+/// subscribes to, each once, in per-lead order, marked as a replay in the log
+#[utoipa::path(post, path = "/webhooks/{id}/replay", request_body = ReplayRequest,
+    params(("id" = String, Path)),
+    responses((status = 202, body = ReplayQueuedBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn replay(
+    State(state): State<AppState>,
+    OrgAuth(org): OrgAuth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ReplayRequest>,
+) -> ApiResult<(StatusCode, Json<ReplayQueuedBody>)> {
+    let id = endpoint_id(&id)?;
+    let queued = queue_replay(&state, &org, &id, &body.since, &body.until).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ReplayQueuedBody {
+            replay_id: queued.replay_id,
+            deliveries: queued.deliveries,
+        }),
+    ))
+}
+
+/// Validates a replay's period, takes it from the hand-started budget and queues it; shared
+/// by the API and the dashboard.
+pub(crate) async fn queue_replay(
+    state: &AppState,
+    org: &OrgId,
+    id: &crate::domain::ids::EndpointId,
+    since: &str,
+    until: &str,
+) -> ApiResult<crate::store::ReplayQueued> {
+    let (since, until) = (body_time("since", since)?, body_time("until", until)?);
+    if since >= until {
+        return Err(DomainError::new("until", "until must be after since").into());
+    }
+    state.store.endpoint(org, id).await?;
+    manual_send(state, org)?;
+    let queued = state
+        .store
+        .replay(org, id, since, until, MAX_REPLAY_EVENTS)
+        .await?;
+    state.wake_dispatch.notify_one();
+    Ok(queued)
 }

@@ -54,6 +54,7 @@ pub fn router() -> Router<AppState> {
         .route("/app/webhooks/{id}/rotate", post(webhooks::rotate))
         .route("/app/webhooks/{id}/test", post(webhooks::test))
         .route("/app/webhooks/{id}/delete", post(webhooks::delete))
+        .route("/app/webhooks/{id}/replay", post(webhooks::replay))
         .route(
             "/app/webhooks/{id}/deliveries/{delivery}/resend",
             post(webhooks::resend),

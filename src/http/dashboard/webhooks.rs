@@ -1,5 +1,6 @@
 //! The Webhooks tab: endpoints, their event subscriptions (`lead.enriched` always on), the
-//! signing secret, the delivery log, resends and test events.
+//! signing secret, each endpoint's backlog and last error, the delivery log, resends, test
+//! events and replays.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -10,8 +11,10 @@ use serde::Deserialize;
 use super::page::{Chrome, PageError, Tab, datetime, render, render_status, see_other};
 use super::session::{FormFields, Session, Submitted};
 use crate::domain::event::EventType;
+use crate::domain::ids::{DeliveryId, EndpointId, OrgId};
 use crate::http::AppState;
-use crate::http::api::webhooks::{subscription, target};
+use crate::http::api::webhooks::{queue_replay, subscription, target};
+use crate::http::error::ApiError;
 use crate::store::{EndpointPatch, StoreError};
 use crate::webhooks::signing::Secret;
 
@@ -36,6 +39,7 @@ pub struct DeliveryRow {
     pub event_type: String,
     pub lead_id: String,
     pub status: String,
+    pub replay: bool,
     pub attempts: i64,
     pub last_status: String,
     pub excerpt: String,
@@ -51,6 +55,10 @@ pub struct EndpointCard {
     pub events: Vec<EventBox>,
     pub secret: Option<String>,
     pub selected: bool,
+    /// "3 waiting (1 due now), oldest from 2026-11-30 10:02", or empty when nothing waits.
+    pub backlog: String,
+    /// "timeout at 2026-11-30 10:04", or empty.
+    pub last_error: String,
 }
 
 #[derive(Template)]
@@ -104,9 +112,11 @@ async fn page(
     let org = session.org();
     let organization = state.store.organization(org).await?;
     let endpoints = state.store.endpoints(org).await?;
+    let mut backlogs = state.store.backlogs(org).await?;
     let log_for = q
         .endpoint
-        .clone()
+        .as_deref()
+        .and_then(EndpointId::parse)
         .filter(|id| endpoints.iter().any(|e| &e.id == id))
         .or_else(|| endpoints.first().map(|e| e.id.clone()));
     let log = match &log_for {
@@ -129,10 +139,11 @@ async fn page(
                     })
                     .or_else(|| d.last_error.clone())
                     .unwrap_or_default(),
-                id: d.id,
+                id: d.id.to_string(),
                 event_type: d.event_type,
                 lead_id: d.lead_id.unwrap_or_default(),
                 status: if d.held { "held".into() } else { d.status },
+                replay: d.replay.is_some(),
                 attempts: d.attempts,
                 last_status: d.last_status.map(|s| s.to_string()).unwrap_or_default(),
                 created: datetime(d.created_at),
@@ -152,9 +163,24 @@ async fn page(
             .map(|e| EndpointCard {
                 secret: (can_reveal && q.reveal.as_deref() == Some(e.id.as_str()))
                     .then(|| e.secret.clone()),
-                selected: log_for.as_deref() == Some(e.id.as_str()),
+                selected: log_for.as_ref() == Some(&e.id),
                 events: event_boxes(&e.events),
-                id: e.id,
+                backlog: backlogs
+                    .remove(&e.id)
+                    .filter(|b| b.pending > 0)
+                    .map(|b| {
+                        let oldest = b
+                            .oldest_pending_at
+                            .map(|at| format!(", oldest from {} UTC", datetime(at)))
+                            .unwrap_or_default();
+                        format!("{} waiting ({} due now){oldest}", b.pending, b.due)
+                    })
+                    .unwrap_or_default(),
+                last_error: match (&e.last_error, e.last_error_at) {
+                    (Some(error), Some(at)) => format!("{error} at {} UTC", datetime(at)),
+                    _ => String::new(),
+                },
+                id: e.id.to_string(),
                 url: e.url,
                 description: e.description,
                 enabled: e.enabled,
@@ -165,7 +191,7 @@ async fn page(
         new_url,
         new_description,
         error,
-        log_for,
+        log_for: log_for.map(|id| id.to_string()),
         log,
     })
 }
@@ -182,8 +208,60 @@ fn chosen_events(form: &FormFields) -> Vec<String> {
     form.all("events").into_iter().map(str::to_owned).collect()
 }
 
-fn here(id: &str) -> String {
+fn here(id: &EndpointId) -> String {
     format!("/app/webhooks?endpoint={id}")
+}
+
+fn endpoint_id(raw: &str) -> Result<EndpointId, PageError> {
+    EndpointId::parse(raw).ok_or_else(PageError::not_found)
+}
+
+fn page_error(e: ApiError) -> PageError {
+    PageError::new(e.status, e.message)
+}
+
+/// Takes one hand-started send from the organization's budget; past it, a 429 page that says
+/// when to try again.
+fn manual_send(state: &AppState, org: &OrgId) -> Result<(), PageError> {
+    state.manual_sends.check(org).map_err(|wait| {
+        PageError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "Too many test events, resends and replays in the last minute; try again in {} s.",
+                wait.as_secs().max(1)
+            ),
+        )
+    })
+}
+
+/// A `datetime-local` value (UTC, as the form says) or an RFC 3339 time, as RFC 3339.
+fn form_time(raw: &str) -> String {
+    let raw = raw.trim();
+    match raw.len() {
+        16 => format!("{raw}:00Z"),
+        19 => format!("{raw}Z"),
+        _ => raw.to_owned(),
+    }
+}
+
+pub async fn replay(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Submitted { session, form }: Submitted,
+) -> Result<Response, PageError> {
+    session.require_editor()?;
+    let id = endpoint_id(&id)?;
+    let (since, until) = (form_time(form.text("since")), form_time(form.text("until")));
+    let queued = queue_replay(&state, session.org(), &id, &since, &until)
+        .await
+        .map_err(page_error)?;
+    Ok(see_other(
+        &here(&id),
+        &format!(
+            "Replay queued: {} events, marked \"replay\" in the log below.",
+            queued.deliveries
+        ),
+    ))
 }
 
 pub async fn create(
@@ -212,10 +290,33 @@ pub async fn create(
         }
     };
     let (_, secret) = Secret::generate();
-    let endpoint = state
+    let created = state
         .store
-        .create_endpoint(session.org(), &url, &description, &events, &secret)
-        .await?;
+        .create_endpoint(
+            session.org(),
+            &url,
+            &description,
+            &events,
+            &secret,
+            state.config.webhook_max_endpoints,
+        )
+        .await;
+    let endpoint = match created {
+        Ok(endpoint) => endpoint,
+        Err(e) => {
+            let draft = Draft {
+                url: raw_url,
+                description,
+                events: chosen,
+                error: super::page::refusal(e)?,
+            };
+            let q = WebhooksQuery::default();
+            return render_status(
+                StatusCode::CONFLICT,
+                &page(&state, &session, &q, Some(draft)).await?,
+            );
+        }
+    };
     Ok(see_other(
         &format!("{}&reveal={}", here(&endpoint.id), endpoint.id),
         "Endpoint added. Copy its signing secret below to verify our signatures.",
@@ -228,8 +329,8 @@ pub async fn update(
     Submitted { session, form }: Submitted,
 ) -> Result<Response, PageError> {
     session.require_editor()?;
-    let events =
-        subscription(&chosen_events(&form)).map_err(|e| PageError::new(e.status, e.message))?;
+    let id = endpoint_id(&id)?;
+    let events = subscription(&chosen_events(&form)).map_err(page_error)?;
     let enabled = match form.get("enabled") {
         Some("on") => Some(true),
         Some("off") => Some(false),
@@ -256,6 +357,7 @@ pub async fn rotate(
     Submitted { session, .. }: Submitted,
 ) -> Result<Response, PageError> {
     session.require_editor()?;
+    let id = endpoint_id(&id)?;
     let (_, secret) = Secret::generate();
     state
         .store
@@ -273,6 +375,9 @@ pub async fn test(
     Submitted { session, .. }: Submitted,
 ) -> Result<Response, PageError> {
     session.require_editor()?;
+    let id = endpoint_id(&id)?;
+    state.store.endpoint(session.org(), &id).await?;
+    manual_send(&state, session.org())?;
     state.store.queue_test_delivery(session.org(), &id).await?;
     state.wake_dispatch.notify_one();
     Ok(see_other(
@@ -287,6 +392,9 @@ pub async fn resend(
     Submitted { session, .. }: Submitted,
 ) -> Result<Response, PageError> {
     session.require_editor()?;
+    let id = endpoint_id(&id)?;
+    let delivery = DeliveryId::parse(&delivery).ok_or_else(PageError::not_found)?;
+    manual_send(&state, session.org())?;
     match state
         .store
         .resend_delivery(session.org(), &id, &delivery)
@@ -306,6 +414,7 @@ pub async fn delete(
     Submitted { session, .. }: Submitted,
 ) -> Result<Response, PageError> {
     session.require_editor()?;
+    let id = endpoint_id(&id)?;
     state.store.delete_endpoint(session.org(), &id).await?;
     Ok(see_other("/app/webhooks", "Endpoint deleted."))
 }

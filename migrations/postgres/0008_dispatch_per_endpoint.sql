@@ -1,0 +1,20 @@
+-- Dispatch per endpoint: claims look at each endpoint's own due deliveries and count what it
+-- has in flight; replays form their own ordering stream; endpoints remember their last error.
+
+ALTER TABLE deliveries ADD COLUMN stream TEXT NOT NULL DEFAULT '';
+ALTER TABLE webhook_endpoints ADD COLUMN last_error TEXT;
+ALTER TABLE webhook_endpoints ADD COLUMN last_error_at BIGINT;
+
+-- Only pending deliveries are ever looked for by time; delivered ones leave the index.
+DROP INDEX deliveries_due;
+CREATE INDEX deliveries_due ON deliveries (next_attempt_at, endpoint_id, lease_until) WHERE status = 'pending';
+CREATE INDEX deliveries_endpoint_due ON deliveries (endpoint_id, next_attempt_at) WHERE status = 'pending';
+-- In-flight deliveries per endpoint: a lease is set while a node sends, and cleared after.
+CREATE INDEX deliveries_leased ON deliveries (endpoint_id, lease_until) WHERE lease_until > 0;
+DROP INDEX deliveries_lead_order;
+CREATE INDEX deliveries_lead_order ON deliveries (endpoint_id, lead_id, stream, sequence);
+
+-- Failed deliveries, and the queues of disabled endpoints, wait for a person, not for a time.
+UPDATE deliveries SET next_attempt_at = 253402300799000 WHERE status = 'failed';
+UPDATE deliveries SET next_attempt_at = 253402300799000
+ WHERE status = 'pending' AND endpoint_id IN (SELECT id FROM webhook_endpoints WHERE enabled = 0);

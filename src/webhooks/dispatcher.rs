@@ -1,0 +1,461 @@
+//! The webhook dispatcher: fans new outbox events out to subscribed endpoints, then sends due
+//! deliveries — signed, over the guarded client — many at once, each attempt recorded as soon
+//! as it finishes. No round waits for its slowest delivery: a slow or dead endpoint holds only
+//! its own slots (a bounded number per endpoint, counted across nodes), and free slots go
+//! round-robin across organizations and endpoints.
+//!
+//! Any number of dispatchers (one per node) can run against one database: deliveries are
+//! claimed with a lease, so none is sent twice at once, and a dispatcher that dies mid-flight
+//! leaves its deliveries to be retried, with the same `webhook-id`, when the lease ends.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use tokio::sync::{Notify, watch};
+use tokio::task::{Id as TaskId, JoinSet};
+use url::Url;
+
+use super::policy::RetryPolicy;
+use super::send::{Message, send};
+use super::target::{TargetPolicy, http_client};
+use crate::config::Config;
+use crate::domain::ids::{DeliveryId, EndpointId};
+use crate::store::{
+    Attempt, ClaimRequest, DueDelivery, Finished, Recorded, Store, StoreError, now_ms,
+};
+
+const FAN_OUT_BATCH: i64 = 500;
+/// Longer than the 15 s request timeout, so a live attempt never loses its lease.
+const LEASE: Duration = Duration::from_secs(60);
+/// How often other nodes' work, due retries and held deliveries are looked for without a wake.
+const POLL: Duration = Duration::from_millis(500);
+/// Pause after a fan-out that produced no deliveries (nobody subscribed), so such events
+/// gather into bigger batches instead of competing with captures for the write lock.
+const FAN_OUT_PAUSE: Duration = Duration::from_millis(20);
+/// How often the backlog is measured for metrics and late-delivery warnings.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+/// A late endpoint is warned about at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+/// At shutdown, attempts in flight get this long to finish; the rest are handed back.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// After a failed store call, wait this long before trying again.
+const BACKOFF: Duration = Duration::from_millis(250);
+
+/// How a dispatcher sends: where to, how many at once, how to retry.
+#[derive(Debug, Clone)]
+pub struct DispatchSettings {
+    pub targets: TargetPolicy,
+    pub egress_proxy: Option<Url>,
+    pub retry: RetryPolicy,
+    /// An endpoint failing this long, with a message's retries used up, is disabled.
+    pub disable_after: Duration,
+    /// Deliveries one endpoint may have in flight, across all nodes.
+    pub endpoint_concurrency: usize,
+    /// Deliveries this node sends at once.
+    pub concurrency: usize,
+    pub lag_warning: Duration,
+    pub lease: Duration,
+}
+
+impl DispatchSettings {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            targets: config.webhook_targets(),
+            egress_proxy: config.webhook_egress_proxy.clone(),
+            retry: RetryPolicy {
+                schedule: config.webhook_retry_schedule.clone(),
+            },
+            disable_after: config.webhook_disable_after,
+            endpoint_concurrency: config.webhook_endpoint_concurrency,
+            concurrency: config.webhook_concurrency,
+            lag_warning: config.webhook_lag_warning,
+            lease: LEASE,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Dispatcher {
+    store: Store,
+    client: reqwest::Client,
+    settings: Arc<DispatchSettings>,
+    /// Which organization goes first when slots are scarce; moves on every claim.
+    rotation: Arc<AtomicUsize>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Events fanned out, and delivery attempts made.
+    Worked {
+        fanned: usize,
+        sent: usize,
+    },
+    Idle,
+}
+
+impl Dispatcher {
+    pub fn new(store: Store, settings: DispatchSettings) -> reqwest::Result<Self> {
+        Ok(Self {
+            client: http_client(&settings.targets, settings.egress_proxy.as_ref())?,
+            store,
+            settings: Arc::new(settings),
+            rotation: Arc::default(),
+        })
+    }
+
+    fn claim_request(&self, free: usize, park_held: bool) -> ClaimRequest {
+        ClaimRequest {
+            free,
+            per_endpoint: self.settings.endpoint_concurrency,
+            lease_ms: i64::try_from(self.settings.lease.as_millis()).unwrap_or(i64::MAX),
+            rotation: self.rotation.fetch_add(1, Ordering::Relaxed),
+            park_held,
+        }
+    }
+
+    /// One round, start to finish: fan out, claim what is due, send it all, record the
+    /// outcomes. What tests drive; the service runs `run`, which never waits for a batch.
+    pub async fn run_once(&self) -> Result<Progress, StoreError> {
+        let (fanned, _) = self.store.fan_out(FAN_OUT_BATCH).await?;
+        let request = self.claim_request(self.settings.concurrency, true);
+        let claimed = self.store.claim_deliveries(request).await?;
+        let sent = claimed.due.len();
+        let finished = join_all(
+            claimed
+                .due
+                .into_iter()
+                .map(|d| attempt(self.client.clone(), self.settings.clone(), d)),
+        )
+        .await;
+        self.record(&finished).await?;
+        Ok(if fanned + sent == 0 {
+            Progress::Idle
+        } else {
+            Progress::Worked { fanned, sent }
+        })
+    }
+
+    async fn record(&self, finished: &[Finished]) -> Result<Recorded, StoreError> {
+        let disable_ms = i64::try_from(self.settings.disable_after.as_millis()).unwrap_or(i64::MAX);
+        let recorded = self.store.record_attempts(finished, disable_ms).await?;
+        for f in finished {
+            metrics::counter!("webhook_attempts_total", "outcome" => f.verdict.id()).increment(1);
+            metrics::histogram!("webhook_attempt_duration_seconds")
+                .record(f.attempt.duration_ms as f64 / 1000.0);
+        }
+        Ok(recorded)
+    }
+
+    /// Runs until `stop` turns true: attempts in flight then get a short grace to finish, and
+    /// the leases of any still running are handed back.
+    pub async fn run(self, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+        let mut flight = Flight::default();
+        let mut want = Wanted::everything();
+        let mut timers = Timers::new();
+        let mut lag = LagReport::default();
+        loop {
+            flight.collect_finished();
+            if !flight.finished.is_empty() {
+                match self.record(&flight.finished).await {
+                    Ok(recorded) => {
+                        flight.finished.clear();
+                        // Slots freed: claim again if something was left waiting for one, or
+                        // if a delivered event released the next one of its lead.
+                        want.claim |= want.more_due || recorded.released > 0;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "recording webhook attempts failed; retrying");
+                        tokio::time::sleep(BACKOFF).await;
+                        continue;
+                    }
+                }
+            }
+            if *stop.borrow() {
+                break;
+            }
+            if want.fan_out && Instant::now() >= timers.fan_out_not_before {
+                match self.store.fan_out(FAN_OUT_BATCH).await {
+                    Ok((events, deliveries)) => {
+                        want.fan_out = events == FAN_OUT_BATCH as usize;
+                        want.claim |= deliveries > 0;
+                        if events > 0 && deliveries == 0 {
+                            timers.fan_out_not_before = Instant::now() + FAN_OUT_PAUSE;
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "webhook fan-out failed"),
+                }
+            }
+            let free = self.settings.concurrency.saturating_sub(flight.len());
+            if want.claim && free > 0 {
+                match self
+                    .store
+                    .claim_deliveries(self.claim_request(free, want.park))
+                    .await
+                {
+                    Ok(claimed) => {
+                        want.claim = false;
+                        want.park = false;
+                        want.more_due = claimed.more_due;
+                        timers.next_due(claimed.next_due_at);
+                        for delivery in claimed.due {
+                            let id = delivery.id.clone();
+                            let task =
+                                attempt(self.client.clone(), self.settings.clone(), delivery);
+                            flight.spawn(id, task);
+                        }
+                        metrics::gauge!("webhook_in_flight").set(flight.len() as f64);
+                    }
+                    Err(e) => tracing::error!(error = %e, "claiming webhook deliveries failed"),
+                }
+            }
+            let wait_until = timers.wake_at(want.fan_out);
+            tokio::select! {
+                _ = stop.changed() => {}
+                Some(done) = flight.join_next(), if !flight.is_empty() => flight.finish(done),
+                () = wake.notified() => {
+                    want.fan_out = true;
+                    want.claim = true;
+                }
+                () = tokio::time::sleep_until(wait_until.into()) => {
+                    let now = Instant::now();
+                    if now >= timers.poll_at {
+                        timers.poll_at = now + POLL;
+                        want = Wanted { more_due: want.more_due, ..Wanted::everything() };
+                    } else {
+                        want.claim = true;
+                    }
+                }
+                () = tokio::time::sleep_until(timers.report_at.into()) => {
+                    timers.report_at = Instant::now() + REPORT_EVERY;
+                    self.report_lag(&mut lag).await;
+                }
+            }
+        }
+        self.wind_down(flight).await;
+    }
+
+    /// Lets attempts in flight finish (for a short while), records them, and hands the leases
+    /// of the rest back so the next process (or another node) sends them at once.
+    async fn wind_down(&self, mut flight: Flight) {
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        while !flight.is_empty() {
+            match tokio::time::timeout_at(deadline, flight.join_next()).await {
+                Ok(Some(done)) => flight.finish(done),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let abandoned = flight.abandon();
+        if let Err(e) = self.record(&flight.finished).await {
+            tracing::error!(error = %e, "recording the last webhook attempts failed");
+        }
+        if let Err(e) = self.store.release_leases(&abandoned).await {
+            tracing::warn!(error = %e, "handing back webhook leases failed; they expire by themselves");
+        }
+    }
+
+    /// Publishes how far behind delivery is, and warns about endpoints whose oldest due
+    /// delivery has waited longer than the warning threshold.
+    async fn report_lag(&self, report: &mut LagReport) {
+        let lag = match self.store.delivery_lag().await {
+            Ok(lag) => lag,
+            Err(e) => {
+                tracing::warn!(error = %e, "measuring the webhook backlog failed");
+                return;
+            }
+        };
+        let now = now_ms();
+        let mut oldest_ms = 0;
+        let mut behind = HashSet::new();
+        for l in &lag {
+            let waited_ms = (now - l.oldest_due_at).max(0);
+            oldest_ms = oldest_ms.max(waited_ms);
+            metrics::gauge!("webhook_backlog", "endpoint" => l.endpoint_id.to_string())
+                .set(l.due as f64);
+            let waited = Duration::from_millis(u64::try_from(waited_ms).unwrap_or(0));
+            let recently = report
+                .warned
+                .get(&l.endpoint_id)
+                .is_some_and(|at| at.elapsed() < WARN_EVERY);
+            if waited > self.settings.lag_warning && !recently {
+                tracing::warn!(
+                    endpoint = %l.endpoint_id,
+                    org = %l.org,
+                    due = l.due,
+                    waited_s = waited.as_secs(),
+                    "webhook deliveries are late"
+                );
+                report.warned.insert(l.endpoint_id.clone(), Instant::now());
+            }
+            behind.insert(l.endpoint_id.clone());
+        }
+        // Endpoints that caught up read zero instead of their last backlog.
+        for id in report.behind.difference(&behind) {
+            metrics::gauge!("webhook_backlog", "endpoint" => id.to_string()).set(0.0);
+        }
+        report.warned.retain(|id, _| behind.contains(id));
+        report.behind = behind;
+        metrics::gauge!("webhook_oldest_due_seconds").set(oldest_ms as f64 / 1000.0);
+        metrics::gauge!("webhook_endpoints_behind").set(lag.len() as f64);
+    }
+}
+
+/// What the lag report remembers between runs.
+#[derive(Default)]
+struct LagReport {
+    /// Endpoints with a backlog at the last report.
+    behind: HashSet<EndpointId>,
+    /// When each late endpoint was last warned about.
+    warned: HashMap<EndpointId, Instant>,
+}
+
+/// What the loop should do on its next turn.
+#[derive(Debug, Clone, Copy)]
+struct Wanted {
+    fan_out: bool,
+    claim: bool,
+    park: bool,
+    /// The last claim left due deliveries behind for want of slots.
+    more_due: bool,
+}
+
+impl Wanted {
+    fn everything() -> Self {
+        Self {
+            fan_out: true,
+            claim: true,
+            park: true,
+            more_due: false,
+        }
+    }
+}
+
+struct Timers {
+    poll_at: Instant,
+    /// When the earliest retry falls due (sooner than the poll, to keep `Retry-After` exact).
+    due_at: Option<Instant>,
+    fan_out_not_before: Instant,
+    report_at: Instant,
+}
+
+impl Timers {
+    fn new() -> Self {
+        let now = Instant::now();
+        Self {
+            poll_at: now + POLL,
+            due_at: None,
+            fan_out_not_before: now,
+            report_at: now + REPORT_EVERY,
+        }
+    }
+
+    fn next_due(&mut self, at_ms: Option<i64>) {
+        self.due_at = at_ms.map(|at| {
+            let wait = u64::try_from(at - now_ms()).unwrap_or(0);
+            Instant::now() + Duration::from_millis(wait)
+        });
+    }
+
+    fn wake_at(&self, fan_out_waiting: bool) -> Instant {
+        let mut at = self.poll_at;
+        if let Some(due) = self.due_at {
+            at = at.min(due);
+        }
+        if fan_out_waiting {
+            at = at.min(self.fan_out_not_before);
+        }
+        at
+    }
+}
+
+/// The attempts running now, and those finished but not yet recorded.
+#[derive(Default)]
+struct Flight {
+    tasks: JoinSet<Finished>,
+    ids: HashMap<TaskId, DeliveryId>,
+    finished: Vec<Finished>,
+}
+
+impl Flight {
+    fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    fn spawn(
+        &mut self,
+        delivery: DeliveryId,
+        attempt: impl Future<Output = Finished> + Send + 'static,
+    ) {
+        let handle = self.tasks.spawn(attempt);
+        self.ids.insert(handle.id(), delivery);
+    }
+
+    async fn join_next(&mut self) -> Option<Result<(TaskId, Finished), tokio::task::JoinError>> {
+        self.tasks.join_next_with_id().await
+    }
+
+    fn collect_finished(&mut self) {
+        while let Some(done) = self.tasks.try_join_next_with_id() {
+            self.finish(done);
+        }
+    }
+
+    fn finish(&mut self, done: Result<(TaskId, Finished), tokio::task::JoinError>) {
+        match done {
+            Ok((id, finished)) => {
+                self.ids.remove(&id);
+                self.finished.push(finished);
+            }
+            Err(e) => {
+                // The lease runs out and the delivery is attempted again.
+                self.ids.remove(&e.id());
+                tracing::error!(error = %e, "a webhook attempt task failed");
+            }
+        }
+    }
+
+    /// Stops whatever is still running; returns their deliveries.
+    fn abandon(&mut self) -> Vec<DeliveryId> {
+        self.tasks.abort_all();
+        self.ids.drain().map(|(_, id)| id).collect()
+    }
+}
+
+/// One attempt of one delivery, timed, with its verdict.
+async fn attempt(
+    client: reqwest::Client,
+    settings: Arc<DispatchSettings>,
+    delivery: DueDelivery,
+) -> Finished {
+    let started = Instant::now();
+    let attempted_at = now_ms();
+    let message = Message {
+        id: delivery.id.as_str(),
+        body: &delivery.body,
+        url: &delivery.url,
+        secret: &delivery.secret,
+        previous_secret: delivery.previous_secret.as_deref(),
+    };
+    let outcome = send(&client, &settings.targets, message, attempted_at / 1000).await;
+    let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+    let verdict = settings
+        .retry
+        .verdict(&outcome, delivery.attempts + 1, now_ms());
+    Finished {
+        attempt: Attempt {
+            attempted_at,
+            status_code: outcome.status(),
+            duration_ms,
+            error_class: outcome.error_class(),
+            response_excerpt: outcome.excerpt().to_owned(),
+        },
+        verdict,
+        delivery,
+    }
+}

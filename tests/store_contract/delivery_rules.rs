@@ -1,0 +1,369 @@
+//! Deliveries: per-endpoint in-flight bounds across nodes, fair shares, held order and its
+//! release, replays as their own stream, leases after a restart, endpoint caps, lag.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::capture_rules::{personal, project};
+use crate::common::TestDb;
+use crate::on_both_backends;
+use crate::{conflict, org, store};
+use leadtrail::domain::ids::{EndpointId, OrgId};
+use leadtrail::domain::lead::Address;
+use leadtrail::domain::tier::Tier;
+use leadtrail::domain::widget::WidgetVersion;
+use leadtrail::store::{
+    Attempt, Backend, CaptureCommand, CaptureReply, ClaimRequest, Conflict, DueDelivery, Finished,
+    NewLead, StepUpdate, Store, now_ms,
+};
+use leadtrail::webhooks::policy::Verdict;
+use leadtrail::workers::enrichment::EnrichmentWorker;
+
+const LEASE_MS: i64 = 60_000;
+
+async fn endpoint(store: &Store, org: &OrgId, events: &[&str]) -> EndpointId {
+    let events: Vec<String> = events.iter().map(|e| (*e).to_owned()).collect();
+    store
+        .create_endpoint(
+            org,
+            "https://hooks.example.com/in",
+            "",
+            &events,
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            20,
+        )
+        .await
+        .unwrap()
+        .id
+}
+
+fn arrival(org: &OrgId) -> CaptureCommand {
+    CaptureCommand::CreateLead(Box::new(NewLead {
+        org: org.clone(),
+        embedding: Some(WidgetVersion::PRIMARY),
+        v: None,
+        s: None,
+        page_url: None,
+        referrer: None,
+        utm: Default::default(),
+        first_touch: None,
+        address: Address::parse("1 Main St", "Austin", "TX", "78701", None).unwrap(),
+        idempotency: None,
+    }))
+}
+
+/// `n` new leads: one `lead.address_preview` each, fanned out to the subscribed endpoints.
+async fn leads(store: &Store, org: &OrgId, n: usize) {
+    let commands: Vec<_> = (0..n).map(|_| arrival(org)).collect();
+    store.apply_capture(&commands).await.unwrap();
+    while store.fan_out(500).await.unwrap().0 > 0 {}
+}
+
+/// A lead with two events (address preview, then enriched), both fanned out.
+async fn lead_with_two_events(store: &Store, org: &OrgId) -> String {
+    let created = match store.apply_capture(&[arrival(org)]).await.unwrap().pop() {
+        Some(Ok(CaptureReply::Created(c))) => c,
+        other => panic!("{other:?}"),
+    };
+    for step in [project(), personal(true)] {
+        let update = StepUpdate {
+            lead_id: created.lead_id.clone(),
+            capture_token: created.capture_token.clone(),
+            step,
+            idempotency: None,
+        };
+        store
+            .apply_capture(&[CaptureCommand::Step(Box::new(update))])
+            .await
+            .unwrap()
+            .pop()
+            .unwrap()
+            .unwrap();
+    }
+    let worker = EnrichmentWorker::new(store.clone(), None);
+    while worker.run_once().await.unwrap() != leadtrail::workers::enrichment::Progress::Idle {}
+    while store.fan_out(500).await.unwrap().0 > 0 {}
+    created.lead_id
+}
+
+fn request(free: usize, per_endpoint: usize) -> ClaimRequest {
+    ClaimRequest {
+        free,
+        per_endpoint,
+        lease_ms: LEASE_MS,
+        rotation: 0,
+        park_held: true,
+    }
+}
+
+async fn claim(store: &Store, free: usize, per_endpoint: usize) -> Vec<DueDelivery> {
+    store
+        .claim_deliveries(request(free, per_endpoint))
+        .await
+        .unwrap()
+        .due
+}
+
+fn finished(delivery: &DueDelivery, verdict: Verdict) -> Finished {
+    Finished {
+        delivery: delivery.clone(),
+        attempt: Attempt {
+            attempted_at: now_ms(),
+            status_code: Some(if verdict == Verdict::Delivered {
+                200
+            } else {
+                503
+            }),
+            duration_ms: 3,
+            error_class: (verdict != Verdict::Delivered).then(|| "http_503".to_owned()),
+            response_excerpt: String::new(),
+        },
+        verdict,
+    }
+}
+
+async fn an_endpoint_never_has_more_than_its_bound_in_flight(db: TestDb) {
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    endpoint(&store, &org, &["lead.address_preview"]).await;
+    leads(&store, &org, 40).await;
+    let first = store.claim_deliveries(request(100, 16)).await.unwrap();
+    assert_eq!(first.due.len(), 16);
+    assert!(first.more_due, "24 are left waiting for a slot");
+    assert!(
+        claim(&store, 100, 16).await.is_empty(),
+        "all 16 slots are taken"
+    );
+    let done: Vec<Finished> = first.due[..5]
+        .iter()
+        .map(|d| finished(d, Verdict::Delivered))
+        .collect();
+    store.record_attempts(&done, 0).await.unwrap();
+    assert_eq!(
+        claim(&store, 100, 16).await.len(),
+        5,
+        "five slots came free"
+    );
+}
+
+async fn nodes_claiming_at_once_share_one_bound(db: TestDb) {
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    endpoint(&store, &org, &["lead.address_preview"]).await;
+    leads(&store, &org, 100).await;
+    let mut nodes = Vec::new();
+    for _ in 0..4 {
+        nodes.push(crate::store(&db).await);
+    }
+    for round in 0..3 {
+        let claims = nodes.iter().map(|n| claim(n, 100, 16));
+        let claimed: Vec<DueDelivery> = futures::future::join_all(claims)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        assert!(
+            claimed.len() <= 16,
+            "round {round}: {} in flight at once",
+            claimed.len()
+        );
+        assert!(!claimed.is_empty(), "round {round}: someone claimed");
+        let done: Vec<Finished> = claimed
+            .iter()
+            .map(|d| finished(d, Verdict::Delivered))
+            .collect();
+        store.record_attempts(&done, 0).await.unwrap();
+    }
+}
+
+async fn scarce_slots_are_shared_across_organizations_before_endpoints(db: TestDb) {
+    let store = store(&db).await;
+    let (big, _) = org(&store, Tier::Starter).await;
+    let (small, _) = org(&store, Tier::Starter).await;
+    for _ in 0..3 {
+        endpoint(&store, &big, &["lead.address_preview"]).await;
+    }
+    endpoint(&store, &small, &["lead.address_preview"]).await;
+    leads(&store, &big, 20).await;
+    leads(&store, &small, 20).await;
+    let claimed = claim(&store, 8, 16).await;
+    let mut per_endpoint: HashMap<EndpointId, usize> = HashMap::new();
+    for d in &claimed {
+        *per_endpoint.entry(d.endpoint_id.clone()).or_default() += 1;
+    }
+    let small_endpoint = store.endpoints(&small).await.unwrap()[0].id.clone();
+    assert_eq!(claimed.len(), 8);
+    assert_eq!(
+        per_endpoint.get(&small_endpoint),
+        Some(&4),
+        "half the slots for the organization with one endpoint: {per_endpoint:?}"
+    );
+    assert!(
+        per_endpoint.values().all(|n| *n >= 1),
+        "each of the big organization's endpoints got a share: {per_endpoint:?}"
+    );
+}
+
+async fn a_held_delivery_waits_out_its_predecessor_and_is_released_by_its_success(db: TestDb) {
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let id = endpoint(&store, &org, &["lead.address_preview", "lead.enriched"]).await;
+    lead_with_two_events(&store, &org).await;
+    let first = claim(&store, 10, 16).await;
+    assert_eq!(
+        first.len(),
+        1,
+        "the enriched event waits for the address preview"
+    );
+    assert_eq!(first[0].event_type, "lead.address_preview");
+    // It fails, to be retried in a minute: the successor is held meanwhile.
+    let retry = Verdict::RetryAt(now_ms() + 60_000);
+    store
+        .record_attempts(&[finished(&first[0], retry)], i64::MAX)
+        .await
+        .unwrap();
+    assert!(claim(&store, 10, 16).await.is_empty());
+    let log = store.deliveries(&org, &id, 10).await.unwrap();
+    let enriched = log
+        .iter()
+        .find(|d| d.event_type == "lead.enriched")
+        .unwrap();
+    assert!(enriched.held);
+    // Resent by hand, it goes first; its success releases the successor at once.
+    store
+        .resend_delivery(&org, &id, &first[0].id)
+        .await
+        .unwrap();
+    let again = claim(&store, 10, 16).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        again[0].id, first[0].id,
+        "the same message, the same webhook-id"
+    );
+    let recorded = store
+        .record_attempts(&[finished(&again[0], Verdict::Delivered)], i64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(recorded.released, 1);
+    let next = claim(&store, 10, 16).await;
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].event_type, "lead.enriched");
+}
+
+async fn a_replay_is_ordered_within_itself_not_behind_a_live_failure(db: TestDb) {
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let id = endpoint(&store, &org, &["lead.address_preview", "lead.enriched"]).await;
+    lead_with_two_events(&store, &org).await;
+    let first = claim(&store, 10, 16).await;
+    store
+        .record_attempts(&[finished(&first[0], Verdict::Exhausted)], i64::MAX)
+        .await
+        .unwrap();
+    assert!(
+        claim(&store, 10, 16).await.is_empty(),
+        "the live successor stays held"
+    );
+    let queued = store.replay(&org, &id, 0, now_ms() + 1, 100).await.unwrap();
+    assert_eq!(queued.deliveries, 2);
+    let replayed = claim(&store, 10, 16).await;
+    assert_eq!(
+        replayed.len(),
+        1,
+        "the replay's second event waits for its first"
+    );
+    assert_eq!(
+        (replayed[0].event_type.as_str(), replayed[0].stream.as_str()),
+        ("lead.address_preview", queued.replay_id.as_str())
+    );
+    store
+        .record_attempts(&[finished(&replayed[0], Verdict::Delivered)], i64::MAX)
+        .await
+        .unwrap();
+    let next = claim(&store, 10, 16).await;
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].event_type, "lead.enriched");
+    assert_eq!(next[0].stream, queued.replay_id);
+    // Too long a period is refused, with nothing queued.
+    let refused = store.replay(&org, &id, 0, now_ms() + 1, 1).await;
+    assert!(refused.is_err());
+    assert_eq!(store.deliveries(&org, &id, 100).await.unwrap().len(), 4);
+}
+
+async fn leases_of_a_previous_process_are_taken_back_at_start_on_sqlite_only(db: TestDb) {
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    endpoint(&store, &org, &["lead.address_preview"]).await;
+    leads(&store, &org, 3).await;
+    assert_eq!(claim(&store, 10, 16).await.len(), 3);
+    assert!(
+        claim(&store, 10, 16).await.is_empty(),
+        "leased for a minute"
+    );
+    // The process "restarts": a new store on the same database.
+    let restarted = crate::store(&db).await;
+    restarted.take_back_leases_after_restart().await.unwrap();
+    let after = claim(&restarted, 10, 16).await.len();
+    match restarted.backend() {
+        Backend::Sqlite => assert_eq!(after, 3, "one process owns a SQLite file"),
+        Backend::Postgres => assert_eq!(after, 0, "other nodes may still be working"),
+    }
+}
+
+async fn endpoints_per_organization_are_capped_even_when_created_at_once(db: TestDb) {
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let creates = (0..8).map(|_| {
+        store.create_endpoint(
+            &org,
+            "https://hooks.example.com/in",
+            "",
+            &[],
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            3,
+        )
+    });
+    let results = futures::future::join_all(creates).await;
+    let created = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(created, 3);
+    for r in results.into_iter().filter(Result::is_err) {
+        assert_eq!(conflict(r), Conflict::EndpointLimitReached { limit: 3 });
+    }
+    assert_eq!(store.endpoints(&org).await.unwrap().len(), 3);
+}
+
+async fn lag_counts_what_is_due_and_unsent_per_endpoint(db: TestDb) {
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let id = endpoint(&store, &org, &["lead.address_preview"]).await;
+    leads(&store, &org, 5).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let lag = store.delivery_lag().await.unwrap();
+    assert_eq!(lag.len(), 1);
+    assert_eq!((&lag[0].endpoint_id, lag[0].due), (&id, 5));
+    assert!(now_ms() - lag[0].oldest_due_at >= 20);
+    claim(&store, 2, 16).await;
+    assert_eq!(
+        store.delivery_lag().await.unwrap()[0].due,
+        3,
+        "claimed ones are in flight"
+    );
+    let backlog = store.backlogs(&org).await.unwrap().remove(&id).unwrap();
+    assert_eq!((backlog.pending, backlog.due), (5, 3));
+    let (other, _) = crate::org(&store, Tier::Starter).await;
+    assert!(
+        store.backlogs(&other).await.unwrap().is_empty(),
+        "scoped to the organization"
+    );
+}
+
+on_both_backends!(
+    an_endpoint_never_has_more_than_its_bound_in_flight,
+    nodes_claiming_at_once_share_one_bound,
+    scarce_slots_are_shared_across_organizations_before_endpoints,
+    a_held_delivery_waits_out_its_predecessor_and_is_released_by_its_success,
+    a_replay_is_ordered_within_itself_not_behind_a_live_failure,
+    leases_of_a_previous_process_are_taken_back_at_start_on_sqlite_only,
+    endpoints_per_organization_are_capped_even_when_created_at_once,
+    lag_counts_what_is_due_and_unsent_per_endpoint,
+);
