@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use sqlx::{Any, Row, Transaction};
+use sqlx::Row;
 
+use super::WriteTx;
 use super::bulk::insert_rows;
 use super::catalog::OrgCatalog;
 use super::events::insert_lead_event;
@@ -167,7 +168,7 @@ impl Store {
 
 /// Looks up a stored answer for a retried request; `Some(Err)` when the key was reused.
 async fn replay<T: for<'de> Deserialize<'de>>(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     org: &OrgId,
     idempotency: Option<&Idempotency>,
 ) -> Result<Option<Result<T, CaptureRefusal>>, StoreError> {
@@ -193,7 +194,7 @@ async fn replay<T: for<'de> Deserialize<'de>>(
 }
 
 async fn remember(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     org: &OrgId,
     idempotency: Option<&Idempotency>,
     response: &impl Serialize,
@@ -250,12 +251,7 @@ struct EventRow {
 }
 
 impl PendingRows {
-    async fn flush(
-        self,
-        backend: Backend,
-        tx: &mut Transaction<'static, Any>,
-        now: i64,
-    ) -> Result<(), StoreError> {
+    async fn flush(self, backend: Backend, tx: &mut WriteTx, now: i64) -> Result<(), StoreError> {
         const LEAD_COLUMNS: &[&str] = &[
             "id",
             "org_id",
@@ -354,7 +350,7 @@ impl PendingRows {
 }
 
 async fn create_lead(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     catalog: &OrgCatalog,
     new: &NewLead,
     pending: &mut PendingRows,
@@ -446,7 +442,7 @@ struct LeadState {
 }
 
 async fn apply_step(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     update: &StepUpdate,
     now: i64,
 ) -> Result<CaptureResult, StoreError> {
@@ -574,7 +570,7 @@ pub(super) fn tracking_from_row(row: &sqlx::any::AnyRow) -> Result<SourceTrackin
 
 /// Appends the lead's next event, taking the next number of its gap-free sequence.
 pub(super) async fn emit_next(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     org: &OrgId,
     lead_id: &str,
     event_type: EventType,

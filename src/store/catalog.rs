@@ -2,8 +2,9 @@
 
 use std::collections::HashMap;
 
-use sqlx::{Any, Row, Transaction};
+use sqlx::Row;
 
+use super::WriteTx;
 use super::{StoreError, to_u32};
 use crate::domain::attribution::{SourceFacts, WidgetFacts, resolve_source, resolve_widget};
 use crate::domain::channel::ChannelCategory;
@@ -23,10 +24,7 @@ pub(super) struct Attribution<'a> {
 }
 
 impl OrgCatalog {
-    pub(super) async fn load(
-        tx: &mut Transaction<'static, Any>,
-        org: &OrgId,
-    ) -> Result<Self, StoreError> {
+    pub(super) async fn load(tx: &mut WriteTx, org: &OrgId) -> Result<Self, StoreError> {
         let widget_rows =
             sqlx::query("SELECT version, name, status FROM widgets WHERE org_id = $1")
                 .bind(org.as_str())

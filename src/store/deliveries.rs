@@ -4,10 +4,11 @@
 
 use std::collections::{HashMap, HashSet};
 
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
 
-use super::bulk::insert_rows;
+use super::WriteTx;
+use super::bulk::{insert_rows, param, tuples};
 use super::webhooks::{COLUMNS as ENDPOINT_COLUMNS, Endpoint, endpoint_from_row};
 use super::{Backend, Store, StoreError, now_ms, rfc3339};
 use crate::domain::DomainError;
@@ -20,6 +21,9 @@ use crate::webhooks::policy::Verdict;
 /// delivery (until resent), the successors it holds back, the backlog of a disabled endpoint.
 /// It keeps them out of every "due" scan. (9999-12-31, so it still prints as a date.)
 pub const PARKED: i64 = 253_402_300_799_000;
+
+/// Ids per `IN (…)` list: well inside either database's parameter limit.
+const IN_LIST_CHUNK: usize = 900;
 
 /// A delivery ready to send: the exact body, and the endpoint's current URL and secrets.
 #[derive(Debug, Clone)]
@@ -85,6 +89,26 @@ pub struct Claimed {
 pub struct Recorded {
     /// Successors that became due because their predecessor was delivered.
     pub released: u64,
+}
+
+/// One turn of a dispatcher, done in one write transaction: record the attempts that finished,
+/// fan new events out, claim what is due. One transaction instead of three matters on SQLite,
+/// where every write transaction queues for the file behind the capture writer's batches.
+#[derive(Debug, Clone, Copy)]
+pub struct Round<'a> {
+    pub finished: &'a [Finished],
+    pub disable_after_ms: i64,
+    /// Fan out up to this many new events.
+    pub fan_out: Option<i64>,
+    pub claim: Option<ClaimRequest>,
+}
+
+#[derive(Debug, Default)]
+pub struct RoundDone {
+    pub recorded: Recorded,
+    /// Events fanned out, and the deliveries they made.
+    pub fanned: (usize, usize),
+    pub claimed: Claimed,
 }
 
 #[derive(Debug, Clone)]
@@ -155,18 +179,84 @@ const NOT_HELD: &str = "(d.lead_id IS NULL OR (\
                   AND e.fanned_out = 0)))";
 
 impl Store {
+    /// One dispatcher turn in one transaction (see `Round`).
+    pub async fn dispatch_round(&self, round: Round<'_>) -> Result<RoundDone, StoreError> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let recorded = self
+            .record_in(&mut tx, round.finished, round.disable_after_ms, now)
+            .await?;
+        let fanned = match round.fan_out {
+            Some(limit) => self.fan_out_in(&mut tx, limit, now).await?,
+            None => (0, 0),
+        };
+        let claimed = match round.claim {
+            Some(request) => self.claim_in(&mut tx, request, now).await?,
+            None => Claimed::default(),
+        };
+        tx.commit().await?;
+        Ok(RoundDone {
+            recorded,
+            fanned,
+            claimed,
+        })
+    }
+
     /// Turns up to `limit` new outbox events into deliveries for the endpoints subscribed now.
     /// Returns how many events were fanned out, and how many deliveries they made.
     pub async fn fan_out(&self, limit: i64) -> Result<(usize, usize), StoreError> {
+        let round = Round {
+            finished: &[],
+            disable_after_ms: i64::MAX,
+            fan_out: Some(limit),
+            claim: None,
+        };
+        Ok(self.dispatch_round(round).await?.fanned)
+    }
+
+    /// Claims due deliveries for one node: each endpoint gets at most `per_endpoint` in flight
+    /// (counting every node's leases), the node at most `free` new ones, shared round-robin
+    /// across organizations and endpoints. A lead's delivery is only due once every earlier
+    /// event of that lead to the same endpoint was delivered.
+    pub async fn claim_deliveries(&self, request: ClaimRequest) -> Result<Claimed, StoreError> {
+        let round = Round {
+            finished: &[],
+            disable_after_ms: i64::MAX,
+            fan_out: None,
+            claim: Some(request),
+        };
+        Ok(self.dispatch_round(round).await?.claimed)
+    }
+
+    /// Logs attempts and moves each delivery (and its endpoint's health) on. A delivered event
+    /// releases the lead's next one at once.
+    pub async fn record_attempts(
+        &self,
+        finished: &[Finished],
+        disable_after_ms: i64,
+    ) -> Result<Recorded, StoreError> {
+        let round = Round {
+            finished,
+            disable_after_ms,
+            fan_out: None,
+            claim: None,
+        };
+        Ok(self.dispatch_round(round).await?.recorded)
+    }
+
+    async fn fan_out_in(
+        &self,
+        tx: &mut WriteTx,
+        limit: i64,
+        now: i64,
+    ) -> Result<(usize, usize), StoreError> {
         let lock = self.skip_locked("");
         let claim = sqlx::AssertSqlSafe(format!(
             "UPDATE events SET fanned_out = 1 WHERE id IN (SELECT id FROM events WHERE fanned_out = 0 \
              ORDER BY created_at, id LIMIT $1 {lock}) \
              RETURNING id, org_id, event_type, lead_id, sequence, payload, created_at"
         ));
-        let now = now_ms();
-        let mut tx = self.begin_write().await?;
-        let events = sqlx::query(claim).bind(limit).fetch_all(&mut *tx).await?;
+        let events = sqlx::query(claim).bind(limit).fetch_all(&mut **tx).await?;
         if events.is_empty() {
             return Ok((0, 0));
         }
@@ -178,7 +268,7 @@ impl Store {
                 let sql = sqlx::AssertSqlSafe(format!(
                     "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE org_id = $1 AND enabled = 1"
                 ));
-                let found = sqlx::query(sql).bind(&org).fetch_all(&mut *tx).await?;
+                let found = sqlx::query(sql).bind(&org).fetch_all(&mut **tx).await?;
                 let found = found
                     .iter()
                     .map(endpoint_from_row)
@@ -188,25 +278,25 @@ impl Store {
             let subscribed = endpoints.get(&org).map(Vec::as_slice).unwrap_or_default();
             rows.extend(deliveries_for_event(event, &org, subscribed, "")?);
         }
-        insert_deliveries(self.backend, &mut tx, &rows, now).await?;
-        tx.commit().await?;
+        insert_deliveries(self.backend, tx, &rows, now).await?;
         Ok((events.len(), rows.len()))
     }
 
-    /// Claims due deliveries for one node: each endpoint gets at most `per_endpoint` in flight
-    /// (counting every node's leases), the node at most `free` new ones, shared round-robin
-    /// across organizations and endpoints. A lead's delivery is only due once every earlier
-    /// event of that lead to the same endpoint was delivered.
-    pub async fn claim_deliveries(&self, request: ClaimRequest) -> Result<Claimed, StoreError> {
-        let now = now_ms();
-        let mut tx = self.begin_write().await?;
+    async fn claim_in(
+        &self,
+        tx: &mut WriteTx,
+        request: ClaimRequest,
+        now: i64,
+    ) -> Result<Claimed, StoreError> {
         if request.park_held {
-            self.park_held(&mut tx, now).await?;
+            self.park_held(tx, now).await?;
         }
-        let mut demands = self.demands(&mut tx, now).await?;
-        let in_flight = in_flight(&mut tx, now).await?;
-        for d in &mut demands {
-            d.in_flight = in_flight.get(&d.key).copied().unwrap_or(0);
+        let mut demands = self.demands(tx, now).await?;
+        if !demands.is_empty() {
+            let in_flight = in_flight(tx, now).await?;
+            for d in &mut demands {
+                d.in_flight = in_flight.get(&d.key).copied().unwrap_or(0);
+            }
         }
         let granted = allocate(
             &demands,
@@ -224,7 +314,7 @@ impl Store {
                 continue;
             }
             let rows = self
-                .claim_for_endpoint(&mut tx, &demand.key, n, now, request.lease_ms)
+                .claim_for_endpoint(tx, &demand.key, n, now, request.lease_ms)
                 .await?;
             if rows.is_empty() {
                 continue;
@@ -232,7 +322,7 @@ impl Store {
             let endpoint = match secrets.get(&demand.key) {
                 Some(found) => found,
                 None => {
-                    let found = endpoint_target(&mut tx, &demand.key, now).await?;
+                    let found = endpoint_target(tx, &demand.key, now).await?;
                     secrets.entry(demand.key.clone()).or_insert(found)
                 }
             };
@@ -244,20 +334,15 @@ impl Store {
             "SELECT MIN(next_attempt_at) AS next FROM deliveries WHERE status = 'pending' AND next_attempt_at > $1",
         )
         .bind(now)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await?
         .try_get("next")?;
-        tx.commit().await?;
         Ok(claimed)
     }
 
     /// Held deliveries that came due are set to wait until the earliest their predecessor can
     /// be delivered, so claims stop looking at them in the meantime.
-    async fn park_held(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        now: i64,
-    ) -> Result<(), StoreError> {
+    async fn park_held(&self, tx: &mut WriteTx, now: i64) -> Result<(), StoreError> {
         let lock = self.skip_locked("");
         let sql = sqlx::AssertSqlSafe(format!(
             "UPDATE deliveries SET next_attempt_at = (SELECT MAX(p.next_attempt_at) FROM deliveries p \
@@ -278,7 +363,7 @@ impl Store {
     /// endpoint at once (one skips it this round); that keeps the in-flight bound across nodes.
     async fn demands(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut WriteTx,
         now: i64,
     ) -> Result<Vec<Demand<EndpointId>>, StoreError> {
         let rows = sqlx::query(
@@ -324,7 +409,7 @@ impl Store {
 
     async fn claim_for_endpoint(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut WriteTx,
         endpoint: &EndpointId,
         limit: usize,
         now: i64,
@@ -348,53 +433,40 @@ impl Store {
         Ok(rows)
     }
 
-    /// Logs attempts and moves each delivery (and its endpoint's health) on, in one
-    /// transaction. A delivered event releases the lead's next one at once.
-    pub async fn record_attempts(
+    async fn record_in(
         &self,
+        tx: &mut WriteTx,
         finished: &[Finished],
         disable_after_ms: i64,
+        now: i64,
     ) -> Result<Recorded, StoreError> {
         if finished.is_empty() {
             return Ok(Recorded::default());
         }
-        let now = now_ms();
-        let mut tx = self.begin_write().await?;
-        insert_attempts(self.backend, &mut tx, finished).await?;
-        let mut recorded = Recorded::default();
-        let mut healthy: HashSet<&EndpointId> = HashSet::new();
-        for f in finished {
-            recorded.released += record_one(&mut tx, f, now).await?;
-            let endpoint = &f.delivery.endpoint_id;
-            match f.verdict {
-                Verdict::Delivered => {
-                    if healthy.insert(endpoint) {
-                        sqlx::query(
-                            "UPDATE webhook_endpoints SET failing_since = NULL \
-                             WHERE id = $1 AND failing_since IS NOT NULL",
-                        )
-                        .bind(endpoint.as_str())
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                }
-                Verdict::Gone => {
-                    disable(&mut tx, endpoint, "the endpoint answered 410 Gone", now).await?;
-                }
-                Verdict::RetryAt(_) | Verdict::Exhausted => {
-                    let error = f.attempt.error_class.as_deref().unwrap_or("failed");
-                    let since = note_failure(&mut tx, endpoint, error, now).await?;
-                    if f.verdict == Verdict::Exhausted
-                        && since.is_some_and(|s| now - s >= disable_after_ms)
-                    {
-                        let reason =
-                            "deliveries kept failing past the retry window with no success";
-                        disable(&mut tx, endpoint, reason, now).await?;
-                    }
-                }
-            }
+        insert_attempts(self.backend, tx, finished).await?;
+        let delivered: Vec<&Finished> = finished
+            .iter()
+            .filter(|f| f.verdict == Verdict::Delivered)
+            .collect();
+        let recorded = Recorded {
+            released: record_delivered(self.backend, tx, &delivered, now).await?,
+        };
+        let mut healthy: Vec<&EndpointId> =
+            delivered.iter().map(|f| &f.delivery.endpoint_id).collect();
+        healthy.sort_unstable();
+        healthy.dedup();
+        for endpoint in healthy {
+            sqlx::query(
+                "UPDATE webhook_endpoints SET failing_since = NULL \
+                 WHERE id = $1 AND failing_since IS NOT NULL",
+            )
+            .bind(endpoint.as_str())
+            .execute(&mut **tx)
+            .await?;
         }
-        tx.commit().await?;
+        for f in finished.iter().filter(|f| f.verdict != Verdict::Delivered) {
+            record_failure(tx, f, disable_after_ms, now).await?;
+        }
         Ok(recorded)
     }
 
@@ -738,7 +810,7 @@ struct Target {
 }
 
 async fn endpoint_target(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     endpoint: &EndpointId,
     now: i64,
 ) -> Result<Target, StoreError> {
@@ -786,10 +858,7 @@ fn attempt_from_row(a: &AnyRow) -> Result<Attempt, StoreError> {
 }
 
 /// Deliveries in flight per endpoint, on every node: leases not yet run out.
-async fn in_flight(
-    tx: &mut Transaction<'static, Any>,
-    now: i64,
-) -> Result<HashMap<EndpointId, usize>, StoreError> {
+async fn in_flight(tx: &mut WriteTx, now: i64) -> Result<HashMap<EndpointId, usize>, StoreError> {
     let rows = sqlx::query(
         "SELECT endpoint_id, COUNT(*) AS n FROM deliveries \
          WHERE lease_until > 0 AND lease_until >= $1 AND status = 'pending' GROUP BY endpoint_id",
@@ -807,52 +876,112 @@ async fn in_flight(
         .collect()
 }
 
-/// Moves one delivery on after its attempt; returns how many held successors it released.
-async fn record_one(
-    tx: &mut Transaction<'static, Any>,
-    f: &Finished,
+/// Marks delivered deliveries so (a statement per distinct status code, not per delivery), and
+/// releases the held successors of their leads at once; returns how many were released.
+async fn record_delivered(
+    backend: Backend,
+    tx: &mut WriteTx,
+    delivered: &[&Finished],
     now: i64,
 ) -> Result<u64, StoreError> {
+    let mut by_status: HashMap<Option<u16>, Vec<&str>> = HashMap::new();
+    for f in delivered {
+        by_status
+            .entry(f.attempt.status_code)
+            .or_default()
+            .push(f.delivery.id.as_str());
+    }
+    for (status, ids) in by_status {
+        for chunk in ids.chunks(IN_LIST_CHUNK) {
+            let sql = sqlx::AssertSqlSafe(format!(
+                "UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, next_attempt_at = {now_p}, \
+                 lease_until = 0, last_status = {status_p}, last_error = NULL, delivered_at = {now_p2} \
+                 WHERE id IN {ids}",
+                now_p = param(backend, 1),
+                status_p = param(backend, 2),
+                now_p2 = param(backend, 3),
+                ids = tuples(backend, 4, 1, chunk.len()),
+            ));
+            let mut query = sqlx::query(sql)
+                .bind(now)
+                .bind(status.map(i64::from))
+                .bind(now);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            query.execute(&mut **tx).await?;
+        }
+    }
+    // Successors: every pending delivery of the same endpoint, lead and stream that waits for
+    // a time (parked behind its predecessor) becomes due now.
+    let mut leads: Vec<(&str, &str, &str)> = delivered
+        .iter()
+        .filter_map(|f| {
+            let d = &f.delivery;
+            d.lead_id
+                .as_deref()
+                .map(|lead| (d.endpoint_id.as_str(), lead, d.stream.as_str()))
+        })
+        .collect();
+    leads.sort_unstable();
+    leads.dedup();
+    let mut released = 0;
+    for chunk in leads.chunks(IN_LIST_CHUNK / 3) {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "UPDATE deliveries SET next_attempt_at = {now_p} WHERE status = 'pending' \
+             AND next_attempt_at > {now_p2} AND (endpoint_id, lead_id, stream) IN (VALUES {keys})",
+            now_p = param(backend, 1),
+            now_p2 = param(backend, 2),
+            keys = tuples(backend, 3, chunk.len(), 3),
+        ));
+        let mut query = sqlx::query(sql).bind(now).bind(now);
+        for (endpoint, lead, stream) in chunk {
+            query = query.bind(*endpoint).bind(*lead).bind(*stream);
+        }
+        released += query.execute(&mut **tx).await?.rows_affected();
+    }
+    Ok(released)
+}
+
+/// A failed attempt: the delivery waits for its retry (or, exhausted, for a person), and the
+/// endpoint's health moves on — disabled after 410 Gone or after failing long enough.
+async fn record_failure(
+    tx: &mut WriteTx,
+    f: &Finished,
+    disable_after_ms: i64,
+    now: i64,
+) -> Result<(), StoreError> {
     let (status, next) = match f.verdict {
-        Verdict::Delivered => ("delivered", now),
         Verdict::RetryAt(at) => ("pending", at),
-        Verdict::Exhausted | Verdict::Gone => ("failed", PARKED),
+        Verdict::Delivered | Verdict::Exhausted | Verdict::Gone => ("failed", PARKED),
     };
     sqlx::query(
         "UPDATE deliveries SET status = $2, attempts = attempts + 1, next_attempt_at = $3, lease_until = 0, \
-         last_status = $4, last_error = $5, delivered_at = CASE WHEN $2 = 'delivered' THEN $6 ELSE delivered_at END \
-         WHERE id = $1",
+         last_status = $4, last_error = $5 WHERE id = $1",
     )
     .bind(f.delivery.id.as_str())
     .bind(status)
     .bind(next)
     .bind(f.attempt.status_code.map(i64::from))
     .bind(f.attempt.error_class.as_deref())
-    .bind(now)
     .execute(&mut **tx)
     .await?;
-    let (Verdict::Delivered, Some(lead), Some(sequence)) =
-        (f.verdict, &f.delivery.lead_id, f.delivery.sequence)
-    else {
-        return Ok(0);
-    };
-    let released = sqlx::query(
-        "UPDATE deliveries SET next_attempt_at = $5 WHERE endpoint_id = $1 AND lead_id = $2 AND stream = $3 \
-         AND sequence > $4 AND status = 'pending' AND next_attempt_at > $5",
-    )
-    .bind(f.delivery.endpoint_id.as_str())
-    .bind(lead)
-    .bind(&f.delivery.stream)
-    .bind(sequence)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(released.rows_affected())
+    let endpoint = &f.delivery.endpoint_id;
+    if f.verdict == Verdict::Gone {
+        return disable(tx, endpoint, "the endpoint answered 410 Gone", now).await;
+    }
+    let error = f.attempt.error_class.as_deref().unwrap_or("failed");
+    let since = note_failure(tx, endpoint, error, now).await?;
+    if f.verdict == Verdict::Exhausted && since.is_some_and(|s| now - s >= disable_after_ms) {
+        let reason = "deliveries kept failing past the retry window with no success";
+        disable(tx, endpoint, reason, now).await?;
+    }
+    Ok(())
 }
 
 /// Remembers the endpoint's latest error and since when it has been failing; returns that.
 async fn note_failure(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     endpoint: &EndpointId,
     error: &str,
     now: i64,
@@ -874,7 +1003,7 @@ async fn note_failure(
 
 /// Disables an endpoint and parks its queue, so no claim looks at it until it is enabled.
 pub(super) async fn disable(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     endpoint: &EndpointId,
     reason: &str,
     now: i64,
@@ -890,7 +1019,7 @@ pub(super) async fn disable(
 
 /// Parks every pending delivery of a (disabled) endpoint.
 pub(super) async fn park_endpoint(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     endpoint: &EndpointId,
 ) -> Result<(), StoreError> {
     sqlx::query(
@@ -906,7 +1035,7 @@ pub(super) async fn park_endpoint(
 
 /// Makes an (enabled again) endpoint's whole queue due now; held order still applies.
 pub(super) async fn unpark_endpoint(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     endpoint: &EndpointId,
     now: i64,
 ) -> Result<(), StoreError> {
@@ -923,7 +1052,7 @@ pub(super) async fn unpark_endpoint(
 
 async fn insert_attempts(
     backend: Backend,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     finished: &[Finished],
 ) -> Result<(), StoreError> {
     const COLUMNS: &[&str] = &[
@@ -956,7 +1085,7 @@ async fn insert_attempts(
 
 async fn insert_deliveries(
     backend: Backend,
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     rows: &[NewDelivery],
     now: i64,
 ) -> Result<(), StoreError> {

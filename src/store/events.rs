@@ -1,7 +1,8 @@
 //! The outbox: events written in the same transaction as the change that causes them.
 
-use sqlx::{Any, Row, Transaction};
+use sqlx::Row;
 
+use super::WriteTx;
 use super::{Store, StoreError};
 use crate::domain::event::EventType;
 use crate::domain::ids::{OrgId, prefixed_id};
@@ -19,7 +20,7 @@ pub struct StoredEvent {
 
 /// Appends an event to the outbox inside the caller's transaction.
 pub(super) async fn insert_event(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     org: &OrgId,
     event_type: &str,
     payload: &serde_json::Value,
@@ -40,7 +41,7 @@ pub(super) async fn insert_event(
 
 /// Appends a lead's event with its per-lead sequence number.
 pub(super) async fn insert_lead_event(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     org: &OrgId,
     event_type: EventType,
     lead_id: &str,

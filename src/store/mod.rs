@@ -18,11 +18,15 @@ mod visits;
 mod webhooks;
 mod widgets;
 
+use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{Any, AnyPool, Executor, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use accounts::{Invite, SessionRecord, User};
 pub use capture::{
@@ -31,7 +35,7 @@ pub use capture::{
 };
 pub use deliveries::{
     Attempt, Backlog, ClaimRequest, Claimed, DeliveryRecord, DueDelivery, Finished, Lag, PARKED,
-    Recorded, ReplayQueued,
+    Recorded, ReplayQueued, Round, RoundDone,
 };
 pub use enrichment::EnrichmentJob;
 pub use events::StoredEvent;
@@ -108,6 +112,62 @@ pub enum StoreError {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite: this process's queue of writers to the file (see `begin_write`).
+    gate: Option<Arc<Semaphore>>,
+}
+
+/// A write transaction. On SQLite it also holds this process's turn to write the file, given
+/// back when it commits or is dropped.
+pub(crate) struct WriteTx {
+    tx: Transaction<'static, Any>,
+    _turn: Option<OwnedSemaphorePermit>,
+}
+
+impl WriteTx {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl Deref for WriteTx {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        &self.tx
+    }
+}
+
+impl DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
+}
+
+/// One writer queue per SQLite file and process, shared by every `Store` opened on it (the
+/// service opens two: the capture writer's and everyone else's). SQLite lets one connection
+/// write at a time and makes the others poll with growing sleeps (1, 2, 5 … 100 ms); under a
+/// steady stream of captures, a waiting dispatcher could lose that race for a second or more.
+/// Queueing here first hands the file over in arrival order, the moment it is free.
+fn write_gate(url: &str) -> Arc<Semaphore> {
+    static GATES: OnceLock<Mutex<HashMap<String, Weak<Semaphore>>>> = OnceLock::new();
+    let file = url
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let gates = GATES.get_or_init(Mutex::default);
+    let mut gates = gates
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    gates.retain(|_, gate| gate.strong_count() > 0);
+    if let Some(gate) = gates.get(&file).and_then(Weak::upgrade) {
+        return gate;
+    }
+    let gate = Arc::new(Semaphore::new(1));
+    gates.insert(file, Arc::downgrade(&gate));
+    gate
 }
 
 impl Store {
@@ -125,6 +185,7 @@ impl Store {
     async fn connect_with_size(url: &str, size: Option<u32>) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
+        let gate = (backend == Backend::Sqlite).then(|| write_gate(url));
         let url = match backend {
             Backend::Sqlite if !url.contains("mode=") => {
                 let sep = if url.contains('?') { '&' } else { '?' };
@@ -154,7 +215,11 @@ impl Store {
             })
             .connect_with(options)
             .await?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            gate,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -198,16 +263,26 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// Starts a transaction that will write. On SQLite it takes the write lock up front
-    /// (`BEGIN IMMEDIATE`), so concurrent writers queue on the busy timeout instead of failing
-    /// to upgrade a read lock; on PostgreSQL row locks taken by the first UPDATE serialize
-    /// writers of the same widget or organization.
-    async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
+    /// Starts a transaction that will write. On SQLite it first waits its turn in this
+    /// process's writer queue, then takes the write lock up front (`BEGIN IMMEDIATE`), so it
+    /// never fails to upgrade a read lock and never polls for one another writer of this
+    /// process holds; on PostgreSQL row locks taken by the first UPDATE serialize writers of
+    /// the same widget or organization.
+    async fn begin_write(&self) -> Result<WriteTx, StoreError> {
+        let turn = match &self.gate {
+            Some(gate) => Some(
+                gate.clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| StoreError::Config("the writer queue is closed".into()))?,
+            ),
+            None => None,
+        };
         let tx = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         };
-        Ok(tx)
+        Ok(WriteTx { tx, _turn: turn })
     }
 }
 

@@ -1,8 +1,9 @@
 //! Organizations, their API keys and users.
 
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
 
+use super::WriteTx;
 use super::accounts::insert_user;
 use super::{
     ApiKeyInfo, CreatedOrganization, NewOrganization, Organization, OrganizationPatch, Store,
@@ -210,7 +211,7 @@ impl Store {
 }
 
 async fn insert_api_key(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     org: &OrgId,
     key: &NewApiKey,
     label: &str,
@@ -234,7 +235,7 @@ async fn insert_api_key(
 
 /// Inserts a widget and its system source. The caller has reserved `version`.
 pub(super) async fn insert_widget(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     org: &OrgId,
     version: WidgetVersion,
     name: &str,

@@ -1,8 +1,9 @@
 //! Lead sources: sequential never-reused codes, the 10-active limit, the immutable system source.
 
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
 
+use super::WriteTx;
 use super::{
     Conflict, NewSource, Source, SourceFilter, SourcePatch, Store, StoreError, is_unique_violation,
     now_ms, to_u32,
@@ -264,7 +265,7 @@ impl Store {
 
 /// Locks the widget row, then finds the source; the system source is refused.
 async fn lock_custom_source(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     org: &OrgId,
     version: WidgetVersion,
     code: SourceCode,
@@ -295,10 +296,7 @@ async fn lock_custom_source(
     Ok((widget_id, status))
 }
 
-async fn ensure_active_slot(
-    tx: &mut Transaction<'static, Any>,
-    widget_id: i64,
-) -> Result<(), StoreError> {
+async fn ensure_active_slot(tx: &mut WriteTx, widget_id: i64) -> Result<(), StoreError> {
     let active: i64 =
         sqlx::query("SELECT COUNT(*) AS n FROM sources WHERE widget_id = $1 AND status = 'active'")
             .bind(widget_id)
@@ -312,7 +310,7 @@ async fn ensure_active_slot(
 }
 
 async fn ensure_name_free(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     widget_id: i64,
     name: &SourceName,
     except: Option<SourceCode>,
@@ -346,7 +344,7 @@ fn map_name_violation<T>(
 }
 
 async fn set_status(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTx,
     widget_id: i64,
     code: SourceCode,
     status: SourceStatus,

@@ -1,8 +1,9 @@
 //! Widgets: sequential versions per organization, tier limits, status changes with events.
 
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
 
+use super::WriteTx;
 use super::events::insert_event;
 use super::organizations::insert_widget;
 use super::{Conflict, Store, StoreError, Widget, WidgetPatch, now_ms, to_u32};
@@ -178,11 +179,7 @@ fn tier_of(row: &AnyRow) -> Result<Tier, StoreError> {
 }
 
 /// Fails with `WidgetLimitReached` when the organization already has `limit` live widgets.
-async fn ensure_widget_slot(
-    tx: &mut Transaction<'static, Any>,
-    org: &OrgId,
-    limit: u32,
-) -> Result<(), StoreError> {
+async fn ensure_widget_slot(tx: &mut WriteTx, org: &OrgId, limit: u32) -> Result<(), StoreError> {
     let live: i64 =
         sqlx::query("SELECT COUNT(*) AS n FROM widgets WHERE org_id = $1 AND status <> 'archived'")
             .bind(org.as_str())

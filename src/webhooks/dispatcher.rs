@@ -18,13 +18,13 @@ use tokio::sync::{Notify, watch};
 use tokio::task::{Id as TaskId, JoinSet};
 use url::Url;
 
-use super::policy::RetryPolicy;
+use super::policy::{RetryPolicy, Verdict};
 use super::send::{Message, send};
 use super::target::{TargetPolicy, http_client};
 use crate::config::Config;
 use crate::domain::ids::{DeliveryId, EndpointId};
 use crate::store::{
-    Attempt, ClaimRequest, DueDelivery, Finished, Recorded, Store, StoreError, now_ms,
+    Attempt, ClaimRequest, DueDelivery, Finished, Recorded, Round, Store, StoreError, now_ms,
 };
 
 const FAN_OUT_BATCH: i64 = 500;
@@ -35,8 +35,9 @@ const POLL: Duration = Duration::from_millis(500);
 /// Pause after a fan-out that produced no deliveries (nobody subscribed), so such events
 /// gather into bigger batches instead of competing with captures for the write lock.
 const FAN_OUT_PAUSE: Duration = Duration::from_millis(20);
-/// How often the backlog is measured for metrics and late-delivery warnings.
-const REPORT_EVERY: Duration = Duration::from_secs(10);
+/// How often the backlog is measured for metrics and late-delivery warnings: twice per
+/// warning threshold, within these bounds.
+const REPORT_EVERY: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(10));
 /// A late endpoint is warned about at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 /// At shutdown, attempts in flight get this long to finish; the rest are handed back.
@@ -139,14 +140,16 @@ impl Dispatcher {
     }
 
     async fn record(&self, finished: &[Finished]) -> Result<Recorded, StoreError> {
-        let disable_ms = i64::try_from(self.settings.disable_after.as_millis()).unwrap_or(i64::MAX);
-        let recorded = self.store.record_attempts(finished, disable_ms).await?;
-        for f in finished {
-            metrics::counter!("webhook_attempts_total", "outcome" => f.verdict.id()).increment(1);
-            metrics::histogram!("webhook_attempt_duration_seconds")
-                .record(f.attempt.duration_ms as f64 / 1000.0);
-        }
+        let recorded = self
+            .store
+            .record_attempts(finished, self.disable_after_ms())
+            .await?;
+        count_attempts(finished);
         Ok(recorded)
+    }
+
+    fn disable_after_ms(&self) -> i64 {
+        i64::try_from(self.settings.disable_after.as_millis()).unwrap_or(i64::MAX)
     }
 
     /// Runs until `stop` turns true: attempts in flight then get a short grace to finish, and
@@ -154,61 +157,66 @@ impl Dispatcher {
     pub async fn run(self, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
         let mut flight = Flight::default();
         let mut want = Wanted::everything();
-        let mut timers = Timers::new();
+        let mut timers =
+            Timers::new((self.settings.lag_warning / 2).clamp(REPORT_EVERY.0, REPORT_EVERY.1));
         let mut lag = LagReport::default();
         loop {
             flight.collect_finished();
-            if !flight.finished.is_empty() {
-                match self.record(&flight.finished).await {
-                    Ok(recorded) => {
-                        flight.finished.clear();
-                        // Slots freed: claim again if something was left waiting for one, or
-                        // if a delivered event released the next one of its lead.
-                        want.claim |= want.more_due || recorded.released > 0;
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "recording webhook attempts failed; retrying");
-                        tokio::time::sleep(BACKOFF).await;
-                        continue;
-                    }
-                }
-            }
             if *stop.borrow() {
                 break;
             }
-            if want.fan_out && Instant::now() >= timers.fan_out_not_before {
-                match self.store.fan_out(FAN_OUT_BATCH).await {
-                    Ok((events, deliveries)) => {
-                        want.fan_out = events == FAN_OUT_BATCH as usize;
-                        want.claim |= deliveries > 0;
-                        if events > 0 && deliveries == 0 {
-                            timers.fan_out_not_before = Instant::now() + FAN_OUT_PAUSE;
-                        }
-                    }
-                    Err(e) => tracing::error!(error = %e, "webhook fan-out failed"),
-                }
-            }
+            let fan_out = (want.fan_out && Instant::now() >= timers.fan_out_not_before)
+                .then_some(FAN_OUT_BATCH);
+            // Claim when told to, when fan-out may have made deliveries, when a slot came free
+            // and work was left waiting for one, or when a delivered event may release the next
+            // one of its lead.
+            let releases = flight
+                .finished
+                .iter()
+                .any(|f| f.verdict == Verdict::Delivered && f.delivery.lead_id.is_some());
+            let freed = !flight.finished.is_empty() && want.more_due;
             let free = self.settings.concurrency.saturating_sub(flight.len());
-            if want.claim && free > 0 {
-                match self
-                    .store
-                    .claim_deliveries(self.claim_request(free, want.park))
-                    .await
-                {
-                    Ok(claimed) => {
-                        want.claim = false;
-                        want.park = false;
-                        want.more_due = claimed.more_due;
-                        timers.next_due(claimed.next_due_at);
-                        for delivery in claimed.due {
-                            let id = delivery.id.clone();
-                            let task =
-                                attempt(self.client.clone(), self.settings.clone(), delivery);
-                            flight.spawn(id, task);
+            let claim = (want.claim || fan_out.is_some() || freed || releases) && free > 0;
+            if flight.finished.is_empty() && fan_out.is_none() && !claim {
+                // Nothing to do until something wakes us.
+            } else {
+                let round = Round {
+                    finished: &flight.finished,
+                    disable_after_ms: self.disable_after_ms(),
+                    fan_out,
+                    claim: claim.then(|| self.claim_request(free, want.park)),
+                };
+                match self.store.dispatch_round(round).await {
+                    Ok(done) => {
+                        count_attempts(&flight.finished);
+                        flight.finished.clear();
+                        if fan_out.is_some() {
+                            let (events, deliveries) = done.fanned;
+                            want.fan_out = events == FAN_OUT_BATCH as usize;
+                            if events > 0 && deliveries == 0 {
+                                timers.fan_out_not_before = Instant::now() + FAN_OUT_PAUSE;
+                            }
                         }
-                        metrics::gauge!("webhook_in_flight").set(flight.len() as f64);
+                        if claim {
+                            want.claim = false;
+                            want.park = false;
+                            want.more_due = done.claimed.more_due;
+                            timers.next_due(done.claimed.next_due_at);
+                            for delivery in done.claimed.due {
+                                let id = delivery.id.clone();
+                                let task =
+                                    attempt(self.client.clone(), self.settings.clone(), delivery);
+                                flight.spawn(id, task);
+                            }
+                            metrics::gauge!("webhook_in_flight").set(flight.len() as f64);
+                        }
                     }
-                    Err(e) => tracing::error!(error = %e, "claiming webhook deliveries failed"),
+                    Err(e) => {
+                        // Finished attempts stay in hand and are recorded on the next turn.
+                        tracing::error!(error = %e, "a webhook dispatch round failed; retrying");
+                        tokio::time::sleep(BACKOFF).await;
+                        continue;
+                    }
                 }
             }
             let wait_until = timers.wake_at(want.fan_out);
@@ -229,7 +237,7 @@ impl Dispatcher {
                     }
                 }
                 () = tokio::time::sleep_until(timers.report_at.into()) => {
-                    timers.report_at = Instant::now() + REPORT_EVERY;
+                    timers.report_at = Instant::now() + timers.report_every;
                     self.report_lag(&mut lag).await;
                 }
             }
@@ -338,16 +346,18 @@ struct Timers {
     due_at: Option<Instant>,
     fan_out_not_before: Instant,
     report_at: Instant,
+    report_every: Duration,
 }
 
 impl Timers {
-    fn new() -> Self {
+    fn new(report_every: Duration) -> Self {
         let now = Instant::now();
         Self {
             poll_at: now + POLL,
             due_at: None,
             fan_out_not_before: now,
-            report_at: now + REPORT_EVERY,
+            report_at: now + report_every,
+            report_every,
         }
     }
 
@@ -424,6 +434,14 @@ impl Flight {
     fn abandon(&mut self) -> Vec<DeliveryId> {
         self.tasks.abort_all();
         self.ids.drain().map(|(_, id)| id).collect()
+    }
+}
+
+fn count_attempts(finished: &[Finished]) {
+    for f in finished {
+        metrics::counter!("webhook_attempts_total", "outcome" => f.verdict.id()).increment(1);
+        metrics::histogram!("webhook_attempt_duration_seconds")
+            .record(f.attempt.duration_ms as f64 / 1000.0);
     }
 }
 

@@ -616,7 +616,60 @@ async fn a_refused_source_reopens_the_slide_over_with_what_was_typed(db: TestDb)
     assert!(page.body.contains("Edit SRC-02"), "{}", page.body);
 }
 
+async fn the_webhooks_page_shows_each_endpoints_backlog_and_last_error_and_replays(db: TestDb) {
+    let app = TestApp::spawn_with(db, |c| {
+        c.allow_private_webhook_targets = true;
+        c.webhook_retry_schedule = vec![std::time::Duration::from_secs(3600)];
+    })
+    .await;
+    let key = org_with_owner(&app, "owner@acme.example").await;
+    let failing = crate::receiver::Receiver::start(std::sync::Arc::new(|_, _| 503)).await;
+    let (_, endpoint) = app
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/webhooks",
+            Some(&key),
+            Some(&json!({"url": failing.url})),
+        )
+        .await;
+    let id = endpoint["id"].as_str().unwrap();
+    let mut owner = Visitor::new(&app);
+    owner.log_in("owner@acme.example", PASSWORD).await;
+    let page = owner.get(&format!("/app/webhooks?endpoint={id}")).await;
+    assert!(page.body.contains("Nothing waiting"), "{}", page.body);
+    owner.post(&format!("/app/webhooks/{id}/test"), &[]).await;
+    failing.wait_for_attempts(1).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let page = loop {
+        let page = owner.get(&format!("/app/webhooks?endpoint={id}")).await;
+        if page.body.contains("Last error") {
+            break page;
+        }
+        assert!(std::time::Instant::now() < deadline, "no last error shown");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(page.body.contains("http_503"), "{}", page.body);
+    assert!(page.body.contains("1 waiting (0 due now)"), "{}", page.body);
+    // A replay from the form, with the times a datetime-local input sends.
+    let replayed = owner
+        .post(
+            &format!("/app/webhooks/{id}/replay"),
+            &[("since", "2020-01-01T00:00"), ("until", "2020-01-02T00:00")],
+        )
+        .await;
+    assert_eq!(replayed.status, StatusCode::SEE_OTHER, "{}", replayed.body);
+    let backwards = owner
+        .post(
+            &format!("/app/webhooks/{id}/replay"),
+            &[("since", "2020-01-02T00:00"), ("until", "2020-01-01T00:00")],
+        )
+        .await;
+    assert_eq!(backwards.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(backwards.body.contains("until must be after since"));
+}
+
 on_both_backends!(
+    the_webhooks_page_shows_each_endpoints_backlog_and_last_error_and_replays,
     a_refused_source_reopens_the_slide_over_with_what_was_typed,
     settings_and_widgets_refuse_bad_input_keeping_what_was_typed,
     webhook_secrets_rotate_and_are_revealed_only_to_editors,

@@ -156,7 +156,38 @@ async fn a_dispatcher_killed_mid_flight_is_redelivered_with_the_same_webhook_id(
     assert_eq!(ids, vec![id.clone(), id]);
 }
 
+async fn a_target_no_longer_allowed_is_refused_at_delivery_time(db: TestDb) {
+    // Saved while private targets were allowed; the operator has since turned that off.
+    let receiver = Receiver::ok().await;
+    let store = node(&db).await;
+    let org = org_with_leads(&store, &receiver.url, 1).await;
+    let strict = Dispatcher::new(
+        store.clone(),
+        DispatchSettings {
+            targets: TargetPolicy::default(),
+            ..settings()
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        strict.run_once().await.unwrap(),
+        Progress::Worked { sent: 1, .. }
+    ));
+    assert!(
+        receiver.all().is_empty(),
+        "nothing reached the private address"
+    );
+    let endpoint = store.endpoints(&org).await.unwrap().remove(0);
+    let log = store.deliveries(&org, &endpoint.id, 10).await.unwrap();
+    assert_eq!(
+        log[0].log[0].error_class.as_deref(),
+        Some("target_refused"),
+        "{log:?}"
+    );
+}
+
 on_both_backends!(
+    a_target_no_longer_allowed_is_refused_at_delivery_time,
     two_dispatchers_on_one_database_deliver_each_message_once,
     a_dispatcher_killed_mid_flight_is_redelivered_with_the_same_webhook_id,
 );

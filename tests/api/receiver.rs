@@ -85,6 +85,19 @@ impl Receiver {
             .collect()
     }
 
+    /// Waits until `n` requests arrived, whatever they were answered.
+    pub async fn wait_for_attempts(&self, n: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while self.all().len() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {} of {n} attempts arrived",
+                self.all().len()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn wait_for(&self, what: &str, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {

@@ -393,7 +393,50 @@ async fn a_replay_sends_a_periods_events_in_order_once_per_replay(db: TestDb) {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+async fn late_deliveries_show_in_the_metrics_per_endpoint(db: TestDb) {
+    let app = TestApp::spawn_with(db, |c| {
+        c.allow_private_webhook_targets = true;
+        c.webhook_endpoint_concurrency = 1;
+        c.webhook_lag_warning = Duration::from_millis(200);
+    })
+    .await;
+    let org = app.create_org("starter").await;
+    let slow = Receiver::slow(Duration::from_secs(2)).await;
+    let id = subscribe(&org, &slow.url, &["lead.address_preview"]).await;
+    for _ in 0..4 {
+        capture_lead(&org).await;
+    }
+    let gauge = format!("webhook_backlog{{endpoint=\"{id}\"}} ");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = app
+            .client
+            .get(format!("{}/metrics", app.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let backlog = text
+            .lines()
+            .find_map(|l| l.strip_prefix(gauge.as_str()))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        // One in flight (the bound), the other three due and waiting.
+        if backlog == Some(3.0) {
+            assert!(text.contains("webhook_oldest_due_seconds"));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no backlog gauge for {id}: {backlog:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 on_both_backends!(
+    late_deliveries_show_in_the_metrics_per_endpoint,
     a_slow_or_hanging_endpoint_of_another_organization_does_not_delay_a_healthy_one,
     per_lead_order_holds_with_many_deliveries_in_flight_and_failures,
     endpoints_and_hand_started_sends_are_capped_per_organization,

@@ -159,7 +159,12 @@ async fn every_event_type_is_delivered_with_a_valid_signature(db: TestDb) {
 async fn lead_enriched_is_always_part_of_a_subscription(db: TestDb) {
     let app = app_for_webhooks(db).await;
     let org = app.create_org("starter").await;
-    let endpoint = subscribe(&org, "http://127.0.0.1:9999/hook", &["lead.address_preview"]).await;
+    let endpoint = subscribe(
+        &org,
+        "http://127.0.0.1:9999/hook",
+        &["lead.address_preview"],
+    )
+    .await;
     assert_eq!(
         endpoint["events"],
         json!(["lead.enriched", "lead.address_preview"])

@@ -13,8 +13,8 @@ use leadtrail::domain::lead::Address;
 use leadtrail::domain::tier::Tier;
 use leadtrail::domain::widget::WidgetVersion;
 use leadtrail::store::{
-    Attempt, Backend, CaptureCommand, CaptureReply, ClaimRequest, Conflict, DueDelivery, Finished,
-    NewLead, StepUpdate, Store, now_ms,
+    Attempt, Backend, CaptureCommand, CaptureReply, ClaimRequest, Conflict, DueDelivery,
+    EndpointPatch, Finished, NewLead, StepUpdate, Store, StoreError, now_ms,
 };
 use leadtrail::webhooks::policy::Verdict;
 use leadtrail::workers::enrichment::EnrichmentWorker;
@@ -357,7 +357,77 @@ async fn lag_counts_what_is_due_and_unsent_per_endpoint(db: TestDb) {
     );
 }
 
+async fn another_tenant_can_neither_see_nor_change_an_endpoint_or_its_deliveries(db: TestDb) {
+    let store = store(&db).await;
+    let (mine, _) = org(&store, Tier::Starter).await;
+    let (rival, _) = org(&store, Tier::Starter).await;
+    let id = endpoint(&store, &mine, &["lead.address_preview"]).await;
+    leads(&store, &mine, 1).await;
+    let claimed = claim(&store, 10, 16).await;
+    store
+        .record_attempts(&[finished(&claimed[0], Verdict::Exhausted)], i64::MAX)
+        .await
+        .unwrap();
+    let before = store.endpoint(&mine, &id).await.unwrap();
+    let not_found = |r: Result<(), StoreError>, what: &str| {
+        assert!(matches!(r, Err(StoreError::NotFound)), "{what}: {r:?}");
+    };
+    not_found(store.endpoint(&rival, &id).await.map(drop), "read");
+    let patch = EndpointPatch {
+        url: Some("https://evil.example/".into()),
+        description: Some("mine now".into()),
+        events: Some(vec!["lead.enriched".into()]),
+        enabled: Some(false),
+    };
+    not_found(
+        store.update_endpoint(&rival, &id, patch).await.map(drop),
+        "update",
+    );
+    not_found(
+        store
+            .rotate_endpoint_secret(&rival, &id, "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+            .await
+            .map(drop),
+        "rotate",
+    );
+    not_found(store.deliveries(&rival, &id, 10).await.map(drop), "log");
+    not_found(
+        store.resend_delivery(&rival, &id, &claimed[0].id).await,
+        "resend",
+    );
+    not_found(
+        store.resend_failed_since(&rival, &id, 0).await.map(drop),
+        "resend failed",
+    );
+    not_found(
+        store.queue_test_delivery(&rival, &id).await.map(drop),
+        "test",
+    );
+    not_found(
+        store.replay(&rival, &id, 0, now_ms(), 100).await.map(drop),
+        "replay",
+    );
+    not_found(store.delete_endpoint(&rival, &id).await, "delete");
+    // Nothing of the victim's changed: not the URL, the secret, the state, nor the log.
+    let after = store.endpoint(&mine, &id).await.unwrap();
+    assert_eq!(
+        (
+            &after.url,
+            &after.secret,
+            &after.previous_secret,
+            after.enabled,
+            &after.events
+        ),
+        (&before.url, &before.secret, &None, true, &before.events)
+    );
+    let log = store.deliveries(&mine, &id, 10).await.unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!((log[0].status.as_str(), log[0].attempts), ("failed", 1));
+    assert!(store.backlogs(&rival).await.unwrap().is_empty());
+}
+
 on_both_backends!(
+    another_tenant_can_neither_see_nor_change_an_endpoint_or_its_deliveries,
     an_endpoint_never_has_more_than_its_bound_in_flight,
     nodes_claiming_at_once_share_one_bound,
     scarce_slots_are_shared_across_organizations_before_endpoints,

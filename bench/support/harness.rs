@@ -1,0 +1,216 @@
+//! What every load benchmark needs: the release binary on a fresh database, CPU time of a
+//! process, percentiles, median-and-range summaries, and an open-loop generator that reports
+//! the rate it actually reached.
+#![allow(dead_code, reason = "each benchmark uses a part")]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+pub const ADMIN: &str = "bench-operator-token";
+
+/// The release binary serving on loopback; stopped (SIGTERM) when dropped.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts `leadtrail serve` on a fresh SQLite file with rate limits off, private webhook
+    /// targets allowed, and `env` on top.
+    pub fn start(env: &[(&str, &str)]) -> BenchResult<Server> {
+        let dir = tempfile::tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_leadtrail"));
+        command
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .env(
+                "LEADTRAIL_DATABASE_URL",
+                format!("sqlite://{}", dir.path().join("bench.db").display()),
+            )
+            .env("LEADTRAIL_ADMIN_TOKEN", ADMIN)
+            .env("LEADTRAIL_CAPTURE_RATE_LIMIT", "0")
+            .env("LEADTRAIL_ALLOW_PRIVATE_WEBHOOK_TARGETS", "true")
+            .env("LEADTRAIL_WEBHOOK_MANUAL_SENDS_PER_MINUTE", "0")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let child = command.spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return Err("server did not start".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// CPU seconds (user + system) the server has used so far.
+    pub fn cpu(&self) -> f64 {
+        cpu_seconds(&format!("/proc/{}/stat", self.pid()))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU seconds (user + system) this benchmark process has used so far: the load generator's
+/// own cost, printed so a reader can see it was not the bottleneck.
+pub fn own_cpu() -> f64 {
+    cpu_seconds("/proc/self/stat")
+}
+
+fn cpu_seconds(stat_path: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(stat_path) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may contain spaces) start at ") ".
+    let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+pub fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The median of repeated measurements, with their range.
+#[derive(Debug, Clone, Copy)]
+pub struct Summary {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Summary {
+    pub fn of(values: &[f64]) -> Summary {
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        let median = if v.is_empty() {
+            0.0
+        } else if v.len() % 2 == 1 {
+            v[v.len() / 2]
+        } else {
+            (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+        };
+        Summary {
+            median,
+            min: v.first().copied().unwrap_or(0.0),
+            max: v.last().copied().unwrap_or(0.0),
+        }
+    }
+
+    /// `1234 (1100–1300)` with `decimals` places.
+    pub fn show(&self, decimals: usize) -> String {
+        format!(
+            "{:.d$} ({:.d$}–{:.d$})",
+            self.median,
+            self.min,
+            self.max,
+            d = decimals
+        )
+    }
+}
+
+/// A target, evaluated: prints `met` or `NOT met` and remembers failures for the exit code.
+#[derive(Default)]
+pub struct Targets {
+    missed: Vec<String>,
+}
+
+impl Targets {
+    pub fn check(&mut self, what: &str, met: bool) -> &'static str {
+        if met {
+            "met"
+        } else {
+            self.missed.push(what.to_owned());
+            "NOT met"
+        }
+    }
+
+    pub fn missed(&self) -> &[String] {
+        &self.missed
+    }
+}
+
+/// What an open-loop run did: requests are started on a fixed schedule whether or not earlier
+/// ones have answered, so a slow server shows as latency, not as a lower offered rate.
+pub struct OpenLoop<T> {
+    /// Requests started per second, measured (target: the asked rate).
+    pub achieved_rate: f64,
+    pub results: Vec<T>,
+}
+
+/// Starts `count` calls of `call` at `rate` per second and waits for them all. The schedule
+/// is absolute (request i starts at start + i/rate), so a late wake-up is caught up, never
+/// silently dropped; `achieved_rate` says what was really offered.
+pub async fn open_loop<T, F, Fut>(rate: f64, count: usize, call: F) -> OpenLoop<T>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let start = tokio::time::Instant::now();
+    let step = Duration::from_secs_f64(1.0 / rate);
+    let mut tasks = Vec::with_capacity(count);
+    let mut last_start = start;
+    for i in 0..count {
+        tokio::time::sleep_until(start + step * i as u32).await;
+        last_start = tokio::time::Instant::now();
+        tasks.push(tokio::spawn(call(i)));
+    }
+    let offered_for = last_start.duration_since(start).as_secs_f64();
+    let mut results = Vec::with_capacity(count);
+    for t in tasks {
+        if let Ok(r) = t.await {
+            results.push(r);
+        }
+    }
+    OpenLoop {
+        achieved_rate: if offered_for > 0.0 {
+            (count.saturating_sub(1)) as f64 / offered_for
+        } else {
+            0.0
+        },
+        results,
+    }
+}
