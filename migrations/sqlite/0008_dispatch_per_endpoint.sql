@@ -8,7 +8,7 @@ ALTER TABLE webhook_endpoints ADD COLUMN last_error_at INTEGER;
 -- Only pending deliveries are ever looked for by time; delivered ones leave the index.
 DROP INDEX deliveries_due;
 CREATE INDEX deliveries_due ON deliveries (next_attempt_at, endpoint_id, lease_until) WHERE status = 'pending';
-CREATE INDEX deliveries_endpoint_due ON deliveries (endpoint_id, next_attempt_at) WHERE status = 'pending';
+CREATE INDEX deliveries_endpoint_due ON deliveries (endpoint_id, next_attempt_at, lease_until) WHERE status = 'pending';
 -- In-flight deliveries per endpoint: a lease is set while a node sends, and cleared after.
 CREATE INDEX deliveries_leased ON deliveries (endpoint_id, lease_until) WHERE lease_until > 0;
 DROP INDEX deliveries_lead_order;

@@ -41,6 +41,9 @@ pub struct DueDelivery {
     pub url: String,
     pub secret: String,
     pub previous_secret: Option<String>,
+    /// The endpoint had failed without a success since, when this was claimed: a success then
+    /// clears that record. (Any later failure is cleared by a later success, claimed after it.)
+    pub endpoint_failing: bool,
 }
 
 /// One HTTP attempt, as the log shows it.
@@ -71,8 +74,19 @@ pub struct ClaimRequest {
     pub lease_ms: i64,
     /// Which organization goes first when slots are scarce (see `fairness::allocate`).
     pub rotation: usize,
-    /// Also move held deliveries out of the due set until their predecessor's next attempt.
-    pub park_held: bool,
+    /// The periodic look: also move held deliveries out of the due set until their
+    /// predecessor's next attempt, and find when the next pending delivery falls due.
+    pub sweep: bool,
+}
+
+/// When the next pending delivery falls due, as far as a round looked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NextDue {
+    /// This round did not look (nothing it did could have changed it).
+    #[default]
+    NotLooked,
+    Nothing,
+    At(i64),
 }
 
 #[derive(Debug, Default)]
@@ -80,8 +94,6 @@ pub struct Claimed {
     pub due: Vec<DueDelivery>,
     /// Some endpoint had more due than it was granted: claim again when slots free up.
     pub more_due: bool,
-    /// When the next pending delivery falls due (Unix ms), if any.
-    pub next_due_at: Option<i64>,
 }
 
 /// What recording a batch of attempts changed beyond the deliveries themselves.
@@ -109,6 +121,8 @@ pub struct RoundDone {
     /// Events fanned out, and the deliveries they made.
     pub fanned: (usize, usize),
     pub claimed: Claimed,
+    /// Looked at on a sweep, or when an attempt was scheduled for a retry.
+    pub next_due: NextDue,
 }
 
 #[derive(Debug, Clone)]
@@ -194,11 +208,21 @@ impl Store {
             Some(request) => self.claim_in(&mut tx, request, now).await?,
             None => Claimed::default(),
         };
+        let retried = round
+            .finished
+            .iter()
+            .any(|f| matches!(f.verdict, Verdict::RetryAt(_)));
+        let next_due = if retried || round.claim.is_some_and(|c| c.sweep) {
+            next_due(&mut tx, now).await?
+        } else {
+            NextDue::NotLooked
+        };
         tx.commit().await?;
         Ok(RoundDone {
             recorded,
             fanned,
             claimed,
+            next_due,
         })
     }
 
@@ -288,16 +312,12 @@ impl Store {
         request: ClaimRequest,
         now: i64,
     ) -> Result<Claimed, StoreError> {
-        if request.park_held {
+        if request.sweep {
             self.park_held(tx, now).await?;
         }
-        let mut demands = self.demands(tx, now).await?;
-        if !demands.is_empty() {
-            let in_flight = in_flight(tx, now).await?;
-            for d in &mut demands {
-                d.in_flight = in_flight.get(&d.key).copied().unwrap_or(0);
-            }
-        }
+        // Counted one past the bound, so "more is due than was granted" can be told.
+        let found = self.demands(tx, now, request.per_endpoint + 1).await?;
+        let (demands, targets): (Vec<_>, Vec<_>) = found.into_iter().unzip();
         let granted = allocate(
             &demands,
             request.per_endpoint,
@@ -305,8 +325,7 @@ impl Store {
             request.rotation,
         );
         let mut claimed = Claimed::default();
-        let mut secrets = HashMap::new();
-        for (demand, n) in demands.iter().zip(granted) {
+        for ((demand, target), n) in demands.iter().zip(&targets).zip(granted) {
             if n < demand.due {
                 claimed.more_due = true;
             }
@@ -316,27 +335,10 @@ impl Store {
             let rows = self
                 .claim_for_endpoint(tx, &demand.key, n, now, request.lease_ms)
                 .await?;
-            if rows.is_empty() {
-                continue;
-            }
-            let endpoint = match secrets.get(&demand.key) {
-                Some(found) => found,
-                None => {
-                    let found = endpoint_target(tx, &demand.key, now).await?;
-                    secrets.entry(demand.key.clone()).or_insert(found)
-                }
-            };
             for row in &rows {
-                claimed.due.push(due_from_row(row, endpoint)?);
+                claimed.due.push(due_from_row(row, target)?);
             }
         }
-        claimed.next_due_at = sqlx::query(
-            "SELECT MIN(next_attempt_at) AS next FROM deliveries WHERE status = 'pending' AND next_attempt_at > $1",
-        )
-        .bind(now)
-        .fetch_one(&mut **tx)
-        .await?
-        .try_get("next")?;
         Ok(claimed)
     }
 
@@ -358,53 +360,78 @@ impl Store {
         Ok(())
     }
 
-    /// Endpoints (enabled) with deliveries due now, and how many. On PostgreSQL each endpoint
-    /// row is locked for the rest of the claim, so two nodes never count and claim the same
-    /// endpoint at once (one skips it this round); that keeps the in-flight bound across nodes.
+    /// Enabled endpoints with deliveries due now: how many (counted up to `cap`), how many in
+    /// flight on any node, and where and how to send. One probe per enabled endpoint, so the
+    /// cost follows the number of endpoints, not the length of a slow endpoint's backlog. On
+    /// PostgreSQL each endpoint row is locked first for the rest of the claim, so two nodes
+    /// never count and claim the same endpoint at once (one skips it this round): that keeps
+    /// the in-flight bound across nodes.
     async fn demands(
         &self,
         tx: &mut WriteTx,
         now: i64,
-    ) -> Result<Vec<Demand<EndpointId>>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT d.endpoint_id, w.org_id, COUNT(*) AS due FROM deliveries d \
-             JOIN webhook_endpoints w ON w.id = d.endpoint_id \
-             WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND d.lease_until < $1 AND w.enabled = 1 \
-             GROUP BY d.endpoint_id, w.org_id",
-        )
-        .bind(now)
-        .fetch_all(&mut **tx)
-        .await?;
-        let mut demands = rows
-            .iter()
-            .map(|r| {
-                Ok(Demand {
-                    key: EndpointId::from_stored(r.try_get("endpoint_id")?),
-                    org: r.try_get("org_id")?,
-                    due: usize::try_from(r.try_get::<i64, _>("due")?).unwrap_or(0),
-                    in_flight: 0,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        if self.backend == Backend::Postgres && !demands.is_empty() {
-            let placeholders: Vec<String> = (1..=demands.len()).map(|i| format!("${i}")).collect();
-            let sql = sqlx::AssertSqlSafe(format!(
-                "SELECT id FROM webhook_endpoints WHERE id IN ({}) FOR UPDATE SKIP LOCKED",
-                placeholders.join(", ")
-            ));
-            let mut query = sqlx::query(sql);
-            for d in &demands {
-                query = query.bind(d.key.as_str());
+        cap: usize,
+    ) -> Result<Vec<(Demand<EndpointId>, Target)>, StoreError> {
+        const HAS_DUE: &str = "EXISTS (SELECT 1 FROM deliveries e WHERE e.endpoint_id = w.id \
+            AND e.status = 'pending' AND e.next_attempt_at <= $1 AND e.lease_until < $1)";
+        let locked: Option<HashSet<String>> = match self.backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => {
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "SELECT w.id FROM webhook_endpoints w WHERE w.enabled = 1 AND {HAS_DUE} \
+                     FOR UPDATE SKIP LOCKED"
+                ));
+                let rows = sqlx::query(sql).bind(now).fetch_all(&mut **tx).await?;
+                Some(
+                    rows.iter()
+                        .map(|r| r.try_get("id"))
+                        .collect::<Result<_, _>>()?,
+                )
             }
-            let locked: HashSet<String> = query
-                .fetch_all(&mut **tx)
-                .await?
-                .iter()
-                .map(|r| r.try_get("id"))
-                .collect::<Result<_, _>>()?;
-            demands.retain(|d| locked.contains(d.key.as_str()));
+        };
+        if locked.as_ref().is_some_and(HashSet::is_empty) {
+            return Ok(Vec::new());
         }
-        Ok(demands)
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT w.id, w.org_id, w.url, w.secret, w.previous_secret, w.previous_secret_expires_at, \
+             w.failing_since, \
+             (SELECT COUNT(*) FROM (SELECT 1 FROM deliveries d WHERE d.endpoint_id = w.id \
+                AND d.status = 'pending' AND d.next_attempt_at <= $1 AND d.lease_until < $1 LIMIT $2) AS due_rows) AS due, \
+             (SELECT COUNT(*) FROM deliveries l WHERE l.endpoint_id = w.id AND l.lease_until > 0 \
+                AND l.lease_until >= $1 AND l.status = 'pending') AS in_flight \
+             FROM webhook_endpoints w WHERE w.enabled = 1 AND {HAS_DUE}"
+        ));
+        let rows = sqlx::query(sql)
+            .bind(now)
+            .bind(i64::try_from(cap).unwrap_or(i64::MAX))
+            .fetch_all(&mut **tx)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id: String = r.try_get("id")?;
+            if locked.as_ref().is_some_and(|l| !l.contains(&id)) {
+                continue;
+            }
+            let count = |column: &str| -> Result<usize, StoreError> {
+                Ok(usize::try_from(r.try_get::<i64, _>(column)?).unwrap_or(0))
+            };
+            let expires: Option<i64> = r.try_get("previous_secret_expires_at")?;
+            let previous: Option<String> = r.try_get("previous_secret")?;
+            let demand = Demand {
+                key: EndpointId::from_stored(id),
+                org: r.try_get("org_id")?,
+                due: count("due")?,
+                in_flight: count("in_flight")?,
+            };
+            let target = Target {
+                url: r.try_get("url")?,
+                secret: r.try_get("secret")?,
+                previous_secret: previous.filter(|_| expires.is_some_and(|t| t > now)),
+                failing: r.try_get::<Option<i64>, _>("failing_since")?.is_some(),
+            };
+            out.push((demand, target));
+        }
+        Ok(out)
     }
 
     async fn claim_for_endpoint(
@@ -416,11 +443,13 @@ impl Store {
         lease_ms: i64,
     ) -> Result<Vec<AnyRow>, StoreError> {
         let lock = self.skip_locked("OF d");
+        // In index order (`deliveries_endpoint_due`), so the scan stops at the LIMIT: the held
+        // check runs on the rows looked at, not on the endpoint's whole backlog before a sort.
         let sql = sqlx::AssertSqlSafe(format!(
             "UPDATE deliveries SET lease_until = $1 WHERE id IN (\
                SELECT d.id FROM deliveries d WHERE d.endpoint_id = $2 AND d.status = 'pending' \
                AND d.next_attempt_at <= $3 AND d.lease_until < $3 AND {NOT_HELD} \
-               ORDER BY d.next_attempt_at, d.created_at LIMIT $4 {lock}) \
+               ORDER BY d.next_attempt_at LIMIT $4 {lock}) \
              RETURNING id, endpoint_id, event_type, body, attempts, lead_id, sequence, stream"
         ));
         let rows = sqlx::query(sql)
@@ -456,13 +485,10 @@ impl Store {
         healthy.sort_unstable();
         healthy.dedup();
         for endpoint in healthy {
-            sqlx::query(
-                "UPDATE webhook_endpoints SET failing_since = NULL \
-                 WHERE id = $1 AND failing_since IS NOT NULL",
-            )
-            .bind(endpoint.as_str())
-            .execute(&mut **tx)
-            .await?;
+            sqlx::query("UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1")
+                .bind(endpoint.as_str())
+                .execute(&mut **tx)
+                .await?;
         }
         for f in finished.iter().filter(|f| f.verdict != Verdict::Delivered) {
             record_failure(tx, f, disable_after_ms, now).await?;
@@ -802,31 +828,24 @@ fn deliveries_for_event(
         .collect())
 }
 
+async fn next_due(tx: &mut WriteTx, now: i64) -> Result<NextDue, StoreError> {
+    let at: Option<i64> = sqlx::query(
+        "SELECT MIN(next_attempt_at) AS next FROM deliveries WHERE status = 'pending' AND next_attempt_at > $1",
+    )
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("next")?;
+    Ok(at.map_or(NextDue::Nothing, NextDue::At))
+}
+
 /// An endpoint's URL and the secrets that sign for it now.
 struct Target {
     url: String,
     secret: String,
     previous_secret: Option<String>,
-}
-
-async fn endpoint_target(
-    tx: &mut WriteTx,
-    endpoint: &EndpointId,
-    now: i64,
-) -> Result<Target, StoreError> {
-    let e = sqlx::query(
-        "SELECT url, secret, previous_secret, previous_secret_expires_at FROM webhook_endpoints WHERE id = $1",
-    )
-    .bind(endpoint.as_str())
-    .fetch_one(&mut **tx)
-    .await?;
-    let expires: Option<i64> = e.try_get("previous_secret_expires_at")?;
-    let previous: Option<String> = e.try_get("previous_secret")?;
-    Ok(Target {
-        url: e.try_get("url")?,
-        secret: e.try_get("secret")?,
-        previous_secret: previous.filter(|_| expires.is_some_and(|t| t > now)),
-    })
+    /// It had a failure without a success since, when claimed.
+    failing: bool,
 }
 
 fn due_from_row(row: &AnyRow, target: &Target) -> Result<DueDelivery, StoreError> {
@@ -842,6 +861,7 @@ fn due_from_row(row: &AnyRow, target: &Target) -> Result<DueDelivery, StoreError
         url: target.url.clone(),
         secret: target.secret.clone(),
         previous_secret: target.previous_secret.clone(),
+        endpoint_failing: target.failing,
     })
 }
 
@@ -855,25 +875,6 @@ fn attempt_from_row(a: &AnyRow) -> Result<Attempt, StoreError> {
         error_class: a.try_get("error_class")?,
         response_excerpt: a.try_get("response_excerpt")?,
     })
-}
-
-/// Deliveries in flight per endpoint, on every node: leases not yet run out.
-async fn in_flight(tx: &mut WriteTx, now: i64) -> Result<HashMap<EndpointId, usize>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT endpoint_id, COUNT(*) AS n FROM deliveries \
-         WHERE lease_until > 0 AND lease_until >= $1 AND status = 'pending' GROUP BY endpoint_id",
-    )
-    .bind(now)
-    .fetch_all(&mut **tx)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok((
-                EndpointId::from_stored(r.try_get("endpoint_id")?),
-                usize::try_from(r.try_get::<i64, _>("n")?).unwrap_or(0),
-            ))
-        })
-        .collect()
 }
 
 /// Marks delivered deliveries so (a statement per distinct status code, not per delivery), and

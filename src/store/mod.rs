@@ -34,8 +34,8 @@ pub use capture::{
     LeadCreated, NewLead, StepRecorded, StepUpdate,
 };
 pub use deliveries::{
-    Attempt, Backlog, ClaimRequest, Claimed, DeliveryRecord, DueDelivery, Finished, Lag, PARKED,
-    Recorded, ReplayQueued, Round, RoundDone,
+    Attempt, Backlog, ClaimRequest, Claimed, DeliveryRecord, DueDelivery, Finished, Lag, NextDue,
+    PARKED, Recorded, ReplayQueued, Round, RoundDone,
 };
 pub use enrichment::EnrichmentJob;
 pub use events::StoredEvent;

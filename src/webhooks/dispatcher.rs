@@ -24,7 +24,8 @@ use super::target::{TargetPolicy, http_client};
 use crate::config::Config;
 use crate::domain::ids::{DeliveryId, EndpointId};
 use crate::store::{
-    Attempt, ClaimRequest, DueDelivery, Finished, Recorded, Round, Store, StoreError, now_ms,
+    Attempt, ClaimRequest, DueDelivery, Finished, NextDue, Recorded, Round, Store, StoreError,
+    now_ms,
 };
 
 const FAN_OUT_BATCH: i64 = 500;
@@ -42,6 +43,10 @@ const REPORT_EVERY: (Duration, Duration) = (Duration::from_millis(100), Duration
 const WARN_EVERY: Duration = Duration::from_secs(60);
 /// At shutdown, attempts in flight get this long to finish; the rest are handed back.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// Completions arriving within `GATHER_GAP` of each other, up to `GATHER` in all, are recorded
+/// in one round.
+const GATHER: Duration = Duration::from_millis(2);
+const GATHER_GAP: Duration = Duration::from_micros(500);
 /// After a failed store call, wait this long before trying again.
 const BACKOFF: Duration = Duration::from_millis(250);
 
@@ -107,13 +112,13 @@ impl Dispatcher {
         })
     }
 
-    fn claim_request(&self, free: usize, park_held: bool) -> ClaimRequest {
+    fn claim_request(&self, free: usize, sweep: bool) -> ClaimRequest {
         ClaimRequest {
             free,
             per_endpoint: self.settings.endpoint_concurrency,
             lease_ms: i64::try_from(self.settings.lease.as_millis()).unwrap_or(i64::MAX),
             rotation: self.rotation.fetch_add(1, Ordering::Relaxed),
-            park_held,
+            sweep,
         }
     }
 
@@ -184,12 +189,13 @@ impl Dispatcher {
                     finished: &flight.finished,
                     disable_after_ms: self.disable_after_ms(),
                     fan_out,
-                    claim: claim.then(|| self.claim_request(free, want.park)),
+                    claim: claim.then(|| self.claim_request(free, want.sweep)),
                 };
                 match self.store.dispatch_round(round).await {
                     Ok(done) => {
                         count_attempts(&flight.finished);
                         flight.finished.clear();
+                        timers.next_due(done.next_due);
                         if fan_out.is_some() {
                             let (events, deliveries) = done.fanned;
                             want.fan_out = events == FAN_OUT_BATCH as usize;
@@ -199,9 +205,8 @@ impl Dispatcher {
                         }
                         if claim {
                             want.claim = false;
-                            want.park = false;
+                            want.sweep = false;
                             want.more_due = done.claimed.more_due;
-                            timers.next_due(done.claimed.next_due_at);
                             for delivery in done.claimed.due {
                                 let id = delivery.id.clone();
                                 let task =
@@ -222,7 +227,10 @@ impl Dispatcher {
             let wait_until = timers.wake_at(want.fan_out);
             tokio::select! {
                 _ = stop.changed() => {}
-                Some(done) = flight.join_next(), if !flight.is_empty() => flight.finish(done),
+                Some(done) = flight.join_next(), if !flight.is_empty() => {
+                    flight.finish(done);
+                    flight.gather().await;
+                }
                 () = wake.notified() => {
                     want.fan_out = true;
                     want.claim = true;
@@ -232,6 +240,11 @@ impl Dispatcher {
                     if now >= timers.poll_at {
                         timers.poll_at = now + POLL;
                         want = Wanted { more_due: want.more_due, ..Wanted::everything() };
+                    } else if timers.due_at.is_some_and(|at| now >= at) {
+                        // A retry fell due: claim it, and look again for the next one.
+                        timers.due_at = None;
+                        want.claim = true;
+                        want.sweep = true;
                     } else {
                         want.claim = true;
                     }
@@ -324,7 +337,7 @@ struct LagReport {
 struct Wanted {
     fan_out: bool,
     claim: bool,
-    park: bool,
+    sweep: bool,
     /// The last claim left due deliveries behind for want of slots.
     more_due: bool,
 }
@@ -334,7 +347,7 @@ impl Wanted {
         Self {
             fan_out: true,
             claim: true,
-            park: true,
+            sweep: true,
             more_due: false,
         }
     }
@@ -361,11 +374,15 @@ impl Timers {
         }
     }
 
-    fn next_due(&mut self, at_ms: Option<i64>) {
-        self.due_at = at_ms.map(|at| {
-            let wait = u64::try_from(at - now_ms()).unwrap_or(0);
-            Instant::now() + Duration::from_millis(wait)
-        });
+    fn next_due(&mut self, next: NextDue) {
+        match next {
+            NextDue::NotLooked => {}
+            NextDue::Nothing => self.due_at = None,
+            NextDue::At(at) => {
+                let wait = u64::try_from(at - now_ms()).unwrap_or(0);
+                self.due_at = Some(Instant::now() + Duration::from_millis(wait));
+            }
+        }
     }
 
     fn wake_at(&self, fan_out_waiting: bool) -> Instant {
@@ -408,6 +425,19 @@ impl Flight {
 
     async fn join_next(&mut self) -> Option<Result<(TaskId, Finished), tokio::task::JoinError>> {
         self.tasks.join_next_with_id().await
+    }
+
+    /// After one attempt finished, waits a moment for the ones landing right behind it, so they
+    /// are recorded (and their slots claimed again) in one round instead of one round each.
+    async fn gather(&mut self) {
+        let until = tokio::time::Instant::now() + GATHER;
+        while !self.is_empty() {
+            let next = (tokio::time::Instant::now() + GATHER_GAP).min(until);
+            match tokio::time::timeout_at(next, self.join_next()).await {
+                Ok(Some(done)) => self.finish(done),
+                Ok(None) | Err(_) => break,
+            }
+        }
     }
 
     fn collect_finished(&mut self) {

@@ -129,7 +129,7 @@ async fn a_dispatcher_killed_mid_flight_is_redelivered_with_the_same_webhook_id(
             per_endpoint: 16,
             lease_ms: lease.as_millis() as i64,
             rotation: 0,
-            park_held: true,
+            sweep: true,
         })
         .await
         .unwrap()

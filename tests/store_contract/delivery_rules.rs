@@ -92,7 +92,7 @@ fn request(free: usize, per_endpoint: usize) -> ClaimRequest {
         per_endpoint,
         lease_ms: LEASE_MS,
         rotation: 0,
-        park_held: true,
+        sweep: true,
     }
 }
 
