@@ -7,8 +7,10 @@ mod bulk;
 mod capture;
 mod catalog;
 mod deliveries;
+mod dispatch;
 mod enrichment;
 mod events;
+mod exec;
 mod leads;
 mod organizations;
 mod records;
@@ -102,6 +104,8 @@ pub enum StoreError {
     Config(String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is not readable: {0}")]
@@ -114,12 +118,17 @@ pub struct Store {
     backend: Backend,
     /// SQLite: this process's queue of writers to the file (see `begin_write`).
     gate: Option<Arc<Semaphore>>,
+    /// SQLite: the file's path, and a native connection to it, opened on first use (see
+    /// `native_write`).
+    sqlite_path: Option<String>,
+    native: Arc<tokio::sync::OnceCell<exec::Native>>,
 }
 
 /// A write transaction. On SQLite it also holds this process's turn to write the file, given
 /// back when it commits or is dropped.
 pub(crate) struct WriteTx {
     tx: Transaction<'static, Any>,
+    backend: Backend,
     _turn: Option<OwnedSemaphorePermit>,
 }
 
@@ -143,6 +152,16 @@ impl DerefMut for WriteTx {
     }
 }
 
+/// `sqlite://path/to/file.db?mode=rwc` → `path/to/file.db`.
+fn sqlite_file(url: &str) -> String {
+    url.trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// One writer queue per SQLite file and process, shared by every `Store` opened on it (the
 /// service opens two: the capture writer's and everyone else's). SQLite lets one connection
 /// write at a time and makes the others poll with growing sleeps (1, 2, 5 … 100 ms); under a
@@ -150,13 +169,7 @@ impl DerefMut for WriteTx {
 /// Queueing here first hands the file over in arrival order, the moment it is free.
 fn write_gate(url: &str) -> Arc<Semaphore> {
     static GATES: OnceLock<Mutex<HashMap<String, Weak<Semaphore>>>> = OnceLock::new();
-    let file = url
-        .trim_start_matches("sqlite:")
-        .trim_start_matches("//")
-        .split('?')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    let file = sqlite_file(url);
     let gates = GATES.get_or_init(Mutex::default);
     let mut gates = gates
         .lock()
@@ -186,6 +199,7 @@ impl Store {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
         let gate = (backend == Backend::Sqlite).then(|| write_gate(url));
+        let sqlite_path = (backend == Backend::Sqlite).then(|| sqlite_file(url));
         let url = match backend {
             Backend::Sqlite if !url.contains("mode=") => {
                 let sep = if url.contains('?') { '&' } else { '?' };
@@ -219,6 +233,8 @@ impl Store {
             pool,
             backend,
             gate,
+            sqlite_path,
+            native: Arc::default(),
         })
     }
 
@@ -282,7 +298,44 @@ impl Store {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         };
-        Ok(WriteTx { tx, _turn: turn })
+        Ok(WriteTx {
+            tx,
+            backend: self.backend,
+            _turn: turn,
+        })
+    }
+}
+
+impl Store {
+    /// Runs `body` as one write transaction (`BEGIN IMMEDIATE`) on this file's native SQLite
+    /// connection, after waiting its turn in the file's writer queue like every other writer.
+    /// SQLite only.
+    async fn native_write<R, F>(&self, body: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&rusqlite::Transaction<'_>, i64) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let (Some(gate), Some(path)) = (&self.gate, &self.sqlite_path) else {
+            return Err(StoreError::Config("native writes are for SQLite".into()));
+        };
+        let native = self
+            .native
+            .get_or_try_init(|| async { exec::Native::open(path) })
+            .await?;
+        let _turn = gate
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Config("the writer queue is closed".into()))?;
+        native
+            .run(move |conn| {
+                let tx =
+                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let done = body(&tx, now_ms())?;
+                tx.commit()?;
+                Ok(done)
+            })
+            .await
     }
 }
 

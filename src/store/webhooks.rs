@@ -3,7 +3,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::deliveries::{park_endpoint, unpark_endpoint};
+use super::dispatch::{park_endpoint, unpark_endpoint};
 use super::{Conflict, Store, StoreError, now_ms};
 use crate::domain::ids::{EndpointId, OrgId};
 
