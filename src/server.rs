@@ -37,11 +37,14 @@ struct Tasks {
 
 /// Connects and migrates the store, then starts the workers.
 pub async fn prepare(config: Config) -> anyhow::Result<Service> {
-    let store = Store::connect(&config.database_url).await?;
+    let wake_enrichment = Arc::new(Notify::new());
+    // Every store of this node wakes the dispatcher after a commit that made deliveries due.
+    let wake_dispatch = Arc::new(Notify::new());
+    let store = Store::connect(&config.database_url)
+        .await?
+        .waking(wake_dispatch.clone());
     store.migrate().await?;
     store.take_back_leases_after_restart().await?;
-    let wake_enrichment = Arc::new(Notify::new());
-    let wake_dispatch = Arc::new(Notify::new());
     let (capture, writer) = CaptureWriter::start(
         &config.database_url,
         wake_enrichment.clone(),
@@ -62,19 +65,11 @@ pub async fn prepare(config: Config) -> anyhow::Result<Service> {
     };
     let (stop_workers, stop) = watch::channel(false);
     let enrichment = tokio::spawn(
-        EnrichmentWorker::new(store.clone(), external)
-            .notify_on_write(wake_dispatch.clone())
-            .run(wake_enrichment, stop.clone()),
+        EnrichmentWorker::new(store.clone(), external).run(wake_enrichment, stop.clone()),
     );
     let dispatcher = Dispatcher::new(store.clone(), DispatchSettings::from_config(&config))?;
-    let dispatcher = tokio::spawn(dispatcher.run(wake_dispatch.clone(), stop));
-    let state = AppState::new(
-        store,
-        Arc::new(config),
-        capture,
-        visit_buffer,
-        wake_dispatch,
-    );
+    let dispatcher = tokio::spawn(dispatcher.run(wake_dispatch, stop));
+    let state = AppState::new(store, Arc::new(config), capture, visit_buffer);
     let (limits, login_limits, manual_sends, planner) = (
         state.limits.clone(),
         state.login_limits.clone(),

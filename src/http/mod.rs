@@ -40,8 +40,6 @@ pub struct AppState {
     pub public_keys: Arc<PublicKeyCache>,
     pub limits: Arc<CaptureLimits>,
     pub widget_js: Arc<WidgetScript>,
-    /// Wakes this node's webhook dispatcher after a change that wrote events.
-    pub wake_dispatch: Arc<tokio::sync::Notify>,
     pub login_limits: Arc<dashboard::session::LoginLimits>,
     /// Test events, resends and replays started by hand, per organization.
     pub manual_sends: Arc<ManualSendLimit>,
@@ -53,7 +51,6 @@ impl AppState {
         config: Arc<Config>,
         capture: CaptureWriter,
         visits: VisitBuffer,
-        wake_dispatch: Arc<tokio::sync::Notify>,
     ) -> Self {
         let limits = Arc::new(CaptureLimits::new(config.capture_rate_limit));
         let widget_js = Arc::new(WidgetScript::render(&config.open_parameter));
@@ -64,7 +61,6 @@ impl AppState {
             public_keys: Arc::new(PublicKeyCache::default()),
             limits,
             widget_js,
-            wake_dispatch,
             login_limits: Arc::default(),
             manual_sends: Arc::new(ManualSendLimit::new(config.webhook_manual_sends_per_minute)),
             config,

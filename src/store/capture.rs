@@ -10,6 +10,7 @@ use sqlx::Row;
 use super::WriteTx;
 use super::bulk::insert_rows;
 use super::catalog::OrgCatalog;
+use super::dispatch::EventRow as OutboxEvent;
 use super::events::insert_lead_event;
 use super::{Backend, Store, StoreError, now_ms, rfc3339};
 use crate::domain::DomainError;
@@ -303,6 +304,7 @@ impl PendingRows {
             "sequence",
             "payload",
             "created_at",
+            "fanned_out",
         ];
         insert_rows(
             backend,
@@ -318,9 +320,21 @@ impl PendingRows {
                     .bind(1_i64)
                     .bind(e.payload.as_str())
                     .bind(now)
+                    .bind(1_i64)
             },
         )
         .await?;
+        // Fanned out to the subscribed endpoints when the batch commits.
+        tx.outbox
+            .extend(self.events.into_iter().map(|e| OutboxEvent {
+                id: e.id,
+                org: e.org.as_str().to_owned(),
+                event_type: e.event_type.to_owned(),
+                lead_id: Some(e.lead_id),
+                sequence: Some(1),
+                payload: e.payload,
+                created_at: now,
+            }));
         let answered: Vec<_> = self.answered.into_iter().collect();
         const KEY_COLUMNS: &[&str] = &[
             "org_id",

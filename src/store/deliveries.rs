@@ -299,6 +299,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        tx.queued_deliveries();
         tx.commit().await?;
         Ok(())
     }
@@ -322,6 +323,7 @@ impl Store {
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
+        tx.queued_deliveries();
         tx.commit().await?;
         Ok(done.rows_affected())
     }
@@ -349,6 +351,7 @@ impl Store {
         };
         let mut tx = self.begin_write().await?;
         insert_deliveries(&mut tx, std::slice::from_ref(&row), now).await?;
+        tx.queued_deliveries();
         tx.commit().await?;
         Ok(id)
     }
@@ -410,6 +413,7 @@ impl Store {
             )?);
         }
         insert_deliveries(&mut tx, &rows, now).await?;
+        tx.queued_deliveries();
         tx.commit().await?;
         Ok(ReplayQueued {
             replay_id,

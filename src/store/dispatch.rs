@@ -380,6 +380,49 @@ async fn fan_out<E: Exec>(db: &mut E, limit: i64, now: i64) -> Result<(usize, us
     Ok((events.len(), rows.len()))
 }
 
+/// Fans out events just written in this transaction (see `WriteTx::commit`); returns how many
+/// deliveries they made. One lookup of subscribed endpoints per organization.
+pub(super) async fn fan_out_events<E: Exec>(
+    db: &mut E,
+    events: &[EventRow],
+    now: i64,
+) -> Result<usize, StoreError> {
+    let mut subscribers: HashMap<&str, Vec<Subscriber>> = HashMap::new();
+    let mut rows = Vec::new();
+    for event in events {
+        if !subscribers.contains_key(event.org.as_str()) {
+            let found = subscribers_of(db, &event.org).await?;
+            subscribers.insert(&event.org, found);
+        }
+        let subscribed = subscribers
+            .get(event.org.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        rows.extend(deliveries_for_event(event, subscribed, "")?);
+    }
+    insert_deliveries(db, &rows, now).await?;
+    Ok(rows.len())
+}
+
+/// The organization's enabled endpoints and the event types each takes.
+async fn subscribers_of<E: Exec>(db: &mut E, org: &str) -> Result<Vec<Subscriber>, StoreError> {
+    db.rows(
+        "SELECT id, events FROM webhook_endpoints WHERE org_id = $1 AND enabled = 1",
+        vec![org.into()],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        let events: String = r.text(1)?;
+        Ok(Subscriber {
+            id: EndpointId::from_stored(r.text(0)?),
+            events: serde_json::from_str(&events)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        })
+    })
+    .collect()
+}
+
 /// The deliveries one event makes: one per endpoint subscribed to its type.
 pub(super) fn deliveries_for_event(
     event: &EventRow,
@@ -417,6 +460,9 @@ pub(super) async fn insert_deliveries<E: Exec>(
     rows: &[NewDelivery],
     now: i64,
 ) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
     const WIDTH: usize = 12;
     for chunk in rows.chunks(IN_LIST_CHUNK / WIDTH) {
         let sql = format!(

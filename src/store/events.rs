@@ -2,8 +2,8 @@
 
 use sqlx::Row;
 
-use super::WriteTx;
-use super::{Store, StoreError};
+use super::dispatch::EventRow;
+use super::{Store, StoreError, WriteTx};
 use crate::domain::event::EventType;
 use crate::domain::ids::{OrgId, prefixed_id};
 
@@ -18,7 +18,8 @@ pub struct StoredEvent {
     pub created_at: i64,
 }
 
-/// Appends an event to the outbox inside the caller's transaction.
+/// Appends an event to the outbox inside the caller's transaction. Like every event, it is
+/// fanned out to the subscribed endpoints when that transaction commits (`WriteTx::commit`).
 pub(super) async fn insert_event(
     tx: &mut WriteTx,
     org: &OrgId,
@@ -26,20 +27,31 @@ pub(super) async fn insert_event(
     payload: &serde_json::Value,
     now: i64,
 ) -> Result<(), StoreError> {
+    let event = EventRow {
+        id: prefixed_id("evt_"),
+        org: org.as_str().to_owned(),
+        event_type: event_type.to_owned(),
+        lead_id: None,
+        sequence: None,
+        payload: payload.to_string(),
+        created_at: now,
+    };
     sqlx::query(
-        "INSERT INTO events (id, org_id, event_type, payload, created_at) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO events (id, org_id, event_type, payload, created_at, fanned_out) \
+         VALUES ($1, $2, $3, $4, $5, 1)",
     )
-    .bind(prefixed_id("evt_"))
-    .bind(org.as_str())
-    .bind(event_type)
-    .bind(payload.to_string())
+    .bind(&event.id)
+    .bind(&event.org)
+    .bind(&event.event_type)
+    .bind(&event.payload)
     .bind(now)
     .execute(&mut **tx)
     .await?;
+    tx.outbox.push(event);
     Ok(())
 }
 
-/// Appends a lead's event with its per-lead sequence number.
+/// Appends a lead's event with its per-lead sequence number (fanned out at commit, too).
 pub(super) async fn insert_lead_event(
     tx: &mut WriteTx,
     org: &OrgId,
@@ -49,19 +61,29 @@ pub(super) async fn insert_lead_event(
     payload: &serde_json::Value,
     now: i64,
 ) -> Result<(), StoreError> {
+    let event = EventRow {
+        id: prefixed_id("evt_"),
+        org: org.as_str().to_owned(),
+        event_type: event_type.id().to_owned(),
+        lead_id: Some(lead_id.to_owned()),
+        sequence: Some(sequence),
+        payload: payload.to_string(),
+        created_at: now,
+    };
     sqlx::query(
-        "INSERT INTO events (id, org_id, event_type, lead_id, sequence, payload, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO events (id, org_id, event_type, lead_id, sequence, payload, created_at, fanned_out) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 1)",
     )
-    .bind(prefixed_id("evt_"))
-    .bind(org.as_str())
-    .bind(event_type.id())
+    .bind(&event.id)
+    .bind(&event.org)
+    .bind(&event.event_type)
     .bind(lead_id)
     .bind(sequence)
-    .bind(payload.to_string())
+    .bind(&event.payload)
     .bind(now)
     .execute(&mut **tx)
     .await?;
+    tx.outbox.push(event);
     Ok(())
 }
 

@@ -122,6 +122,8 @@ pub struct Store {
     /// `native_write`).
     sqlite_path: Option<String>,
     native: Arc<tokio::sync::OnceCell<exec::Native>>,
+    /// Woken after a commit that made deliveries due (this node's dispatcher).
+    wake: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// A write transaction. On SQLite it also holds this process's turn to write the file, given
@@ -130,11 +132,36 @@ pub(crate) struct WriteTx {
     tx: Transaction<'static, Any>,
     backend: Backend,
     _turn: Option<OwnedSemaphorePermit>,
+    /// Events written in this transaction, fanned out to their endpoints just before it
+    /// commits: an event and its deliveries exist together or not at all.
+    outbox: Vec<dispatch::EventRow>,
+    /// Deliveries became due in this transaction (a resend, a test, a replay).
+    queued: bool,
+    wake: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl WriteTx {
-    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+    /// Fans this transaction's events out, commits, and wakes this node's dispatcher if any
+    /// delivery became due.
+    pub(crate) async fn commit(mut self) -> Result<(), StoreError> {
+        let outbox = std::mem::take(&mut self.outbox);
+        if !outbox.is_empty() {
+            let made = dispatch::fan_out_events(&mut self, &outbox, now_ms()).await?;
+            self.queued |= made > 0;
+        }
+        let WriteTx {
+            tx, queued, wake, ..
+        } = self;
+        tx.commit().await?;
+        if queued && let Some(wake) = wake {
+            wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Says this transaction made deliveries due, so the dispatcher is woken after commit.
+    pub(crate) fn queued_deliveries(&mut self) {
+        self.queued = true;
     }
 }
 
@@ -235,11 +262,18 @@ impl Store {
             gate,
             sqlite_path,
             native: Arc::default(),
+            wake: None,
         })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Wakes `dispatcher` after every commit of this store that made deliveries due.
+    pub fn waking(mut self, dispatcher: Arc<tokio::sync::Notify>) -> Self {
+        self.wake = Some(dispatcher);
+        self
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
@@ -302,6 +336,9 @@ impl Store {
             tx,
             backend: self.backend,
             _turn: turn,
+            outbox: Vec::new(),
+            queued: false,
+            wake: self.wake.clone(),
         })
     }
 }

@@ -165,7 +165,10 @@ impl Store {
             return Err(StoreError::NotFound);
         }
         match patch.enabled {
-            Some(true) => unpark_endpoint(&mut tx, id, now).await?,
+            Some(true) => {
+                unpark_endpoint(&mut tx, id, now).await?;
+                tx.queued_deliveries();
+            }
             Some(false) => park_endpoint(&mut tx, id).await?,
             None => {}
         }

@@ -1,6 +1,7 @@
-//! The webhook dispatcher: fans new outbox events out to subscribed endpoints, then sends due
-//! deliveries — signed, over the guarded client — many at once, each attempt recorded as soon
-//! as it finishes. No round waits for its slowest delivery: a slow or dead endpoint holds only
+//! The webhook dispatcher: sends due deliveries — signed, over the guarded client — many at
+//! once, each attempt recorded as soon as it finishes. (Events become deliveries in the very
+//! transaction that writes them, and that commit wakes the dispatcher; a periodic sweep fans
+//! out anything left over, such as events written by an older version.) No round waits for its slowest delivery: a slow or dead endpoint holds only
 //! its own slots (a bounded number per endpoint, counted across nodes), and free slots go
 //! round-robin across organizations and endpoints.
 //!
@@ -33,9 +34,6 @@ const FAN_OUT_BATCH: i64 = 500;
 const LEASE: Duration = Duration::from_secs(60);
 /// How often other nodes' work, due retries and held deliveries are looked for without a wake.
 const POLL: Duration = Duration::from_millis(500);
-/// Pause after a fan-out that produced no deliveries (nobody subscribed), so such events
-/// gather into bigger batches instead of competing with captures for the write lock.
-const FAN_OUT_PAUSE: Duration = Duration::from_millis(20);
 /// How often the backlog is measured for metrics and late-delivery warnings: twice per
 /// warning threshold, within these bounds.
 const REPORT_EVERY: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(10));
@@ -170,8 +168,7 @@ impl Dispatcher {
             if *stop.borrow() {
                 break;
             }
-            let fan_out = (want.fan_out && Instant::now() >= timers.fan_out_not_before)
-                .then_some(FAN_OUT_BATCH);
+            let fan_out = want.fan_out.then_some(FAN_OUT_BATCH);
             // Claim when told to, when fan-out may have made deliveries, when a slot came free
             // and work was left waiting for one, or when a delivered event may release the next
             // one of its lead.
@@ -197,11 +194,7 @@ impl Dispatcher {
                         flight.finished.clear();
                         timers.next_due(done.next_due);
                         if fan_out.is_some() {
-                            let (events, deliveries) = done.fanned;
-                            want.fan_out = events == FAN_OUT_BATCH as usize;
-                            if events > 0 && deliveries == 0 {
-                                timers.fan_out_not_before = Instant::now() + FAN_OUT_PAUSE;
-                            }
+                            want.fan_out = done.fanned.0 == FAN_OUT_BATCH as usize;
                         }
                         if claim {
                             want.claim = false;
@@ -224,17 +217,14 @@ impl Dispatcher {
                     }
                 }
             }
-            let wait_until = timers.wake_at(want.fan_out);
+            let wait_until = timers.wake_at();
             tokio::select! {
                 _ = stop.changed() => {}
                 Some(done) = flight.join_next(), if !flight.is_empty() => {
                     flight.finish(done);
                     flight.gather().await;
                 }
-                () = wake.notified() => {
-                    want.fan_out = true;
-                    want.claim = true;
-                }
+                () = wake.notified() => want.claim = true,
                 () = tokio::time::sleep_until(wait_until.into()) => {
                     let now = Instant::now();
                     if now >= timers.poll_at {
@@ -335,6 +325,7 @@ struct LagReport {
 /// What the loop should do on its next turn.
 #[derive(Debug, Clone, Copy)]
 struct Wanted {
+    /// Fan out events not fanned out when written (a safety net, on the periodic sweep).
     fan_out: bool,
     claim: bool,
     sweep: bool,
@@ -357,7 +348,6 @@ struct Timers {
     poll_at: Instant,
     /// When the earliest retry falls due (sooner than the poll, to keep `Retry-After` exact).
     due_at: Option<Instant>,
-    fan_out_not_before: Instant,
     report_at: Instant,
     report_every: Duration,
 }
@@ -368,7 +358,6 @@ impl Timers {
         Self {
             poll_at: now + POLL,
             due_at: None,
-            fan_out_not_before: now,
             report_at: now + report_every,
             report_every,
         }
@@ -385,15 +374,11 @@ impl Timers {
         }
     }
 
-    fn wake_at(&self, fan_out_waiting: bool) -> Instant {
-        let mut at = self.poll_at;
-        if let Some(due) = self.due_at {
-            at = at.min(due);
+    fn wake_at(&self) -> Instant {
+        match self.due_at {
+            Some(due) => self.poll_at.min(due),
+            None => self.poll_at,
         }
-        if fan_out_waiting {
-            at = at.min(self.fan_out_not_before);
-        }
-        at
     }
 }
 

@@ -40,8 +40,9 @@ pub enum WriteError {
 
 impl CaptureWriter {
     /// Starts the writer thread with its own connection to `database_url`; `enrichment` is
-    /// woken whenever a lead becomes ready for it. The thread ends once every `CaptureWriter`
-    /// is dropped and the queue is drained.
+    /// woken whenever a lead becomes ready for it, `dispatch` whenever a batch made webhook
+    /// deliveries due. The thread ends once every `CaptureWriter` is dropped and the queue is
+    /// drained.
     pub async fn start(
         database_url: &str,
         enrichment: std::sync::Arc<Notify>,
@@ -66,14 +67,14 @@ impl CaptureWriter {
                 };
                 runtime.block_on(async move {
                     let store = match Store::connect_small(&url).await {
-                        Ok(store) => store,
+                        Ok(store) => store.waking(dispatch),
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
                             return;
                         }
                     };
                     let _ = ready_tx.send(Ok(()));
-                    run(store.clone(), rx, enrichment, dispatch).await;
+                    run(store.clone(), rx, enrichment).await;
                     store.close().await;
                 });
             })
@@ -99,12 +100,7 @@ impl CaptureWriter {
     }
 }
 
-async fn run(
-    store: Store,
-    mut rx: mpsc::Receiver<Job>,
-    enrichment: std::sync::Arc<Notify>,
-    dispatch: std::sync::Arc<Notify>,
-) {
+async fn run(store: Store, mut rx: mpsc::Receiver<Job>, enrichment: std::sync::Arc<Notify>) {
     let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     // Ends when every sender is gone (shutdown) and the queue is drained.
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
@@ -120,11 +116,11 @@ async fn run(
         for (reply, result) in replies.into_iter().zip(outcome) {
             let _ = reply.send(result);
         }
+        // (Events the batch wrote were fanned out as it committed; the store woke the dispatcher
+        // if that made deliveries due.)
         if wake {
             enrichment.notify_one();
         }
-        // New leads and contact steps put events in the outbox: deliver them now.
-        dispatch.notify_one();
     }
 }
 

@@ -29,8 +29,6 @@ pub struct EnrichmentWorker {
     store: Store,
     external: Option<ExternalEnricher>,
     lease: Duration,
-    /// Woken after a write-back, whose events the dispatcher should send right away.
-    written: Option<Arc<Notify>>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -55,13 +53,7 @@ impl EnrichmentWorker {
             store,
             external,
             lease: LEASE,
-            written: None,
         }
-    }
-
-    pub fn notify_on_write(mut self, written: Arc<Notify>) -> Self {
-        self.written = Some(written);
-        self
     }
 
     pub fn with_lease(mut self, lease: Duration) -> Self {
@@ -84,11 +76,6 @@ impl EnrichmentWorker {
                 metrics::counter!("leads_enriched_total", "provider" => enrichment.provider.clone())
                     .increment(1);
             }
-        }
-        if done > 0
-            && let Some(written) = &self.written
-        {
-            written.notify_one();
         }
         Ok(Progress::Enriched(done))
     }

@@ -261,7 +261,6 @@ pub async fn update_endpoint(
         enabled: body.enabled,
     };
     let endpoint = state.store.update_endpoint(&org, &id, patch).await?;
-    state.wake_dispatch.notify_one();
     Ok(Json(endpoint_body(&state, &org, endpoint, false).await?))
 }
 
@@ -399,7 +398,6 @@ pub async fn resend_delivery(
     let (id, delivery) = (endpoint_id(&id)?, delivery_id(&delivery)?);
     manual_send(&state, &org)?;
     state.store.resend_delivery(&org, &id, &delivery).await?;
-    state.wake_dispatch.notify_one();
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -429,7 +427,6 @@ pub async fn resend_failed(
     let since_ms = body_time("since", &body.since)?;
     manual_send(&state, &org)?;
     let requeued = state.store.resend_failed_since(&org, &id, since_ms).await?;
-    state.wake_dispatch.notify_one();
     Ok((StatusCode::ACCEPTED, Json(Requeued { requeued })))
 }
 
@@ -450,7 +447,6 @@ pub async fn send_test(
     state.store.endpoint(&org, &id).await?;
     manual_send(&state, &org)?;
     let delivery_id = state.store.queue_test_delivery(&org, &id).await?;
-    state.wake_dispatch.notify_one();
     Ok((
         StatusCode::ACCEPTED,
         Json(TestQueued {
@@ -526,6 +522,5 @@ pub(crate) async fn queue_replay(
         .store
         .replay(org, id, since, until, MAX_REPLAY_EVENTS)
         .await?;
-    state.wake_dispatch.notify_one();
     Ok(queued)
 }

@@ -136,6 +136,5 @@ pub async fn update_widget(
         .store
         .update_widget(&org, version, patch, &state.config.tiers)
         .await?;
-    state.wake_dispatch.notify_one();
     Ok(Json(widget.into()))
 }

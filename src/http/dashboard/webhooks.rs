@@ -379,7 +379,6 @@ pub async fn test(
     state.store.endpoint(session.org(), &id).await?;
     manual_send(&state, session.org())?;
     state.store.queue_test_delivery(session.org(), &id).await?;
-    state.wake_dispatch.notify_one();
     Ok(see_other(
         &here(&id),
         "Test event queued; it appears in the log below.",
@@ -404,7 +403,6 @@ pub async fn resend(
         Err(StoreError::NotFound) => return Err(PageError::not_found()),
         Err(e) => return Err(e.into()),
     }
-    state.wake_dispatch.notify_one();
     Ok(see_other(&here(&id), "Delivery queued again."))
 }
 
