@@ -333,7 +333,6 @@ impl PendingRows {
                 lead_id: Some(e.lead_id),
                 sequence: Some(1),
                 payload: e.payload,
-                created_at: now,
             }));
         let answered: Vec<_> = self.answered.into_iter().collect();
         const KEY_COLUMNS: &[&str] = &[

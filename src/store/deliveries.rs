@@ -410,7 +410,7 @@ impl Store {
                 &event,
                 std::slice::from_ref(&subscriber),
                 &replay_id,
-            )?);
+            ));
         }
         insert_deliveries(&mut tx, &rows, now).await?;
         tx.queued_deliveries();

@@ -10,7 +10,7 @@ use super::deliveries::{
 use super::exec::{Cells, Exec, Val};
 use super::{Backend, StoreError, rfc3339};
 use crate::domain::ids::{DeliveryId, EndpointId};
-use crate::webhooks::envelope::envelope;
+use crate::webhooks::envelope::envelope_text;
 use crate::webhooks::fairness::{Demand, allocate};
 use crate::webhooks::policy::Verdict;
 
@@ -306,12 +306,10 @@ pub(super) struct EventRow {
     pub lead_id: Option<String>,
     pub sequence: Option<i64>,
     pub payload: String,
-    pub created_at: i64,
 }
 
 /// The columns `EventRow::read` expects, in order.
-pub(super) const EVENT_COLUMNS: &str =
-    "id, org_id, event_type, lead_id, sequence, payload, created_at";
+pub(super) const EVENT_COLUMNS: &str = "id, org_id, event_type, lead_id, sequence, payload";
 
 impl EventRow {
     pub(super) fn read(row: &impl Cells) -> Result<EventRow, StoreError> {
@@ -322,7 +320,6 @@ impl EventRow {
             lead_id: row.opt_text(3)?,
             sequence: row.opt_int(4)?,
             payload: row.text(5)?,
-            created_at: row.int(6)?,
         })
     }
 }
@@ -374,7 +371,7 @@ async fn fan_out<E: Exec>(db: &mut E, limit: i64, now: i64) -> Result<(usize, us
             .get(&event.org)
             .map(Vec::as_slice)
             .unwrap_or_default();
-        rows.extend(deliveries_for_event(event, subscribed, "")?);
+        rows.extend(deliveries_for_event(event, subscribed, ""));
     }
     insert_deliveries(db, &rows, now).await?;
     Ok((events.len(), rows.len()))
@@ -398,7 +395,7 @@ pub(super) async fn fan_out_events<E: Exec>(
             .get(event.org.as_str())
             .map(Vec::as_slice)
             .unwrap_or_default();
-        rows.extend(deliveries_for_event(event, subscribed, "")?);
+        rows.extend(deliveries_for_event(event, subscribed, ""));
     }
     insert_deliveries(db, &rows, now).await?;
     Ok(rows.len())
@@ -428,18 +425,12 @@ pub(super) fn deliveries_for_event(
     event: &EventRow,
     endpoints: &[Subscriber],
     stream: &str,
-) -> Result<Vec<NewDelivery>, StoreError> {
+) -> Vec<NewDelivery> {
     let subscribed: Vec<&Subscriber> = endpoints
         .iter()
         .filter(|e| e.events.contains(&event.event_type))
         .collect();
-    if subscribed.is_empty() {
-        return Ok(Vec::new());
-    }
-    let data: serde_json::Value =
-        serde_json::from_str(&event.payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let body = envelope(&event.event_type, &rfc3339(event.created_at), &data);
-    Ok(subscribed
+    subscribed
         .into_iter()
         .map(|endpoint| NewDelivery {
             id: DeliveryId::generate(),
@@ -450,9 +441,11 @@ pub(super) fn deliveries_for_event(
             lead_id: event.lead_id.clone(),
             sequence: event.sequence,
             stream: stream.to_owned(),
-            body: body.clone(),
+            // The body is the event's, built when the delivery is claimed: not one copy per
+            // endpoint in the table.
+            body: String::new(),
         })
-        .collect())
+        .collect()
 }
 
 pub(super) async fn insert_deliveries<E: Exec>(
@@ -536,7 +529,9 @@ async fn claim<E: Exec>(
                SELECT d.id FROM deliveries d WHERE d.endpoint_id = $2 AND d.status = 'pending' \
                AND d.next_attempt_at <= $3 AND d.lease_until < $3 AND {NOT_HELD} \
                ORDER BY d.next_attempt_at LIMIT $4 {lock}) \
-             RETURNING id, event_type, body, attempts, lead_id, sequence, stream"
+             RETURNING id, event_type, body, attempts, lead_id, sequence, stream, \
+               (SELECT e.payload FROM events e WHERE e.id = deliveries.event_id), \
+               (SELECT e.created_at FROM events e WHERE e.id = deliveries.event_id)"
         );
         let params = vec![
             now.saturating_add(request.lease_ms).into(),
@@ -545,11 +540,19 @@ async fn claim<E: Exec>(
             i64::try_from(n).unwrap_or(i64::MAX).into(),
         ];
         for row in db.rows(&sql, params).await? {
+            let event_type = row.text(1)?;
+            let stored = row.text(2)?;
+            let body = match (row.opt_text(7)?, row.opt_int(8)?) {
+                (Some(data), Some(at)) if stored.is_empty() => {
+                    envelope_text(&event_type, &rfc3339(at), &data)
+                }
+                _ => stored,
+            };
             claimed.due.push(DueDelivery {
                 id: DeliveryId::from_stored(row.text(0)?),
                 endpoint_id: demand.key.clone(),
-                event_type: row.text(1)?,
-                body: row.text(2)?,
+                event_type,
+                body,
                 attempts: row.int(3)?,
                 lead_id: row.opt_text(4)?,
                 sequence: row.opt_int(5)?,

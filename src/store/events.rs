@@ -34,7 +34,6 @@ pub(super) async fn insert_event(
         lead_id: None,
         sequence: None,
         payload: payload.to_string(),
-        created_at: now,
     };
     sqlx::query(
         "INSERT INTO events (id, org_id, event_type, payload, created_at, fanned_out) \
@@ -68,7 +67,6 @@ pub(super) async fn insert_lead_event(
         lead_id: Some(lead_id.to_owned()),
         sequence: Some(sequence),
         payload: payload.to_string(),
-        created_at: now,
     };
     sqlx::query(
         "INSERT INTO events (id, org_id, event_type, lead_id, sequence, payload, created_at, fanned_out) \
