@@ -5,9 +5,10 @@ ALTER TABLE deliveries ADD COLUMN stream TEXT NOT NULL DEFAULT '';
 ALTER TABLE webhook_endpoints ADD COLUMN last_error TEXT;
 ALTER TABLE webhook_endpoints ADD COLUMN last_error_at BIGINT;
 
--- Only pending deliveries are ever looked for by time; delivered ones leave the index.
+-- Pending deliveries are looked for per endpoint, by time; delivered ones leave the index.
+-- (One index, not also one by time across endpoints: every claim and record rewrites the
+-- entries of the indexes it touches, and this table is the dispatcher's hottest.)
 DROP INDEX deliveries_due;
-CREATE INDEX deliveries_due ON deliveries (next_attempt_at, endpoint_id, lease_until) WHERE status = 'pending';
 CREATE INDEX deliveries_endpoint_due ON deliveries (endpoint_id, next_attempt_at, lease_until) WHERE status = 'pending';
 -- In-flight deliveries per endpoint: a lease is set while a node sends, and cleared after.
 CREATE INDEX deliveries_leased ON deliveries (endpoint_id, lease_until) WHERE lease_until > 0;

@@ -75,6 +75,9 @@ pub struct ClaimRequest {
     /// The periodic look: also move held deliveries out of the due set until their
     /// predecessor's next attempt, and find when the next pending delivery falls due.
     pub sweep: bool,
+    /// Claim only if recording this round released a lead's next event (the only reason
+    /// there could be anything new to claim).
+    pub only_if_released: bool,
 }
 
 /// When the next pending delivery falls due, as far as a round looked.
@@ -512,8 +515,8 @@ impl Store {
         let now = now_ms();
         let rows = sqlx::query(
             "SELECT d.endpoint_id, w.org_id, COUNT(*) AS due, MIN(d.next_attempt_at) AS oldest \
-             FROM deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id \
-             WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND d.lease_until < $1 AND w.enabled = 1 \
+             FROM webhook_endpoints w JOIN deliveries d ON d.endpoint_id = w.id \
+             WHERE w.enabled = 1 AND d.status = 'pending' AND d.next_attempt_at <= $1 AND d.lease_until < $1 \
              GROUP BY d.endpoint_id, w.org_id",
         )
         .bind(now)

@@ -37,8 +37,10 @@ pub(super) async fn run_round<E: Exec>(
         None => (0, 0),
     };
     let claimed = match input.claim {
-        Some(request) => claim(db, request, now).await?,
-        None => Claimed::default(),
+        Some(request) if !request.only_if_released || recorded.released > 0 => {
+            claim(db, request, now).await?
+        }
+        _ => Claimed::default(),
     };
     let retried = input
         .finished
@@ -570,12 +572,13 @@ async fn claim<E: Exec>(
 /// Held deliveries that came due are set to wait until the earliest their predecessor can be
 /// delivered, so claims stop looking at them in the meantime.
 async fn park_held<E: Exec>(db: &mut E, now: i64) -> Result<(), StoreError> {
-    let lock = db.skip_locked("");
+    let lock = db.skip_locked("OF d");
     let sql = format!(
         "UPDATE deliveries SET next_attempt_at = (SELECT MAX(p.next_attempt_at) FROM deliveries p \
            WHERE p.endpoint_id = deliveries.endpoint_id AND p.lead_id = deliveries.lead_id \
            AND p.stream = deliveries.stream AND p.sequence < deliveries.sequence AND p.status <> 'delivered') \
-         WHERE id IN (SELECT d.id FROM deliveries d WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
+         WHERE id IN (SELECT d.id FROM webhook_endpoints w JOIN deliveries d ON d.endpoint_id = w.id \
+           WHERE w.enabled = 1 AND d.status = 'pending' AND d.next_attempt_at <= $1 \
            AND d.lease_until < $1 AND d.lead_id IS NOT NULL \
            AND EXISTS (SELECT 1 FROM deliveries p WHERE p.endpoint_id = d.endpoint_id AND p.lead_id = d.lead_id \
              AND p.stream = d.stream AND p.sequence < d.sequence AND p.status <> 'delivered' \
@@ -657,10 +660,12 @@ async fn demands<E: Exec>(
     Ok(out)
 }
 
+/// The earliest future attempt of any enabled endpoint: a seek per endpoint in its due index.
 async fn next_due<E: Exec>(db: &mut E, now: i64) -> Result<NextDue, StoreError> {
     let rows = db
         .rows(
-            "SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending' AND next_attempt_at > $1",
+            "SELECT MIN((SELECT MIN(d.next_attempt_at) FROM deliveries d WHERE d.endpoint_id = w.id \
+               AND d.status = 'pending' AND d.next_attempt_at > $1)) FROM webhook_endpoints w WHERE w.enabled = 1",
             vec![now.into()],
         )
         .await?;

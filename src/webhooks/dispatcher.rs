@@ -110,13 +110,14 @@ impl Dispatcher {
         })
     }
 
-    fn claim_request(&self, free: usize, sweep: bool) -> ClaimRequest {
+    fn claim_request(&self, free: usize, sweep: bool, only_if_released: bool) -> ClaimRequest {
         ClaimRequest {
             free,
             per_endpoint: self.settings.endpoint_concurrency,
             lease_ms: i64::try_from(self.settings.lease.as_millis()).unwrap_or(i64::MAX),
             rotation: self.rotation.fetch_add(1, Ordering::Relaxed),
             sweep,
+            only_if_released,
         }
     }
 
@@ -124,7 +125,7 @@ impl Dispatcher {
     /// outcomes. What tests drive; the service runs `run`, which never waits for a batch.
     pub async fn run_once(&self) -> Result<Progress, StoreError> {
         let (fanned, _) = self.store.fan_out(FAN_OUT_BATCH).await?;
-        let request = self.claim_request(self.settings.concurrency, true);
+        let request = self.claim_request(self.settings.concurrency, true, false);
         let claimed = self.store.claim_deliveries(request).await?;
         let sent = claimed.due.len();
         let finished = join_all(
@@ -178,7 +179,8 @@ impl Dispatcher {
                 .any(|f| f.verdict == Verdict::Delivered && f.delivery.lead_id.is_some());
             let freed = !flight.finished.is_empty() && want.more_due;
             let free = self.settings.concurrency.saturating_sub(flight.len());
-            let claim = (want.claim || fan_out.is_some() || freed || releases) && free > 0;
+            let needed = want.claim || fan_out.is_some() || freed;
+            let claim = (needed || releases) && free > 0;
             if flight.finished.is_empty() && fan_out.is_none() && !claim {
                 // Nothing to do until something wakes us.
             } else {
@@ -186,7 +188,7 @@ impl Dispatcher {
                     finished: &flight.finished,
                     disable_after_ms: self.disable_after_ms(),
                     fan_out,
-                    claim: claim.then(|| self.claim_request(free, want.sweep)),
+                    claim: claim.then(|| self.claim_request(free, want.sweep, !needed)),
                 };
                 match self.store.dispatch_round(round).await {
                     Ok(done) => {

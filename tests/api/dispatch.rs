@@ -130,6 +130,7 @@ async fn a_dispatcher_killed_mid_flight_is_redelivered_with_the_same_webhook_id(
             lease_ms: lease.as_millis() as i64,
             rotation: 0,
             sweep: true,
+            only_if_released: false,
         })
         .await
         .unwrap()

@@ -93,6 +93,7 @@ fn request(free: usize, per_endpoint: usize) -> ClaimRequest {
         lease_ms: LEASE_MS,
         rotation: 0,
         sweep: true,
+        only_if_released: false,
     }
 }
 
