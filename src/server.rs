@@ -45,6 +45,14 @@ pub async fn prepare(config: Config) -> anyhow::Result<Service> {
         .waking(wake_dispatch.clone());
     store.migrate().await?;
     store.take_back_leases_after_restart().await?;
+    for d in store.sqlite_durability().await? {
+        tracing::info!(
+            connection = d.connection,
+            journal_mode = %d.journal_mode,
+            synchronous = d.synchronous,
+            "SQLite durability (synchronous 2 = FULL: a commit that returned is on disk)"
+        );
+    }
     let (capture, writer) = CaptureWriter::start(
         &config.database_url,
         wake_enrichment.clone(),

@@ -125,9 +125,15 @@ pub const IDEMPOTENCY_KEY_TTL_MS: i64 = 24 * 3600 * 1000;
 impl Store {
     /// Forgets idempotency keys older than `IDEMPOTENCY_KEY_TTL_MS`; returns how many.
     pub async fn forget_old_idempotency_keys(&self) -> Result<u64, StoreError> {
+        self.forget_idempotency_keys_before(now_ms() - IDEMPOTENCY_KEY_TTL_MS)
+            .await
+    }
+
+    /// Forgets idempotency keys created before `cutoff_ms`; returns how many.
+    pub async fn forget_idempotency_keys_before(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
-            .bind(now_ms() - IDEMPOTENCY_KEY_TTL_MS)
+            .bind(cutoff_ms)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;

@@ -343,7 +343,56 @@ impl Store {
     }
 }
 
+/// How durable a commit on one SQLite connection is, as it really runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqliteDurability {
+    /// `pool` (sqlx) or `native` (the dispatcher's connection).
+    pub connection: &'static str,
+    pub journal_mode: String,
+    /// 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA.
+    pub synchronous: i64,
+}
+
 impl Store {
+    /// The journal mode and `synchronous` level of each kind of connection this store writes
+    /// through (SQLite; empty on PostgreSQL). Read back from the connections, not from the
+    /// configuration, so what a commit's "on disk" means can be logged and tested.
+    pub async fn sqlite_durability(&self) -> Result<Vec<SqliteDurability>, StoreError> {
+        let Some(path) = &self.sqlite_path else {
+            return Ok(Vec::new());
+        };
+        let mut conn = self.pool.acquire().await?;
+        let journal_mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut *conn)
+            .await?;
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut *conn)
+            .await?;
+        let native = self
+            .native
+            .get_or_try_init(|| async { exec::Native::open(path) })
+            .await?;
+        let (native_journal, native_sync) = native
+            .run(|conn| {
+                let journal: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+                let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+                Ok((journal, sync))
+            })
+            .await?;
+        Ok(vec![
+            SqliteDurability {
+                connection: "pool",
+                journal_mode,
+                synchronous,
+            },
+            SqliteDurability {
+                connection: "native",
+                journal_mode: native_journal,
+                synchronous: native_sync,
+            },
+        ])
+    }
+
     /// Runs `body` as one write transaction (`BEGIN IMMEDIATE`) on this file's native SQLite
     /// connection, after waiting its turn in the file's writer queue like every other writer.
     /// SQLite only.

@@ -668,7 +668,219 @@ async fn the_webhooks_page_shows_each_endpoints_backlog_and_last_error_and_repla
     assert!(backwards.body.contains("until must be after since"));
 }
 
+/// Everything a dashboard post could change, read back over the API and the database.
+async fn state_of(app: &TestApp, key: &str, org: &leadtrail::domain::ids::OrgId) -> Vec<String> {
+    let mut seen = Vec::new();
+    for path in [
+        "/api/v1/organization",
+        "/api/v1/widgets",
+        "/api/v1/widgets/01/sources?status=all",
+        "/api/v1/widgets/02/sources?status=all",
+        "/api/v1/webhooks",
+    ] {
+        let (_, body) = app.call(reqwest::Method::GET, path, Some(key), None).await;
+        seen.push(format!("{path}: {body}"));
+    }
+    let (_, endpoints) = app
+        .call(reqwest::Method::GET, "/api/v1/webhooks", Some(key), None)
+        .await;
+    for e in endpoints.as_array().unwrap() {
+        let path = format!("/api/v1/webhooks/{}/deliveries", e["id"].as_str().unwrap());
+        let (_, body) = app.call(reqwest::Method::GET, &path, Some(key), None).await;
+        seen.push(format!("{path}: {body}"));
+    }
+    let store = leadtrail::store::Store::connect(app.database_url())
+        .await
+        .unwrap();
+    for u in store.users(org).await.unwrap() {
+        seen.push(format!(
+            "user {} {} {:?} {}",
+            u.id, u.email, u.role, u.password_hash
+        ));
+    }
+    let pool = sqlx::AnyPool::connect(app.database_url()).await.unwrap();
+    for table in ["invites", "sessions"] {
+        let sql = format!("SELECT COUNT(*) AS n FROM {table}");
+        let n: i64 = sqlx::Row::get(
+            &sqlx::query(sqlx::AssertSqlSafe(sql))
+                .fetch_one(&pool)
+                .await
+                .unwrap(),
+            "n",
+        );
+        seen.push(format!("{table}: {n}"));
+    }
+    seen
+}
+
+/// Every form post the dashboard routes (`src/http/dashboard/mod.rs`), with what it needs.
+/// The list is checked against the router's source, so a new route cannot be left out.
+const MUTATING_ROUTES: &[&str] = &[
+    "/app/sources/{widget}/new",
+    "/app/sources/{widget}/{code}",
+    "/app/sources/{widget}/{code}/archive",
+    "/app/sources/{widget}/{code}/restore",
+    "/app/sources/{widget}/{code}/qr",
+    "/app/webhooks",
+    "/app/webhooks/{id}",
+    "/app/webhooks/{id}/rotate",
+    "/app/webhooks/{id}/test",
+    "/app/webhooks/{id}/delete",
+    "/app/webhooks/{id}/replay",
+    "/app/webhooks/{id}/deliveries/{delivery}/resend",
+    "/app/widgets",
+    "/app/widgets/{version}",
+    "/app/settings",
+    "/app/team/invite",
+    "/app/team/{id}/reset",
+    "/app/team/{id}/remove",
+];
+
+#[test]
+fn every_post_route_of_the_dashboard_is_in_the_permission_matrix() {
+    let router = include_str!("../../src/http/dashboard/mod.rs");
+    // Routes reached by anyone (logging in and out, accepting an invite) are not role-gated.
+    let open = ["/login", "/logout", "/invite/{token}"];
+    let mut routes = Vec::new();
+    let mut rest = router;
+    while let Some(i) = rest.find(".route(") {
+        rest = &rest[i + 7..];
+        let path = rest.split('"').nth(1).unwrap_or_default();
+        let handler_end = rest.find(".route(").unwrap_or(rest.len());
+        if rest[..handler_end].contains("post(") && !open.contains(&path) {
+            routes.push(path.to_owned());
+        }
+    }
+    routes.sort();
+    let mut listed: Vec<String> = MUTATING_ROUTES.iter().map(|r| (*r).to_owned()).collect();
+    listed.sort();
+    assert_eq!(routes, listed);
+}
+
+async fn a_viewer_can_change_nothing_through_any_dashboard_route(db: TestDb) {
+    let app = TestApp::spawn_with(db, |c| c.allow_private_webhook_targets = true).await;
+    let key = org_with_owner(&app, "owner@acme.example").await;
+    let call = |method: reqwest::Method, path: String, body: serde_json::Value| {
+        let (app, key) = (&app, &key);
+        async move { app.call(method, &path, Some(key), Some(&body)).await }
+    };
+    call(
+        reqwest::Method::POST,
+        "/api/v1/widgets".into(),
+        json!({"name": "Second"}),
+    )
+    .await;
+    call(
+        reqwest::Method::POST,
+        "/api/v1/widgets/01/sources".into(),
+        json!({"name": "Yard Signs", "channel_category": "print_outdoor"}),
+    )
+    .await;
+    let (_, endpoint) = call(
+        reqwest::Method::POST,
+        "/api/v1/webhooks".into(),
+        json!({"url": "http://127.0.0.1:9999/hook"}),
+    )
+    .await;
+    let endpoint = endpoint["id"].as_str().unwrap().to_owned();
+    let (_, test) = call(
+        reqwest::Method::POST,
+        format!("/api/v1/webhooks/{endpoint}/test"),
+        json!({}),
+    )
+    .await;
+    let delivery = test["delivery_id"].as_str().unwrap().to_owned();
+    let store = leadtrail::store::Store::connect(app.database_url())
+        .await
+        .unwrap();
+    let org = store
+        .user_by_email("owner@acme.example")
+        .await
+        .unwrap()
+        .unwrap()
+        .org_id;
+    let hash = leadtrail::domain::user::hash_password("password", PASSWORD).unwrap();
+    for (email, role) in [
+        ("viewer@acme.example", leadtrail::domain::user::Role::Viewer),
+        ("member@acme.example", leadtrail::domain::user::Role::Member),
+    ] {
+        store.create_user(&org, email, &hash, role).await.unwrap();
+    }
+    let member = store
+        .user_by_email("member@acme.example")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let fill = |route: &str| {
+        route
+            .replace("{widget}", "01")
+            .replace("{code}", "02")
+            .replace("{version}", "02")
+            .replace("{delivery}", &delivery)
+            .replace("/team/{id}", &format!("/team/{member}"))
+            .replace("{id}", &endpoint)
+    };
+    // Fields a real form would send, so a refusal is for the role and not for bad input.
+    let fields: &[(&str, &str)] = &[
+        ("name", "Pwned"),
+        ("channel_category", "other"),
+        ("url", "http://127.0.0.1:9998/other"),
+        ("events", "lead.enriched"),
+        ("enabled", "off"),
+        ("since", "2020-01-01T00:00"),
+        ("until", "2020-01-02T00:00"),
+        ("email", "new@acme.example"),
+        ("role", "owner"),
+        ("website_url", "https://evil.example/"),
+        ("brand_color", "#000000"),
+        ("site_url", "https://evil.example/"),
+        ("status", "archived"),
+    ];
+    let before = state_of(&app, &key, &org).await;
+    for (who, routes) in [
+        ("viewer@acme.example", MUTATING_ROUTES.to_vec()),
+        (
+            "member@acme.example",
+            MUTATING_ROUTES
+                .iter()
+                .copied()
+                .filter(|r| r.starts_with("/app/team"))
+                .collect(),
+        ),
+    ] {
+        let mut visitor = Visitor::new(&app);
+        visitor.log_in(who, PASSWORD).await;
+        visitor.get("/app/sources").await;
+        let sessions_with_visitor = state_of(&app, &key, &org).await;
+        for route in routes {
+            let page = visitor.post(&fill(route), fields).await;
+            assert_eq!(
+                page.status,
+                StatusCode::FORBIDDEN,
+                "{who} {route}: {}",
+                page.body
+            );
+        }
+        // Nothing changed (the visitor's own session row aside, counted in both).
+        assert_eq!(
+            state_of(&app, &key, &org).await,
+            sessions_with_visitor,
+            "{who}"
+        );
+    }
+    let after = state_of(&app, &key, &org).await;
+    let without_sessions = |s: &[String]| -> Vec<String> {
+        s.iter()
+            .filter(|l| !l.starts_with("sessions"))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(without_sessions(&after), without_sessions(&before));
+}
+
 on_both_backends!(
+    a_viewer_can_change_nothing_through_any_dashboard_route,
     the_webhooks_page_shows_each_endpoints_backlog_and_last_error_and_replays,
     a_refused_source_reopens_the_slide_over_with_what_was_typed,
     settings_and_widgets_refuse_bad_input_keeping_what_was_typed,

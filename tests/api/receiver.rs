@@ -27,6 +27,8 @@ pub type Policy = Arc<dyn Fn(&str, usize) -> u16 + Send + Sync>;
 #[derive(Clone)]
 struct Shared {
     log: Arc<Mutex<Vec<Received>>>,
+    /// Requests that reached `/elsewhere`, where the 302 answers point.
+    redirected: Arc<std::sync::atomic::AtomicUsize>,
     policy: Policy,
     /// How long to wait before answering: a slow endpoint, or (very long) one that hangs.
     delay: std::time::Duration,
@@ -35,6 +37,7 @@ struct Shared {
 pub struct Receiver {
     pub url: String,
     log: Arc<Mutex<Vec<Received>>>,
+    redirected: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Receiver {
@@ -54,19 +57,30 @@ impl Receiver {
 
     pub async fn start_with_delay(policy: Policy, delay: std::time::Duration) -> Receiver {
         let log = Arc::new(Mutex::new(Vec::new()));
+        let redirected = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let shared = Shared {
             log: log.clone(),
+            redirected: redirected.clone(),
             policy,
             delay,
         };
         let app = axum::Router::new()
             .route("/hook", post(receive))
-            .route("/elsewhere", post(|| async { StatusCode::OK }))
+            .route("/elsewhere", post(elsewhere))
             .with_state(shared);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Receiver { url, log }
+        Receiver {
+            url,
+            log,
+            redirected,
+        }
+    }
+
+    /// How many requests followed a redirect to `/elsewhere`.
+    pub fn redirected(&self) -> usize {
+        self.redirected.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub async fn ok() -> Receiver {
@@ -115,6 +129,13 @@ impl Receiver {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
+}
+
+async fn elsewhere(State(shared): State<Shared>) -> StatusCode {
+    shared
+        .redirected
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    StatusCode::OK
 }
 
 async fn receive(State(shared): State<Shared>, headers: HeaderMap, body: String) -> Response {

@@ -45,7 +45,7 @@ impl Browser {
                     "Chromium and chromedriver are required (LEADTRAIL_REQUIRE_ALL/CI): apt-get install chromium chromium-driver"
                 );
             }
-            eprintln!("skipping: chromium or chromedriver not installed");
+            crate::common::say_skipped("chromium or chromedriver is not installed");
             return None;
         };
         let port = free_port();
@@ -110,9 +110,15 @@ impl Browser {
         host.shadow_root().await.unwrap()
     }
 
-    /// Writes `docs/screenshots/<name>.png` (the folder the README names).
+    /// Writes `<name>.png` to the build's temporary directory, or — with
+    /// `LEADTRAIL_UPDATE_SCREENSHOTS=1` — to `docs/screenshots/` (the folder the README names),
+    /// so an ordinary test run leaves the work tree as it was.
     pub async fn screenshot(&self, name: &str) {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+        let dir = if std::env::var("LEADTRAIL_UPDATE_SCREENSHOTS").is_ok_and(|v| v == "1") {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots")
+        } else {
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
+        };
         let _ = std::fs::create_dir_all(&dir);
         if let Ok(png) = self.client.screenshot().await {
             let _ = std::fs::write(dir.join(format!("{name}.png")), png);

@@ -146,8 +146,26 @@ async fn a_homeowner_completes_the_widget_from_a_tracking_url_and_the_lead_arriv
             .unwrap()
             > 0
     );
-    // The page view was counted too.
-    let (_, sources) = org.get("/api/v1/widgets/01/sources").await;
-    assert_eq!(sources[1]["lead_count"], 1);
+    // The page view was counted too: a visit of the yard sign (the beacon is buffered ≤ 1 s).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, report) = org.get("/api/v1/reports/sources").await;
+        let yard = report
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["source_code"] == "02")
+            .cloned()
+            .unwrap_or_default();
+        if yard["visits"].as_u64().unwrap_or(0) >= 1 {
+            assert_eq!(yard["leads"], 1, "{yard}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the visit was never counted: {report}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     browser.close().await;
 }

@@ -13,6 +13,16 @@ pub fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
+/// Says that a test is skipping, where `cargo test` shows it: straight to the process's
+/// standard error, which the test harness does not capture (its `eprintln!` capture would
+/// hide the line behind a passing `ok`).
+pub fn say_skipped(why: &str) {
+    use std::io::Write;
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
+}
+
 /// Under CI every backend must be present: a missing one fails the test instead of skipping it.
 pub fn require_all() -> bool {
     std::env::var("LEADTRAIL_REQUIRE_ALL").is_ok_and(|v| v == "1" || v == "true")
@@ -59,7 +69,7 @@ impl TestDb {
         let mut conn = match PgConnection::connect(&admin).await {
             Ok(conn) => conn,
             Err(e) if !require_all() => {
-                eprintln!("skipping: PostgreSQL not reachable at {admin}: {e}");
+                say_skipped(&format!("PostgreSQL is not reachable at {admin}: {e}"));
                 return None;
             }
             Err(e) => panic!("PostgreSQL is required (LEADTRAIL_REQUIRE_ALL/CI) but {admin}: {e}"),

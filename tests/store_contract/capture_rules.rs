@@ -622,5 +622,97 @@ mod housekeeping {
         );
     }
 
-    on_both_backends!(fresh_idempotency_keys_are_kept_by_the_daily_sweep);
+    async fn keys_older_than_the_cutoff_are_forgotten_and_then_make_a_new_lead(db: TestDb) {
+        let store = store(&db).await;
+        let (org, _) = org(&store, Tier::Starter).await;
+        let mut new = super::arrival(&org, Some(1), None, None);
+        new.idempotency = Some(leadtrail::store::Idempotency {
+            key: "k".into(),
+            request_hash: "h".into(),
+        });
+        let first = super::create(&store, new.clone()).await.unwrap();
+        let now = leadtrail::store::now_ms();
+        // A cutoff before the key was made keeps it; one after it forgets exactly that key.
+        assert_eq!(
+            store
+                .forget_idempotency_keys_before(now - 60_000)
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            store
+                .forget_idempotency_keys_before(now + 60_000)
+                .await
+                .unwrap(),
+            1
+        );
+        let again = super::create(&store, new).await.unwrap();
+        assert_ne!(
+            again.lead_id, first.lead_id,
+            "a forgotten key answers nothing"
+        );
+    }
+
+    async fn an_idempotency_key_belongs_to_one_organization(db: TestDb) {
+        let store = store(&db).await;
+        let (a, _) = org(&store, Tier::Starter).await;
+        let (b, _) = org(&store, Tier::Starter).await;
+        let keyed = |org: &leadtrail::domain::ids::OrgId, hash: &str| {
+            let mut new = super::arrival(org, Some(1), None, None);
+            new.idempotency = Some(leadtrail::store::Idempotency {
+                key: "same-key".into(),
+                request_hash: hash.into(),
+            });
+            new
+        };
+        let theirs = super::create(&store, keyed(&a, "body-a")).await.unwrap();
+        // Another organization using the same key (even with another body) gets its own lead:
+        // neither a refusal for a reused key nor the first organization's answer.
+        let mine = super::create(&store, keyed(&b, "body-b")).await.unwrap();
+        assert_ne!(mine.lead_id, theirs.lead_id);
+        let lead = store.lead(&b, &mine.lead_id).await.unwrap();
+        assert_eq!(lead.id, mine.lead_id);
+        assert!(store.lead(&a, &mine.lead_id).await.is_err());
+    }
+
+    async fn a_key_repeated_inside_one_batch_makes_one_lead(db: TestDb) {
+        let store = store(&db).await;
+        let (org, _) = org(&store, Tier::Starter).await;
+        let mut new = super::arrival(&org, Some(1), None, None);
+        new.idempotency = Some(leadtrail::store::Idempotency {
+            key: "double-click".into(),
+            request_hash: "h".into(),
+        });
+        let command = || leadtrail::store::CaptureCommand::CreateLead(Box::new(new.clone()));
+        let replies = store.apply_capture(&[command(), command()]).await.unwrap();
+        let ids: Vec<String> = replies
+            .into_iter()
+            .map(|r| match r {
+                Ok(leadtrail::store::CaptureReply::Created(c)) => c.lead_id,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            ids[0], ids[1],
+            "the second is answered as a retry of the first"
+        );
+        let filter = leadtrail::store::LeadFilter {
+            widget: None,
+            source: None,
+            status: None,
+            from_ms: None,
+            to_ms: None,
+            after: None,
+            limit: 10,
+        };
+        assert_eq!(store.leads(&org, &filter).await.unwrap().len(), 1);
+    }
+
+    on_both_backends!(
+        fresh_idempotency_keys_are_kept_by_the_daily_sweep,
+        keys_older_than_the_cutoff_are_forgotten_and_then_make_a_new_lead,
+        an_idempotency_key_belongs_to_one_organization,
+        a_key_repeated_inside_one_batch_makes_one_lead,
+    );
 }

@@ -427,7 +427,58 @@ async fn another_tenant_can_neither_see_nor_change_an_endpoint_or_its_deliveries
     assert!(store.backlogs(&rival).await.unwrap().is_empty());
 }
 
+async fn failed_deliveries_are_resent_only_from_the_time_asked(db: TestDb) {
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let id = endpoint(&store, &org, &["lead.address_preview"]).await;
+    let older = store.queue_test_delivery(&org, &id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let between = now_ms();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let newer = store.queue_test_delivery(&org, &id).await.unwrap();
+    let claimed = claim(&store, 10, 16).await;
+    let failed: Vec<Finished> = claimed
+        .iter()
+        .map(|d| finished(d, Verdict::Exhausted))
+        .collect();
+    store.record_attempts(&failed, i64::MAX).await.unwrap();
+    assert_eq!(
+        store.resend_failed_since(&org, &id, between).await.unwrap(),
+        1
+    );
+    let log = store.deliveries(&org, &id, 10).await.unwrap();
+    let status = |d: &leadtrail::domain::ids::DeliveryId| {
+        log.iter().find(|r| &r.id == d).unwrap().status.clone()
+    };
+    assert_eq!(
+        (status(&newer).as_str(), status(&older).as_str()),
+        ("pending", "failed")
+    );
+}
+
+async fn every_sqlite_connection_commits_to_disk_before_returning(db: TestDb) {
+    let store = store(&db).await;
+    let durability = store.sqlite_durability().await.unwrap();
+    match store.backend() {
+        Backend::Sqlite => {
+            assert_eq!(durability.len(), 2);
+            for d in durability {
+                // WAL with synchronous=FULL: the WAL is synced at every commit.
+                assert_eq!(
+                    (d.journal_mode.as_str(), d.synchronous),
+                    ("wal", 2),
+                    "{} connection",
+                    d.connection
+                );
+            }
+        }
+        Backend::Postgres => assert!(durability.is_empty()),
+    }
+}
+
 on_both_backends!(
+    every_sqlite_connection_commits_to_disk_before_returning,
+    failed_deliveries_are_resent_only_from_the_time_asked,
     another_tenant_can_neither_see_nor_change_an_endpoint_or_its_deliveries,
     an_endpoint_never_has_more_than_its_bound_in_flight,
     nodes_claiming_at_once_share_one_bound,

@@ -215,6 +215,33 @@ impl FromRequest<AppState> for Submitted {
     }
 }
 
+/// A form post by someone who may change things (an owner or a member). A viewer is refused
+/// (403) before the handler runs: a mutating handler takes this, so it cannot forget the check.
+pub struct EditorForm(pub Submitted);
+
+impl FromRequest<AppState> for EditorForm {
+    type Rejection = PageError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let submitted = Submitted::from_request(req, state).await?;
+        submitted.session.require_editor()?;
+        Ok(Self(submitted))
+    }
+}
+
+/// A form post by an owner (the team). Anyone else is refused (403) before the handler runs.
+pub struct OwnerForm(pub Submitted);
+
+impl FromRequest<AppState> for OwnerForm {
+    type Rejection = PageError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let submitted = Submitted::from_request(req, state).await?;
+        submitted.session.require_owner()?;
+        Ok(Self(submitted))
+    }
+}
+
 /// A form posted without a session (login, accepting an invite): checked against the
 /// double-submit cookie set when the page was shown.
 pub struct AnonymousForm {

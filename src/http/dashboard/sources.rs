@@ -9,7 +9,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::page::{Chrome, PageError, Tab, refusal, render, render_status, see_other};
-use super::session::{Session, Submitted};
+use super::session::{EditorForm, Session, Submitted};
 use crate::domain::DomainError;
 use crate::domain::channel::ChannelCategory;
 use crate::domain::source::{MAX_ACTIVE_SOURCES, SourceCode, SourceName, SourceStatus};
@@ -299,9 +299,8 @@ fn parse_category(raw: &str) -> Result<ChannelCategory, DomainError> {
 pub async fn create(
     State(state): State<AppState>,
     Path(widget): Path<String>,
-    Submitted { session, form }: Submitted,
+    EditorForm(Submitted { session, form }): EditorForm,
 ) -> Result<Response, PageError> {
-    session.require_editor()?;
     let widget = version(&widget)?;
     let (name, category_raw) = (form.text("name"), form.text("channel_category"));
     let generate_qr = form.checked("generate_qr");
@@ -334,9 +333,8 @@ pub async fn create(
 pub async fn update(
     State(state): State<AppState>,
     Path((widget, source)): Path<(String, String)>,
-    Submitted { session, form }: Submitted,
+    EditorForm(Submitted { session, form }): EditorForm,
 ) -> Result<Response, PageError> {
-    session.require_editor()?;
     let (widget, code) = (version(&widget)?, code(&source)?);
     let (name, category_raw) = (form.text("name"), form.text("channel_category"));
     let result = async {
@@ -388,9 +386,8 @@ async fn refused(
 pub async fn archive(
     State(state): State<AppState>,
     Path((widget, source)): Path<(String, String)>,
-    Submitted { session, .. }: Submitted,
+    EditorForm(Submitted { session, .. }): EditorForm,
 ) -> Result<Response, PageError> {
-    session.require_editor()?;
     let (widget, code) = (version(&widget)?, code(&source)?);
     let source = state
         .store
@@ -409,9 +406,8 @@ pub async fn archive(
 pub async fn restore(
     State(state): State<AppState>,
     Path((widget, source)): Path<(String, String)>,
-    Submitted { session, .. }: Submitted,
+    EditorForm(Submitted { session, .. }): EditorForm,
 ) -> Result<Response, PageError> {
-    session.require_editor()?;
     let (widget, code) = (version(&widget)?, code(&source)?);
     match state
         .store
@@ -430,9 +426,8 @@ pub async fn restore(
 pub async fn generate_qr(
     State(state): State<AppState>,
     Path((widget, source)): Path<(String, String)>,
-    Submitted { session, form }: Submitted,
+    EditorForm(Submitted { session, form }): EditorForm,
 ) -> Result<Response, PageError> {
-    session.require_editor()?;
     let (widget, code) = (version(&widget)?, code(&source)?);
     if code.is_system() {
         return Err(PageError::new(

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::page::{Chrome, PageError, Tab, origin, render, render_status, see_other};
-use super::session::{Session, Submitted};
+use super::session::{OwnerForm, Session, Submitted};
 use crate::domain::keys::{api_key_digest, new_secret_token};
 use crate::domain::user::{Email, Role};
 use crate::http::AppState;
@@ -82,9 +82,8 @@ fn new_link(headers: &HeaderMap) -> (String, String, i64) {
 pub async fn invite(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Submitted { session, form }: Submitted,
+    OwnerForm(Submitted { session, form }): OwnerForm,
 ) -> Result<Response, PageError> {
-    session.require_owner()?;
     let parsed = Email::parse("email", form.text("email"))
         .and_then(|e| Ok((e, Role::parse("role", form.text("role"))?)));
     let (email, role) = match parsed {
@@ -115,9 +114,8 @@ pub async fn reset(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(user_id): Path<String>,
-    Submitted { session, .. }: Submitted,
+    OwnerForm(Submitted { session, .. }): OwnerForm,
 ) -> Result<Response, PageError> {
-    session.require_owner()?;
     if user_id == session.user.id {
         return Err(PageError::new(
             StatusCode::CONFLICT,
@@ -136,9 +134,8 @@ pub async fn reset(
 pub async fn remove(
     State(state): State<AppState>,
     Path(user_id): Path<String>,
-    Submitted { session, .. }: Submitted,
+    OwnerForm(Submitted { session, .. }): OwnerForm,
 ) -> Result<Response, PageError> {
-    session.require_owner()?;
     if user_id == session.user.id {
         return Err(PageError::new(
             StatusCode::CONFLICT,

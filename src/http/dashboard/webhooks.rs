@@ -9,7 +9,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::page::{Chrome, PageError, Tab, datetime, render, render_status, see_other};
-use super::session::{FormFields, Session, Submitted};
+use super::session::{EditorForm, FormFields, Session, Submitted};
 use crate::domain::event::EventType;
 use crate::domain::ids::{DeliveryId, EndpointId, OrgId};
 use crate::http::AppState;
@@ -247,9 +247,8 @@ fn form_time(raw: &str) -> String {
 pub async fn replay(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Submitted { session, form }: Submitted,
+    EditorForm(Submitted { session, form }): EditorForm,
 ) -> Result<Response, PageError> {
-    session.require_editor()?;
     let id = endpoint_id(&id)?;
     let (since, until) = (form_time(form.text("since")), form_time(form.text("until")));
     let queued = queue_replay(&state, session.org(), &id, &since, &until)
@@ -266,9 +265,8 @@ pub async fn replay(
 
 pub async fn create(
     State(state): State<AppState>,
-    Submitted { session, form }: Submitted,
+    EditorForm(Submitted { session, form }): EditorForm,
 ) -> Result<Response, PageError> {
-    session.require_editor()?;
     let raw_url = form.text("url").trim().to_owned();
     let description: String = form.text("description").trim().chars().take(200).collect();
     let chosen = chosen_events(&form);
@@ -326,9 +324,8 @@ pub async fn create(
 pub async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Submitted { session, form }: Submitted,
+    EditorForm(Submitted { session, form }): EditorForm,
 ) -> Result<Response, PageError> {
-    session.require_editor()?;
     let id = endpoint_id(&id)?;
     let events = subscription(&chosen_events(&form)).map_err(page_error)?;
     let enabled = match form.get("enabled") {
@@ -354,9 +351,8 @@ pub async fn update(
 pub async fn rotate(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Submitted { session, .. }: Submitted,
+    EditorForm(Submitted { session, .. }): EditorForm,
 ) -> Result<Response, PageError> {
-    session.require_editor()?;
     let id = endpoint_id(&id)?;
     let (_, secret) = Secret::generate();
     state
@@ -372,9 +368,8 @@ pub async fn rotate(
 pub async fn test(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Submitted { session, .. }: Submitted,
+    EditorForm(Submitted { session, .. }): EditorForm,
 ) -> Result<Response, PageError> {
-    session.require_editor()?;
     let id = endpoint_id(&id)?;
     state.store.endpoint(session.org(), &id).await?;
     manual_send(&state, session.org())?;
@@ -388,9 +383,8 @@ pub async fn test(
 pub async fn resend(
     State(state): State<AppState>,
     Path((id, delivery)): Path<(String, String)>,
-    Submitted { session, .. }: Submitted,
+    EditorForm(Submitted { session, .. }): EditorForm,
 ) -> Result<Response, PageError> {
-    session.require_editor()?;
     let id = endpoint_id(&id)?;
     let delivery = DeliveryId::parse(&delivery).ok_or_else(PageError::not_found)?;
     manual_send(&state, session.org())?;
@@ -409,9 +403,8 @@ pub async fn resend(
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Submitted { session, .. }: Submitted,
+    EditorForm(Submitted { session, .. }): EditorForm,
 ) -> Result<Response, PageError> {
-    session.require_editor()?;
     let id = endpoint_id(&id)?;
     state.store.delete_endpoint(session.org(), &id).await?;
     Ok(see_other("/app/webhooks", "Endpoint deleted."))

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::page::{
     Chrome, PageError, Tab, humanize, origin, refusal, render, render_status, see_other,
 };
-use super::session::{Session, Submitted};
+use super::session::{EditorForm, Session, Submitted};
 use crate::domain::organization::{BrandColor, OrgName, SiteUrl};
 use crate::domain::widget::{WidgetName, WidgetStatus, WidgetVersion};
 use crate::http::AppState;
@@ -114,9 +114,8 @@ async fn widgets_page(
 pub async fn create_widget(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Submitted { session, form }: Submitted,
+    EditorForm(Submitted { session, form }): EditorForm,
 ) -> Result<Response, PageError> {
-    session.require_editor()?;
     let (name, site_url) = (form.text("name"), form.text("site_url").trim());
     let result = async {
         let name = WidgetName::parse(name)?;
@@ -155,9 +154,8 @@ pub async fn update_widget(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(version): Path<String>,
-    Submitted { session, form }: Submitted,
+    EditorForm(Submitted { session, form }): EditorForm,
 ) -> Result<Response, PageError> {
-    session.require_editor()?;
     let version = WidgetVersion::parse(&version).ok_or_else(PageError::not_found)?;
     let (name, site_url) = (form.text("name"), form.text("site_url"));
     let result = async {
@@ -241,9 +239,8 @@ async fn settings_page(
 
 pub async fn save_settings(
     State(state): State<AppState>,
-    Submitted { session, form }: Submitted,
+    EditorForm(Submitted { session, form }): EditorForm,
 ) -> Result<Response, PageError> {
-    session.require_editor()?;
     let typed = [
         form.text("name").to_owned(),
         form.text("website_url").to_owned(),
