@@ -1,95 +1,60 @@
-//! Capture throughput: starts the release binary on a fresh SQLite file and drives it from this
-//! process over loopback with 64 keep-alive connections, bounded in time. Prints requests/s and
-//! p50/p99 latency for `GET /healthz` (this machine's HTTP ceiling, measured in the same run),
-//! visit beacons and durable lead captures (step 1), each as a ratio to the ceiling.
+//! Capture throughput: the release binary on a fresh SQLite file, driven from this process over
+//! loopback by `CAPTURE_BENCH_CONNECTIONS` (64) keep-alive connections, closed-loop (each
+//! connection sends its next request when the last is answered: a saturation test). Phases:
+//! `GET /healthz` (this machine's HTTP ceiling, measured in the same run), visit beacons and
+//! durable lead captures (step 1). Every phase is warmed up, then run `CAPTURE_BENCH_REPEATS`
+//! times; figures are medians (range). The load generator runs on two threads and its own CPU
+//! is printed beside the server's. Targets are evaluated; a missed one, or any failed request,
+//! makes the bench exit non-zero.
 //!
-//! Run: `cargo bench --bench capture` (optional: `CAPTURE_BENCH_SECONDS=10`, `CAPTURE_BENCH_CONNECTIONS=64`)
+//! Run: `cargo bench --bench capture` (optional: `CAPTURE_BENCH_SECONDS=5`,
+//! `CAPTURE_BENCH_CONNECTIONS=64`, `CAPTURE_BENCH_REPEATS=3`)
 
-use std::process::{Child, Command, Stdio};
+#[path = "support/harness.rs"]
+mod harness;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use harness::{ADMIN, BenchResult, Server, Summary, Targets, ms, own_cpu, percentile};
 use serde_json::{Value, json};
 
-const ADMIN: &str = "bench-operator-token";
-
-struct Server {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server() -> Result<Server, Box<dyn std::error::Error>> {
-    let dir = tempfile::tempdir()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_leadtrail"))
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        .env(
-            "LEADTRAIL_DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("bench.db").display()),
-        )
-        .env("LEADTRAIL_ADMIN_TOKEN", ADMIN)
-        .env("LEADTRAIL_CAPTURE_RATE_LIMIT", "0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            return Err("server did not start".into());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(Server {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-        _dir: dir,
-    })
-}
-
-struct Figures {
+/// One run of one phase.
+struct Run {
     rps: f64,
     p50: Duration,
     p99: Duration,
     errors: u64,
+    /// Cores used over the run, by the server and by this load generator.
+    server_cores: f64,
+    generator_cores: f64,
 }
 
+#[derive(Clone)]
 enum Load {
     Health,
     Visit(Arc<String>),
     Lead(Arc<String>),
 }
 
-async fn drive(base: &str, load: &Load, connections: usize, seconds: u64) -> Figures {
+async fn drive(server: &Server, load: &Load, connections: usize, seconds: f64) -> Run {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(connections)
         .build()
         .unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let (url, body): (String, Option<Arc<String>>) = match load {
+        Load::Health => (format!("{}/healthz", server.base), None),
+        Load::Visit(b) => (format!("{}/c/v1/visits", server.base), Some(b.clone())),
+        Load::Lead(b) => (format!("{}/c/v1/leads", server.base), Some(b.clone())),
+    };
+    let (server_cpu, generator_cpu, started) = (server.cpu(), own_cpu(), Instant::now());
+    let deadline = started + Duration::from_secs_f64(seconds);
     let mut tasks = Vec::new();
-    for worker in 0..connections {
-        let client = client.clone();
-        let (url, body): (String, Option<Arc<String>>) = match load {
-            Load::Health => (format!("{base}/healthz"), None),
-            Load::Visit(b) => (format!("{base}/c/v1/visits"), Some(b.clone())),
-            Load::Lead(b) => (format!("{base}/c/v1/leads"), Some(b.clone())),
-        };
+    for _ in 0..connections {
+        let (client, url, body) = (client.clone(), url.clone(), body.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(16_384);
             let mut errors = 0u64;
-            let _ = worker;
             while Instant::now() < deadline {
                 let start = Instant::now();
                 let request = match &body {
@@ -113,83 +78,208 @@ async fn drive(base: &str, load: &Load, connections: usize, seconds: u64) -> Fig
     let mut all = Vec::new();
     let mut errors = 0;
     for task in tasks {
-        if let Ok((l, e)) = task.await {
-            all.extend(l);
-            errors += e;
+        match task.await {
+            Ok((l, e)) => {
+                all.extend(l);
+                errors += e;
+            }
+            Err(_) => errors += 1,
         }
     }
+    let elapsed = started.elapsed().as_secs_f64();
     all.sort();
-    let pick = |q: f64| {
-        all.get(((all.len() as f64) * q) as usize)
-            .copied()
-            .unwrap_or_default()
-    };
-    Figures {
-        rps: all.len() as f64 / seconds as f64,
-        p50: pick(0.50),
-        p99: pick(0.99),
+    Run {
+        rps: all.len() as f64 / elapsed,
+        p50: percentile(&all, 0.50),
+        p99: percentile(&all, 0.99),
         errors,
+        server_cores: (server.cpu() - server_cpu) / elapsed,
+        generator_cores: (own_cpu() - generator_cpu) / elapsed,
     }
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let seconds: u64 = std::env::var("CAPTURE_BENCH_SECONDS")
+/// Warm-up, then `repeats` runs.
+async fn phase(
+    server: &Server,
+    load: &Load,
+    connections: usize,
+    seconds: f64,
+    repeats: usize,
+) -> Vec<Run> {
+    drive(server, load, connections, 1.0).await;
+    let mut runs = Vec::with_capacity(repeats);
+    for _ in 0..repeats {
+        runs.push(drive(server, load, connections, seconds).await);
+    }
+    runs
+}
+
+struct Row {
+    rps: Summary,
+    p50: Summary,
+    p99: Summary,
+    server: Summary,
+    generator: Summary,
+    errors: u64,
+}
+
+fn summarize(runs: &[Run]) -> Row {
+    let of = |f: &dyn Fn(&Run) -> f64| Summary::of(&runs.iter().map(f).collect::<Vec<_>>());
+    Row {
+        rps: of(&|r| r.rps),
+        p50: of(&|r| ms(r.p50)),
+        p99: of(&|r| ms(r.p99)),
+        server: of(&|r| r.server_cores),
+        generator: of(&|r| r.generator_cores),
+        errors: runs.iter().map(|r| r.errors).sum(),
+    }
+}
+
+fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(8);
-    let connections: usize = std::env::var("CAPTURE_BENCH_CONNECTIONS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(64);
-    let server = start_server()?;
-    // The load generator gets one thread; the server has the machine's cores. Both share them.
-    let rt = tokio::runtime::Builder::new_current_thread()
+        .unwrap_or(default)
+}
+
+fn main() -> BenchResult<()> {
+    let seconds: f64 = env_num("CAPTURE_BENCH_SECONDS", 5.0);
+    let connections: usize = env_num("CAPTURE_BENCH_CONNECTIONS", 64);
+    let repeats: usize = env_num("CAPTURE_BENCH_REPEATS", 3);
+    let server = Server::start(&[])?;
+    // Two threads for the load generator; the server has the machine's cores. Both share them,
+    // so the generator's own CPU is printed with every figure.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(async move {
-        let client = reqwest::Client::new();
-        let org: Value = client
-            .post(format!("{}/api/v1/organizations", server.base))
-            .bearer_auth(ADMIN)
-            .json(&json!({"name": "Bench Roofing", "tier": "starter", "website_url": "https://bench.example", "brand_color": "#000000"}))
-            .send().await?.json().await?;
-        let pk = org["public_key"].as_str().ok_or("no public key")?.to_owned();
-        let key = org["api_key"].as_str().ok_or("no api key")?.to_owned();
-        client.post(format!("{}/api/v1/widgets/01/sources", server.base)).bearer_auth(&key)
-            .json(&json!({"name": "Facebook Ads", "channel_category": "paid_social"})).send().await?;
-        let visit = Arc::new(json!({"public_key": pk, "widget": "01", "v": "01", "s": "02",
-            "page_url": "https://bench.example/?roof-estimate=open&v=01&s=02", "visitor_id": "v1"}).to_string());
-        let lead = Arc::new(json!({"public_key": pk, "widget": "01", "v": "01", "s": "02",
-            "address": {"street": "1 Main St", "city": "Austin", "state": "TX", "postal_code": "78701"}}).to_string());
+    rt.block_on(run(&server, seconds, connections, repeats))
+}
 
-        println!("capture benchmark: {connections} connections, {seconds} s per phase, release binary on a fresh SQLite file (WAL, synchronous=FULL)");
-        let warm = drive(&server.base, &Load::Health, connections, 1).await;
-        let _ = warm;
-        let ceiling = drive(&server.base, &Load::Health, connections, seconds).await;
-        let visits = drive(&server.base, &Load::Visit(visit), connections, seconds).await;
-        let leads = drive(&server.base, &Load::Lead(lead), connections, seconds).await;
-        let row = |name: &str, f: &Figures, target: Option<f64>| {
-            let ratio = f.rps / ceiling.rps;
-            let verdict = target.map_or(String::new(), |t| format!("  (target >= {t:.1}: {})", if ratio >= t { "met" } else { "NOT met" }));
-            println!(
-                "  {name:<28} {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  {:>5.2}x ceiling  errors {}{verdict}",
-                f.rps, f.p50.as_secs_f64() * 1e3, f.p99.as_secs_f64() * 1e3, ratio, f.errors
-            );
-        };
-        row("GET /healthz (ceiling)", &ceiling, None);
-        row("POST /c/v1/visits", &visits, Some(0.6));
-        row("POST /c/v1/leads (durable)", &leads, Some(0.3));
-        println!("  p99 target: under 50 ms at {connections} connections");
-        // How many captures shared each transaction (group commit), from the server's metrics.
-        let metrics = client.get(format!("{}/metrics", server.base)).send().await?.text().await?;
-        let stat = |name: &str| {
-            metrics.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-        };
-        let (sum, count) = (stat("capture_batch_size_sum"), stat("capture_batch_size_count"));
-        if count > 0.0 {
-            println!("  group commit: {count:.0} transactions, {:.1} captures per transaction on average", sum / count);
-        }
-        Ok::<(), Box<dyn std::error::Error>>(())
-    })?;
+async fn run(server: &Server, seconds: f64, connections: usize, repeats: usize) -> BenchResult<()> {
+    let client = reqwest::Client::new();
+    let org: Value = client
+        .post(format!("{}/api/v1/organizations", server.base))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "Bench Roofing", "tier": "starter",
+            "website_url": "https://bench.example", "brand_color": "#000000"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let pk = org["public_key"]
+        .as_str()
+        .ok_or("no public key")?
+        .to_owned();
+    let key = org["api_key"].as_str().ok_or("no api key")?.to_owned();
+    client
+        .post(format!("{}/api/v1/widgets/01/sources", server.base))
+        .bearer_auth(&key)
+        .json(&json!({"name": "Facebook Ads", "channel_category": "paid_social"}))
+        .send()
+        .await?;
+    let visit = Arc::new(
+        json!({"public_key": pk, "widget": "01", "v": "01", "s": "02",
+            "page_url": "https://bench.example/?roof-estimate=open&v=01&s=02", "visitor_id": "v1"})
+        .to_string(),
+    );
+    let lead = Arc::new(
+        json!({"public_key": pk, "widget": "01", "v": "01", "s": "02",
+            "address": {"street": "1 Main St", "city": "Austin", "state": "TX", "postal_code": "78701"}})
+        .to_string(),
+    );
+    println!(
+        "capture benchmark: {connections} connections (closed loop), {seconds:.0} s per run, {repeats} runs after a warm-up, \
+         release binary on a fresh SQLite file (WAL, synchronous=FULL); median (range)"
+    );
+    let ceiling = summarize(&phase(server, &Load::Health, connections, seconds, repeats).await);
+    let visits =
+        summarize(&phase(server, &Load::Visit(visit), connections, seconds, repeats).await);
+    // Visits are buffered up to a second: let the last of them reach the disk before leads.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let metrics_before = batch_stats(&client, server).await?;
+    let leads = summarize(&phase(server, &Load::Lead(lead), connections, seconds, repeats).await);
+    let metrics_after = batch_stats(&client, server).await?;
+    let mut targets = Targets::default();
+    let print = |name: &str, row: &Row, ratio: Option<Summary>, verdict: String| {
+        println!(
+            "  {name:<26} {} req/s  p50 {} ms  p99 {} ms{}{verdict}",
+            row.rps.show(0),
+            row.p50.show(2),
+            row.p99.show(2),
+            ratio.map_or(String::new(), |r| format!("  {}× ceiling", r.show(2))),
+        );
+        println!(
+            "  {:<26} server {} cores, load generator {} cores, errors {}",
+            "",
+            row.server.show(2),
+            row.generator.show(2),
+            row.errors
+        );
+    };
+    let ratio = |row: &Row| Summary {
+        median: row.rps.median / ceiling.rps.median,
+        min: row.rps.min / ceiling.rps.median,
+        max: row.rps.max / ceiling.rps.median,
+    };
+    print("GET /healthz (ceiling)", &ceiling, None, String::new());
+    let visits_ratio = ratio(&visits);
+    let verdict = format!(
+        "  (target >= 0.6×: {}; p99 < 50 ms: {})",
+        targets.check("visits >= 0.6× ceiling", visits_ratio.median >= 0.6),
+        targets.check("visits p99 < 50 ms", visits.p99.median < 50.0)
+    );
+    print("POST /c/v1/visits", &visits, Some(visits_ratio), verdict);
+    let leads_ratio = ratio(&leads);
+    let verdict = format!(
+        "  (target >= 0.3×: {}; p99 < 50 ms: {})",
+        targets.check("durable leads >= 0.3× ceiling", leads_ratio.median >= 0.3),
+        targets.check("durable leads p99 < 50 ms", leads.p99.median < 50.0)
+    );
+    print(
+        "POST /c/v1/leads (durable)",
+        &leads,
+        Some(leads_ratio),
+        verdict,
+    );
+    let (sum, count) = (
+        metrics_after.0 - metrics_before.0,
+        metrics_after.1 - metrics_before.1,
+    );
+    if count > 0.0 {
+        println!(
+            "  group commit during the lead runs: {count:.0} transactions, {:.1} captures per transaction on average",
+            sum / count
+        );
+    }
+    let errors = ceiling.errors + visits.errors + leads.errors;
+    if errors > 0 {
+        return Err(format!("{errors} requests failed").into());
+    }
+    if !targets.missed().is_empty() {
+        return Err(format!("targets missed: {}", targets.missed().join(", ")).into());
+    }
     Ok(())
+}
+
+/// `capture_batch_size` sum and count from the server's metrics.
+async fn batch_stats(client: &reqwest::Client, server: &Server) -> BenchResult<(f64, f64)> {
+    let metrics = client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let stat = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    Ok((
+        stat("capture_batch_size_sum"),
+        stat("capture_batch_size_count"),
+    ))
 }
