@@ -339,14 +339,33 @@ impl Store {
     }
 
     /// Removes a user and their sessions. The organization's last owner stays.
+    /// Removes a login, never the organization's last owner — also when two owners remove
+    /// each other at the same moment: the count and the delete share one transaction, which
+    /// holds the organization's row.
     pub async fn remove_user(&self, org: &OrgId, user_id: &str) -> Result<User, StoreError> {
-        let user = self.org_user(org, user_id).await?;
+        let mut tx = self.begin_write().await?;
+        // A no-op UPDATE takes the organization's row lock on PostgreSQL (SQLite's writer lock
+        // is already held): concurrent removals in one organization queue here.
+        sqlx::query("UPDATE organizations SET updated_at = updated_at WHERE id = $1")
+            .bind(org.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM users u WHERE u.org_id = $1 AND u.id = $2"
+        ));
+        let row = sqlx::query(sql)
+            .bind(org.as_str())
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let user = user_from_row(&row)?;
         if user.role == Role::Owner {
             let owners: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM users WHERE org_id = $1 AND role = 'owner'",
             )
             .bind(org.as_str())
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await?;
             if owners <= 1 {
                 return Err(Conflict::LastOwner.into());
@@ -355,8 +374,9 @@ impl Store {
         sqlx::query("DELETE FROM users WHERE org_id = $1 AND id = $2")
             .bind(org.as_str())
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(user)
     }
 

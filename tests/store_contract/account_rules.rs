@@ -156,7 +156,34 @@ async fn the_last_owner_cannot_be_removed(db: TestDb) {
     assert_eq!(store.users(&org).await.unwrap().len(), 1);
 }
 
+async fn two_owners_removing_each_other_at_once_leave_one_owner(db: TestDb) {
+    let store = store(&db).await;
+    for round in 0..5 {
+        let (org, _) = org(&store, Tier::Starter).await;
+        let a = store
+            .create_user(&org, &format!("a{round}@acme.example"), HASH, Role::Owner)
+            .await
+            .unwrap();
+        let b = store
+            .create_user(&org, &format!("b{round}@acme.example"), HASH, Role::Owner)
+            .await
+            .unwrap();
+        let (one, other) = tokio::join!(
+            store.remove_user(&org, &b.id),
+            store.remove_user(&org, &a.id)
+        );
+        let removed = [&one, &other].iter().filter(|r| r.is_ok()).count();
+        assert_eq!(removed, 1, "round {round}: {one:?} / {other:?}");
+        let refused = if one.is_err() { one } else { other };
+        assert_eq!(conflict(refused), Conflict::LastOwner);
+        let users = store.users(&org).await.unwrap();
+        assert_eq!(users.len(), 1);
+        assert_eq!(users[0].role, Role::Owner);
+    }
+}
+
 on_both_backends!(
+    two_owners_removing_each_other_at_once_leave_one_owner,
     a_session_resolves_to_its_user_until_it_expires_or_is_deleted,
     an_email_is_one_login_across_organizations,
     an_invite_link_works_once_and_not_after_it_expires,

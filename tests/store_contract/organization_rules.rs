@@ -521,7 +521,42 @@ async fn running_migrations_twice_is_harmless(db: TestDb) {
     store.ping().await.unwrap();
 }
 
+async fn restoring_and_creating_at_the_limit_at_once_leave_exactly_ten_active(db: TestDb) {
+    let store = store(&db).await;
+    for round in 0..5 {
+        let (org, _) = org(&store, Tier::Starter).await;
+        for i in 2..=10 {
+            store
+                .create_source(&org, PRIMARY, new_source(&format!("Source {i}")))
+                .await
+                .unwrap();
+        }
+        store.archive_source(&org, PRIMARY, code(5)).await.unwrap();
+        // Nine active: one restore and one create race for the tenth place.
+        let (restored, created) = tokio::join!(
+            store.restore_source(&org, PRIMARY, code(5)),
+            store.create_source(&org, PRIMARY, new_source("Newcomer"))
+        );
+        let won = usize::from(restored.is_ok()) + usize::from(created.is_ok());
+        assert_eq!(won, 1, "round {round}: {restored:?} / {created:?}");
+        let refused = match (restored, created) {
+            (Err(e), _) | (_, Err(e)) => e,
+            _ => unreachable!(),
+        };
+        assert!(
+            matches!(refused, StoreError::Conflict(Conflict::SourceLimitReached(_))),
+            "{refused:?}"
+        );
+        let active = store
+            .sources(&org, PRIMARY, SourceFilter::Active)
+            .await
+            .unwrap();
+        assert_eq!(active.len(), 10, "round {round}");
+    }
+}
+
 on_both_backends!(
+    restoring_and_creating_at_the_limit_at_once_leave_exactly_ten_active,
     creating_an_organization_makes_a_configured_primary_widget_with_the_system_source,
     source_codes_are_sequential_and_never_reused_after_archiving,
     each_widget_has_its_own_independent_sources,
