@@ -2,6 +2,9 @@
 -- has in flight; replays form their own ordering stream; endpoints remember their last error.
 
 ALTER TABLE deliveries ADD COLUMN stream TEXT NOT NULL DEFAULT '';
+-- Attempts made before the last manual resend: a resent delivery starts the retry schedule
+-- over (the log keeps counting every attempt).
+ALTER TABLE deliveries ADD COLUMN resend_base BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE webhook_endpoints ADD COLUMN last_error TEXT;
 ALTER TABLE webhook_endpoints ADD COLUMN last_error_at BIGINT;
 

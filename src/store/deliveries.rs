@@ -30,6 +30,7 @@ pub struct DueDelivery {
     pub endpoint_id: EndpointId,
     pub event_type: String,
     pub body: String,
+    /// Attempts made so far in the current retry schedule (a manual resend starts it over).
     pub attempts: i64,
     pub lead_id: Option<String>,
     pub sequence: Option<i64>,
@@ -290,8 +291,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
-            "UPDATE deliveries SET status = 'pending', next_attempt_at = $4, lease_until = 0 \
-             WHERE org_id = $1 AND endpoint_id = $2 AND id = $3",
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = $4, lease_until = 0, \
+             resend_base = attempts WHERE org_id = $1 AND endpoint_id = $2 AND id = $3",
         )
         .bind(org.as_str())
         .bind(endpoint_id.as_str())
@@ -317,8 +318,9 @@ impl Store {
         self.endpoint(org, endpoint_id).await?;
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
-            "UPDATE deliveries SET status = 'pending', next_attempt_at = $4, lease_until = 0 \
-             WHERE org_id = $1 AND endpoint_id = $2 AND status = 'failed' AND created_at >= $3",
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = $4, lease_until = 0, \
+             resend_base = attempts WHERE org_id = $1 AND endpoint_id = $2 AND status = 'failed' \
+             AND created_at >= $3",
         )
         .bind(org.as_str())
         .bind(endpoint_id.as_str())

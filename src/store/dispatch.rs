@@ -531,7 +531,7 @@ async fn claim<E: Exec>(
                SELECT d.id FROM deliveries d WHERE d.endpoint_id = $2 AND d.status = 'pending' \
                AND d.next_attempt_at <= $3 AND d.lease_until < $3 AND {NOT_HELD} \
                ORDER BY d.next_attempt_at LIMIT $4 {lock}) \
-             RETURNING id, event_type, body, attempts, lead_id, sequence, stream, \
+             RETURNING id, event_type, body, attempts - resend_base, lead_id, sequence, stream, \
                (SELECT e.payload FROM events e WHERE e.id = deliveries.event_id), \
                (SELECT e.created_at FROM events e WHERE e.id = deliveries.event_id)"
         );

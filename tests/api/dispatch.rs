@@ -187,7 +187,190 @@ async fn a_target_no_longer_allowed_is_refused_at_delivery_time(db: TestDb) {
     );
 }
 
+/// `n` leads walked through every step and enriched: four events each, in this order.
+async fn leads_with_four_events(store: &Store, org: &OrgId, n: usize) {
+    use crate::common::leads::{arrival, contact, create, personal, project, step};
+    for _ in 0..n {
+        let lead = create(store, arrival(org, Some(1), None, None))
+            .await
+            .unwrap();
+        for s in [project(), personal(false), contact()] {
+            step(store, &lead, s, None).await.unwrap();
+        }
+    }
+    let worker = leadtrail::workers::enrichment::EnrichmentWorker::new(store.clone(), None);
+    while worker.run_once().await.unwrap() != leadtrail::workers::enrichment::Progress::Idle {}
+}
+
+const FOUR: [&str; 4] = [
+    "lead.address_preview",
+    "lead.enriched",
+    "lead.rental_alert",
+    "lead.contact_requested",
+];
+
+/// Runs both dispatchers side by side until `done` holds (30 s at most).
+async fn run_both(a: &Dispatcher, b: &Dispatcher, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let turn = |d: &Dispatcher| {
+        let d = d.clone();
+        async move {
+            if d.run_once().await.unwrap() == Progress::Idle {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dispatchers never finished"
+        );
+        tokio::join!(turn(a), turn(b));
+    }
+}
+
+async fn two_dispatchers_keep_each_leads_order_through_failures_and_a_resend(db: TestDb) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    // Every address preview fails until `fixed`; besides, every third request fails.
+    let fixed = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicUsize::new(0));
+    let (f, c) = (fixed.clone(), count.clone());
+    let receiver = Receiver::start(Arc::new(move |event, _| {
+        let n = c.fetch_add(1, Ordering::SeqCst);
+        if (event == "lead.address_preview" && !f.load(Ordering::SeqCst)) || n.is_multiple_of(3) {
+            503
+        } else {
+            200
+        }
+    }))
+    .await;
+    let (a, b) = (node(&db).await, node(&db).await);
+    let org = a
+        .create_organization(NewOrganization {
+            name: OrgName::parse("Acme").unwrap(),
+            website_url: SiteUrl::parse("website_url", "https://acme.example").unwrap(),
+            brand_color: BrandColor::parse("#000000").unwrap(),
+            tier: Tier::Starter,
+            owner: None,
+        })
+        .await
+        .unwrap()
+        .organization
+        .id;
+    let (_, secret) = Secret::generate();
+    let events: Vec<String> = FOUR.iter().map(|e| (*e).to_owned()).collect();
+    let endpoint = a
+        .create_endpoint(&org, &receiver.url, "", &events, &secret, 20)
+        .await
+        .unwrap();
+    leads_with_four_events(&a, &org, 8).await;
+    // Retries enough that the every-third failures never use up a schedule; the previews'
+    // constant failures use theirs up in under a second.
+    let patient = |store: &Store| {
+        let settings = DispatchSettings {
+            retry: RetryPolicy {
+                schedule: vec![Duration::from_millis(20); 12],
+            },
+            ..settings()
+        };
+        Dispatcher::new(store.clone(), settings).unwrap()
+    };
+    let (da, db_) = (patient(&a), patient(&b));
+    // Every lead's first event uses up its retries; nothing behind it may go out meanwhile.
+    let failed = || {
+        let a = a.clone();
+        let (org, id) = (org.clone(), endpoint.id.clone());
+        async move {
+            a.deliveries(&org, &id, 100)
+                .await
+                .unwrap()
+                .iter()
+                .filter(|d| d.status == "failed")
+                .count()
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while failed().await < 8 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "previews never failed"
+        );
+        tokio::join!(async { da.run_once().await.unwrap() }, async {
+            db_.run_once().await.unwrap()
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        receiver
+            .all()
+            .iter()
+            .all(|r| r.json["type"] == "lead.address_preview"),
+        "a successor overtook its failed predecessor"
+    );
+    // Repaired, and the failed ones resent: everything arrives, each lead in order.
+    fixed.store(true, Ordering::SeqCst);
+    assert_eq!(
+        a.resend_failed_since(&org, &endpoint.id, 0).await.unwrap(),
+        8
+    );
+    run_both(&da, &db_, || {
+        receiver
+            .delivered()
+            .iter()
+            .filter(|r| r.json["type"] == "lead.contact_requested")
+            .count()
+            == 8
+    })
+    .await;
+    let all = receiver.all();
+    let delivered = receiver.delivered();
+    let mut per_id: HashMap<String, usize> = HashMap::new();
+    for r in &delivered {
+        *per_id.entry(r.id.clone()).or_default() += 1;
+    }
+    assert_eq!(per_id.len(), 32, "every event of every lead");
+    assert!(
+        per_id.values().all(|n| *n == 1),
+        "delivered twice: {per_id:?}"
+    );
+    let mut leads: Vec<&str> = delivered
+        .iter()
+        .filter_map(|r| r.json["data"]["lead_id"].as_str())
+        .collect();
+    leads.sort_unstable();
+    leads.dedup();
+    for lead in leads {
+        let mine: Vec<&crate::receiver::Received> = delivered
+            .iter()
+            .filter(|r| r.json["data"]["lead_id"] == lead)
+            .collect();
+        let types: Vec<&str> = mine
+            .iter()
+            .map(|r| r.json["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(types, FOUR, "lead {lead}");
+        for pair in mine.windows(2) {
+            let early = all.iter().any(|r| {
+                r.json["data"]["lead_id"] == lead
+                    && r.json["type"] == pair[1].json["type"]
+                    && r.at < pair[0].at
+            });
+            assert!(
+                !early,
+                "lead {lead}: {} attempted before {} succeeded",
+                pair[1].json["type"], pair[0].json["type"]
+            );
+        }
+    }
+    assert!(
+        count.load(Ordering::SeqCst) > 32,
+        "there were failures to retry"
+    );
+}
+
 on_both_backends!(
+    two_dispatchers_keep_each_leads_order_through_failures_and_a_resend,
     a_target_no_longer_allowed_is_refused_at_delivery_time,
     two_dispatchers_on_one_database_deliver_each_message_once,
     a_dispatcher_killed_mid_flight_is_redelivered_with_the_same_webhook_id,

@@ -2,6 +2,8 @@
 //! when the test ends (even if it panics).
 #![allow(dead_code)]
 
+pub mod leads;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use sqlx::{Connection, Executor, PgConnection};

@@ -544,7 +544,10 @@ async fn restoring_and_creating_at_the_limit_at_once_leave_exactly_ten_active(db
             _ => unreachable!(),
         };
         assert!(
-            matches!(refused, StoreError::Conflict(Conflict::SourceLimitReached(_))),
+            matches!(
+                refused,
+                StoreError::Conflict(Conflict::SourceLimitReached(_))
+            ),
             "{refused:?}"
         );
         let active = store
