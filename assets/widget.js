@@ -16,7 +16,8 @@
   var params = new URLSearchParams(location.search);
   var pick = function (k) { var v = params.get(k); return v ? v.slice(0, 200) : undefined; };
   var utm = {};
-  ["utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "gclid", "fbclid", "msclkid"]
+  ["utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content",
+    "gclid", "gbraid", "wbraid", "fbclid", "msclkid", "ttclid", "li_fat_id"]
     .forEach(function (k) { var v = pick(k); if (v) utm[k] = v; });
   var arrival = { v: pick("v"), s: pick("s"), page_url: location.href, referrer: document.referrer || undefined, utm: utm };
 
@@ -30,7 +31,7 @@
   if (first && first.expires < Date.now()) first = null;
   if (!first && arrival.s) {
     first = { v: arrival.v, s: arrival.s, at: new Date().toISOString(), utm: utm, referrer: arrival.referrer,
-      expires: Date.now() + FIRST_TOUCH_DAYS * 864e5 };
+      page_url: arrival.page_url, expires: Date.now() + FIRST_TOUCH_DAYS * 864e5 };
     store("lt_ft", first);
   }
 
@@ -200,7 +201,7 @@
 
   function submit(v, idem) {
     if (current === 0) {
-      var payload = body({ first_touch: first ? { v: first.v, s: first.s, at: first.at, utm: first.utm, referrer: first.referrer } : undefined,
+      var payload = body({ first_touch: first ? { v: first.v, s: first.s, at: first.at, utm: first.utm, referrer: first.referrer, page_url: first.page_url } : undefined,
         address: { street: v.street, city: v.city, state: v.state, postal_code: v.postal_code }, company_website: v.company_website });
       return send("POST", "/c/v1/leads", payload, idem).then(function (r) { lead = { id: r.lead_id, token: r.capture_token }; return r; });
     }

@@ -21,5 +21,6 @@ pub fn new_lead(org: &OrgId, code: usize, address: &Address) -> CaptureCommand {
         first_touch: None,
         address: address.clone(),
         idempotency: None,
+        record_source: leadtrail::domain::lead::RecordSource::Widget,
     }))
 }

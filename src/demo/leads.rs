@@ -120,6 +120,7 @@ pub async fn seed(store: &Store, org: &OrgId) -> anyhow::Result<()> {
                     None,
                 )?,
                 idempotency: None,
+                record_source: crate::domain::lead::RecordSource::Widget,
             })))
         })
         .collect::<anyhow::Result<_>>()?;

@@ -24,30 +24,102 @@ pub struct SourceFacts {
     pub status: SourceStatus,
 }
 
-/// `v` if it names a live widget of the organization, else the embedding widget if live,
-/// else Primary (which can never be archived).
-pub fn resolve_widget(
-    widgets: &[WidgetFacts],
-    embedding: Option<WidgetVersion>,
-    v: Option<&str>,
-) -> WidgetVersion {
-    let live = |version: WidgetVersion| {
-        widgets
-            .iter()
-            .any(|w| w.version == version && w.status.is_live())
-    };
-    v.and_then(WidgetVersion::parse)
-        .filter(|version| live(*version))
-        .or(embedding.filter(|version| live(*version)))
-        .unwrap_or(WidgetVersion::PRIMARY)
+/// Why a tracking parameter of an arrival could not be applied (kept on the lead, shown in the
+/// expanded lead and the API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AttributionNote {
+    /// `v` named no widget of the organization: the embedding widget's `SRC-01` was used and
+    /// `s` was not applied (it belongs to another widget's numbering).
+    UnknownWidget,
+    /// `s` named no source of the widget: its `SRC-01` was used.
+    UnknownSource,
+    /// The snippet named a widget the organization does not have: Primary was used.
+    UnknownEmbeddingWidget,
 }
 
-/// `s` if it names a source of the resolved widget — archived ones included, because the link
-/// is still printed on yard signs — else the system source.
-pub fn resolve_source(sources: &[SourceFacts], s: Option<&str>) -> SourceCode {
-    s.and_then(SourceCode::parse)
-        .filter(|code| sources.iter().any(|src| src.code == *code))
-        .unwrap_or(SourceCode::SYSTEM)
+impl AttributionNote {
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::UnknownWidget => "unknown_widget",
+            Self::UnknownSource => "unknown_source",
+            Self::UnknownEmbeddingWidget => "unknown_embedding_widget",
+        }
+    }
+
+    pub fn from_id(id: &str) -> Option<Self> {
+        [
+            Self::UnknownWidget,
+            Self::UnknownSource,
+            Self::UnknownEmbeddingWidget,
+        ]
+        .into_iter()
+        .find(|n| n.id() == id)
+    }
+}
+
+/// Where an arrival is credited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resolution {
+    pub widget: WidgetVersion,
+    pub source: SourceCode,
+    pub note: Option<AttributionNote>,
+}
+
+/// The arrival rule. Source codes are numbered per widget, so `s` means something only with
+/// its widget:
+/// - `v` names a widget of the organization, whatever its status (a printed sign of an
+///   archived widget is still out in the world) → that widget, and `s` among *its* sources
+///   (archived ones included), else its `SRC-01`;
+/// - no `v` → the embedding widget, `s` among its sources, else `SRC-01`;
+/// - `v` names no widget (or is junk) → the embedding widget's `SRC-01`, and `s` is not
+///   applied: it belongs to another numbering.
+///
+/// A lead is never credited to a source of a widget other than the one its `v` named.
+pub fn resolve_arrival(
+    widgets: &[WidgetFacts],
+    sources_of: impl Fn(WidgetVersion) -> Vec<SourceCode>,
+    embedding: Option<WidgetVersion>,
+    v: Option<&str>,
+    s: Option<&str>,
+) -> Resolution {
+    let exists = |version: WidgetVersion| widgets.iter().any(|w| w.version == version);
+    fn given(p: Option<&str>) -> Option<&str> {
+        p.map(str::trim).filter(|p| !p.is_empty())
+    }
+    let (home, home_note) = match embedding {
+        Some(version) if exists(version) => (version, None),
+        Some(_) => (
+            WidgetVersion::PRIMARY,
+            Some(AttributionNote::UnknownEmbeddingWidget),
+        ),
+        None => (WidgetVersion::PRIMARY, None),
+    };
+    let (widget, widget_note) = match given(v) {
+        None => (home, None),
+        Some(raw) => match WidgetVersion::parse(raw).filter(|w| exists(*w)) {
+            Some(version) => (version, None),
+            None => {
+                return Resolution {
+                    widget: home,
+                    source: SourceCode::SYSTEM,
+                    note: Some(AttributionNote::UnknownWidget),
+                };
+            }
+        },
+    };
+    let (source, source_note) = match given(s) {
+        None => (SourceCode::SYSTEM, None),
+        Some(raw) => match SourceCode::parse(raw).filter(|c| sources_of(widget).contains(c)) {
+            Some(code) => (code, None),
+            None => (SourceCode::SYSTEM, Some(AttributionNote::UnknownSource)),
+        },
+    };
+    Resolution {
+        widget,
+        source,
+        note: widget_note.or(source_note).or(home_note),
+    }
 }
 
 /// A channel for traffic that reached the system source, after GA4's default channel group:
@@ -124,12 +196,22 @@ pub struct Utm {
     pub utm_term: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub utm_content: Option<String>,
+    /// Google Ads click ids (web, iOS app-to-web, web-to-app).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gclid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gbraid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wbraid: Option<String>,
+    /// Meta, Microsoft, TikTok and LinkedIn click ids.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fbclid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub msclkid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttclid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub li_fat_id: Option<String>,
 }
 
 impl Utm {
@@ -142,8 +224,12 @@ impl Utm {
             &mut self.utm_term,
             &mut self.utm_content,
             &mut self.gclid,
+            &mut self.gbraid,
+            &mut self.wbraid,
             &mut self.fbclid,
             &mut self.msclkid,
+            &mut self.ttclid,
+            &mut self.li_fat_id,
         ] {
             if let Some(value) = field {
                 let kept: String = value
@@ -195,6 +281,41 @@ fn host_matches(host: &str, names: &[&str]) -> bool {
     })
 }
 
+/// One touch as a CRM needs it to send a conversion back to an ad platform: where the
+/// visitor landed, from where, with which campaign tags and click ids, and (for untagged
+/// traffic) the channel it most likely came through.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Touch {
+    /// The widget and source the touch was credited to.
+    pub widget_version: String,
+    pub source_code: String,
+    /// When it happened (RFC 3339), for the first touch as the browser remembered it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landing_page_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referrer: Option<String>,
+    #[serde(flatten)]
+    pub utm: Utm,
+    /// For traffic credited to `SRC-01` (Website): the GA4-style channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub derived_channel: Option<DerivedChannel>,
+    /// Why a tracking parameter could not be applied, if one could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<AttributionNote>,
+}
+
+/// The `attribution` block of a lead and of every lead event: the arrival (last touch) and,
+/// when the widget remembered one, the first touch. Frozen at arrival, like the snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Attribution {
+    #[serde(flatten)]
+    pub last_touch: Touch,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_touch: Option<Touch>,
+}
+
 /// The GA4-style channel of untagged (`SRC-01`) traffic.
 pub fn derive_channel(
     utm: &Utm,
@@ -215,7 +336,8 @@ pub fn derive_channel(
         "cpc" | "ppc" | "paid" | "paidsearch" | "paid_search"
     ) || medium.starts_with("paid");
 
-    if utm.gclid.is_some() || utm.msclkid.is_some() {
+    if utm.gclid.is_some() || utm.gbraid.is_some() || utm.wbraid.is_some() || utm.msclkid.is_some()
+    {
         return DerivedChannel::PaidSearch;
     }
     if paid_medium {
@@ -245,6 +367,9 @@ pub fn derive_channel(
     }
     if social_source || utm.fbclid.is_some() {
         return DerivedChannel::OrganicSocial;
+    }
+    if utm.ttclid.is_some() || utm.li_fat_id.is_some() {
+        return DerivedChannel::PaidSocial;
     }
     let referrer_host = referrer.and_then(|r| Url::parse(r).ok()).and_then(|u| {
         u.host_str()
@@ -290,61 +415,102 @@ mod tests {
         }
     }
 
-    fn source(n: u32, status: SourceStatus) -> SourceFacts {
-        SourceFacts {
-            code: SourceCode::new(n).unwrap_or(SourceCode::SYSTEM),
-            name: format!("S{n}"),
-            category: ChannelCategory::Other,
-            status,
-        }
-    }
-
-    #[test]
-    fn v_names_the_widget_when_it_is_live() {
+    fn resolve(
+        embedding: Option<u32>,
+        v: Option<&str>,
+        s: Option<&str>,
+    ) -> (u32, u32, Option<&'static str>) {
+        // Widget 01 has SRC-01 and SRC-02; 02 (not configured) has 01–03, 03 (archived) 01–04
+        // with 04 archived.
         let widgets = [
             widget(1, WidgetStatus::Configured),
             widget(2, WidgetStatus::NotConfigured),
             widget(3, WidgetStatus::Archived),
         ];
-        let v2 = WidgetVersion::new(2);
-        let v3 = WidgetVersion::new(3);
-        assert_eq!(
-            resolve_widget(&widgets, Some(WidgetVersion::PRIMARY), Some("02")),
-            v2.unwrap_or(WidgetVersion::PRIMARY)
+        let sources_of = |w: WidgetVersion| -> Vec<SourceCode> {
+            let n = match w.get() {
+                1 => 2,
+                2 => 3,
+                3 => 4,
+                _ => 0,
+            };
+            (1..=n).filter_map(SourceCode::new).collect()
+        };
+        let r = resolve_arrival(
+            &widgets,
+            sources_of,
+            embedding.and_then(WidgetVersion::new),
+            v,
+            s,
         );
-        // An archived or unknown v falls back to the embedding widget.
-        assert_eq!(
-            resolve_widget(&widgets, v2, Some("03")),
-            v2.unwrap_or(WidgetVersion::PRIMARY)
-        );
-        assert_eq!(
-            resolve_widget(&widgets, v2, Some("99")),
-            v2.unwrap_or(WidgetVersion::PRIMARY)
-        );
-        assert_eq!(
-            resolve_widget(&widgets, v2, Some("junk")),
-            v2.unwrap_or(WidgetVersion::PRIMARY)
-        );
-        // An archived embedding widget falls back to Primary.
-        assert_eq!(resolve_widget(&widgets, v3, None), WidgetVersion::PRIMARY);
+        (
+            r.widget.get(),
+            r.source.get(),
+            r.note.map(AttributionNote::id),
+        )
     }
 
     #[test]
-    fn s_names_the_source_even_when_archived_and_unknown_codes_go_to_the_system_source() {
-        let sources = [
-            source(1, SourceStatus::Active),
-            source(2, SourceStatus::Archived),
-        ];
+    fn v_and_s_credit_that_widgets_own_source_whatever_its_status() {
+        assert_eq!(resolve(Some(1), Some("02"), Some("03")), (2, 3, None));
+        // An archived widget's printed link still credits its own (archived) source.
+        assert_eq!(resolve(Some(1), Some("03"), Some("04")), (3, 4, None));
+        assert_eq!(resolve(Some(2), Some("01"), Some("02")), (1, 2, None));
+    }
+
+    #[test]
+    fn an_unknown_v_credits_the_embedding_widgets_system_source_and_ignores_s() {
+        // 01/02 exists, but `s` belongs to the numbering of a widget that does not exist.
         assert_eq!(
-            resolve_source(&sources, Some("02")),
-            SourceCode::new(2).unwrap_or(SourceCode::SYSTEM)
+            resolve(Some(1), Some("09"), Some("02")),
+            (1, 1, Some("unknown_widget"))
         );
-        assert_eq!(resolve_source(&sources, Some("07")), SourceCode::SYSTEM);
         assert_eq!(
-            resolve_source(&sources, Some("<script>")),
-            SourceCode::SYSTEM
+            resolve(Some(2), Some("junk"), Some("02")),
+            (2, 1, Some("unknown_widget"))
         );
-        assert_eq!(resolve_source(&sources, None), SourceCode::SYSTEM);
+        assert_eq!(
+            resolve(Some(2), Some("<script>"), None),
+            (2, 1, Some("unknown_widget"))
+        );
+    }
+
+    #[test]
+    fn s_without_v_is_looked_up_in_the_embedding_widget() {
+        assert_eq!(resolve(Some(2), None, Some("03")), (2, 3, None));
+        assert_eq!(
+            resolve(Some(1), None, Some("03")),
+            (1, 1, Some("unknown_source"))
+        );
+        assert_eq!(resolve(None, None, Some("02")), (1, 2, None));
+    }
+
+    #[test]
+    fn v_without_s_is_the_widgets_system_source() {
+        assert_eq!(resolve(Some(1), Some("02"), None), (2, 1, None));
+        assert_eq!(resolve(Some(1), Some("02"), Some("")), (2, 1, None));
+    }
+
+    #[test]
+    fn junk_and_unknown_codes_fall_back_with_a_note() {
+        assert_eq!(
+            resolve(Some(1), Some("01"), Some("7")),
+            (1, 1, Some("unknown_source"))
+        );
+        assert_eq!(
+            resolve(Some(1), Some("01"), Some("x;drop")),
+            (1, 1, Some("unknown_source"))
+        );
+        assert_eq!(resolve(None, None, None), (1, 1, None));
+        // A snippet naming no widget of the organization: Primary, said so.
+        assert_eq!(
+            resolve(Some(9), None, None),
+            (1, 1, Some("unknown_embedding_widget"))
+        );
+        assert_eq!(
+            resolve(Some(9), None, Some("02")),
+            (1, 2, Some("unknown_embedding_widget"))
+        );
     }
 
     fn utm(medium: &str, source: &str) -> Utm {

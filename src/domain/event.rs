@@ -3,8 +3,10 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::attribution::Attribution;
 use super::estimate::Enrichment;
-use super::lead::{Address, ContactPreference, PersonalInfo, ProjectDetails};
+use super::lead::{Address, ContactPreference, PersonalInfo, ProjectDetails, RecordSource};
+use super::self_report::SelfReported;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventType {
@@ -12,15 +14,17 @@ pub enum EventType {
     LeadEnriched,
     LeadRentalAlert,
     LeadContactRequested,
+    LeadSourceCorrected,
     WidgetStatusChanged,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 5] = [
+    pub const ALL: [EventType; 6] = [
         Self::LeadAddressPreview,
         Self::LeadEnriched,
         Self::LeadRentalAlert,
         Self::LeadContactRequested,
+        Self::LeadSourceCorrected,
         Self::WidgetStatusChanged,
     ];
 
@@ -30,6 +34,7 @@ impl EventType {
             Self::LeadEnriched => "lead.enriched",
             Self::LeadRentalAlert => "lead.rental_alert",
             Self::LeadContactRequested => "lead.contact_requested",
+            Self::LeadSourceCorrected => "lead.source_corrected",
             Self::WidgetStatusChanged => "widget.status_changed",
         }
     }
@@ -52,6 +57,41 @@ pub struct SourceTracking {
     pub source_code: String,
     /// The source's name at arrival, not today's name.
     pub source_label: String,
+}
+
+/// A person re-assigned the lead to another source of its widget; `source_tracking` keeps the
+/// arrival.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct CorrectedSource {
+    pub source_code: String,
+    /// The source's name when the correction was made.
+    pub source_label: String,
+    pub reason: String,
+    pub corrected_at: String,
+}
+
+/// What every lead event carries beside `source_tracking` (which stays exactly as it was):
+/// the attribution detail, how the lead entered, what the homeowner said brought them, and a
+/// person's correction of the credited source.
+pub struct LeadContext<'a> {
+    pub attribution: &'a Attribution,
+    pub record_source: RecordSource,
+    pub self_reported: Option<&'a SelfReported>,
+    pub corrected: Option<&'a CorrectedSource>,
+}
+
+/// Adds the lead's context to an event's data.
+pub fn with_lead_context(data: &mut Value, context: &LeadContext<'_>) {
+    if let Value::Object(map) = data {
+        map.insert("attribution".into(), json!(context.attribution));
+        map.insert("record_source".into(), json!(context.record_source));
+        if let Some(answer) = context.self_reported {
+            map.insert("self_reported".into(), json!(answer));
+        }
+        if let Some(corrected) = context.corrected {
+            map.insert("corrected_source".into(), json!(corrected));
+        }
+    }
 }
 
 /// Lead created: the property only — no name, e-mail, phone or other personal data.

@@ -7,6 +7,35 @@ use super::parse_display_name;
 use super::user::Email;
 
 /// Where a lead is in the widget's flow. Ordered: a lead only ever moves to a later status.
+/// How a lead entered leadtrail.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordSource {
+    /// A homeowner, through the embedded widget.
+    #[default]
+    Widget,
+    /// The business, through the API (a phone call, a walk-in).
+    Api,
+    /// An import of earlier leads.
+    Import,
+}
+
+impl RecordSource {
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::Widget => "widget",
+            Self::Api => "api",
+            Self::Import => "import",
+        }
+    }
+
+    pub fn from_id(id: &str) -> Option<Self> {
+        [Self::Widget, Self::Api, Self::Import]
+            .into_iter()
+            .find(|r| r.id() == id)
+    }
+}
+
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
 )]

@@ -10,6 +10,7 @@ pub mod ids;
 pub mod keys;
 pub mod lead;
 pub mod organization;
+pub mod self_report;
 pub mod source;
 pub mod tier;
 pub mod tracking_url;

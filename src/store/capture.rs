@@ -14,14 +14,17 @@ use super::dispatch::EventRow as OutboxEvent;
 use super::events::insert_lead_event;
 use super::{Backend, Store, StoreError, now_ms, rfc3339};
 use crate::domain::DomainError;
-use crate::domain::attribution::{DerivedChannel, Utm, derive_channel_on_page};
+use crate::domain::attribution::{
+    Attribution, AttributionNote, DerivedChannel, Touch, Utm, derive_channel_on_page,
+};
 use crate::domain::estimate::{Estimate, estimate};
-use crate::domain::event::{self, EventType, SourceTracking};
+use crate::domain::event::{self, CorrectedSource, EventType, LeadContext, SourceTracking};
 use crate::domain::ids::{OrgId, prefixed_id};
 use crate::domain::keys::api_key_digest;
 use crate::domain::lead::{
-    Address, LeadStatus, PersonalInfo, ProjectDetails, Step, check_step_order,
+    Address, LeadStatus, PersonalInfo, ProjectDetails, RecordSource, Step, check_step_order,
 };
+use crate::domain::self_report::SelfReported;
 use crate::domain::source::SourceCode;
 use crate::domain::widget::WidgetVersion;
 
@@ -35,6 +38,9 @@ pub struct FirstTouch {
     #[serde(default)]
     pub utm: Utm,
     pub referrer: Option<String>,
+    /// The page the visitor landed on then.
+    #[serde(default)]
+    pub page_url: Option<String>,
 }
 
 /// A retried request carries the same key; it must also carry the same body.
@@ -56,6 +62,8 @@ pub struct NewLead {
     pub first_touch: Option<FirstTouch>,
     pub address: Address,
     pub idempotency: Option<Idempotency>,
+    /// Widget for homeowners; API and import leads are entered by the business.
+    pub record_source: RecordSource,
 }
 
 #[derive(Debug, Clone)]
@@ -247,6 +255,9 @@ struct LeadRow {
     first_touch: Option<String>,
     raw_params: String,
     address: String,
+    attribution: String,
+    attribution_note: Option<&'static str>,
+    record_source: &'static str,
 }
 
 struct EventRow {
@@ -276,6 +287,9 @@ impl PendingRows {
             "first_touch",
             "raw_params",
             "address",
+            "attribution",
+            "attribution_note",
+            "record_source",
             "event_sequence",
             "created_at",
             "updated_at",
@@ -297,6 +311,9 @@ impl PendingRows {
                 .bind(r.first_touch.as_deref())
                 .bind(r.raw_params.as_str())
                 .bind(r.address.as_str())
+                .bind(r.attribution.as_str())
+                .bind(r.attribution_note)
+                .bind(r.record_source)
                 .bind(1_i64)
                 .bind(now)
                 .bind(now)
@@ -393,12 +410,38 @@ async fn create_lead(
     let derived = arrival.source.code.is_system().then(|| {
         derive_channel_on_page(&new.utm, new.referrer.as_deref(), new.page_url.as_deref())
     });
+    // First touch follows the same rule, from the same page's widget.
     let first = match &new.first_touch {
         Some(ft) => {
-            let touch = catalog.attribute(None, ft.v.as_deref(), ft.s.as_deref())?;
-            Some((touch.widget.version, touch.source.code))
+            let touch = catalog.attribute(new.embedding, ft.v.as_deref(), ft.s.as_deref())?;
+            let derived = touch.source.code.is_system().then(|| {
+                derive_channel_on_page(&ft.utm, ft.referrer.as_deref(), ft.page_url.as_deref())
+            });
+            Some(Touch {
+                widget_version: touch.widget.version.to_string(),
+                source_code: touch.source.code.to_string(),
+                at: ft.at.clone(),
+                landing_page_url: ft.page_url.clone(),
+                referrer: ft.referrer.clone(),
+                utm: ft.utm.clone(),
+                derived_channel: derived,
+                note: touch.note,
+            })
         }
         None => None,
+    };
+    let attribution = Attribution {
+        last_touch: Touch {
+            widget_version: arrival.widget.version.to_string(),
+            source_code: arrival.source.code.to_string(),
+            at: Some(rfc3339(now)),
+            landing_page_url: new.page_url.clone(),
+            referrer: new.referrer.clone(),
+            utm: new.utm.clone(),
+            derived_channel: derived,
+            note: arrival.note,
+        },
+        first_touch: first,
     };
     let lead_id = prefixed_id("lead_");
     let token = format!("ct_{}", uuid::Uuid::new_v4().simple());
@@ -414,7 +457,16 @@ async fn create_lead(
         source_code: arrival.source.code.to_string(),
         source_label: arrival.source.name.clone(),
     };
-    let payload = event::address_preview(&lead_id, &rfc3339(now), &new.address, &tracking);
+    let mut payload = event::address_preview(&lead_id, &rfc3339(now), &new.address, &tracking);
+    event::with_lead_context(
+        &mut payload,
+        &LeadContext {
+            attribution: &attribution,
+            record_source: new.record_source,
+            self_reported: None,
+            corrected: None,
+        },
+    );
     pending.leads.push(LeadRow {
         id: lead_id.clone(),
         org: new.org.clone(),
@@ -425,11 +477,20 @@ async fn create_lead(
         source_name: arrival.source.name.clone(),
         source_category: arrival.source.category.id(),
         derived_channel: derived.map(DerivedChannel::id),
-        first_touch_widget_version: first.map(|(w, _)| i64::from(w.get())),
-        first_touch_source_code: first.map(|(_, s)| i64::from(s.get())),
+        first_touch_widget_version: attribution
+            .first_touch
+            .as_ref()
+            .and_then(|t| t.widget_version.parse().ok()),
+        first_touch_source_code: attribution
+            .first_touch
+            .as_ref()
+            .and_then(|t| t.source_code.parse().ok()),
         first_touch: new.first_touch.as_ref().map(json_text).transpose()?,
         raw_params: raw.to_string(),
         address: json_text(&new.address)?,
+        attribution: json_text(&attribution)?,
+        attribution_note: arrival.note.map(AttributionNote::id),
+        record_source: new.record_source.id(),
     });
     pending.events.push(EventRow {
         id: prefixed_id("evt_"),
@@ -588,6 +649,9 @@ pub(super) fn tracking_from_row(row: &sqlx::any::AnyRow) -> Result<SourceTrackin
 }
 
 /// Appends the lead's next event, taking the next number of its gap-free sequence.
+/// Every lead event after the first: it takes the lead's next sequence number, and carries
+/// the lead's context (attribution, record source, self-reported source, correction) beside
+/// the payload's own fields, read from the lead in the same statement.
 pub(super) async fn emit_next(
     tx: &mut WriteTx,
     org: &OrgId,
@@ -596,12 +660,76 @@ pub(super) async fn emit_next(
     payload: &serde_json::Value,
     now: i64,
 ) -> Result<(), StoreError> {
-    let sequence: i64 = sqlx::query(
-        "UPDATE leads SET event_sequence = event_sequence + 1 WHERE id = $1 RETURNING event_sequence",
+    let row = sqlx::query(
+        "UPDATE leads SET event_sequence = event_sequence + 1 WHERE id = $1 \
+         RETURNING event_sequence, widget_version, source_code, attribution, record_source, \
+         self_reported, corrected_source",
     )
     .bind(lead_id)
     .fetch_one(&mut **tx)
-    .await?
-    .try_get("event_sequence")?;
-    insert_lead_event(tx, org, event_type, lead_id, sequence, payload, now).await
+    .await?;
+    let sequence: i64 = row.try_get("event_sequence")?;
+    let context = StoredContext::from_row(&row)?;
+    let mut payload = payload.clone();
+    event::with_lead_context(&mut payload, &context.borrowed());
+    insert_lead_event(tx, org, event_type, lead_id, sequence, &payload, now).await
+}
+
+/// A lead's context as stored (see `event::LeadContext`).
+pub(super) struct StoredContext {
+    pub attribution: Attribution,
+    pub record_source: RecordSource,
+    pub self_reported: Option<SelfReported>,
+    pub corrected: Option<CorrectedSource>,
+}
+
+impl StoredContext {
+    /// From a row with `widget_version`, `source_code`, `attribution`, `record_source`,
+    /// `self_reported` and `corrected_source`. A lead stored before attribution detail was
+    /// kept gets the part its snapshot knows.
+    pub(super) fn from_row(row: &sqlx::any::AnyRow) -> Result<Self, StoreError> {
+        let attribution: Option<String> = row.try_get("attribution")?;
+        let attribution = match attribution {
+            Some(text) => from_json(&text, "attribution")?,
+            None => {
+                let version = super::to_u32(row.try_get("widget_version")?, "widget version")?;
+                let code = super::to_u32(row.try_get("source_code")?, "source code")?;
+                Attribution {
+                    last_touch: Touch {
+                        widget_version: WidgetVersion::new(version)
+                            .map(|w| w.to_string())
+                            .unwrap_or_default(),
+                        source_code: SourceCode::new(code)
+                            .map(|c| c.to_string())
+                            .unwrap_or_default(),
+                        ..Touch::default()
+                    },
+                    first_touch: None,
+                }
+            }
+        };
+        let record_source: String = row.try_get("record_source")?;
+        let self_reported: Option<String> = row.try_get("self_reported")?;
+        let corrected: Option<String> = row.try_get("corrected_source")?;
+        Ok(Self {
+            attribution,
+            record_source: RecordSource::from_id(&record_source)
+                .ok_or_else(|| StoreError::Corrupt("record source".into()))?,
+            self_reported: self_reported
+                .map(|s| from_json(&s, "self_reported"))
+                .transpose()?,
+            corrected: corrected
+                .map(|c| from_json(&c, "corrected_source"))
+                .transpose()?,
+        })
+    }
+
+    pub(super) fn borrowed(&self) -> LeadContext<'_> {
+        LeadContext {
+            attribution: &self.attribution,
+            record_source: self.record_source,
+            self_reported: self.self_reported.as_ref(),
+            corrected: self.corrected.as_ref(),
+        }
+    }
 }

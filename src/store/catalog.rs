@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use super::WriteTx;
 use super::{StoreError, to_u32};
-use crate::domain::attribution::{SourceFacts, WidgetFacts, resolve_source, resolve_widget};
+use crate::domain::attribution::{AttributionNote, SourceFacts, WidgetFacts, resolve_arrival};
 use crate::domain::channel::ChannelCategory;
 use crate::domain::ids::OrgId;
 use crate::domain::source::{SourceCode, SourceStatus};
@@ -17,10 +17,12 @@ pub(super) struct OrgCatalog {
     sources: HashMap<WidgetVersion, Vec<SourceFacts>>,
 }
 
-/// The attribution of one arrival, with the names as they are right now (the snapshot).
+/// The attribution of one arrival, with the names as they are right now (the snapshot), and
+/// why a parameter could not be applied, if one could not.
 pub(super) struct Attribution<'a> {
     pub widget: &'a WidgetFacts,
     pub source: &'a SourceFacts,
+    pub note: Option<AttributionNote>,
 }
 
 impl OrgCatalog {
@@ -68,30 +70,44 @@ impl OrgCatalog {
         Ok(Self { widgets, sources })
     }
 
-    /// Applies the arrival rules; every organization has a Primary widget with a system source,
-    /// so resolution always lands somewhere real.
+    /// Applies the arrival rule (`domain::attribution::resolve_arrival`); every organization
+    /// has a Primary widget with a system source, so resolution always lands somewhere real.
     pub(super) fn attribute(
         &self,
         embedding: Option<WidgetVersion>,
         v: Option<&str>,
         s: Option<&str>,
     ) -> Result<Attribution<'_>, StoreError> {
-        let version = resolve_widget(&self.widgets, embedding, v);
+        let resolution = resolve_arrival(
+            &self.widgets,
+            |w| self.sources_of(w).iter().map(|src| src.code).collect(),
+            embedding,
+            v,
+            s,
+        );
+        let version = resolution.widget;
         let widget = self
             .widgets
             .iter()
             .find(|w| w.version == version)
             .ok_or_else(|| StoreError::Corrupt(format!("organization has no widget {version}")))?;
-        let sources = self
-            .sources
-            .get(&version)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let code = resolve_source(sources, s);
-        let source = sources
+        let code = resolution.source;
+        let source = self
+            .sources_of(version)
             .iter()
             .find(|src| src.code == code)
             .ok_or_else(|| StoreError::Corrupt(format!("widget {version} has no source {code}")))?;
-        Ok(Attribution { widget, source })
+        Ok(Attribution {
+            widget,
+            source,
+            note: resolution.note,
+        })
+    }
+
+    fn sources_of(&self, version: WidgetVersion) -> &[SourceFacts] {
+        self.sources
+            .get(&version)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
     }
 }

@@ -3,13 +3,17 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::capture::{FirstTouch, from_json};
+use super::capture::{FirstTouch, StoredContext, from_json};
 use super::{Store, StoreError, to_u32};
-use crate::domain::attribution::DerivedChannel;
+use crate::domain::attribution::{Attribution, AttributionNote, DerivedChannel};
 use crate::domain::channel::ChannelCategory;
 use crate::domain::estimate::Enrichment;
+use crate::domain::event::CorrectedSource;
 use crate::domain::ids::OrgId;
-use crate::domain::lead::{Address, ContactPreference, LeadStatus, PersonalInfo, ProjectDetails};
+use crate::domain::lead::{
+    Address, ContactPreference, LeadStatus, PersonalInfo, ProjectDetails, RecordSource,
+};
+use crate::domain::self_report::SelfReported;
 use crate::domain::source::SourceCode;
 use crate::domain::widget::WidgetVersion;
 
@@ -32,6 +36,13 @@ pub struct LeadRecord {
     pub personal: Option<PersonalInfo>,
     pub contact: Option<ContactPreference>,
     pub enrichment: Option<Enrichment>,
+    /// Landing page, referrer, campaign tags, click ids and first touch, frozen at arrival.
+    pub attribution: Attribution,
+    pub attribution_note: Option<AttributionNote>,
+    pub record_source: RecordSource,
+    pub self_reported: Option<SelfReported>,
+    /// A person's re-assignment of the lead to another source of its widget.
+    pub corrected: Option<CorrectedSource>,
     pub created_at: i64,
     pub updated_at: i64,
     pub enriched_at: Option<i64>,
@@ -51,7 +62,8 @@ pub struct LeadFilter {
 
 const LEAD_COLUMNS: &str = "id, status, widget_version, widget_name, source_code, source_name, \
     source_category, derived_channel, first_touch, first_touch_widget_version, first_touch_source_code, \
-    raw_params, address, project, personal, contact, enrichment, created_at, updated_at, enriched_at";
+    raw_params, address, project, personal, contact, enrichment, attribution, attribution_note, \
+    record_source, self_reported, corrected_source, created_at, updated_at, enriched_at";
 
 fn opt_json<T: for<'de> serde::Deserialize<'de>>(
     row: &AnyRow,
@@ -69,7 +81,14 @@ fn lead_from_row(row: &AnyRow) -> Result<LeadRecord, StoreError> {
     let ft_widget: Option<i64> = row.try_get("first_touch_widget_version")?;
     let ft_source: Option<i64> = row.try_get("first_touch_source_code")?;
     let raw: String = row.try_get("raw_params")?;
+    let context = StoredContext::from_row(row)?;
+    let note: Option<String> = row.try_get("attribution_note")?;
     Ok(LeadRecord {
+        attribution: context.attribution,
+        attribution_note: note.as_deref().and_then(AttributionNote::from_id),
+        record_source: context.record_source,
+        self_reported: context.self_reported,
+        corrected: context.corrected,
         id: row.try_get("id")?,
         status: LeadStatus::from_id(&status).ok_or_else(|| corrupt("lead status"))?,
         widget_version: WidgetVersion::new(to_u32(row.try_get("widget_version")?, "widget")?)

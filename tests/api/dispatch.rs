@@ -77,6 +77,7 @@ async fn org_with_leads(store: &Store, url: &str, leads: usize) -> OrgId {
                 first_touch: None,
                 address: Address::parse("1 Main St", "Austin", "TX", "78701", None).unwrap(),
                 idempotency: None,
+                record_source: leadtrail::domain::lead::RecordSource::Widget,
             }))
         })
         .collect();

@@ -76,29 +76,69 @@ async fn snapshot(
 async fn arrival_resolves_widget_and_source_by_the_rules(db: TestDb) {
     let store = store(&db).await;
     let org = two_widgets(&store).await;
+    // 01: SRC-01, SRC-02 Facebook Ads. 02: SRC-01, SRC-02 Google Ads, SRC-03 Instagram.
     let cases = [
-        // (embedding, v, s) → (widget, source)
-        ((Some(1), Some("02"), Some("03")), ("02", "03")),
-        ((Some(1), Some("2"), Some("SRC-03")), ("02", "03")),
-        ((Some(2), None, Some("02")), ("02", "02")),
-        ((Some(1), Some("09"), Some("02")), ("01", "02")),
-        ((Some(1), Some("01"), Some("99")), ("01", "01")),
-        ((Some(1), None, None), ("01", "01")),
-        ((None, None, Some("02")), ("01", "02")),
-        ((Some(7), Some("garbage"), Some("<x>")), ("01", "01")),
+        // (embedding, v, s) → (widget, source, note)
+        ((Some(1), Some("02"), Some("03")), ("02", "03", None)),
+        ((Some(1), Some("2"), Some("SRC-03")), ("02", "03", None)),
+        ((Some(2), None, Some("02")), ("02", "02", None)),
+        // `v` names no widget: `s` belongs to another numbering, never to 01's SRC-02.
+        (
+            (Some(1), Some("09"), Some("02")),
+            ("01", "01", Some("unknown_widget")),
+        ),
+        (
+            (Some(2), Some("junk"), Some("03")),
+            ("02", "01", Some("unknown_widget")),
+        ),
+        (
+            (Some(1), Some("01"), Some("99")),
+            ("01", "01", Some("unknown_source")),
+        ),
+        ((Some(1), Some("02"), None), ("02", "01", None)),
+        ((Some(1), None, None), ("01", "01", None)),
+        ((None, None, Some("02")), ("01", "02", None)),
+        (
+            (Some(1), None, Some("03")),
+            ("01", "01", Some("unknown_source")),
+        ),
+        (
+            (Some(7), None, Some("<x>")),
+            ("01", "01", Some("unknown_source")),
+        ),
+        (
+            (Some(7), None, None),
+            ("01", "01", Some("unknown_embedding_widget")),
+        ),
     ];
-    for ((embedding, v, s), (want_widget, want_source)) in cases {
+    for ((embedding, v, s), (want_widget, want_source, want_note)) in cases {
         let lead = create(&store, arrival(&org, embedding, v, s))
             .await
             .unwrap();
         let (w, _, src, _) = snapshot(&store, &org, &lead).await;
+        let note = store
+            .lead(&org, &lead.lead_id)
+            .await
+            .unwrap()
+            .attribution_note
+            .map(|n| n.id());
         assert_eq!(
-            (w.as_str(), src.as_str()),
-            (want_widget, want_source),
+            (w.as_str(), src.as_str(), note),
+            (want_widget, want_source, want_note),
             "{embedding:?} {v:?} {s:?}"
         );
     }
-    // An archived widget is not a target: its v falls back to the embedding widget.
+}
+
+async fn a_link_of_an_archived_widget_still_credits_that_widgets_own_source(db: TestDb) {
+    let store = store(&db).await;
+    let org = two_widgets(&store).await;
+    // Widget 02 and its Instagram source are archived; the printed link ?v=02&s=03 is still
+    // out in the world and must not land on 01's SRC-02 (or anything of 01).
+    store
+        .archive_source(&org, version(2), code(3))
+        .await
+        .unwrap();
     store
         .update_widget(
             &org,
@@ -111,14 +151,83 @@ async fn arrival_resolves_widget_and_source_by_the_rules(db: TestDb) {
         )
         .await
         .unwrap();
-    let lead = create(&store, arrival(&org, Some(1), Some("02"), Some("02")))
+    let lead = create(&store, arrival(&org, Some(1), Some("02"), Some("03")))
         .await
         .unwrap();
-    let (w, _, src, name) = snapshot(&store, &org, &lead).await;
+    let (w, widget_name, src, name) = snapshot(&store, &org, &lead).await;
     assert_eq!(
-        (w.as_str(), src.as_str(), name.as_str()),
-        ("01", "02", "Facebook Ads")
+        (
+            w.as_str(),
+            widget_name.as_str(),
+            src.as_str(),
+            name.as_str()
+        ),
+        ("02", "New Spark 02", "03", "Instagram")
     );
+    let record = store.lead(&org, &lead.lead_id).await.unwrap();
+    assert_eq!(record.attribution_note, None);
+    assert_eq!(record.attribution.last_touch.source_code, "03");
+}
+
+async fn first_touch_follows_the_same_rule_and_keeps_its_detail(db: TestDb) {
+    let store = store(&db).await;
+    let org = two_widgets(&store).await;
+    let touch = |v: Option<&str>, s: Option<&str>| leadtrail::store::FirstTouch {
+        v: v.map(str::to_owned),
+        s: s.map(str::to_owned),
+        at: Some("2026-11-01T10:00:00Z".into()),
+        utm: Utm {
+            utm_source: Some("google".into()),
+            utm_medium: Some("cpc".into()),
+            gclid: Some("gclid-first".into()),
+            ..Utm::default()
+        },
+        referrer: Some("https://www.google.com/".into()),
+        page_url: Some("https://acme.example/roofs?gclid=gclid-first".into()),
+    };
+    for ((v, s), (want_widget, want_source, want_note)) in [
+        ((Some("02"), Some("03")), ("02", "03", None)),
+        (
+            (Some("09"), Some("02")),
+            ("01", "01", Some("unknown_widget")),
+        ),
+        ((None, Some("02")), ("01", "02", None)),
+    ] {
+        let mut new = arrival(&org, Some(1), Some("01"), Some("02"));
+        new.first_touch = Some(touch(v, s));
+        let lead = create(&store, new).await.unwrap();
+        let record = store.lead(&org, &lead.lead_id).await.unwrap();
+        let first = record.attribution.first_touch.clone().unwrap();
+        assert_eq!(
+            (
+                first.widget_version.as_str(),
+                first.source_code.as_str(),
+                first.note.map(|n| n.id())
+            ),
+            (want_widget, want_source, want_note),
+            "{v:?} {s:?}"
+        );
+        assert_eq!(first.utm.gclid.as_deref(), Some("gclid-first"));
+        assert_eq!(
+            first.landing_page_url.as_deref(),
+            Some("https://acme.example/roofs?gclid=gclid-first")
+        );
+        assert_eq!(first.at.as_deref(), Some("2026-11-01T10:00:00Z"));
+        // Untagged first touches get a channel, like arrivals.
+        let derived = first.derived_channel.map(|d| d.id());
+        if want_source == "01" {
+            assert_eq!(derived, Some("paid_search"));
+        } else {
+            assert_eq!(derived, None);
+        }
+        assert_eq!(
+            record
+                .first_touch_source_code
+                .map(|c| c.to_string())
+                .as_deref(),
+            Some(want_source)
+        );
+    }
 }
 
 async fn an_archived_source_still_attributes(db: TestDb) {
@@ -498,6 +607,8 @@ async fn visits_are_attributed_like_leads(db: TestDb) {
 
 on_both_backends!(
     arrival_resolves_widget_and_source_by_the_rules,
+    a_link_of_an_archived_widget_still_credits_that_widgets_own_source,
+    first_touch_follows_the_same_rule_and_keeps_its_detail,
     an_archived_source_still_attributes,
     the_snapshot_never_changes_after_renames_recategorising_or_archiving,
     untagged_leads_get_a_derived_channel_and_raw_parameters_are_kept,

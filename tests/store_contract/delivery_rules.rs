@@ -49,6 +49,7 @@ fn arrival(org: &OrgId) -> CaptureCommand {
         first_touch: None,
         address: Address::parse("1 Main St", "Austin", "TX", "78701", None).unwrap(),
         idempotency: None,
+        record_source: leadtrail::domain::lead::RecordSource::Widget,
     }))
 }
 

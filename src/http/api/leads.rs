@@ -11,10 +11,13 @@ use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::DomainError;
-use crate::domain::attribution::DerivedChannel;
+use crate::domain::attribution::{Attribution, AttributionNote, DerivedChannel};
 use crate::domain::estimate::Enrichment;
-use crate::domain::event::SourceTracking;
-use crate::domain::lead::{Address, ContactPreference, LeadStatus, PersonalInfo, ProjectDetails};
+use crate::domain::event::{CorrectedSource, SourceTracking};
+use crate::domain::lead::{
+    Address, ContactPreference, LeadStatus, PersonalInfo, ProjectDetails, RecordSource,
+};
+use crate::domain::self_report::SelfReported;
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::extract::{ApiQuery, OrgAuth, source_code, widget_version};
@@ -55,6 +58,19 @@ pub struct LeadBody {
     #[schema(value_type = Option<Object>)]
     contact_preference: Option<ContactPreference>,
     enrichment: Option<Enrichment>,
+    /// What a CRM needs to send a conversion back to an ad platform: landing page, referrer,
+    /// campaign tags, click ids and the derived channel, of the arrival and of the first touch.
+    attribution: Attribution,
+    /// Why a tracking parameter could not be applied (`unknown_widget`, `unknown_source`,
+    /// `unknown_embedding_widget`), if one could not.
+    attribution_note: Option<AttributionNote>,
+    /// How the lead entered: `widget`, `api` or `import`.
+    record_source: RecordSource,
+    /// The answer to "How did you hear about us?", when the widget asked and it was given.
+    self_reported: Option<SelfReported>,
+    /// A person's re-assignment of the lead to another source of its widget (reports count
+    /// this source; `source_tracking` keeps the arrival).
+    corrected_source: Option<CorrectedSource>,
     /// The raw arrival parameters, kept for audit.
     #[schema(value_type = Object)]
     raw_params: serde_json::Value,
@@ -72,6 +88,11 @@ impl From<LeadRecord> for LeadBody {
                 source_code: l.source_code.to_string(),
                 source_label: l.source_name,
             },
+            attribution: l.attribution,
+            attribution_note: l.attribution_note,
+            record_source: l.record_source,
+            self_reported: l.self_reported,
+            corrected_source: l.corrected,
             id: l.id,
             status: l.status,
             source_category: l.source_category.id().to_owned(),

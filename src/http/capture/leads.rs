@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use super::parse_body;
 use super::visits::{bounded, organization};
 use crate::domain::attribution::Utm;
+use crate::domain::lead::RecordSource;
 use crate::domain::lead::{
     Address, ContactPreference, PersonalInfo, ProjectDetails, ProjectInput, Step,
 };
@@ -212,6 +213,7 @@ pub async fn create_lead(
         at: bounded(ft.at, 40),
         utm: ft.utm.bounded(),
         referrer: bounded(ft.referrer, 2048),
+        page_url: bounded(ft.page_url, 2048),
     });
     let command = CaptureCommand::CreateLead(Box::new(NewLead {
         org,
@@ -224,6 +226,7 @@ pub async fn create_lead(
         first_touch,
         address,
         idempotency,
+        record_source: RecordSource::Widget,
     }));
     match state.capture.submit(command).await.map_err(write_failed)? {
         Ok(CaptureReply::Created(reply)) => {

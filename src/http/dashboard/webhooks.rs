@@ -80,6 +80,7 @@ fn label(event: EventType) -> &'static str {
         EventType::LeadEnriched => "Lead enriched with estimate and score",
         EventType::LeadRentalAlert => "Rental property alert",
         EventType::LeadContactRequested => "Contact requested (step 4)",
+        EventType::LeadSourceCorrected => "Lead's source corrected by a person",
         EventType::WidgetStatusChanged => "Widget status changed",
     }
 }
