@@ -67,8 +67,17 @@
     return attempt(1); // a retry reuses the Idempotency-Key, so it never creates a lead twice
   }
 
-  var CSS = ":host{all:initial}*{box-sizing:border-box;font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif}" +
-    ".launch{position:fixed;right:16px;bottom:16px;z-index:2147483000;background:#1f2937;color:#fff;border:0;border-radius:999px;padding:12px 18px;font-size:15px;cursor:pointer;box-shadow:0 4px 14px rgba(0,0,0,.25)}" +
+  // Per-widget settings: the organization's brand colour (with a text colour that reads on
+  // it) and the "How did you hear about us?" question. Until they arrive, neutral defaults.
+  var config = { brand_color: "#1f2937", on_brand: "#ffffff", self_report: { enabled: false, choices: [] } };
+  try {
+    fetch(API + "/c/v1/widget-config?public_key=" + encodeURIComponent(KEY) + "&widget=" + encodeURIComponent(WIDGET))
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (c) { if (c) { config = c; brand(); } }, function () {});
+  } catch (e) { /* the widget works with its defaults */ }
+
+  var CSS = ":host{all:initial;--brand:#1f2937;--on-brand:#fff}*{box-sizing:border-box;font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif}" +
+    ".launch{position:fixed;right:16px;bottom:16px;z-index:2147483000;background:var(--brand);color:var(--on-brand);border:0;border-radius:999px;padding:12px 18px;font-size:15px;cursor:pointer;box-shadow:0 4px 14px rgba(0,0,0,.25)}" +
     ".launch:focus-visible,button:focus-visible,input:focus-visible,select:focus-visible{outline:3px solid #2563eb;outline-offset:2px}" +
     ".backdrop{position:fixed;inset:0;z-index:2147483001;background:rgba(17,24,39,.55);display:flex;align-items:center;justify-content:center;padding:12px}" +
     ".dialog{background:#fff;color:#111827;width:100%;max-width:440px;max-height:100%;overflow:auto;border-radius:12px;padding:20px 20px 16px}" +
@@ -77,9 +86,11 @@
     "input,select{width:100%;font-size:16px;padding:9px 10px;border:1px solid #9ca3af;border-radius:8px;background:#fff;color:#111827}" +
     ".row{display:flex;gap:8px}.row>div{flex:1}.check{display:flex;gap:8px;align-items:center;margin-top:10px}.check input{width:auto}" +
     ".actions{display:flex;justify-content:space-between;gap:8px;margin-top:16px}" +
-    "button{font-size:15px;border-radius:8px;padding:10px 16px;cursor:pointer;border:1px solid #1f2937}" +
-    ".primary{background:#1f2937;color:#fff}.secondary{background:#fff;color:#1f2937}" +
-    ".error{color:#b91c1c;font-size:14px;margin-top:8px;min-height:1em}.steps{font-size:12px;color:#6b7280;margin-bottom:6px}" +
+    "button{font-size:15px;border-radius:8px;padding:10px 16px;cursor:pointer;border:1px solid var(--brand)}" +
+    ".primary{background:var(--brand);color:var(--on-brand)}.secondary{background:#fff;color:#1f2937;border-color:#9ca3af}" +
+    ".error{color:#b91c1c;font-size:14px;margin-top:8px;min-height:1em}.steps{font-size:12px;color:#4b5563;margin-bottom:4px}" +
+    ".progress{height:6px;background:#e5e7eb;border-radius:999px;margin-bottom:12px;overflow:hidden}.progress>div{height:100%;background:var(--brand)}" +
+    "fieldset{border:0;padding:0;margin:10px 0 0}legend{font-size:14px;padding:0;color:#111827}.hint{font-size:12px;color:#4b5563}" +
     ".estimate{font-size:22px;font-weight:600;margin:8px 0}.hp{position:absolute;left:-10000px;width:1px;height:1px;overflow:hidden}";
 
   var host = document.createElement("div");
@@ -88,6 +99,10 @@
   var style = document.createElement("style");
   style.textContent = CSS;
   root.appendChild(style);
+  function brand() {
+    host.style.setProperty("--brand", config.brand_color);
+    host.style.setProperty("--on-brand", config.on_brand);
+  }
   var launch = document.createElement("button");
   launch.className = "launch";
   launch.type = "button";
@@ -139,12 +154,23 @@
       field("Phone", "phone", "tel", { required: "", autocomplete: "tel" }),
       select("Do you live in this home?", "owner_occupied", [["true", "Yes, I own and live here"], ["false", "No, it's a rental or other property"]]),
       field("Home size in sq ft (optional)", "home_sqft", "number", { min: "300", max: "20000" })
-    ]; } },
+    ].concat(config.self_report && config.self_report.enabled ? [heardAbout()] : []); } },
     { title: "How should we reach you?", optional: true, build: function () { return [
       select("Contact method", "contact_method", [["phone", "Phone call"], ["text", "Text message"], ["email", "Email"]]),
       select("Best time", "contact_time", [["anytime", "Anytime"], ["morning", "Morning"], ["afternoon", "Afternoon"], ["evening", "Evening"]])
     ]; } }
   ];
+
+  // "How did you hear about us?" — optional; "Other" opens a short text box.
+  function heardAbout() {
+    var options = [["", "Choose one (optional)"]].concat(config.self_report.choices.map(function (c) { return [c, c]; }), [["Other", "Other"]]);
+    var s = el("select", { id: "lt-heard_about", name: "heard_about" });
+    options.forEach(function (o) { s.appendChild(el("option", { value: o[0], text: o[1] })); });
+    var other = el("input", { id: "lt-heard_about_other", name: "heard_about_other", type: "text", maxlength: "50" });
+    var otherField = el("div", { hidden: "" }, [el("label", { "for": "lt-heard_about_other", text: "Tell us where (up to 50 characters)" }), other]);
+    s.addEventListener("change", function () { otherField.hidden = s.value !== "Other"; });
+    return el("div", {}, [el("label", { "for": "lt-heard_about", text: "How did you hear about us?" }), s, otherField]);
+  }
 
   var backdrop = null, current = 0, lastFocus = null, estimateText = "";
 
@@ -162,8 +188,12 @@
     var step = STEPS[current];
     var error = el("div", { "class": "error", role: "alert" });
     var form = el("form", { novalidate: "" }, step.build());
+    var label = "Step " + (current + 1) + " of " + STEPS.length;
+    var bar = el("div", { "class": "progress", role: "progressbar", "aria-label": label, "aria-valuemin": "1",
+      "aria-valuemax": String(STEPS.length), "aria-valuenow": String(current + 1) }, [el("div")]);
+    bar.firstChild.style.width = Math.round((current + 1) / STEPS.length * 100) + "%";
     var dialog = el("div", { "class": "dialog", role: "dialog", "aria-modal": "true", "aria-labelledby": "lt-title" }, [
-      el("div", { "class": "steps", text: "Step " + (current + 1) + " of " + STEPS.length }),
+      el("div", { "class": "steps", text: label }), bar,
       el("h2", { id: "lt-title", text: step.title })
     ]);
     if (current === 2 || current === 3) dialog.appendChild(el("p", { text: estimateText || "Tell us who you are and we'll show your estimate right away." }));
@@ -209,7 +239,8 @@
     if (current === 1) step = { step: "project_details", roof_type: v.roof_type, material: v.material, stories: Number(v.stories), pitch: v.pitch,
       urgency: v.urgency, roof_age_years: v.roof_age_years ? Number(v.roof_age_years) : undefined, insurance_claim: !!v.insurance_claim, financing_interest: !!v.financing_interest };
     if (current === 2) step = { step: "personal_info", first_name: v.first_name, last_name: v.last_name, email: v.email, phone: v.phone,
-      owner_occupied: v.owner_occupied === "true", home_sqft: v.home_sqft ? Number(v.home_sqft) : undefined };
+      owner_occupied: v.owner_occupied === "true", home_sqft: v.home_sqft ? Number(v.home_sqft) : undefined,
+      heard_about: v.heard_about ? { choice: v.heard_about, other: v.heard_about === "Other" ? v.heard_about_other : undefined } : undefined };
     if (current === 3) step = { step: "contact_preference", contact_method: v.contact_method, contact_time: v.contact_time };
     return send("PATCH", "/c/v1/leads/" + encodeURIComponent(lead.id), JSON.stringify(step), idem, lead.token);
   }

@@ -77,6 +77,7 @@ async fn top_up(store: &Store, org: &OrgId, total: usize) -> Result<String, BoxE
                 .step_by(every)
                 .map(|c| {
                     CaptureCommand::Step(Box::new(StepUpdate {
+                        heard_about: None,
                         lead_id: c.lead_id.clone(),
                         capture_token: c.capture_token.clone(),
                         step: step.clone(),

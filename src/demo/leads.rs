@@ -139,6 +139,7 @@ pub async fn seed(store: &Store, org: &OrgId) -> anyhow::Result<()> {
             .filter_map(|(lead, plan)| {
                 plan.get(step).map(|s| {
                     CaptureCommand::Step(Box::new(StepUpdate {
+                        heard_about: None,
                         lead_id: lead.lead_id.clone(),
                         capture_token: lead.capture_token.clone(),
                         step: s.clone(),

@@ -108,6 +108,23 @@ impl BrandColor {
 
     /// WCAG 2 contrast ratio between this colour and pure white.
     pub fn contrast_against_white(self) -> f64 {
+        1.05 / (self.luminance() + 0.05)
+    }
+
+    /// The text colour for labels on this colour (the widget's buttons): white when it reaches
+    /// WCAG AA for normal text (4.5:1), else near-black, whichever reads better.
+    pub fn text_color(self) -> &'static str {
+        let on_white = self.contrast_against_white();
+        let near_black = BrandColor([0x11, 0x11, 0x11]).luminance();
+        let on_dark = (self.luminance() + 0.05) / (near_black + 0.05);
+        if on_white >= 4.5 || on_white >= on_dark {
+            "#FFFFFF"
+        } else {
+            "#111111"
+        }
+    }
+
+    fn luminance(self) -> f64 {
         let linear = |c: u8| {
             let s = f64::from(c) / 255.0;
             if s <= 0.040_45 {
@@ -117,8 +134,7 @@ impl BrandColor {
             }
         };
         let [r, g, b] = self.0;
-        let luminance = 0.2126 * linear(r) + 0.7152 * linear(g) + 0.0722 * linear(b);
-        1.05 / (luminance + 0.05)
+        0.2126 * linear(r) + 0.7152 * linear(g) + 0.0722 * linear(b)
     }
 }
 
@@ -132,6 +148,16 @@ impl fmt::Display for BrandColor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_on_the_brand_colour_is_white_when_it_reads_and_dark_when_not() {
+        let text = |hex: &str| BrandColor::parse(hex).map(BrandColor::text_color);
+        assert_eq!(text("#0B5394"), Ok("#FFFFFF"));
+        assert_eq!(text("#1F2937"), Ok("#FFFFFF"));
+        // Orange passes the QR floor (3:1 on white) but white text on it would not read.
+        assert_eq!(text("#C2410C"), Ok("#FFFFFF"));
+        assert_eq!(text("#D97706"), Ok("#111111"));
+    }
 
     #[test]
     fn brand_color_is_normalised_to_upper_case() {

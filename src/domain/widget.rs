@@ -118,10 +118,10 @@ pub fn plan_status_change(
     if from == to {
         return Ok(StatusChange::Unchanged);
     }
-    if to == WidgetStatus::Archived && version.is_primary() {
+    if version.is_primary() && to != WidgetStatus::Configured {
         return Err(DomainError::new(
             "status",
-            "the Primary widget (01) cannot be archived",
+            "the Primary widget (01) is always configured: it can be neither archived nor set back to not configured",
         ));
     }
     if from == WidgetStatus::Archived {
@@ -157,13 +157,19 @@ mod tests {
     }
 
     #[test]
-    fn primary_widget_cannot_be_archived() {
-        let change = plan_status_change(
-            WidgetVersion::PRIMARY,
-            WidgetStatus::Configured,
-            WidgetStatus::Archived,
+    fn primary_widget_is_always_configured() {
+        for to in [WidgetStatus::Archived, WidgetStatus::NotConfigured] {
+            let change = plan_status_change(WidgetVersion::PRIMARY, WidgetStatus::Configured, to);
+            assert!(change.is_err(), "{to:?}");
+        }
+        assert_eq!(
+            plan_status_change(
+                WidgetVersion::PRIMARY,
+                WidgetStatus::Configured,
+                WidgetStatus::Configured
+            ),
+            Ok(StatusChange::Unchanged)
         );
-        assert!(change.is_err());
     }
 
     #[test]

@@ -97,6 +97,7 @@ impl From<StoreError> for ApiError {
                     Conflict::DuplicateEmail => "duplicate_email",
                     Conflict::LastOwner => "last_owner",
                     Conflict::EndpointLimitReached { .. } => "endpoint_limit_reached",
+                    Conflict::TierTooSmall { .. } => "tier_too_small",
                 };
                 Self::new(StatusCode::CONFLICT, code, c.to_string())
             }

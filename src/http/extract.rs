@@ -87,6 +87,29 @@ impl FromRequestParts<AppState> for OrgAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        KeyAuth::from_request_parts(parts, state)
+            .await
+            .map(|k| Self(k.org))
+    }
+}
+
+/// The organization, and the key that signed this request: for changes that record who made
+/// them (`api_key:key_…`).
+pub struct KeyAuth {
+    pub org: OrgId,
+    pub key_id: String,
+}
+
+impl KeyAuth {
+    pub fn actor(&self) -> String {
+        format!("api_key:{}", self.key_id)
+    }
+}
+
+impl FromRequestParts<AppState> for KeyAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts).ok_or_else(|| {
             ApiError::unauthorized(
                 "unauthorized",
@@ -99,8 +122,8 @@ impl FromRequestParts<AppState> for OrgAuth {
                 "that is not a secret API key (they start with sk_)",
             ));
         }
-        match state.store.org_for_api_key(&api_key_digest(token)).await? {
-            Some(org) => Ok(Self(org)),
+        match state.store.api_key_owner(&api_key_digest(token)).await? {
+            Some((org, key_id)) => Ok(Self { org, key_id }),
             None => Err(ApiError::unauthorized(
                 "invalid_api_key",
                 "this API key is unknown or revoked",

@@ -24,7 +24,7 @@ use crate::domain::keys::api_key_digest;
 use crate::domain::lead::{
     Address, LeadStatus, PersonalInfo, ProjectDetails, RecordSource, Step, check_step_order,
 };
-use crate::domain::self_report::SelfReported;
+use crate::domain::self_report::{SelfReportSetting, SelfReported};
 use crate::domain::source::SourceCode;
 use crate::domain::widget::WidgetVersion;
 
@@ -41,6 +41,13 @@ pub struct FirstTouch {
     /// The page the visitor landed on then.
     #[serde(default)]
     pub page_url: Option<String>,
+}
+
+/// An answer to "How did you hear about us?" as sent, before it is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeardAbout {
+    pub choice: String,
+    pub other: Option<String>,
 }
 
 /// A retried request carries the same key; it must also carry the same body.
@@ -70,6 +77,9 @@ pub struct NewLead {
 pub struct StepUpdate {
     pub lead_id: String,
     pub capture_token: String,
+    /// With step 3, when the widget asked "How did you hear about us?" and it was answered;
+    /// checked against the widget's choices.
+    pub heard_about: Option<HeardAbout>,
     pub step: Step,
     pub idempotency: Option<Idempotency>,
 }
@@ -116,7 +126,7 @@ pub enum CaptureRefusal {
 
 pub type CaptureResult = Result<CaptureReply, CaptureRefusal>;
 
-fn json_text<T: Serialize>(value: &T) -> Result<String, StoreError> {
+pub(super) fn json_text<T: Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("serialize: {e}")))
 }
 
@@ -577,16 +587,28 @@ async fn apply_step(
                 .project
                 .as_ref()
                 .ok_or_else(|| StoreError::Corrupt("step 3 without project details".into()))?;
+            let self_reported = match &update.heard_about {
+                Some(answer) => match self_report_of(tx, &update.lead_id)
+                    .await?
+                    .answer(&answer.choice, answer.other.as_deref())
+                {
+                    Ok(checked) => Some(json_text(&checked)?),
+                    Err(e) => return Ok(Err(e.into())),
+                },
+                None => None,
+            };
             instant_estimate = Some(estimate(project, personal));
             sqlx::query(
                 "UPDATE leads SET personal = $2, owner_occupied = $3, status = $4, step = 3, \
-                 enrichment_state = 'pending', enrichment_lease_until = 0, updated_at = $5 WHERE id = $1",
+                 enrichment_state = 'pending', enrichment_lease_until = 0, updated_at = $5, \
+                 self_reported = $6 WHERE id = $1",
             )
             .bind(&update.lead_id)
             .bind(json_text(personal)?)
             .bind(i64::from(personal.owner_occupied))
             .bind(status.id())
             .bind(now)
+            .bind(self_reported)
             .execute(&mut **tx)
             .await?;
         }
@@ -631,6 +653,22 @@ async fn apply_step(
     };
     remember(tx, &lead.org, update.idempotency.as_ref(), &reply, now).await?;
     Ok(Ok(CaptureReply::Step(reply)))
+}
+
+/// The "How did you hear about us?" setting of the widget a lead arrived on.
+async fn self_report_of(tx: &mut WriteTx, lead_id: &str) -> Result<SelfReportSetting, StoreError> {
+    let setting: Option<String> = sqlx::query(
+        "SELECT w.self_report FROM leads l JOIN widgets w ON w.org_id = l.org_id \
+         AND w.version = l.widget_version WHERE l.id = $1",
+    )
+    .bind(lead_id)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("self_report")?;
+    match setting {
+        Some(text) => from_json(&text, "self_report"),
+        None => Ok(SelfReportSetting::default()),
+    }
 }
 
 pub(super) fn tracking_from_row(row: &sqlx::any::AnyRow) -> Result<SourceTracking, StoreError> {

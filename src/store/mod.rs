@@ -6,6 +6,7 @@ mod accounts;
 mod bulk;
 mod capture;
 mod catalog;
+mod corrections;
 mod deliveries;
 mod dispatch;
 mod enrichment;
@@ -32,9 +33,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use accounts::{Invite, SessionRecord, User};
 pub use capture::{
-    CaptureCommand, CaptureRefusal, CaptureReply, CaptureResult, FirstTouch, Idempotency,
-    LeadCreated, NewLead, StepRecorded, StepUpdate,
+    CaptureCommand, CaptureRefusal, CaptureReply, CaptureResult, FirstTouch, HeardAbout,
+    Idempotency, LeadCreated, NewLead, StepRecorded, StepUpdate,
 };
+pub use corrections::Correction;
 pub use deliveries::{
     Attempt, Backlog, ClaimRequest, Claimed, DeliveryRecord, DueDelivery, Finished, Lag, NextDue,
     PARKED, Recorded, ReplayQueued, Round, RoundDone,
@@ -89,6 +91,16 @@ pub enum Conflict {
     LastOwner,
     #[error("this organization already has {limit} webhook endpoints; delete one to add another")]
     EndpointLimitReached { limit: u32 },
+    #[error(
+        "the {tier} tier allows {allowed} live widget(s), and {} are live: archive some of them first: {}",
+        live.len(),
+        live.join(", ")
+    )]
+    TierTooSmall {
+        tier: String,
+        allowed: u32,
+        live: Vec<String>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -6,13 +6,13 @@ use sqlx::any::AnyRow;
 use super::WriteTx;
 use super::accounts::insert_user;
 use super::{
-    ApiKeyInfo, CreatedOrganization, NewOrganization, Organization, OrganizationPatch, Store,
-    StoreError, User, now_ms,
+    ApiKeyInfo, Conflict, CreatedOrganization, NewOrganization, Organization, OrganizationPatch,
+    Store, StoreError, User, now_ms, to_u32,
 };
 use crate::domain::ids::{OrgId, prefixed_id};
 use crate::domain::keys::{NewApiKey, new_api_key, new_public_key};
 use crate::domain::source::{SYSTEM_SOURCE_CATEGORY, SYSTEM_SOURCE_NAME, SourceCode};
-use crate::domain::tier::Tier;
+use crate::domain::tier::{Tier, TierLimits};
 use crate::domain::user::Role;
 use crate::domain::widget::{WidgetStatus, WidgetVersion};
 
@@ -124,17 +124,71 @@ impl Store {
         self.organization(org).await
     }
 
+    /// Moves the organization to another tier (an operator's act). A tier that allows fewer
+    /// live widgets than the organization has is refused with the list of widgets to archive
+    /// first; the count and the change share the organization's row lock.
+    pub async fn change_tier(
+        &self,
+        org: &OrgId,
+        tier: Tier,
+        limits: &TierLimits,
+    ) -> Result<Organization, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query("UPDATE organizations SET updated_at = $2 WHERE id = $1")
+            .bind(org.as_str())
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let live = sqlx::query(
+            "SELECT version, name FROM widgets WHERE org_id = $1 AND status <> 'archived' ORDER BY version",
+        )
+        .bind(org.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+        let allowed = limits.widgets_allowed(tier);
+        if live.len() > allowed as usize {
+            let widgets = live
+                .iter()
+                .map(|r| {
+                    let version = to_u32(r.try_get("version")?, "widget version")?;
+                    let name: String = r.try_get("name")?;
+                    Ok(format!("{version:02} {name}"))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            return Err(Conflict::TierTooSmall {
+                tier: tier.id().to_owned(),
+                allowed,
+                live: widgets,
+            }
+            .into());
+        }
+        sqlx::query("UPDATE organizations SET tier = $2 WHERE id = $1")
+            .bind(org.as_str())
+            .bind(tier.id())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.organization(org).await
+    }
+
     /// The organization a secret API key belongs to, if the key exists and is not revoked.
     pub async fn org_for_api_key(&self, digest: &str) -> Result<Option<OrgId>, StoreError> {
+        Ok(self.api_key_owner(digest).await?.map(|(org, _)| org))
+    }
+
+    /// The organization and the id of a secret API key that exists and is not revoked: who
+    /// made a change, for the changes that record it.
+    pub async fn api_key_owner(&self, digest: &str) -> Result<Option<(OrgId, String)>, StoreError> {
         let row =
-            sqlx::query("SELECT org_id FROM api_keys WHERE digest = $1 AND revoked_at IS NULL")
+            sqlx::query("SELECT org_id, id FROM api_keys WHERE digest = $1 AND revoked_at IS NULL")
                 .bind(digest)
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(row
-            .map(|r| r.try_get::<String, _>("org_id"))
-            .transpose()?
-            .map(OrgId::from_stored))
+        row.map(|r| Ok((OrgId::from_stored(r.try_get("org_id")?), r.try_get("id")?)))
+            .transpose()
     }
 
     /// The organization behind an embed snippet's public key.

@@ -3,6 +3,7 @@
 use crate::domain::channel::ChannelCategory;
 use crate::domain::ids::OrgId;
 use crate::domain::organization::{BrandColor, OrgName, SiteUrl};
+use crate::domain::self_report::SelfReportSetting;
 use crate::domain::source::{SourceCode, SourceName, SourceStatus};
 use crate::domain::tier::Tier;
 use crate::domain::widget::{WidgetName, WidgetStatus, WidgetVersion};
@@ -25,6 +26,8 @@ pub struct Widget {
     pub name: String,
     pub site_url: String,
     pub status: WidgetStatus,
+    /// "How did you hear about us?" in step 3: asked or not, with which choices.
+    pub self_report: SelfReportSetting,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -90,6 +93,7 @@ pub struct WidgetPatch {
     pub name: Option<WidgetName>,
     pub site_url: Option<SiteUrl>,
     pub status: Option<WidgetStatus>,
+    pub self_report: Option<SelfReportSetting>,
 }
 
 #[derive(Debug, Clone)]

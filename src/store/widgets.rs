@@ -10,6 +10,7 @@ use super::{Conflict, Store, StoreError, Widget, WidgetPatch, now_ms, to_u32};
 use crate::domain::event::EventType;
 use crate::domain::ids::OrgId;
 use crate::domain::organization::SiteUrl;
+use crate::domain::self_report::SelfReportSetting;
 use crate::domain::tier::{Tier, TierLimits};
 use crate::domain::widget::{
     StatusChange, WidgetName, WidgetStatus, WidgetVersion, plan_status_change,
@@ -25,6 +26,11 @@ pub(super) fn widget_from_row(row: &AnyRow) -> Result<Widget, StoreError> {
         site_url: row.try_get("site_url")?,
         status: WidgetStatus::from_id(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("widget status {status:?}")))?,
+        self_report: match row.try_get::<Option<String>, _>("self_report")? {
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| StoreError::Corrupt(format!("self_report: {e}")))?,
+            None => SelfReportSetting::default(),
+        },
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -33,7 +39,7 @@ pub(super) fn widget_from_row(row: &AnyRow) -> Result<Widget, StoreError> {
 impl Store {
     pub async fn widgets(&self, org: &OrgId) -> Result<Vec<Widget>, StoreError> {
         let rows = sqlx::query(
-            "SELECT version, name, site_url, status, created_at, updated_at FROM widgets \
+            "SELECT version, name, site_url, status, self_report, created_at, updated_at FROM widgets \
              WHERE org_id = $1 ORDER BY version",
         )
         .bind(org.as_str())
@@ -44,7 +50,7 @@ impl Store {
 
     pub async fn widget(&self, org: &OrgId, version: WidgetVersion) -> Result<Widget, StoreError> {
         let row = sqlx::query(
-            "SELECT version, name, site_url, status, created_at, updated_at FROM widgets \
+            "SELECT version, name, site_url, status, self_report, created_at, updated_at FROM widgets \
              WHERE org_id = $1 AND version = $2",
         )
         .bind(org.as_str())
@@ -120,7 +126,7 @@ impl Store {
         .ok_or(StoreError::NotFound)?;
         let tier = tier_of(&org_row)?;
         let current = sqlx::query(
-            "SELECT version, name, site_url, status, created_at, updated_at FROM widgets \
+            "SELECT version, name, site_url, status, self_report, created_at, updated_at FROM widgets \
              WHERE org_id = $1 AND version = $2",
         )
         .bind(org.as_str())
@@ -138,7 +144,8 @@ impl Store {
         }
         sqlx::query(
             "UPDATE widgets SET name = COALESCE($3, name), site_url = COALESCE($4, site_url), \
-             status = $5, updated_at = $6 WHERE org_id = $1 AND version = $2",
+             status = $5, updated_at = $6, self_report = COALESCE($7, self_report) \
+             WHERE org_id = $1 AND version = $2",
         )
         .bind(org.as_str())
         .bind(i64::from(version.get()))
@@ -146,6 +153,14 @@ impl Store {
         .bind(patch.site_url.as_ref().map(|u| u.as_str().to_owned()))
         .bind(target.id())
         .bind(now)
+        .bind(
+            patch
+                .self_report
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        )
         .execute(&mut *tx)
         .await?;
         if change != StatusChange::Unchanged {

@@ -165,6 +165,7 @@ fn body_for(method: &str, path: &str) -> Value {
         ("POST", "/webhooks/{id}/replay") => {
             json!({"since": "2000-01-01T00:00:00Z", "until": "2100-01-01T00:00:00Z"})
         }
+        ("POST", "/leads/{id}/source") => json!({"source": "01", "reason": "pwned"}),
         _ => json!({}),
     }
 }

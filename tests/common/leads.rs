@@ -46,6 +46,7 @@ pub async fn step(
     key: Option<&str>,
 ) -> Result<StepRecorded, CaptureRefusal> {
     let update = StepUpdate {
+        heard_about: None,
         lead_id: lead.lead_id.clone(),
         capture_token: lead.capture_token.clone(),
         step,

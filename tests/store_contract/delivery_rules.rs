@@ -68,6 +68,7 @@ async fn lead_with_two_events(store: &Store, org: &OrgId) -> String {
     };
     for step in [project(), personal(true)] {
         let update = StepUpdate {
+            heard_about: None,
             lead_id: created.lead_id.clone(),
             capture_token: created.capture_token.clone(),
             step,

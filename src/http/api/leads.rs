@@ -1,7 +1,8 @@
 //! Leads: the list with filters and cursor pagination, and one lead with everything known.
 
 use axum::extract::{Path, State};
-use axum::routing::get;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -14,20 +15,27 @@ use crate::domain::DomainError;
 use crate::domain::attribution::{Attribution, AttributionNote, DerivedChannel};
 use crate::domain::estimate::Enrichment;
 use crate::domain::event::{CorrectedSource, SourceTracking};
+use crate::domain::lead::Step;
 use crate::domain::lead::{
     Address, ContactPreference, LeadStatus, PersonalInfo, ProjectDetails, RecordSource,
 };
 use crate::domain::self_report::SelfReported;
+use crate::domain::source::SourceCode;
 use crate::http::AppState;
+use crate::http::capture::leads::{
+    AddressBody, ContactBody, PersonalBody, ProjectBody, idempotency, refusal, write_failed,
+};
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::extract::{ApiQuery, OrgAuth, source_code, widget_version};
+use crate::http::extract::{ApiJson, ApiQuery, KeyAuth, OrgAuth, source_code, widget_version};
 use crate::store::rfc3339;
+use crate::store::{CaptureCommand, CaptureReply, NewLead, StepUpdate};
 use crate::store::{FirstTouch, LeadFilter, LeadRecord};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/leads", get(list_leads))
+        .route("/leads", get(list_leads).post(create_lead))
         .route("/leads/{id}", get(get_lead))
+        .route("/leads/{id}/source", post(correct_source))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -221,4 +229,143 @@ pub async fn get_lead(
     Path(id): Path<String>,
 ) -> ApiResult<Json<LeadBody>> {
     Ok(Json(state.store.lead(&org, &id).await?.into()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateLead {
+    /// The widget the lead belongs to (`01`).
+    widget: String,
+    /// One of that widget's sources (`03`), archived ones included.
+    source: String,
+    address: AddressBody,
+    project: Option<ProjectBody>,
+    /// Needs `project`.
+    personal: Option<PersonalBody>,
+    /// Needs `personal`.
+    contact: Option<ContactBody>,
+}
+
+/// Enter a lead the business took itself (a phone call, a walk-in), credited to a chosen
+/// source: `record_source` is `api`; its steps and events follow as for the widget's leads
+#[utoipa::path(post, path = "/leads", request_body = CreateLead,
+    responses((status = 201, body = LeadBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn create_lead(
+    State(state): State<AppState>,
+    OrgAuth(org): OrgAuth,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<(StatusCode, Json<LeadBody>)> {
+    let lead: CreateLead = serde_json::from_slice(&body).map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+        } else {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                format!("the body is not a lead: {e}"),
+            )
+        }
+    })?;
+    let widget = widget_version(&lead.widget)?;
+    let code = source_code(&lead.source)?;
+    let sources = state
+        .store
+        .sources(&org, widget, crate::store::SourceFilter::All)
+        .await?;
+    if !sources.iter().any(|s| s.code == code) {
+        return Err(
+            DomainError::new("source", format!("widget {widget} has no source {code}")).into(),
+        );
+    }
+    // Everything is checked before anything is written, so a bad field creates no lead.
+    let address = lead.address.parse()?;
+    let project = lead.project.as_ref().map(ProjectBody::parse).transpose()?;
+    let personal = lead
+        .personal
+        .as_ref()
+        .map(PersonalBody::parse)
+        .transpose()?;
+    let contact = lead.contact.as_ref().map(ContactBody::parse).transpose()?;
+    if personal.is_some() && project.is_none() {
+        return Err(DomainError::new("personal", "personal needs project").into());
+    }
+    if contact.is_some() && personal.is_none() {
+        return Err(DomainError::new("contact", "contact needs personal").into());
+    }
+    let create = CaptureCommand::CreateLead(Box::new(NewLead {
+        org: org.clone(),
+        embedding: Some(widget),
+        v: Some(widget.to_string()),
+        s: Some(code.to_string()),
+        page_url: None,
+        referrer: None,
+        utm: Default::default(),
+        first_touch: None,
+        address,
+        idempotency: idempotency(&headers, "POST /api/v1/leads", &body)?,
+        record_source: RecordSource::Api,
+    }));
+    let created = match state.capture.submit(create).await.map_err(write_failed)? {
+        Ok(CaptureReply::Created(c)) => c,
+        Ok(CaptureReply::Step(_)) => return Err(ApiError::internal("a create answered as a step")),
+        Err(r) => return Err(refusal(r)),
+    };
+    let steps = [
+        project.map(Step::ProjectDetails),
+        personal.map(Step::PersonalInfo),
+        contact.map(Step::ContactPreference),
+    ];
+    let status = state.store.lead(&org, &created.lead_id).await?.status;
+    for step in steps.into_iter().flatten() {
+        // A retried request (same Idempotency-Key) finds its steps already taken.
+        if status >= step.status() {
+            continue;
+        }
+        let update = CaptureCommand::Step(Box::new(StepUpdate {
+            lead_id: created.lead_id.clone(),
+            capture_token: created.capture_token.clone(),
+            heard_about: None,
+            step,
+            idempotency: None,
+        }));
+        if let Err(r) = state.capture.submit(update).await.map_err(write_failed)? {
+            return Err(refusal(r));
+        }
+    }
+    metrics::counter!("leads_created_total", "record_source" => "api").increment(1);
+    let lead = state.store.lead(&org, &created.lead_id).await?;
+    Ok((StatusCode::CREATED, Json(lead.into())))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CorrectSource {
+    /// Another source of the lead's widget (`03`), archived ones included.
+    source: String,
+    /// Why, in 1 to 200 characters ("caller said they saw the yard sign").
+    reason: String,
+}
+
+/// Re-assign a lead to another source of its widget. The arrival snapshot
+/// (`source_tracking`) stays; reports count the corrected source; the change is kept with
+/// who and when, and emits `lead.source_corrected`
+#[utoipa::path(post, path = "/leads/{id}/source", request_body = CorrectSource,
+    params(("id" = String, Path)),
+    responses((status = 200, body = LeadBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn correct_source(
+    State(state): State<AppState>,
+    key: KeyAuth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CorrectSource>,
+) -> ApiResult<Json<LeadBody>> {
+    let code = SourceCode::parse(&body.source)
+        .ok_or_else(|| DomainError::new("source", "source is a code like 03"))?;
+    let lead = state
+        .store
+        .correct_source(&key.org, &id, code, &body.reason, &key.actor())
+        .await?;
+    Ok(Json(lead.into()))
 }

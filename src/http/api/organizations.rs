@@ -1,13 +1,14 @@
 //! Organizations: created by the operator, read and edited by their own API keys.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::widgets::WidgetBody;
+use crate::domain::ids::OrgId;
 use crate::domain::organization::{BrandColor, OrgName, SiteUrl};
 use crate::domain::tier::Tier;
 use crate::domain::user::{Email, hash_password};
@@ -20,6 +21,7 @@ use crate::store::{NewOrganization, NewOwner, Organization, OrganizationPatch};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/organizations", post(create_organization))
+        .route("/organizations/{id}", patch(change_organization))
         .route(
             "/organization",
             get(get_organization).patch(update_organization),
@@ -123,6 +125,36 @@ pub async fn create_organization(
             primary_widget: primary,
         }),
     ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeOrganization {
+    /// `starter`, `premium` or `ultimate`.
+    tier: String,
+}
+
+/// Change an organization's tier (operator). A tier allowing fewer live widgets than the
+/// organization has is refused with the widgets to archive first.
+#[utoipa::path(patch, path = "/organizations/{id}", request_body = ChangeOrganization,
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, body = OrganizationBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+    ))]
+pub async fn change_organization(
+    State(state): State<AppState>,
+    _operator: Operator,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ChangeOrganization>,
+) -> ApiResult<Json<OrganizationBody>> {
+    let org = OrgId::parse(&id).ok_or_else(|| ApiError::not_found("organization"))?;
+    let tier = Tier::parse(&body.tier)?;
+    let changed = state
+        .store
+        .change_tier(&org, tier, &state.config.tiers)
+        .await?;
+    Ok(Json(changed.into()))
 }
 
 /// The caller's organization

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::domain::organization::SiteUrl;
+use crate::domain::self_report::SelfReportSetting;
 use crate::domain::widget::{WidgetName, WidgetStatus};
 use crate::http::AppState;
 use crate::http::error::{ApiResult, ErrorBody};
@@ -29,6 +30,9 @@ pub struct WidgetBody {
     site_url: String,
     status: WidgetStatus,
     is_primary: bool,
+    /// "How did you hear about us?" in step 3: asked or not, and the choices offered ("Other",
+    /// with a text box, always comes last).
+    self_report: SelfReportSetting,
     created_at: String,
     updated_at: String,
 }
@@ -41,6 +45,7 @@ impl From<Widget> for WidgetBody {
             name: w.name,
             site_url: w.site_url,
             status: w.status,
+            self_report: w.self_report,
             created_at: rfc3339(w.created_at),
             updated_at: rfc3339(w.updated_at),
         }
@@ -103,8 +108,17 @@ pub async fn get_widget(
 pub struct UpdateWidget {
     name: Option<String>,
     site_url: Option<String>,
-    /// `not_configured`, `configured` or `archived`.
+    /// `not_configured`, `configured` or `archived`; the Primary widget is always `configured`.
     status: Option<String>,
+    self_report: Option<SelfReportBody>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SelfReportBody {
+    enabled: bool,
+    #[serde(default)]
+    choices: Vec<String>,
 }
 
 /// Edit a widget; a status change emits `widget.status_changed`
@@ -130,6 +144,10 @@ pub async fn update_widget(
             .status
             .as_deref()
             .map(WidgetStatus::parse)
+            .transpose()?,
+        self_report: body
+            .self_report
+            .map(|r| SelfReportSetting::parse(r.enabled, &r.choices))
             .transpose()?,
     };
     let widget = state

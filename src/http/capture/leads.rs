@@ -21,17 +21,30 @@ use crate::domain::widget::WidgetVersion;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::store::{
-    CaptureCommand, CaptureRefusal, CaptureReply, FirstTouch, Idempotency, NewLead, StepUpdate,
+    CaptureCommand, CaptureRefusal, CaptureReply, FirstTouch, HeardAbout, Idempotency, NewLead,
+    StepUpdate,
 };
 use crate::workers::capture_writer::WriteError;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct AddressBody {
     street: String,
     city: String,
     state: String,
     postal_code: String,
     country: Option<String>,
+}
+
+impl AddressBody {
+    pub fn parse(&self) -> Result<Address, ApiError> {
+        Ok(Address::parse(
+            &self.street,
+            &self.city,
+            &self.state,
+            &self.postal_code,
+            self.country.as_deref(),
+        )?)
+    }
 }
 
 #[derive(Deserialize)]
@@ -51,80 +64,111 @@ pub struct CreateLeadBody {
     company_website: Option<String>,
 }
 
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectBody {
+    roof_type: String,
+    material: String,
+    stories: i64,
+    pitch: Option<String>,
+    urgency: String,
+    roof_age_years: Option<i64>,
+    insurance_claim: Option<bool>,
+    financing_interest: Option<bool>,
+}
+
+impl ProjectBody {
+    pub fn parse(&self) -> Result<ProjectDetails, ApiError> {
+        Ok(ProjectDetails::parse(ProjectInput {
+            roof_type: &self.roof_type,
+            material: &self.material,
+            stories: self.stories,
+            pitch: self.pitch.as_deref(),
+            urgency: &self.urgency,
+            roof_age_years: self.roof_age_years,
+            insurance_claim: self.insurance_claim,
+            financing_interest: self.financing_interest,
+        })?)
+    }
+}
+
+/// "How did you hear about us?", answered in step 3 when the widget asks.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeardAboutBody {
+    choice: String,
+    /// With "Other": up to 50 characters.
+    other: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PersonalBody {
+    first_name: String,
+    last_name: String,
+    email: String,
+    phone: String,
+    owner_occupied: bool,
+    home_sqft: Option<i64>,
+    heard_about: Option<HeardAboutBody>,
+}
+
+impl PersonalBody {
+    pub fn parse(&self) -> Result<PersonalInfo, ApiError> {
+        Ok(PersonalInfo::parse(
+            &self.first_name,
+            &self.last_name,
+            &self.email,
+            &self.phone,
+            self.owner_occupied,
+            self.home_sqft,
+        )?)
+    }
+
+    pub fn heard_about(&self) -> Option<HeardAbout> {
+        self.heard_about.as_ref().map(|h| HeardAbout {
+            choice: h.choice.chars().take(64).collect(),
+            other: h.other.as_ref().map(|o| o.chars().take(200).collect()),
+        })
+    }
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContactBody {
+    contact_method: String,
+    contact_time: String,
+}
+
+impl ContactBody {
+    pub fn parse(&self) -> Result<ContactPreference, ApiError> {
+        Ok(ContactPreference::parse(
+            &self.contact_method,
+            &self.contact_time,
+        )?)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum StepBody {
-    ProjectDetails {
-        roof_type: String,
-        material: String,
-        stories: i64,
-        pitch: Option<String>,
-        urgency: String,
-        roof_age_years: Option<i64>,
-        insurance_claim: Option<bool>,
-        financing_interest: Option<bool>,
-    },
-    PersonalInfo {
-        first_name: String,
-        last_name: String,
-        email: String,
-        phone: String,
-        owner_occupied: bool,
-        home_sqft: Option<i64>,
-    },
-    ContactPreference {
-        contact_method: String,
-        contact_time: String,
-    },
+    ProjectDetails(ProjectBody),
+    PersonalInfo(PersonalBody),
+    ContactPreference(ContactBody),
 }
 
 impl StepBody {
-    fn parse(self) -> Result<Step, ApiError> {
+    fn parse(&self) -> Result<(Step, Option<HeardAbout>), ApiError> {
         Ok(match self {
-            Self::ProjectDetails {
-                roof_type,
-                material,
-                stories,
-                pitch,
-                urgency,
-                roof_age_years,
-                insurance_claim,
-                financing_interest,
-            } => Step::ProjectDetails(ProjectDetails::parse(ProjectInput {
-                roof_type: &roof_type,
-                material: &material,
-                stories,
-                pitch: pitch.as_deref(),
-                urgency: &urgency,
-                roof_age_years,
-                insurance_claim,
-                financing_interest,
-            })?),
-            Self::PersonalInfo {
-                first_name,
-                last_name,
-                email,
-                phone,
-                owner_occupied,
-                home_sqft,
-            } => Step::PersonalInfo(PersonalInfo::parse(
-                &first_name,
-                &last_name,
-                &email,
-                &phone,
-                owner_occupied,
-                home_sqft,
-            )?),
-            Self::ContactPreference {
-                contact_method,
-                contact_time,
-            } => Step::ContactPreference(ContactPreference::parse(&contact_method, &contact_time)?),
+            Self::ProjectDetails(p) => (Step::ProjectDetails(p.parse()?), None),
+            Self::PersonalInfo(p) => (Step::PersonalInfo(p.parse()?), p.heard_about()),
+            Self::ContactPreference(c) => (Step::ContactPreference(c.parse()?), None),
         })
     }
 }
 
 /// `Idempotency-Key`, bound to this exact request (method, path and body).
-fn idempotency(
+pub(crate) fn idempotency(
     headers: &HeaderMap,
     scope: &str,
     body: &[u8],
@@ -152,7 +196,7 @@ fn idempotency(
     }))
 }
 
-fn refusal(refusal: CaptureRefusal) -> ApiError {
+pub(crate) fn refusal(refusal: CaptureRefusal) -> ApiError {
     match refusal {
         CaptureRefusal::LeadNotFound => ApiError::not_found("lead"),
         CaptureRefusal::BadToken => ApiError::unauthorized(
@@ -171,7 +215,7 @@ fn refusal(refusal: CaptureRefusal) -> ApiError {
     }
 }
 
-fn write_failed(e: WriteError) -> ApiError {
+pub(crate) fn write_failed(e: WriteError) -> ApiError {
     match e {
         WriteError::Stopped => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -189,13 +233,7 @@ pub async fn create_lead(
 ) -> Result<Response, ApiError> {
     let (body, raw) = parse_body::<CreateLeadBody>(body)?;
     let org = organization(&state, &body.public_key).await?;
-    let address = Address::parse(
-        &body.address.street,
-        &body.address.city,
-        &body.address.state,
-        &body.address.postal_code,
-        body.address.country.as_deref(),
-    )?;
+    let address = body.address.parse()?;
     if body.company_website.is_some_and(|v| !v.trim().is_empty()) {
         // A bot filled the hidden field: answer like a success so it learns nothing, store nothing.
         tracing::info!(org = %org, "honeypot triggered; lead dropped");
@@ -267,12 +305,13 @@ pub async fn update_lead(
             )
         })?;
     let (body, raw) = parse_body::<StepBody>(body)?;
-    let step = body.parse()?;
+    let (step, heard_about) = body.parse()?;
     let idempotency = idempotency(&headers, &format!("PATCH /c/v1/leads/{id}"), &raw)?;
     let command = CaptureCommand::Step(Box::new(StepUpdate {
         lead_id: id,
         capture_token: token.to_owned(),
         step,
+        heard_about,
         idempotency,
     }));
     match state.capture.submit(command).await.map_err(write_failed)? {

@@ -2,7 +2,8 @@
 //! itself. Any origin may call them (CORS), bodies are small (16 KiB), and every request is
 //! rate-limited per client IP (and per organization where one is named).
 
-mod leads;
+mod config;
+pub(crate) mod leads;
 pub mod limits;
 pub mod public_keys;
 mod visits;
@@ -30,7 +31,7 @@ pub const CAPTURE_BODY_LIMIT: usize = 16 * 1024;
 pub fn router(state: &AppState) -> Router<AppState> {
     let cors = CorsLayer::new()
         .allow_origin(Any)
-        .allow_methods([Method::POST, Method::PATCH, Method::OPTIONS])
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::OPTIONS])
         .allow_headers([
             axum::http::header::CONTENT_TYPE,
             axum::http::header::AUTHORIZATION,
@@ -49,6 +50,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/c/v1/leads/{id}",
             patch(leads::update_lead).options(preflight),
         )
+        .route("/c/v1/widget-config", get(config::widget_config))
         .layer(middleware::from_fn_with_state(state.clone(), limit_by_ip))
         .layer(DefaultBodyLimit::max(CAPTURE_BODY_LIMIT))
         .layer(cors);

@@ -165,8 +165,12 @@ async fn page(state: &AppState, session: &Session, r: Rendered) -> Result<Source
         .iter()
         .filter(|s| s.status == SourceStatus::Active)
         .count();
-    let rows: Vec<SourceRow> = all
-        .iter()
+    // The system source first, then custom sources newest first: a new source appears near
+    // the top, where the person who just added it is looking.
+    let mut ordered: Vec<&Source> = all.iter().collect();
+    ordered.sort_by_key(|s| (!s.is_system, std::cmp::Reverse(s.code)));
+    let rows: Vec<SourceRow> = ordered
+        .into_iter()
         .map(|s| row(s, state))
         .filter(|s| s.archived == r.archived_view)
         .collect();
@@ -248,7 +252,8 @@ pub async fn show(
         (Some("add"), true) => Some(PanelRequest::Add {
             name: String::new(),
             category: None,
-            generate_qr: true,
+            // An option the person chooses, not a default they must notice and undo.
+            generate_qr: false,
             error: None,
         }),
         (Some("edit"), true) => Some(PanelRequest::Edit {

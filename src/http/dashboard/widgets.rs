@@ -13,6 +13,7 @@ use super::page::{
 };
 use super::session::{EditorForm, Session, Submitted};
 use crate::domain::organization::{BrandColor, OrgName, SiteUrl};
+use crate::domain::self_report::SelfReportSetting;
 use crate::domain::widget::{WidgetName, WidgetStatus, WidgetVersion};
 use crate::http::AppState;
 use crate::qr::{Symbol, render_svg};
@@ -27,6 +28,9 @@ pub struct WidgetCard {
     pub is_primary: bool,
     pub snippet: String,
     pub statuses: Vec<(&'static str, String, bool)>,
+    /// "How did you hear about us?": asked in step 3, and its choices, one per line.
+    pub ask_self_report: bool,
+    pub self_report_choices: String,
     /// Why the last save of this widget was refused; the typed values are shown again.
     pub error: Option<String>,
 }
@@ -98,9 +102,12 @@ async fn widgets_page(
                         WidgetStatus::Archived,
                     ]
                     .into_iter()
-                    .filter(|s| !(w.version.is_primary() && *s == WidgetStatus::Archived))
+                    // Primary is always configured: it offers no other status.
+                    .filter(|s| !w.version.is_primary() || *s == WidgetStatus::Configured)
                     .map(|s| (s.id(), humanize(s.id()), s == w.status))
                     .collect(),
+                    ask_self_report: w.self_report.enabled,
+                    self_report_choices: w.self_report.choices.join("\n"),
                     error: typed.map(|t| t.3.clone()),
                 }
             })
@@ -159,10 +166,19 @@ pub async fn update_widget(
     let version = WidgetVersion::parse(&version).ok_or_else(PageError::not_found)?;
     let (name, site_url) = (form.text("name"), form.text("site_url"));
     let result = async {
+        let choices: Vec<String> = form
+            .text("self_report_choices")
+            .lines()
+            .map(str::to_owned)
+            .collect();
         let patch = WidgetPatch {
             name: Some(WidgetName::parse(name)?),
             site_url: Some(SiteUrl::parse("site_url", site_url)?),
             status: Some(WidgetStatus::parse(form.text("status"))?),
+            self_report: Some(SelfReportSetting::parse(
+                form.checked("ask_self_report"),
+                &choices,
+            )?),
         };
         state
             .store
