@@ -19,6 +19,8 @@ pub struct SourceRow {
     pub leads: u64,
     pub enriched: u64,
     pub contact_requested: u64,
+    /// Of `leads`, how many a person re-assigned to this source (last touch only).
+    pub corrected: u64,
     /// Leads ÷ visits; 0 without visits.
     pub conversion_rate: f64,
 }
@@ -30,6 +32,7 @@ pub struct ChannelRow {
     pub leads: u64,
     pub enriched: u64,
     pub contact_requested: u64,
+    pub corrected: u64,
     pub conversion_rate: f64,
 }
 
@@ -62,6 +65,7 @@ pub fn source_rows(sources: &[Source], counts: &BTreeMap<(u32, u32), Counts>) ->
                 leads: c.leads,
                 enriched: c.enriched,
                 contact_requested: c.contact_requested,
+                corrected: c.corrected,
                 conversion_rate: rate(c.leads, c.visits),
             }
         })
@@ -77,12 +81,14 @@ pub fn channel_rows(rows: &[SourceRow]) -> Vec<ChannelRow> {
             leads: 0,
             enriched: 0,
             contact_requested: 0,
+            corrected: 0,
             conversion_rate: 0.0,
         });
         entry.visits += r.visits;
         entry.leads += r.leads;
         entry.enriched += r.enriched;
         entry.contact_requested += r.contact_requested;
+        entry.corrected += r.corrected;
     }
     by.into_values()
         .map(|mut c| {
@@ -90,6 +96,44 @@ pub fn channel_rows(rows: &[SourceRow]) -> Vec<ChannelRow> {
             c
         })
         .collect()
+}
+
+/// One cell of the tracked-source × self-reported matrix.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct SelfReportedCell {
+    pub widget_version: String,
+    pub source_code: String,
+    pub source_name: String,
+    /// The homeowner's answer to "How did you hear about us?"; `null` for leads that did not
+    /// answer (or whose widget does not ask).
+    pub heard_about: Option<String>,
+    pub leads: u64,
+}
+
+/// The matrix as cells, tracked sources in the order given, answers alphabetical with the
+/// unanswered last; cells with no leads are left out.
+pub fn self_reported_cells(
+    sources: &[Source],
+    counts: &BTreeMap<(u32, u32, Option<String>), u64>,
+) -> Vec<SelfReportedCell> {
+    let mut out = Vec::new();
+    for s in sources {
+        let key = (s.widget_version.get(), s.code.get());
+        let mut answers: Vec<(&Option<String>, u64)> = counts
+            .iter()
+            .filter(|((w, c, _), _)| (*w, *c) == key)
+            .map(|((_, _, answer), n)| (answer, *n))
+            .collect();
+        answers.sort_by_key(|(answer, _)| (answer.is_none(), (*answer).clone()));
+        out.extend(answers.into_iter().map(|(answer, leads)| SelfReportedCell {
+            widget_version: s.widget_version.to_string(),
+            source_code: s.code.to_string(),
+            source_name: s.name.clone(),
+            heard_about: answer.clone(),
+            leads,
+        }));
+    }
+    out
 }
 
 /// A spreadsheet runs a cell that starts with `=`, `+`, `-`, `@` (or a tab or carriage return
@@ -109,7 +153,7 @@ pub fn neutralise(cell: &str) -> String {
 
 pub fn sources_csv(rows: &[SourceRow]) -> String {
     let mut out = String::from(
-        "widget_version,source_code,display_code,source_name,channel_category,visits,leads,enriched,contact_requested,conversion_rate\n",
+        "widget_version,source_code,display_code,source_name,channel_category,visits,leads,enriched,contact_requested,conversion_rate,corrected\n",
     );
     for r in rows {
         let cells = [
@@ -123,6 +167,7 @@ pub fn sources_csv(rows: &[SourceRow]) -> String {
             r.enriched.to_string(),
             r.contact_requested.to_string(),
             format!("{:.4}", r.conversion_rate),
+            r.corrected.to_string(),
         ];
         let line: Vec<String> = cells.iter().map(|c| neutralise(c)).collect();
         out.push_str(&line.join(","));

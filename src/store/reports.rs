@@ -6,6 +6,7 @@ use sqlx::Row;
 
 use super::{Store, StoreError, to_u32};
 use crate::domain::ids::OrgId;
+use crate::domain::self_report::SelfReported;
 use crate::domain::widget::WidgetVersion;
 
 /// Which arrival a lead is counted under.
@@ -33,6 +34,8 @@ pub struct Counts {
     pub leads: u64,
     pub enriched: u64,
     pub contact_requested: u64,
+    /// Of `leads`, how many a person re-assigned to this source.
+    pub corrected: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -40,6 +43,9 @@ pub enum Interval {
     Day,
     Week,
 }
+
+/// The source a lead is credited to: the one a person corrected it to, else its arrival.
+const CREDITED_SOURCE: &str = "COALESCE(corrected_source_code, source_code)";
 
 fn count(row: &sqlx::any::AnyRow, col: &str) -> Result<u64, StoreError> {
     let n: Option<i64> = row.try_get(col)?;
@@ -73,9 +79,10 @@ impl Store {
             );
             out.entry(key).or_default().visits = count(row, "n")?;
         }
-        // Only these two constant expressions differ between the touches.
+        // Only these two constant expressions differ between the touches. Last touch counts
+        // the source a person corrected the lead to; first touch is what tracking saw.
         let (wv, sc) = match filter.touch {
-            Touch::Last => ("widget_version", "source_code"),
+            Touch::Last => ("widget_version", CREDITED_SOURCE),
             Touch::First => (
                 "COALESCE(first_touch_widget_version, widget_version)",
                 "COALESCE(first_touch_source_code, source_code)",
@@ -84,7 +91,8 @@ impl Store {
         let sql = sqlx::AssertSqlSafe(format!(
             "SELECT {wv} AS wv, {sc} AS sc, COUNT(*) AS leads, \
              SUM(CASE WHEN enrichment_state = 'done' THEN 1 ELSE 0 END) AS enriched, \
-             SUM(CASE WHEN step = 4 THEN 1 ELSE 0 END) AS contact \
+             SUM(CASE WHEN step = 4 THEN 1 ELSE 0 END) AS contact, \
+             SUM(CASE WHEN corrected_source_code IS NOT NULL THEN 1 ELSE 0 END) AS corrected \
              FROM leads WHERE org_id = $1 AND ($2 IS NULL OR {wv} = $2) \
              AND ($3 IS NULL OR created_at >= $3) AND ($4 IS NULL OR created_at < $4) \
              GROUP BY {wv}, {sc}"
@@ -105,6 +113,9 @@ impl Store {
             entry.leads = count(row, "leads")?;
             entry.enriched = count(row, "enriched")?;
             entry.contact_requested = count(row, "contact")?;
+            if filter.touch == Touch::Last {
+                entry.corrected = count(row, "corrected")?;
+            }
         }
         Ok(out)
     }
@@ -124,12 +135,15 @@ impl Store {
         };
         let mut out: BTreeMap<(i64, u32, u32), (u64, u64)> = BTreeMap::new();
         let widget = filter.widget.map(|w| i64::from(w.get()));
-        for (table, is_visit) in [("visits", true), ("leads", false)] {
+        for (table, source, is_visit) in [
+            ("visits", "source_code", true),
+            ("leads", CREDITED_SOURCE, false),
+        ] {
             let sql = sqlx::AssertSqlSafe(format!(
-                "SELECT {bucket} AS period, widget_version, source_code, COUNT(*) AS n FROM {table} \
-                 WHERE org_id = $1 AND ($2 IS NULL OR widget_version = $2) \
+                "SELECT {bucket} AS period, widget_version, {source} AS source_code, COUNT(*) AS n \
+                 FROM {table} WHERE org_id = $1 AND ($2 IS NULL OR widget_version = $2) \
                  AND ($3 IS NULL OR created_at >= $3) AND ($4 IS NULL OR created_at < $4) \
-                 GROUP BY {bucket}, widget_version, source_code"
+                 GROUP BY {bucket}, widget_version, {source}"
             ));
             let rows = sqlx::query(sql)
                 .bind(org.as_str())
@@ -151,6 +165,44 @@ impl Store {
                     entry.1 = count(row, "n")?;
                 }
             }
+        }
+        Ok(out)
+    }
+
+    /// Leads per (widget version, credited source, self-reported answer), for the tracked ×
+    /// self-reported matrix. Leads without an answer are counted under `None`; "Other" answers
+    /// are counted together whatever their text.
+    pub async fn self_reported_counts(
+        &self,
+        org: &OrgId,
+        filter: &ReportFilter,
+    ) -> Result<BTreeMap<(u32, u32, Option<String>), u64>, StoreError> {
+        let widget = filter.widget.map(|w| i64::from(w.get()));
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT widget_version, {CREDITED_SOURCE} AS sc, self_reported, COUNT(*) AS n \
+             FROM leads WHERE org_id = $1 AND ($2 IS NULL OR widget_version = $2) \
+             AND ($3 IS NULL OR created_at >= $3) AND ($4 IS NULL OR created_at < $4) \
+             GROUP BY widget_version, {CREDITED_SOURCE}, self_reported"
+        ));
+        let rows = sqlx::query(sql)
+            .bind(org.as_str())
+            .bind(widget)
+            .bind(filter.from_ms)
+            .bind(filter.to_ms)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out: BTreeMap<(u32, u32, Option<String>), u64> = BTreeMap::new();
+        for row in &rows {
+            let answer = row
+                .try_get::<Option<String>, _>("self_reported")?
+                .and_then(|text| serde_json::from_str::<SelfReported>(&text).ok())
+                .map(|answer| answer.choice);
+            let key = (
+                to_u32(row.try_get("widget_version")?, "widget")?,
+                to_u32(row.try_get("sc")?, "source")?,
+                answer,
+            );
+            *out.entry(key).or_default() += count(row, "n")?;
         }
         Ok(out)
     }

@@ -677,6 +677,7 @@ async fn state_of(app: &TestApp, key: &str, org: &leadtrail::domain::ids::OrgId)
         "/api/v1/widgets/01/sources?status=all",
         "/api/v1/widgets/02/sources?status=all",
         "/api/v1/webhooks",
+        "/api/v1/leads",
     ] {
         let (_, body) = app.call(reqwest::Method::GET, path, Some(key), None).await;
         seen.push(format!("{path}: {body}"));
@@ -734,6 +735,7 @@ const MUTATING_ROUTES: &[&str] = &[
     "/app/team/invite",
     "/app/team/{id}/reset",
     "/app/team/{id}/remove",
+    "/app/leads/{id}/source",
 ];
 
 #[test]
@@ -790,6 +792,14 @@ async fn a_viewer_can_change_nothing_through_any_dashboard_route(db: TestDb) {
     )
     .await;
     let delivery = test["delivery_id"].as_str().unwrap().to_owned();
+    let (_, lead) = call(
+        reqwest::Method::POST,
+        "/api/v1/leads".into(),
+        json!({"widget": "01", "source": "01", "address": {"street": "1 Main St",
+            "city": "Austin", "state": "TX", "postal_code": "78701"}}),
+    )
+    .await;
+    let lead = lead["id"].as_str().unwrap().to_owned();
     let store = leadtrail::store::Store::connect(app.database_url())
         .await
         .unwrap();
@@ -819,6 +829,7 @@ async fn a_viewer_can_change_nothing_through_any_dashboard_route(db: TestDb) {
             .replace("{version}", "02")
             .replace("{delivery}", &delivery)
             .replace("/team/{id}", &format!("/team/{member}"))
+            .replace("/leads/{id}", &format!("/leads/{lead}"))
             .replace("{id}", &endpoint)
     };
     // Fields a real form would send, so a refusal is for the role and not for bad input.
@@ -836,6 +847,8 @@ async fn a_viewer_can_change_nothing_through_any_dashboard_route(db: TestDb) {
         ("brand_color", "#000000"),
         ("site_url", "https://evil.example/"),
         ("status", "archived"),
+        ("source", "02"),
+        ("reason", "pwned"),
     ];
     let before = state_of(&app, &key, &org).await;
     for (who, routes) in [
@@ -879,7 +892,108 @@ async fn a_viewer_can_change_nothing_through_any_dashboard_route(db: TestDb) {
     assert_eq!(without_sessions(&after), without_sessions(&before));
 }
 
+async fn an_editor_corrects_a_leads_source_and_the_arrival_stays_on_record(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let key = org_with_owner(&app, "owner@acme.example").await;
+    for name in ["Yard Signs", "Nextdoor"] {
+        app.call(
+            reqwest::Method::POST,
+            "/api/v1/widgets/01/sources",
+            Some(&key),
+            Some(&json!({"name": name, "channel_category": "print_outdoor"})),
+        )
+        .await;
+    }
+    let (_, org) = app
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/organization",
+            Some(&key),
+            None,
+        )
+        .await;
+    // Arrived through a link naming a widget the organization does not have, with a gclid.
+    let (status, created) = app
+        .call(
+            reqwest::Method::POST,
+            "/c/v1/leads",
+            None,
+            Some(
+                &json!({"public_key": org["public_key"], "v": "07", "s": "02",
+                "utm": {"gclid": "Cj0KCQ-test", "utm_campaign": "spring"},
+                "address": {"street": "1 Main St", "city": "Austin", "state": "TX",
+                    "postal_code": "78701"}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let lead = created["lead_id"].as_str().unwrap().to_owned();
+    let mut owner = Visitor::new(&app);
+    owner.log_in("owner@acme.example", PASSWORD).await;
+    let page = owner.get(&format!("/app/leads?open={lead}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    for shown in [
+        "Cj0KCQ-test",
+        "spring",
+        "The link named a widget this organization does not have",
+        "Correct source",
+    ] {
+        assert!(page.body.contains(shown), "{shown} missing");
+    }
+    let path = format!("/app/leads/{lead}/source");
+    let refused = owner
+        .post(&path, &[("source", "03"), ("reason", " ")])
+        .await;
+    assert_eq!(refused.status, StatusCode::SEE_OTHER);
+    let (_, body) = app
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/leads/{lead}"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert!(
+        body["corrected_source"].is_null(),
+        "a blank reason changes nothing"
+    );
+    let done = owner
+        .post(
+            &path,
+            &[("source", "03"), ("reason", "Caller saw it on Nextdoor")],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let page = owner.get(&format!("/app/leads?open={lead}")).await;
+    assert!(page.body.contains("SRC-03 · Nextdoor (corrected)"));
+    assert!(
+        page.body
+            .contains("SRC-01 → SRC-03 · Caller saw it on Nextdoor · by user:owner@acme.example")
+    );
+    assert!(page.body.contains("Source name at arrival</dt><dd>Website"));
+    // Another organization's owner cannot reach the lead.
+    org_with_owner(&app, "rival@other.example").await;
+    let mut rival = Visitor::new(&app);
+    rival.log_in("rival@other.example", PASSWORD).await;
+    rival.get("/app/leads").await;
+    let page = rival
+        .post(&path, &[("source", "02"), ("reason", "mine now")])
+        .await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    let (_, body) = app
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/leads/{lead}"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(body["corrected_source"]["source_code"], "03");
+    assert_eq!(body["source_tracking"]["source_code"], "01");
+}
+
 on_both_backends!(
+    an_editor_corrects_a_leads_source_and_the_arrival_stays_on_record,
     a_viewer_can_change_nothing_through_any_dashboard_route,
     the_webhooks_page_shows_each_endpoints_backlog_and_last_error_and_replays,
     a_refused_source_reopens_the_slide_over_with_what_was_typed,

@@ -1,6 +1,7 @@
 //! Black-box tests of the HTTP API over a real socket, on SQLite and on PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod attribution;
 #[path = "../common/mod.rs"]
 mod common;
 mod helpers;

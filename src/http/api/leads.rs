@@ -27,9 +27,9 @@ use crate::http::capture::leads::{
 };
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::extract::{ApiJson, ApiQuery, KeyAuth, OrgAuth, source_code, widget_version};
-use crate::store::rfc3339;
 use crate::store::{CaptureCommand, CaptureReply, NewLead, StepUpdate};
 use crate::store::{FirstTouch, LeadFilter, LeadRecord};
+use crate::store::{StoreError, rfc3339};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -270,10 +270,16 @@ pub async fn create_lead(
     })?;
     let widget = widget_version(&lead.widget)?;
     let code = source_code(&lead.source)?;
-    let sources = state
+    let sources = match state
         .store
         .sources(&org, widget, crate::store::SourceFilter::All)
-        .await?;
+        .await
+    {
+        Err(StoreError::NotFound) => {
+            return Err(DomainError::new("widget", format!("there is no widget {widget}")).into());
+        }
+        other => other?,
+    };
     if !sources.iter().any(|s| s.code == code) {
         return Err(
             DomainError::new("source", format!("widget {widget} has no source {code}")).into(),

@@ -73,6 +73,7 @@ pub fn router() -> Router<AppState> {
         reports::sources_csv_report,
         reports::channels_report,
         reports::timeseries_report,
+        reports::self_reported_report,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),

@@ -13,7 +13,10 @@ use crate::domain::ids::OrgId;
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::extract::{ApiQuery, OrgAuth, widget_version};
-use crate::reports::{ChannelRow, SourceRow, channel_rows, source_rows, sources_csv};
+use crate::reports::{
+    ChannelRow, SelfReportedCell, SourceRow, channel_rows, self_reported_cells, source_rows,
+    sources_csv,
+};
 use crate::store::{Interval, ReportFilter, SourceFilter, Touch};
 
 pub fn router() -> Router<AppState> {
@@ -22,6 +25,7 @@ pub fn router() -> Router<AppState> {
         .route("/reports/sources.csv", get(sources_csv_report))
         .route("/reports/channels", get(channels_report))
         .route("/reports/timeseries", get(timeseries_report))
+        .route("/reports/self-reported", get(self_reported_report))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -68,8 +72,12 @@ impl ReportQuery {
     }
 }
 
-async fn rows(state: &AppState, org: &OrgId, q: &ReportQuery) -> Result<Vec<SourceRow>, ApiError> {
-    let filter = q.filter()?;
+/// The sources a report covers: every source of one widget or of all.
+async fn report_sources(
+    state: &AppState,
+    org: &OrgId,
+    filter: &ReportFilter,
+) -> Result<Vec<crate::store::Source>, ApiError> {
     let mut sources = Vec::new();
     for widget in state.store.widgets(org).await? {
         if filter.widget.is_none_or(|w| w == widget.version) {
@@ -86,6 +94,12 @@ async fn rows(state: &AppState, org: &OrgId, q: &ReportQuery) -> Result<Vec<Sour
     {
         return Err(ApiError::not_found(&format!("widget {w}")));
     }
+    Ok(sources)
+}
+
+async fn rows(state: &AppState, org: &OrgId, q: &ReportQuery) -> Result<Vec<SourceRow>, ApiError> {
+    let filter = q.filter()?;
+    let sources = report_sources(state, org, &filter).await?;
     let counts = state.store.source_counts(org, &filter).await?;
     Ok(source_rows(&sources, &counts))
 }
@@ -131,6 +145,20 @@ pub async fn channels_report(
     ApiQuery(q): ApiQuery<ReportQuery>,
 ) -> ApiResult<Json<Vec<ChannelRow>>> {
     Ok(Json(channel_rows(&rows(&state, &org, &q).await?)))
+}
+
+/// Tracked source × "How did you hear about us?": leads per (credited source, answer)
+#[utoipa::path(get, path = "/reports/self-reported", params(ReportQuery),
+    responses((status = 200, body = [SelfReportedCell]), (status = 400, body = ErrorBody)))]
+pub async fn self_reported_report(
+    State(state): State<AppState>,
+    OrgAuth(org): OrgAuth,
+    ApiQuery(q): ApiQuery<ReportQuery>,
+) -> ApiResult<Json<Vec<SelfReportedCell>>> {
+    let filter = q.filter()?;
+    let sources = report_sources(&state, &org, &filter).await?;
+    let counts = state.store.self_reported_counts(&org, &filter).await?;
+    Ok(Json(self_reported_cells(&sources, &counts)))
 }
 
 #[derive(Serialize, ToSchema)]

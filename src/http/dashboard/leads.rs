@@ -8,12 +8,13 @@ use serde::Deserialize;
 use time::macros::format_description;
 use time::{Date, PrimitiveDateTime, Time};
 
-use super::page::{Chrome, PageError, Tab, datetime, encode, humanize, render};
-use super::session::Session;
+use super::page::{Chrome, PageError, Tab, datetime, encode, humanize, refusal, render, see_other};
+use super::session::{EditorForm, Session, Submitted};
+use crate::domain::attribution::AttributionNote;
 use crate::domain::lead::LeadStatus;
 use crate::domain::source::SourceCode;
 use crate::domain::widget::WidgetVersion;
-use crate::store::{LeadFilter, LeadRecord};
+use crate::store::{Correction, LeadFilter, LeadRecord, StoreError};
 
 const PAGE_SIZE: i64 = 25;
 
@@ -55,6 +56,11 @@ pub struct LeadRow {
     pub first_touch: Vec<Field>,
     pub steps: Vec<(String, Vec<Field>)>,
     pub enrichment: Vec<Field>,
+    pub attribution: Vec<Field>,
+    pub corrections: Vec<Field>,
+    /// Sources of the lead's widget a person may credit it to instead (empty unless open).
+    pub correct_to: Vec<Choice>,
+    pub correct_action: String,
 }
 
 #[derive(Template)]
@@ -113,6 +119,83 @@ pub struct Detail {
     pub first_touch: Vec<Field>,
     pub steps: Vec<(String, Vec<Field>)>,
     pub enrichment: Vec<Field>,
+    pub attribution: Vec<Field>,
+}
+
+/// Why a tracking parameter of the link could not be applied, in the user's words.
+fn explain(note: AttributionNote) -> &'static str {
+    match note {
+        AttributionNote::UnknownWidget => {
+            "The link named a widget this organization does not have; credited to the \
+             embedding widget's Website source."
+        }
+        AttributionNote::UnknownSource => {
+            "The link named a source this widget does not have; credited to its Website source."
+        }
+        AttributionNote::UnknownEmbeddingWidget => {
+            "The page embedded a widget this organization does not have; credited to Primary."
+        }
+    }
+}
+
+/// How the lead arrived beyond its source: the page, the campaign tags and click ids a CRM
+/// sends back to ad platforms, what the homeowner said, and any note on the link.
+fn attribution_fields(lead: &LeadRecord) -> Vec<Field> {
+    let mut out = vec![field("Entered through", humanize(lead.record_source.id()))];
+    if let Some(note) = lead.attribution_note {
+        out.push(field("Note", explain(note)));
+    }
+    if let Some(answer) = &lead.self_reported {
+        let said = match &answer.other {
+            Some(text) => format!("{}: {text}", answer.choice),
+            None => answer.choice.clone(),
+        };
+        out.push(field("Heard about us from", said));
+    }
+    let t = &lead.attribution.last_touch;
+    let u = &t.utm;
+    let optional = [
+        ("Landing page", &t.landing_page_url),
+        ("Referrer", &t.referrer),
+        ("utm_source", &u.utm_source),
+        ("utm_medium", &u.utm_medium),
+        ("utm_campaign", &u.utm_campaign),
+        ("utm_term", &u.utm_term),
+        ("utm_content", &u.utm_content),
+        ("gclid", &u.gclid),
+        ("gbraid", &u.gbraid),
+        ("wbraid", &u.wbraid),
+        ("fbclid", &u.fbclid),
+        ("msclkid", &u.msclkid),
+        ("ttclid", &u.ttclid),
+        ("li_fat_id", &u.li_fat_id),
+    ];
+    out.extend(
+        optional
+            .into_iter()
+            .filter_map(|(label, value)| value.as_ref().map(|v| field(label, v.clone()))),
+    );
+    out
+}
+
+/// A lead's corrections, oldest first, as "SRC-02 → SRC-04" with why, who and when.
+fn correction_fields(corrections: &[Correction]) -> Vec<Field> {
+    corrections
+        .iter()
+        .map(|c| {
+            field(
+                "Corrected",
+                format!(
+                    "{} → {} · {} · by {} · {}",
+                    c.from_code.display_code(),
+                    c.to_code.display_code(),
+                    c.reason,
+                    c.actor,
+                    datetime(c.created_at)
+                ),
+            )
+        })
+        .collect()
 }
 
 fn detail(lead: &LeadRecord) -> Detail {
@@ -123,6 +206,14 @@ fn detail(lead: &LeadRecord) -> Detail {
         field("Source name at arrival", lead.source_name.clone()),
         field("Channel category", lead.source_category.display_name()),
     ];
+    if let Some(c) = &lead.corrected {
+        let code = SourceCode::parse(&c.source_code)
+            .map_or(c.source_code.clone(), |code| code.display_code());
+        lead_source.push(field(
+            "Credited to (corrected)",
+            format!("{code} · {}", c.source_label),
+        ));
+    }
     if let Some(channel) = lead.derived_channel {
         lead_source.push(field("Derived channel", humanize(channel.id())));
     }
@@ -221,6 +312,7 @@ fn detail(lead: &LeadRecord) -> Detail {
         first_touch,
         steps,
         enrichment,
+        attribution: attribution_fields(lead),
     }
 }
 
@@ -275,6 +367,34 @@ pub async fn show(
         Some(w) => state.store.source_labels(org, w).await?,
         None => Vec::new(),
     };
+    // Only the expanded lead needs its history and the sources it could be credited to.
+    let mut corrections = Vec::new();
+    let mut correct_to = Vec::new();
+    if let Some(lead) = leads
+        .iter()
+        .find(|l| Some(l.id.as_str()) == q.open.as_deref())
+    {
+        corrections = correction_fields(&state.store.corrections(org, &lead.id).await?);
+        if session.user.role.can_edit() {
+            let credited = lead
+                .corrected
+                .as_ref()
+                .and_then(|c| SourceCode::parse(&c.source_code))
+                .unwrap_or(lead.source_code);
+            correct_to = state
+                .store
+                .source_labels(org, lead.widget_version)
+                .await?
+                .into_iter()
+                .filter(|(code, _)| *code != credited)
+                .map(|(code, name)| Choice {
+                    value: code.to_string(),
+                    label: format!("{} · {name}", code.display_code()),
+                    selected: false,
+                })
+                .collect();
+        }
+    }
     let rows = leads
         .iter()
         .map(|l| {
@@ -284,6 +404,7 @@ pub async fn show(
                 first_touch,
                 steps,
                 enrichment,
+                attribution,
             } = if open { detail(l) } else { Detail::default() };
             LeadRow {
                 id: l.id.clone(),
@@ -305,7 +426,16 @@ pub async fn show(
                     .enrichment
                     .as_ref()
                     .map_or("—".into(), |e| e.score.to_string()),
-                source_pill: format!("{} · {}", l.source_code.display_code(), l.source_name),
+                source_pill: match &l.corrected {
+                    // The credited source; the arrival stays in the expanded lead.
+                    Some(c) => format!(
+                        "{} · {} (corrected)",
+                        SourceCode::parse(&c.source_code)
+                            .map_or(c.source_code.clone(), SourceCode::display_code),
+                        c.source_label
+                    ),
+                    None => format!("{} · {}", l.source_code.display_code(), l.source_name),
+                },
                 toggle_href: if open {
                     format!("{here}#lead-{}", l.id)
                 } else {
@@ -316,6 +446,18 @@ pub async fn show(
                 first_touch,
                 steps,
                 enrichment,
+                attribution,
+                corrections: if open {
+                    std::mem::take(&mut corrections)
+                } else {
+                    Vec::new()
+                },
+                correct_to: if open {
+                    std::mem::take(&mut correct_to)
+                } else {
+                    Vec::new()
+                },
+                correct_action: format!("/app/leads/{}/source", encode(&l.id)),
             }
         })
         .collect();
@@ -361,4 +503,30 @@ pub async fn show(
             .then(|| base.trim_end_matches('&').to_owned()),
     };
     render(&page)
+}
+
+/// An editor re-credits a lead to another source of its widget, with a reason. The arrival
+/// snapshot stays as it was; the page comes back to the expanded lead.
+pub async fn correct(
+    State(state): State<crate::http::AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    EditorForm(Submitted { session, form }): EditorForm,
+) -> Result<Response, PageError> {
+    let back = format!("/app/leads?open={}#lead-{}", encode(&id), encode(&id));
+    let Some(code) = SourceCode::parse(form.text("source")) else {
+        return Ok(see_other(&back, "Choose the source to credit the lead to."));
+    };
+    let actor = format!("user:{}", session.user.email);
+    match state
+        .store
+        .correct_source(session.org(), &id, code, form.text("reason"), &actor)
+        .await
+    {
+        Ok(_) => Ok(see_other(
+            &back,
+            &format!("Credited to {}; the arrival is kept.", code.display_code()),
+        )),
+        Err(StoreError::NotFound) => Err(PageError::not_found()),
+        Err(e) => Ok(see_other(&back, &refusal(e)?)),
+    }
 }

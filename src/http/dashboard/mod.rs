@@ -49,6 +49,7 @@ pub fn router() -> Router<AppState> {
         .route("/app/sources/{widget}/{code}/qr.png", get(sources::qr_png))
         .route("/app/sources/{widget}/{code}/qr.svg", get(sources::qr_svg))
         .route("/app/leads", get(leads::show))
+        .route("/app/leads/{id}/source", post(leads::correct))
         .route("/app/webhooks", get(webhooks::show).post(webhooks::create))
         .route("/app/webhooks/{id}", post(webhooks::update))
         .route("/app/webhooks/{id}/rotate", post(webhooks::rotate))
