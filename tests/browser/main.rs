@@ -7,6 +7,9 @@ mod harness;
 #[path = "../api/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
+#[path = "../api/receiver.rs"]
+#[allow(dead_code)]
+mod receiver;
 
 mod dashboard;
 mod widget;

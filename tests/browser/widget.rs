@@ -169,3 +169,116 @@ async fn a_homeowner_completes_the_widget_from_a_tracking_url_and_the_lead_arriv
     }
     browser.close().await;
 }
+
+/// "How did you hear about us?" from the homeowner's side: asked in step 3 in the brand's
+/// colours, answered with "Other" and a few words, kept on the lead, carried by its events
+/// next to the click id, and counted in the tracked × self-reported report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_homeowners_own_answer_travels_from_the_widget_to_the_event_and_the_report() {
+    let Some(db) = TestDb::new(crate::common::Backend::Sqlite).await else {
+        return;
+    };
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let app = TestApp::spawn_with(db, |c| c.allow_private_webhook_targets = true).await;
+    let org = app.create_org("starter").await;
+    let (_, source) = org.create_source("01", "Google Ads", "paid_search").await;
+    let query = source["tracking_url"]
+        .as_str()
+        .unwrap()
+        .split_once('?')
+        .unwrap()
+        .1
+        .to_owned();
+    let (status, _) = org
+        .patch(
+            "/api/v1/widgets/01",
+            serde_json::json!({"self_report": {"enabled": true, "choices": ["Yard sign", "Radio"]}}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    let receiver = crate::receiver::Receiver::ok().await;
+    let (status, _) = org
+        .post(
+            "/api/v1/webhooks",
+            serde_json::json!({"url": receiver.url, "events": ["lead.enriched"]}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED);
+    let site = host_page(&app.base, org.body["public_key"].as_str().unwrap(), "01").await;
+    browser
+        .client
+        .goto(&format!("{site}/?{query}&gclid=Cj0-browser"))
+        .await
+        .unwrap();
+    // The organization's colour is on the primary button, in the widget's shadow root.
+    let button = browser
+        .in_shadow("[data-leadtrail]", "button.primary")
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let background = button.css_value("background-color").await.unwrap();
+        // The test organization's brand colour, #1A73E8.
+        if ["rgb(26, 115, 232)", "rgba(26, 115, 232, 1)"].contains(&background.as_str()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never branded: {background}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let progress = browser
+        .in_shadow("[data-leadtrail]", "[role='progressbar']")
+        .await;
+    assert_eq!(
+        progress.attr("aria-valuenow").await.unwrap().as_deref(),
+        Some("1")
+    );
+    type_into(&browser, "street", "12 Oak Lane").await;
+    type_into(&browser, "city", "Austin").await;
+    type_into(&browser, "state", "TX").await;
+    type_into(&browser, "postal_code", "78704").await;
+    continue_to(&browser, "select[name='roof_type']").await;
+    choose(&browser, "roof_type", "repair").await;
+    choose(&browser, "material", "metal").await;
+    choose(&browser, "stories", "1").await;
+    choose(&browser, "urgency", "emergency").await;
+    continue_to(&browser, "[name='first_name']").await;
+    let progress = browser
+        .in_shadow("[data-leadtrail]", "[role='progressbar']")
+        .await;
+    assert_eq!(
+        progress.attr("aria-valuenow").await.unwrap().as_deref(),
+        Some("3")
+    );
+    type_into(&browser, "first_name", "Maria").await;
+    type_into(&browser, "last_name", "Garcia").await;
+    type_into(&browser, "email", "maria@example.com").await;
+    type_into(&browser, "phone", "(512) 555-0199").await;
+    choose(&browser, "owner_occupied", "true").await;
+    // The question is labelled for screen readers; "Other" reveals a text box.
+    let label = browser
+        .in_shadow("[data-leadtrail]", "label[for='lt-heard_about']")
+        .await;
+    assert_eq!(label.text().await.unwrap(), "How did you hear about us?");
+    choose(&browser, "heard_about", "Other").await;
+    type_into(&browser, "heard_about_other", "church bulletin").await;
+    browser.screenshot("widget-step-3-heard-about").await;
+    continue_to(&browser, "select[name='contact_method']").await;
+
+    let got = receiver.wait_for("lead.enriched", |r| !r.is_empty()).await;
+    let data = &got[0].json["data"];
+    assert_eq!(
+        data["self_reported"],
+        serde_json::json!({"choice": "Other", "other": "church bulletin"}),
+        "{data}"
+    );
+    assert_eq!(data["attribution"]["gclid"], "Cj0-browser");
+    assert_eq!(data["source_tracking"]["source_label"], "Google Ads");
+    let (_, cells) = org.get("/api/v1/reports/self-reported").await;
+    assert_eq!(
+        cells,
+        serde_json::json!([{"widget_version": "01", "source_code": "02",
+            "source_name": "Google Ads", "heard_about": "Other", "leads": 1}])
+    );
+    browser.close().await;
+}
