@@ -11,6 +11,7 @@ mod bad_input;
 mod capture;
 mod dashboard;
 mod dispatch;
+mod docs;
 mod operations;
 mod organizations;
 mod qr;
