@@ -992,7 +992,60 @@ async fn an_editor_corrects_a_leads_source_and_the_arrival_stays_on_record(db: T
     assert_eq!(body["source_tracking"]["source_code"], "01");
 }
 
+async fn lead_sources_list_the_system_source_first_then_newest_and_qr_is_opt_in(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let key = org_with_owner(&app, "owner@acme.example").await;
+    for name in ["Yard Signs", "Mailers", "Radio Spot"] {
+        let (status, _) = app
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/widgets/01/sources",
+                Some(&key),
+                Some(&json!({"name": name, "channel_category": "other"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let mut owner = Visitor::new(&app);
+    owner.log_in("owner@acme.example", PASSWORD).await;
+    let page = owner.get("/app/sources?widget=01&panel=add").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let order: Vec<usize> = ["Website", "Radio Spot", "Mailers", "Yard Signs"]
+        .iter()
+        .map(|name| {
+            page.body
+                .find(&format!(">{name}<"))
+                .unwrap_or_else(|| panic!("{name} missing"))
+        })
+        .collect();
+    assert!(
+        order.is_sorted(),
+        "system source first, then newest: {order:?}"
+    );
+    let checkbox = page
+        .body
+        .split("name=\"generate_qr\"")
+        .nth(1)
+        .and_then(|rest| rest.split('>').next())
+        .unwrap();
+    assert!(!checkbox.contains("checked"), "QR generation is opt-in");
+    // Primary offers no other status, and a forged post for one is refused.
+    let refused = owner
+        .post(
+            "/app/widgets/01",
+            &[("name", "Primary"), ("status", "archived")],
+        )
+        .await;
+    assert!(refused.status.is_client_error(), "{}", refused.status);
+    assert!(refused.body.contains("Primary"), "{}", refused.body);
+    let (_, widget) = app
+        .call(reqwest::Method::GET, "/api/v1/widgets/01", Some(&key), None)
+        .await;
+    assert_eq!(widget["status"], "configured");
+}
+
 on_both_backends!(
+    lead_sources_list_the_system_source_first_then_newest_and_qr_is_opt_in,
     an_editor_corrects_a_leads_source_and_the_arrival_stays_on_record,
     a_viewer_can_change_nothing_through_any_dashboard_route,
     the_webhooks_page_shows_each_endpoints_backlog_and_last_error_and_replays,
