@@ -205,6 +205,7 @@ async fn run(backend: &str, url: &str, leads: usize) -> Result<(), BoxError> {
         from_ms: Some(leadtrail::store::now_ms() - 30 * 86_400_000),
         ..ReportFilter::default()
     };
+    let tz = leadtrail::domain::time_zone::OrgTimeZone::parse("America/Denver")?;
     let baseline = measure(|| store.leads(&org, &page)).await?;
     let rows = [
         (
@@ -221,11 +222,11 @@ async fn run(backend: &str, url: &str, leads: usize) -> Result<(), BoxError> {
         ),
         (
             "timeseries by day",
-            measure(|| store.period_counts(&org, &last, Interval::Day)).await?,
+            measure(|| store.period_counts(&org, &last, Interval::Day, &tz)).await?,
         ),
         (
             "timeseries by week",
-            measure(|| store.period_counts(&org, &last, Interval::Week)).await?,
+            measure(|| store.period_counts(&org, &last, Interval::Week, &tz)).await?,
         ),
         (
             "tracked × self-reported",

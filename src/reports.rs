@@ -6,19 +6,99 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::domain::channel::ChannelCategory;
-use crate::store::{Counts, Source};
+use crate::domain::ids::OrgId;
+use crate::store::{Counts, GroupCounts, ReportFilter, Source, SourceFilter, Store, StoreError};
+
+/// Everything the Reports page shows for a filter; the API's report endpoints serve its parts,
+/// so both give the same numbers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub sources: Vec<SourceRow>,
+    pub channels: Vec<ChannelRow>,
+    pub derived: Vec<DerivedChannelRow>,
+}
+
+impl Report {
+    /// `None` when the filter names a widget the organization does not have.
+    pub async fn load(
+        store: &Store,
+        org: &OrgId,
+        filter: &ReportFilter,
+    ) -> Result<Option<Report>, StoreError> {
+        let mut sources = Vec::new();
+        for widget in store.widgets(org).await? {
+            if filter.widget.is_none_or(|w| w == widget.version) {
+                sources.extend(
+                    store
+                        .sources(org, widget.version, SourceFilter::All)
+                        .await?,
+                );
+            }
+        }
+        if filter.widget.is_some() && sources.is_empty() {
+            return Ok(None);
+        }
+        let counts = store.source_counts(org, filter).await?;
+        let names = store.names_at_arrival(org, filter).await?;
+        let rows = source_rows(&sources, &counts, &names);
+        let channels = channel_rows(&rows, &store.channel_counts(org, filter).await?);
+        let derived = derived_rows(&store.derived_channel_counts(org, filter).await?);
+        Ok(Some(Report {
+            sources: rows,
+            channels,
+            derived,
+        }))
+    }
+
+    /// Totals over every source of the report.
+    pub fn totals(&self) -> Totals {
+        let mut t = Totals::default();
+        for r in &self.sources {
+            t.visits += r.visits;
+            t.leads += r.leads;
+            t.contact_requested += r.contact_requested;
+            t.enriched += r.enriched;
+            t.pipeline_value += r.pipeline_value;
+        }
+        t.conversion_rate = rate(t.leads, t.visits);
+        t
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Totals {
+    pub visits: u64,
+    pub leads: u64,
+    pub contact_requested: u64,
+    pub enriched: u64,
+    pub pipeline_value: u64,
+    pub conversion_rate: f64,
+}
 
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct SourceRow {
     pub widget_version: String,
     pub source_code: String,
     pub display_code: String,
+    /// Today's name.
     pub source_name: String,
+    /// The names its leads arrived under, when any differs from today's.
+    pub names_at_arrival: Vec<String>,
     pub channel_category: ChannelCategory,
     pub visits: u64,
+    /// Leads credited to the source (last touch, or first with `touch=first`).
     pub leads: u64,
-    pub enriched: u64,
+    /// Leads whose first touch was this source, beside `leads`.
+    pub first_touch_leads: u64,
+    /// The funnel of `leads`: step 1 is every lead; steps 2, 3 and 4 reached.
+    pub reached_project: u64,
+    pub reached_personal: u64,
     pub contact_requested: u64,
+    pub enriched: u64,
+    /// Average score of the enriched leads; `null` without any.
+    pub average_score: Option<f64>,
+    /// Sum of the estimate midpoints of the enriched leads, whole currency units.
+    pub pipeline_value: u64,
     /// Of `leads`, how many a person re-assigned to this source (last touch only).
     pub corrected: u64,
     /// Leads ÷ visits; 0 without visits.
@@ -27,12 +107,27 @@ pub struct SourceRow {
 
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ChannelRow {
+    /// The category each lead was credited with when it arrived (or was corrected), never a
+    /// source's category today. Visits count under their source's category today.
     pub channel_category: ChannelCategory,
     pub visits: u64,
     pub leads: u64,
     pub enriched: u64,
     pub contact_requested: u64,
-    pub corrected: u64,
+    pub pipeline_value: u64,
+    pub conversion_rate: f64,
+}
+
+/// Website (`SRC-01`) traffic by where it most likely came from.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct DerivedChannelRow {
+    /// `direct`, `organic_search`, `paid_search`, `organic_social`, … (GA4's default groups).
+    pub derived_channel: String,
+    pub visits: u64,
+    pub leads: u64,
+    pub enriched: u64,
+    pub contact_requested: u64,
+    pub pipeline_value: u64,
     pub conversion_rate: f64,
 }
 
@@ -45,26 +140,43 @@ fn rate(leads: u64, visits: u64) -> f64 {
     }
 }
 
+fn average(sum: u64, n: u64) -> Option<f64> {
+    (n > 0).then(|| ((sum as f64 / n as f64) * 10.0).round() / 10.0)
+}
+
 /// Every source of the listed widgets gets a row, even with nothing counted, so a new source
 /// shows up as zero rather than missing.
-pub fn source_rows(sources: &[Source], counts: &BTreeMap<(u32, u32), Counts>) -> Vec<SourceRow> {
+pub fn source_rows(
+    sources: &[Source],
+    counts: &BTreeMap<(u32, u32), Counts>,
+    names: &BTreeMap<(u32, u32), Vec<String>>,
+) -> Vec<SourceRow> {
     sources
         .iter()
         .map(|s| {
-            let c = counts
-                .get(&(s.widget_version.get(), s.code.get()))
-                .copied()
+            let key = (s.widget_version.get(), s.code.get());
+            let c = counts.get(&key).copied().unwrap_or_default();
+            let names_at_arrival = names
+                .get(&key)
+                .filter(|n| n.iter().any(|name| *name != s.name))
+                .cloned()
                 .unwrap_or_default();
             SourceRow {
                 widget_version: s.widget_version.to_string(),
                 source_code: s.code.to_string(),
                 display_code: s.code.display_code(),
                 source_name: s.name.clone(),
+                names_at_arrival,
                 channel_category: s.channel_category,
                 visits: c.visits,
                 leads: c.leads,
-                enriched: c.enriched,
+                first_touch_leads: c.first_touch_leads,
+                reached_project: c.reached_project,
+                reached_personal: c.reached_personal,
                 contact_requested: c.contact_requested,
+                enriched: c.enriched,
+                average_score: average(c.score_sum, c.enriched),
+                pipeline_value: c.pipeline_value,
                 corrected: c.corrected,
                 conversion_rate: rate(c.leads, c.visits),
             }
@@ -72,30 +184,49 @@ pub fn source_rows(sources: &[Source], counts: &BTreeMap<(u32, u32), Counts>) ->
         .collect()
 }
 
-pub fn channel_rows(rows: &[SourceRow]) -> Vec<ChannelRow> {
-    let mut by: BTreeMap<&'static str, ChannelRow> = BTreeMap::new();
-    for r in rows {
-        let entry = by.entry(r.channel_category.id()).or_insert(ChannelRow {
-            channel_category: r.channel_category,
-            visits: 0,
-            leads: 0,
-            enriched: 0,
-            contact_requested: 0,
-            corrected: 0,
-            conversion_rate: 0.0,
-        });
-        entry.visits += r.visits;
-        entry.leads += r.leads;
-        entry.enriched += r.enriched;
-        entry.contact_requested += r.contact_requested;
-        entry.corrected += r.corrected;
+/// Leads per credited category; visits per their source's category today (a visit has no
+/// snapshot). Categories with neither are left out.
+pub fn channel_rows(
+    sources: &[SourceRow],
+    leads: &BTreeMap<String, GroupCounts>,
+) -> Vec<ChannelRow> {
+    let mut visits: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for r in sources {
+        *visits.entry(r.channel_category.id()).or_default() += r.visits;
     }
-    by.into_values()
-        .map(|mut c| {
-            c.conversion_rate = rate(c.leads, c.visits);
-            c
+    ChannelCategory::ALL
+        .iter()
+        .filter_map(|category| {
+            let l = leads.get(category.id()).copied().unwrap_or_default();
+            let v = visits.get(category.id()).copied().unwrap_or_default();
+            (v > 0 || l.leads > 0).then(|| ChannelRow {
+                channel_category: *category,
+                visits: v,
+                leads: l.leads,
+                enriched: l.enriched,
+                contact_requested: l.contact_requested,
+                pipeline_value: l.pipeline_value,
+                conversion_rate: rate(l.leads, v),
+            })
         })
         .collect()
+}
+
+pub fn derived_rows(counts: &BTreeMap<String, GroupCounts>) -> Vec<DerivedChannelRow> {
+    let mut rows: Vec<DerivedChannelRow> = counts
+        .iter()
+        .map(|(channel, c)| DerivedChannelRow {
+            derived_channel: channel.clone(),
+            visits: c.visits,
+            leads: c.leads,
+            enriched: c.enriched,
+            contact_requested: c.contact_requested,
+            pipeline_value: c.pipeline_value,
+            conversion_rate: rate(c.leads, c.visits),
+        })
+        .collect();
+    rows.sort_by(|a, b| b.leads.cmp(&a.leads).then(b.visits.cmp(&a.visits)));
+    rows
 }
 
 /// One cell of the tracked-source × self-reported matrix.
@@ -151,9 +282,12 @@ pub fn neutralise(cell: &str) -> String {
     }
 }
 
+/// The source table as the Reports page shows it, one row per source.
 pub fn sources_csv(rows: &[SourceRow]) -> String {
     let mut out = String::from(
-        "widget_version,source_code,display_code,source_name,channel_category,visits,leads,enriched,contact_requested,conversion_rate,corrected\n",
+        "widget_version,source_code,display_code,source_name,names_at_arrival,channel_category,\
+         visits,leads,first_touch_leads,conversion_rate,reached_project,reached_personal,\
+         contact_requested,enriched,average_score,pipeline_value,corrected\n",
     );
     for r in rows {
         let cells = [
@@ -161,12 +295,20 @@ pub fn sources_csv(rows: &[SourceRow]) -> String {
             r.source_code.clone(),
             r.display_code.clone(),
             r.source_name.clone(),
+            r.names_at_arrival.join("; "),
             r.channel_category.id().to_owned(),
             r.visits.to_string(),
             r.leads.to_string(),
-            r.enriched.to_string(),
-            r.contact_requested.to_string(),
+            r.first_touch_leads.to_string(),
             format!("{:.4}", r.conversion_rate),
+            r.reached_project.to_string(),
+            r.reached_personal.to_string(),
+            r.contact_requested.to_string(),
+            r.enriched.to_string(),
+            r.average_score
+                .map(|a| format!("{a:.1}"))
+                .unwrap_or_default(),
+            r.pipeline_value.to_string(),
             r.corrected.to_string(),
         ];
         let line: Vec<String> = cells.iter().map(|c| neutralise(c)).collect();

@@ -17,6 +17,13 @@ pub struct Estimate {
     pub currency: String,
 }
 
+impl Estimate {
+    /// The pipeline value of a lead: the middle of its price range, in whole currency units.
+    pub fn midpoint(&self) -> i64 {
+        (i64::from(self.price_low) + i64::from(self.price_high)) / 2
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Insights {
     pub urgency: String,

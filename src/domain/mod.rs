@@ -13,6 +13,7 @@ pub mod organization;
 pub mod self_report;
 pub mod source;
 pub mod tier;
+pub mod time_zone;
 pub mod tracking_url;
 pub mod user;
 pub mod widget;

@@ -65,7 +65,7 @@ impl Store {
         let corrected: Option<i64> = lead.try_get("corrected_source_code")?;
         let current = corrected.unwrap_or(arrived);
         let target = sqlx::query(
-            "SELECT s.name FROM sources s JOIN widgets w ON w.id = s.widget_id \
+            "SELECT s.name, s.channel_category FROM sources s JOIN widgets w ON w.id = s.widget_id \
              WHERE s.org_id = $1 AND w.version = $2 AND s.code = $3",
         )
         .bind(org.as_str())
@@ -107,11 +107,13 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "UPDATE leads SET corrected_source_code = $2, corrected_source = $3 WHERE id = $1",
+            "UPDATE leads SET corrected_source_code = $2, corrected_source = $3, \
+             corrected_source_category = $4 WHERE id = $1",
         )
         .bind(lead_id)
         .bind(i64::from(to.get()))
         .bind(json_text(&correction)?)
+        .bind(target.try_get::<String, _>("channel_category")?)
         .execute(&mut *tx)
         .await?;
         let from = SourceCode::new(to_u32(current, "source code")?)

@@ -77,13 +77,16 @@ impl Store {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(
-            "UPDATE leads SET enrichment = $2, enrichment_state = 'done', enriched_at = $3, updated_at = $3 \
+            "UPDATE leads SET enrichment = $2, enrichment_state = 'done', enriched_at = $3, updated_at = $3, \
+             score = $4, pipeline_value = $5 \
              WHERE id = $1 AND enrichment_state = 'pending' \
              RETURNING created_at, address, contact, widget_version, widget_name, source_code, source_name",
         )
         .bind(&job.lead_id)
         .bind(serde_json::to_string(enrichment).map_err(|e| StoreError::Corrupt(e.to_string()))?)
         .bind(now)
+        .bind(i64::from(enrichment.score))
+        .bind(enrichment.estimate.midpoint())
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {

@@ -45,7 +45,7 @@ pub use enrichment::EnrichmentJob;
 pub use events::StoredEvent;
 pub use leads::{LeadFilter, LeadRecord};
 pub use records::*;
-pub use reports::{Counts, Interval, ReportFilter, Touch};
+pub use reports::{Counts, GroupCounts, Interval, ReportFilter, Touch};
 pub use visits::NewVisit;
 pub use webhooks::{Endpoint, EndpointPatch, ROTATION_OVERLAP_MS};
 

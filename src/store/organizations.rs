@@ -1,5 +1,6 @@
 //! Organizations, their API keys and users.
 
+use crate::domain::time_zone::OrgTimeZone;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -25,6 +26,8 @@ pub(super) fn org_from_row(row: &AnyRow) -> Result<Organization, StoreError> {
         brand_color: row.try_get("brand_color")?,
         tier: Tier::parse(&tier).map_err(|e| StoreError::Corrupt(e.message))?,
         public_key: row.try_get("public_key")?,
+        time_zone: OrgTimeZone::parse(&row.try_get::<String, _>("time_zone")?)
+            .map_err(|e| StoreError::Corrupt(e.message))?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -86,7 +89,7 @@ impl Store {
 
     pub async fn organization(&self, org: &OrgId) -> Result<Organization, StoreError> {
         let row = sqlx::query(
-            "SELECT id, name, website_url, brand_color, tier, public_key, created_at, updated_at \
+            "SELECT id, name, website_url, brand_color, tier, public_key, time_zone, created_at, updated_at \
              FROM organizations WHERE id = $1",
         )
         .bind(org.as_str())
@@ -107,6 +110,7 @@ impl Store {
                name = COALESCE($2, name), \
                website_url = COALESCE($3, website_url), \
                brand_color = COALESCE($4, brand_color), \
+               time_zone = COALESCE($6, time_zone), \
                updated_at = $5 \
              WHERE id = $1",
         )
@@ -115,6 +119,7 @@ impl Store {
         .bind(patch.website_url.as_ref().map(|u| u.as_str().to_owned()))
         .bind(patch.brand_color.map(|c| c.to_string()))
         .bind(now_ms())
+        .bind(patch.time_zone.as_ref().map(|z| z.name().to_owned()))
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {

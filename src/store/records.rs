@@ -6,6 +6,7 @@ use crate::domain::organization::{BrandColor, OrgName, SiteUrl};
 use crate::domain::self_report::SelfReportSetting;
 use crate::domain::source::{SourceCode, SourceName, SourceStatus};
 use crate::domain::tier::Tier;
+use crate::domain::time_zone::OrgTimeZone;
 use crate::domain::widget::{WidgetName, WidgetStatus, WidgetVersion};
 
 #[derive(Debug, Clone)]
@@ -16,6 +17,8 @@ pub struct Organization {
     pub brand_color: String,
     pub tier: Tier,
     pub public_key: String,
+    /// Where the organization's days begin: reports, date filters and times on the dashboard.
+    pub time_zone: OrgTimeZone,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -86,6 +89,7 @@ pub struct OrganizationPatch {
     pub name: Option<OrgName>,
     pub website_url: Option<SiteUrl>,
     pub brand_color: Option<BrandColor>,
+    pub time_zone: Option<OrgTimeZone>,
 }
 
 #[derive(Debug, Clone, Default)]

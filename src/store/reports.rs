@@ -1,4 +1,6 @@
-//! Report queries: counts per widget and source, and per period, over a date range.
+//! Report queries over raw rows: counts per widget and source (last touch with the corrected
+//! source, first touch beside it), per channel category as credited at the time, per derived
+//! channel of the Website source, per local day or week of the organization's time zone.
 
 use std::collections::BTreeMap;
 
@@ -7,6 +9,7 @@ use sqlx::Row;
 use super::{Store, StoreError, to_u32};
 use crate::domain::ids::OrgId;
 use crate::domain::self_report::SelfReported;
+use crate::domain::time_zone::{DAY_MS, OrgTimeZone};
 use crate::domain::widget::WidgetVersion;
 
 /// Which arrival a lead is counted under.
@@ -31,11 +34,31 @@ pub struct ReportFilter {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
     pub visits: u64,
+    /// Leads credited to the source under the filter's touch.
+    pub leads: u64,
+    /// Leads whose first touch was this source, whatever the filter's touch.
+    pub first_touch_leads: u64,
+    /// Of `leads`: how far they got (step 2, 3 and 4 reached).
+    pub reached_project: u64,
+    pub reached_personal: u64,
+    pub contact_requested: u64,
+    pub enriched: u64,
+    /// Sum of the scores of the enriched leads.
+    pub score_sum: u64,
+    /// Sum of the estimate midpoints, whole currency units.
+    pub pipeline_value: u64,
+    /// Of `leads`, how many a person re-assigned to this source (last touch only).
+    pub corrected: u64,
+}
+
+/// Lead counters of a group that is not a source (a channel category, a derived channel).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupCounts {
+    pub visits: u64,
     pub leads: u64,
     pub enriched: u64,
     pub contact_requested: u64,
-    /// Of `leads`, how many a person re-assigned to this source.
-    pub corrected: u64,
+    pub pipeline_value: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -46,13 +69,41 @@ pub enum Interval {
 
 /// The source a lead is credited to: the one a person corrected it to, else its arrival.
 const CREDITED_SOURCE: &str = "COALESCE(corrected_source_code, source_code)";
+/// The channel category it was credited with: the corrected source's at the correction, else
+/// the arrival snapshot's. Never a source's category today.
+const CREDITED_CATEGORY: &str = "COALESCE(corrected_source_category, source_category)";
+/// Filters shared by every lead and visit query: organization, widget, time range.
+const WHERE_RANGE: &str = "org_id = $1 AND ($2 IS NULL OR widget_version = $2) \
+    AND ($3 IS NULL OR created_at >= $3) AND ($4 IS NULL OR created_at < $4)";
 
 fn count(row: &sqlx::any::AnyRow, col: &str) -> Result<u64, StoreError> {
     let n: Option<i64> = row.try_get(col)?;
     Ok(u64::try_from(n.unwrap_or(0)).unwrap_or(0))
 }
 
+/// `CAST(SUM(…) AS BIGINT)`: PostgreSQL sums BIGINT columns as NUMERIC otherwise.
+fn sum(expr: &str) -> String {
+    format!("CAST(SUM({expr}) AS BIGINT)")
+}
+
 impl Store {
+    async fn grouped(
+        &self,
+        sql: String,
+        org: &OrgId,
+        widget: Option<i64>,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+    ) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+        Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(org.as_str())
+            .bind(widget)
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     /// Counts per (widget version, source code), keyed by their numbers.
     pub async fn source_counts(
         &self,
@@ -61,108 +112,217 @@ impl Store {
     ) -> Result<BTreeMap<(u32, u32), Counts>, StoreError> {
         let mut out: BTreeMap<(u32, u32), Counts> = BTreeMap::new();
         let widget = filter.widget.map(|w| i64::from(w.get()));
-        let visits = sqlx::query(
-            "SELECT widget_version, source_code, COUNT(*) AS n FROM visits WHERE org_id = $1 \
-             AND ($2 IS NULL OR widget_version = $2) AND ($3 IS NULL OR created_at >= $3) \
-             AND ($4 IS NULL OR created_at < $4) GROUP BY widget_version, source_code",
-        )
-        .bind(org.as_str())
-        .bind(widget)
-        .bind(filter.from_ms)
-        .bind(filter.to_ms)
-        .fetch_all(&self.pool)
-        .await?;
-        for row in &visits {
+        let (from, to) = (filter.from_ms, filter.to_ms);
+        let visits = format!(
+            "SELECT widget_version, source_code, COUNT(*) AS n FROM visits WHERE {WHERE_RANGE} \
+             GROUP BY widget_version, source_code"
+        );
+        for row in &self.grouped(visits, org, widget, from, to).await? {
             let key = (
                 to_u32(row.try_get("widget_version")?, "widget")?,
                 to_u32(row.try_get("source_code")?, "source")?,
             );
             out.entry(key).or_default().visits = count(row, "n")?;
         }
-        // Only these two constant expressions differ between the touches. Last touch counts
-        // the source a person corrected the lead to; first touch is what tracking saw.
+        let first = (
+            "COALESCE(first_touch_widget_version, widget_version)",
+            "COALESCE(first_touch_source_code, source_code)",
+        );
         let (wv, sc) = match filter.touch {
             Touch::Last => ("widget_version", CREDITED_SOURCE),
-            Touch::First => (
-                "COALESCE(first_touch_widget_version, widget_version)",
-                "COALESCE(first_touch_source_code, source_code)",
-            ),
+            Touch::First => first,
         };
-        let sql = sqlx::AssertSqlSafe(format!(
+        let leads = format!(
             "SELECT {wv} AS wv, {sc} AS sc, COUNT(*) AS leads, \
-             SUM(CASE WHEN enrichment_state = 'done' THEN 1 ELSE 0 END) AS enriched, \
-             SUM(CASE WHEN step = 4 THEN 1 ELSE 0 END) AS contact, \
-             SUM(CASE WHEN corrected_source_code IS NOT NULL THEN 1 ELSE 0 END) AS corrected \
-             FROM leads WHERE org_id = $1 AND ($2 IS NULL OR {wv} = $2) \
-             AND ($3 IS NULL OR created_at >= $3) AND ($4 IS NULL OR created_at < $4) \
-             GROUP BY {wv}, {sc}"
-        ));
-        let leads = sqlx::query(sql)
-            .bind(org.as_str())
-            .bind(widget)
-            .bind(filter.from_ms)
-            .bind(filter.to_ms)
-            .fetch_all(&self.pool)
-            .await?;
-        for row in &leads {
+             {project} AS project, {personal} AS personal, {contact} AS contact, \
+             {enriched} AS enriched, {score} AS score, {pipeline} AS pipeline, \
+             {corrected} AS corrected \
+             FROM leads WHERE {range} GROUP BY {wv}, {sc}",
+            project = sum("CASE WHEN step >= 2 THEN 1 ELSE 0 END"),
+            personal = sum("CASE WHEN step >= 3 THEN 1 ELSE 0 END"),
+            contact = sum("CASE WHEN step = 4 THEN 1 ELSE 0 END"),
+            enriched = sum("CASE WHEN enrichment_state = 'done' THEN 1 ELSE 0 END"),
+            score = sum("COALESCE(score, 0)"),
+            pipeline = sum("COALESCE(pipeline_value, 0)"),
+            corrected = sum("CASE WHEN corrected_source_code IS NOT NULL THEN 1 ELSE 0 END"),
+            range = WHERE_RANGE.replace("widget_version", wv),
+        );
+        for row in &self.grouped(leads, org, widget, from, to).await? {
             let key = (
                 to_u32(row.try_get("wv")?, "widget")?,
                 to_u32(row.try_get("sc")?, "source")?,
             );
             let entry = out.entry(key).or_default();
             entry.leads = count(row, "leads")?;
-            entry.enriched = count(row, "enriched")?;
+            entry.reached_project = count(row, "project")?;
+            entry.reached_personal = count(row, "personal")?;
             entry.contact_requested = count(row, "contact")?;
+            entry.enriched = count(row, "enriched")?;
+            entry.score_sum = count(row, "score")?;
+            entry.pipeline_value = count(row, "pipeline")?;
             if filter.touch == Touch::Last {
                 entry.corrected = count(row, "corrected")?;
             }
         }
+        let firsts = format!(
+            "SELECT {wv} AS wv, {sc} AS sc, COUNT(*) AS n FROM leads WHERE {range} \
+             GROUP BY {wv}, {sc}",
+            wv = first.0,
+            sc = first.1,
+            range = WHERE_RANGE.replace("widget_version", first.0),
+        );
+        for row in &self.grouped(firsts, org, widget, from, to).await? {
+            let key = (
+                to_u32(row.try_get("wv")?, "widget")?,
+                to_u32(row.try_get("sc")?, "source")?,
+            );
+            out.entry(key).or_default().first_touch_leads = count(row, "n")?;
+        }
         Ok(out)
     }
 
-    /// Visits and (last-touch) leads per period and source; periods are UTC days, or weeks
-    /// starting Monday, numbered in days since the Unix epoch.
+    /// Leads per channel category they were credited with (the arrival snapshot's, or the
+    /// corrected source's at the correction), last touch.
+    pub async fn channel_counts(
+        &self,
+        org: &OrgId,
+        filter: &ReportFilter,
+    ) -> Result<BTreeMap<String, GroupCounts>, StoreError> {
+        let widget = filter.widget.map(|w| i64::from(w.get()));
+        let sql = format!(
+            "SELECT {CREDITED_CATEGORY} AS category, COUNT(*) AS leads, {enriched} AS enriched, \
+             {contact} AS contact, {pipeline} AS pipeline FROM leads WHERE {WHERE_RANGE} \
+             GROUP BY {CREDITED_CATEGORY}",
+            enriched = sum("CASE WHEN enrichment_state = 'done' THEN 1 ELSE 0 END"),
+            contact = sum("CASE WHEN step = 4 THEN 1 ELSE 0 END"),
+            pipeline = sum("COALESCE(pipeline_value, 0)"),
+        );
+        let rows = self
+            .grouped(sql, org, widget, filter.from_ms, filter.to_ms)
+            .await?;
+        let mut out = BTreeMap::new();
+        for row in &rows {
+            out.insert(
+                row.try_get::<String, _>("category")?,
+                GroupCounts {
+                    visits: 0,
+                    leads: count(row, "leads")?,
+                    enriched: count(row, "enriched")?,
+                    contact_requested: count(row, "contact")?,
+                    pipeline_value: count(row, "pipeline")?,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// Visits and leads of the Website source (`SRC-01`) of each widget, per derived channel
+    /// (direct, organic search, …). Leads corrected away from it are not counted.
+    pub async fn derived_channel_counts(
+        &self,
+        org: &OrgId,
+        filter: &ReportFilter,
+    ) -> Result<BTreeMap<String, GroupCounts>, StoreError> {
+        let widget = filter.widget.map(|w| i64::from(w.get()));
+        let (from, to) = (filter.from_ms, filter.to_ms);
+        let mut out: BTreeMap<String, GroupCounts> = BTreeMap::new();
+        let visits = format!(
+            "SELECT COALESCE(derived_channel, 'direct') AS channel, COUNT(*) AS n FROM visits \
+             WHERE {WHERE_RANGE} AND source_code = 1 GROUP BY COALESCE(derived_channel, 'direct')"
+        );
+        for row in &self.grouped(visits, org, widget, from, to).await? {
+            out.entry(row.try_get("channel")?).or_default().visits = count(row, "n")?;
+        }
+        let leads = format!(
+            "SELECT COALESCE(derived_channel, 'direct') AS channel, COUNT(*) AS leads, \
+             {enriched} AS enriched, {contact} AS contact, {pipeline} AS pipeline FROM leads \
+             WHERE {WHERE_RANGE} AND {CREDITED_SOURCE} = 1 \
+             GROUP BY COALESCE(derived_channel, 'direct')",
+            enriched = sum("CASE WHEN enrichment_state = 'done' THEN 1 ELSE 0 END"),
+            contact = sum("CASE WHEN step = 4 THEN 1 ELSE 0 END"),
+            pipeline = sum("COALESCE(pipeline_value, 0)"),
+        );
+        for row in &self.grouped(leads, org, widget, from, to).await? {
+            let entry = out.entry(row.try_get("channel")?).or_default();
+            entry.leads = count(row, "leads")?;
+            entry.enriched = count(row, "enriched")?;
+            entry.contact_requested = count(row, "contact")?;
+            entry.pipeline_value = count(row, "pipeline")?;
+        }
+        Ok(out)
+    }
+
+    /// The first instant with a lead or a visit, for a range left open at its start.
+    async fn first_activity(&self, org: &OrgId) -> Result<Option<i64>, StoreError> {
+        let mut first: Option<i64> = None;
+        for table in ["leads", "visits"] {
+            let sql = format!("SELECT MIN(created_at) AS at FROM {table} WHERE org_id = $1");
+            let at: Option<i64> = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(org.as_str())
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("at")?;
+            first = match (first, at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        Ok(first)
+    }
+
+    /// Visits and (last-touch) leads per local period of `tz` and source. Periods are local
+    /// days, or weeks starting Monday, numbered in days since 1970-01-01. Each stretch of the
+    /// range with one UTC offset is grouped in SQL with that offset, so days are exact across
+    /// daylight-saving changes and for half-hour zones.
     pub async fn period_counts(
         &self,
         org: &OrgId,
         filter: &ReportFilter,
         interval: Interval,
+        tz: &OrgTimeZone,
     ) -> Result<BTreeMap<(i64, u32, u32), (u64, u64)>, StoreError> {
-        // Day 0 (1970-01-01) was a Thursday: shifting by 3 makes weeks start on Monday.
-        let bucket = match interval {
-            Interval::Day => "(created_at / 86400000)",
-            Interval::Week => "(((created_at / 86400000) + 3) / 7 * 7 - 3)",
-        };
         let mut out: BTreeMap<(i64, u32, u32), (u64, u64)> = BTreeMap::new();
+        let from = match filter.from_ms {
+            Some(from) => from,
+            None => match self.first_activity(org).await? {
+                Some(first) => first,
+                None => return Ok(out),
+            },
+        };
+        let to = filter.to_ms.unwrap_or(i64::MAX / 2);
         let widget = filter.widget.map(|w| i64::from(w.get()));
-        for (table, source, is_visit) in [
-            ("visits", "source_code", true),
-            ("leads", CREDITED_SOURCE, false),
-        ] {
-            let sql = sqlx::AssertSqlSafe(format!(
-                "SELECT {bucket} AS period, widget_version, {source} AS source_code, COUNT(*) AS n \
-                 FROM {table} WHERE org_id = $1 AND ($2 IS NULL OR widget_version = $2) \
-                 AND ($3 IS NULL OR created_at >= $3) AND ($4 IS NULL OR created_at < $4) \
-                 GROUP BY {bucket}, widget_version, {source}"
-            ));
-            let rows = sqlx::query(sql)
-                .bind(org.as_str())
-                .bind(widget)
-                .bind(filter.from_ms)
-                .bind(filter.to_ms)
-                .fetch_all(&self.pool)
-                .await?;
-            for row in &rows {
-                let key = (
-                    row.try_get::<i64, _>("period")?,
-                    to_u32(row.try_get("widget_version")?, "widget")?,
-                    to_u32(row.try_get("source_code")?, "source")?,
+        for span in tz.offset_spans(from, to) {
+            // The offset is a number this code computed, never user text.
+            let day = format!("((created_at + ({})) / {DAY_MS})", span.offset_ms);
+            let bucket = match interval {
+                Interval::Day => day,
+                // Day 0 (1970-01-01) was a Thursday: shifting by 3 makes weeks start on Monday.
+                Interval::Week => format!("((({day}) + 3) / 7 * 7 - 3)"),
+            };
+            for (table, source, is_visit) in [
+                ("visits", "source_code", true),
+                ("leads", CREDITED_SOURCE, false),
+            ] {
+                let sql = format!(
+                    "SELECT {bucket} AS period, widget_version, {source} AS source_code, \
+                     COUNT(*) AS n FROM {table} WHERE {WHERE_RANGE} \
+                     GROUP BY {bucket}, widget_version, {source}"
                 );
-                let entry = out.entry(key).or_default();
-                if is_visit {
-                    entry.0 = count(row, "n")?;
-                } else {
-                    entry.1 = count(row, "n")?;
+                let rows = self
+                    .grouped(sql, org, widget, Some(span.start_ms), Some(span.end_ms))
+                    .await?;
+                for row in &rows {
+                    let key = (
+                        row.try_get::<i64, _>("period")?,
+                        to_u32(row.try_get("widget_version")?, "widget")?,
+                        to_u32(row.try_get("source_code")?, "source")?,
+                    );
+                    let entry = out.entry(key).or_default();
+                    if is_visit {
+                        entry.0 += count(row, "n")?;
+                    } else {
+                        entry.1 += count(row, "n")?;
+                    }
                 }
             }
         }
@@ -178,18 +338,13 @@ impl Store {
         filter: &ReportFilter,
     ) -> Result<BTreeMap<(u32, u32, Option<String>), u64>, StoreError> {
         let widget = filter.widget.map(|w| i64::from(w.get()));
-        let sql = sqlx::AssertSqlSafe(format!(
+        let sql = format!(
             "SELECT widget_version, {CREDITED_SOURCE} AS sc, self_reported, COUNT(*) AS n \
-             FROM leads WHERE org_id = $1 AND ($2 IS NULL OR widget_version = $2) \
-             AND ($3 IS NULL OR created_at >= $3) AND ($4 IS NULL OR created_at < $4) \
+             FROM leads WHERE {WHERE_RANGE} \
              GROUP BY widget_version, {CREDITED_SOURCE}, self_reported"
-        ));
-        let rows = sqlx::query(sql)
-            .bind(org.as_str())
-            .bind(widget)
-            .bind(filter.from_ms)
-            .bind(filter.to_ms)
-            .fetch_all(&self.pool)
+        );
+        let rows = self
+            .grouped(sql, org, widget, filter.from_ms, filter.to_ms)
             .await?;
         let mut out: BTreeMap<(u32, u32, Option<String>), u64> = BTreeMap::new();
         for row in &rows {
@@ -203,6 +358,34 @@ impl Store {
                 answer,
             );
             *out.entry(key).or_default() += count(row, "n")?;
+        }
+        Ok(out)
+    }
+
+    /// The names each source had when its leads arrived, per (widget version, source code),
+    /// for the report to list beside today's name when they differ.
+    pub async fn names_at_arrival(
+        &self,
+        org: &OrgId,
+        filter: &ReportFilter,
+    ) -> Result<BTreeMap<(u32, u32), Vec<String>>, StoreError> {
+        let widget = filter.widget.map(|w| i64::from(w.get()));
+        let sql = format!(
+            "SELECT DISTINCT widget_version, source_code, source_name FROM leads \
+             WHERE {WHERE_RANGE} ORDER BY widget_version, source_code, source_name"
+        );
+        let rows = self
+            .grouped(sql, org, widget, filter.from_ms, filter.to_ms)
+            .await?;
+        let mut out: BTreeMap<(u32, u32), Vec<String>> = BTreeMap::new();
+        for row in &rows {
+            let key = (
+                to_u32(row.try_get("widget_version")?, "widget")?,
+                to_u32(row.try_get("source_code")?, "source")?,
+            );
+            out.entry(key)
+                .or_default()
+                .push(row.try_get("source_name")?);
         }
         Ok(out)
     }

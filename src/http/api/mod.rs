@@ -74,6 +74,7 @@ pub fn router() -> Router<AppState> {
         reports::channels_report,
         reports::timeseries_report,
         reports::self_reported_report,
+        reports::derived_channels_report,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),

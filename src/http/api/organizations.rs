@@ -1,5 +1,6 @@
 //! Organizations: created by the operator, read and edited by their own API keys.
 
+use crate::domain::time_zone::OrgTimeZone;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, patch, post};
@@ -37,6 +38,8 @@ pub struct OrganizationBody {
     tier: Tier,
     /// The embed snippet's key; not a secret.
     public_key: String,
+    /// IANA time zone: where the organization's days begin in reports and date filters.
+    time_zone: String,
     created_at: String,
     updated_at: String,
 }
@@ -50,6 +53,7 @@ impl From<Organization> for OrganizationBody {
             brand_color: o.brand_color,
             tier: o.tier,
             public_key: o.public_key,
+            time_zone: o.time_zone.name().to_owned(),
             created_at: rfc3339(o.created_at),
             updated_at: rfc3339(o.updated_at),
         }
@@ -174,9 +178,11 @@ pub struct UpdateOrganization {
     website_url: Option<String>,
     /// `#RRGGBB`, dark enough to scan on white (contrast at least 3:1).
     brand_color: Option<String>,
+    /// IANA name, like `America/Denver`; `UTC` by default.
+    time_zone: Option<String>,
 }
 
-/// Edit the organization's name, website or brand colour
+/// Edit the organization's name, website, brand colour or time zone
 #[utoipa::path(patch, path = "/organization", request_body = UpdateOrganization,
     responses((status = 200, body = OrganizationBody), (status = 422, body = ErrorBody)))]
 pub async fn update_organization(
@@ -195,6 +201,11 @@ pub async fn update_organization(
             .brand_color
             .as_deref()
             .map(BrandColor::parse)
+            .transpose()?,
+        time_zone: body
+            .time_zone
+            .as_deref()
+            .map(OrgTimeZone::parse)
             .transpose()?,
     };
     Ok(Json(

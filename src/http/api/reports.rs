@@ -10,11 +10,12 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::leads::parse_time;
 use crate::domain::ids::OrgId;
+use crate::domain::time_zone::{OrgTimeZone, date_of_day};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::extract::{ApiQuery, OrgAuth, widget_version};
 use crate::reports::{
-    ChannelRow, SelfReportedCell, SourceRow, channel_rows, self_reported_cells, source_rows,
+    ChannelRow, DerivedChannelRow, Report, SelfReportedCell, SourceRow, self_reported_cells,
     sources_csv,
 };
 use crate::store::{Interval, ReportFilter, SourceFilter, Touch};
@@ -26,6 +27,7 @@ pub fn router() -> Router<AppState> {
         .route("/reports/channels", get(channels_report))
         .route("/reports/timeseries", get(timeseries_report))
         .route("/reports/self-reported", get(self_reported_report))
+        .route("/reports/derived-channels", get(derived_channels_report))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -43,8 +45,19 @@ pub struct ReportQuery {
     interval: Option<String>,
 }
 
+/// A `from`/`to` value: an RFC 3339 instant, or a date meaning its first instant in the
+/// organization's time zone.
+fn instant(tz: &OrgTimeZone, field: &'static str, raw: &str) -> Result<i64, ApiError> {
+    if let Ok(date) = raw.parse::<jiff::civil::Date>()
+        && raw.len() == 10
+    {
+        return Ok(tz.start_of(date));
+    }
+    parse_time(field, raw)
+}
+
 impl ReportQuery {
-    fn filter(&self) -> Result<ReportFilter, ApiError> {
+    fn filter(&self, tz: &OrgTimeZone) -> Result<ReportFilter, ApiError> {
         let touch = match self.touch.as_deref() {
             None | Some("last") => Touch::Last,
             Some("first") => Touch::First,
@@ -60,16 +73,85 @@ impl ReportQuery {
             from_ms: self
                 .from
                 .as_deref()
-                .map(|t| parse_time("from", t))
+                .map(|t| instant(tz, "from", t))
                 .transpose()?,
             to_ms: self
                 .to
                 .as_deref()
-                .map(|t| parse_time("to", t))
+                .map(|t| instant(tz, "to", t))
                 .transpose()?,
             touch,
         })
     }
+}
+
+async fn report(state: &AppState, org: &OrgId, q: &ReportQuery) -> Result<Report, ApiError> {
+    let tz = state.store.organization(org).await?.time_zone;
+    let filter = q.filter(&tz)?;
+    Report::load(&state.store, org, &filter)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(&format!("widget {}", q.widget.as_deref().unwrap_or("")))
+        })
+}
+
+/// A row per source: visits, last- and first-touch leads, the step funnel, enriched, average
+/// score, pipeline value, corrections, conversion. Dates are the organization's time zone.
+#[utoipa::path(get, path = "/reports/sources", params(ReportQuery),
+    responses((status = 200, body = [SourceRow]), (status = 400, body = ErrorBody)))]
+pub async fn sources_report(
+    State(state): State<AppState>,
+    OrgAuth(org): OrgAuth,
+    ApiQuery(q): ApiQuery<ReportQuery>,
+) -> ApiResult<Json<Vec<SourceRow>>> {
+    Ok(Json(report(&state, &org, &q).await?.sources))
+}
+
+/// The source report as CSV (cells that could run as formulas are neutralised)
+#[utoipa::path(get, path = "/reports/sources.csv", params(ReportQuery),
+    responses((status = 200, content_type = "text/csv"), (status = 400, body = ErrorBody)))]
+pub async fn sources_csv_report(
+    State(state): State<AppState>,
+    OrgAuth(org): OrgAuth,
+    ApiQuery(q): ApiQuery<ReportQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let csv = sources_csv(&report(&state, &org, &q).await?.sources);
+    Ok(csv_response(csv))
+}
+
+pub fn csv_response(csv: String) -> impl IntoResponse {
+    (
+        [
+            (CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                CONTENT_DISPOSITION,
+                "attachment; filename=\"lead-sources.csv\"",
+            ),
+        ],
+        csv,
+    )
+}
+
+/// A row per channel category, each lead under the category it was credited with at the time
+#[utoipa::path(get, path = "/reports/channels", params(ReportQuery),
+    responses((status = 200, body = [ChannelRow]), (status = 400, body = ErrorBody)))]
+pub async fn channels_report(
+    State(state): State<AppState>,
+    OrgAuth(org): OrgAuth,
+    ApiQuery(q): ApiQuery<ReportQuery>,
+) -> ApiResult<Json<Vec<ChannelRow>>> {
+    Ok(Json(report(&state, &org, &q).await?.channels))
+}
+
+/// Website (`SRC-01`) visits and leads by derived channel (direct, organic search, …)
+#[utoipa::path(get, path = "/reports/derived-channels", params(ReportQuery),
+    responses((status = 200, body = [DerivedChannelRow]), (status = 400, body = ErrorBody)))]
+pub async fn derived_channels_report(
+    State(state): State<AppState>,
+    OrgAuth(org): OrgAuth,
+    ApiQuery(q): ApiQuery<ReportQuery>,
+) -> ApiResult<Json<Vec<DerivedChannelRow>>> {
+    Ok(Json(report(&state, &org, &q).await?.derived))
 }
 
 /// The sources a report covers: every source of one widget or of all.
@@ -97,56 +179,6 @@ async fn report_sources(
     Ok(sources)
 }
 
-async fn rows(state: &AppState, org: &OrgId, q: &ReportQuery) -> Result<Vec<SourceRow>, ApiError> {
-    let filter = q.filter()?;
-    let sources = report_sources(state, org, &filter).await?;
-    let counts = state.store.source_counts(org, &filter).await?;
-    Ok(source_rows(&sources, &counts))
-}
-
-/// A row per source: visits, leads, enriched, contact requests, conversion
-#[utoipa::path(get, path = "/reports/sources", params(ReportQuery),
-    responses((status = 200, body = [SourceRow]), (status = 400, body = ErrorBody)))]
-pub async fn sources_report(
-    State(state): State<AppState>,
-    OrgAuth(org): OrgAuth,
-    ApiQuery(q): ApiQuery<ReportQuery>,
-) -> ApiResult<Json<Vec<SourceRow>>> {
-    Ok(Json(rows(&state, &org, &q).await?))
-}
-
-/// The source report as CSV (cells that could run as formulas are neutralised)
-#[utoipa::path(get, path = "/reports/sources.csv", params(ReportQuery),
-    responses((status = 200, content_type = "text/csv"), (status = 400, body = ErrorBody)))]
-pub async fn sources_csv_report(
-    State(state): State<AppState>,
-    OrgAuth(org): OrgAuth,
-    ApiQuery(q): ApiQuery<ReportQuery>,
-) -> ApiResult<impl IntoResponse> {
-    let csv = sources_csv(&rows(&state, &org, &q).await?);
-    Ok((
-        [
-            (CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (
-                CONTENT_DISPOSITION,
-                "attachment; filename=\"lead-sources.csv\"",
-            ),
-        ],
-        csv,
-    ))
-}
-
-/// A row per channel category
-#[utoipa::path(get, path = "/reports/channels", params(ReportQuery),
-    responses((status = 200, body = [ChannelRow]), (status = 400, body = ErrorBody)))]
-pub async fn channels_report(
-    State(state): State<AppState>,
-    OrgAuth(org): OrgAuth,
-    ApiQuery(q): ApiQuery<ReportQuery>,
-) -> ApiResult<Json<Vec<ChannelRow>>> {
-    Ok(Json(channel_rows(&rows(&state, &org, &q).await?)))
-}
-
 /// Tracked source × "How did you hear about us?": leads per (credited source, answer)
 #[utoipa::path(get, path = "/reports/self-reported", params(ReportQuery),
     responses((status = 200, body = [SelfReportedCell]), (status = 400, body = ErrorBody)))]
@@ -155,7 +187,8 @@ pub async fn self_reported_report(
     OrgAuth(org): OrgAuth,
     ApiQuery(q): ApiQuery<ReportQuery>,
 ) -> ApiResult<Json<Vec<SelfReportedCell>>> {
-    let filter = q.filter()?;
+    let tz = state.store.organization(&org).await?.time_zone;
+    let filter = q.filter(&tz)?;
     let sources = report_sources(&state, &org, &filter).await?;
     let counts = state.store.self_reported_counts(&org, &filter).await?;
     Ok(Json(self_reported_cells(&sources, &counts)))
@@ -171,7 +204,8 @@ pub struct PeriodRow {
     leads: u64,
 }
 
-/// A row per period and source (last touch)
+/// A row per local day (or week from Monday) of the organization's time zone and source
+/// (last touch)
 #[utoipa::path(get, path = "/reports/timeseries", params(ReportQuery),
     responses((status = 200, body = [PeriodRow]), (status = 400, body = ErrorBody)))]
 pub async fn timeseries_report(
@@ -189,13 +223,13 @@ pub async fn timeseries_report(
             ));
         }
     };
-    let filter = q.filter()?;
-    let counts = state.store.period_counts(&org, &filter, interval).await?;
-    let day = |n: i64| {
-        time::Date::from_julian_day(2_440_588 + i32::try_from(n).unwrap_or(0))
-            .map(|d| d.to_string())
-            .unwrap_or_default()
-    };
+    let tz = state.store.organization(&org).await?.time_zone;
+    let filter = q.filter(&tz)?;
+    let counts = state
+        .store
+        .period_counts(&org, &filter, interval, &tz)
+        .await?;
+    let day = |n: i64| date_of_day(n).to_string();
     let rows = counts
         .into_iter()
         .map(|((period, widget, source), (visits, leads))| PeriodRow {

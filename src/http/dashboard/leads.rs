@@ -5,14 +5,13 @@ use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use serde::Deserialize;
-use time::macros::format_description;
-use time::{Date, PrimitiveDateTime, Time};
 
-use super::page::{Chrome, PageError, Tab, datetime, encode, humanize, refusal, render, see_other};
+use super::page::{Chrome, PageError, Tab, encode, humanize, refusal, render, see_other};
 use super::session::{EditorForm, Session, Submitted};
 use crate::domain::attribution::AttributionNote;
 use crate::domain::lead::LeadStatus;
 use crate::domain::source::SourceCode;
+use crate::domain::time_zone::OrgTimeZone;
 use crate::domain::widget::WidgetVersion;
 use crate::store::{Correction, LeadFilter, LeadRecord, StoreError};
 
@@ -67,6 +66,8 @@ pub struct LeadRow {
 #[template(path = "leads.html")]
 pub struct LeadsPage {
     pub chrome: Chrome,
+    /// The organization's zone: times shown and date filters are in it.
+    pub time_zone: String,
     pub widgets: Vec<Choice>,
     pub sources: Vec<Choice>,
     pub statuses: Vec<Choice>,
@@ -78,11 +79,10 @@ pub struct LeadsPage {
     pub first_href: Option<String>,
 }
 
-fn day_start_ms(raw: &str, add_days: i64) -> Option<i64> {
-    let date = Date::parse(raw, format_description!("[year]-[month]-[day]")).ok()?;
-    let at =
-        PrimitiveDateTime::new(date, Time::MIDNIGHT).assume_utc() + time::Duration::days(add_days);
-    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
+/// The first instant of a `YYYY-MM-DD` date (plus `add_days`) in the organization's zone.
+fn day_start_ms(tz: &OrgTimeZone, raw: &str, add_days: i64) -> Option<i64> {
+    let date: jiff::civil::Date = raw.parse().ok()?;
+    Some(tz.start_of(date.checked_add(jiff::Span::new().days(add_days)).ok()?))
 }
 
 fn money(n: u32) -> String {
@@ -179,7 +179,7 @@ fn attribution_fields(lead: &LeadRecord) -> Vec<Field> {
 }
 
 /// A lead's corrections, oldest first, as "SRC-02 → SRC-04" with why, who and when.
-fn correction_fields(corrections: &[Correction]) -> Vec<Field> {
+fn correction_fields(corrections: &[Correction], tz: &OrgTimeZone) -> Vec<Field> {
     corrections
         .iter()
         .map(|c| {
@@ -191,7 +191,7 @@ fn correction_fields(corrections: &[Correction]) -> Vec<Field> {
                     c.to_code.display_code(),
                     c.reason,
                     c.actor,
-                    datetime(c.created_at)
+                    tz.format(c.created_at)
                 ),
             )
         })
@@ -323,6 +323,7 @@ pub async fn show(
 ) -> Result<Response, PageError> {
     let org = session.org();
     let organization = state.store.organization(org).await?;
+    let tz = &organization.time_zone;
     let widgets = state.store.widgets(org).await?;
     let widget = q.widget.as_deref().and_then(WidgetVersion::parse);
     let source = q.source.as_deref().and_then(SourceCode::parse);
@@ -337,8 +338,8 @@ pub async fn show(
         widget,
         source,
         status,
-        from_ms: day_start_ms(&from, 0),
-        to_ms: day_start_ms(&to, 1),
+        from_ms: day_start_ms(tz, &from, 0),
+        to_ms: day_start_ms(tz, &to, 1),
         after,
         limit: PAGE_SIZE + 1,
     };
@@ -374,7 +375,7 @@ pub async fn show(
         .iter()
         .find(|l| Some(l.id.as_str()) == q.open.as_deref())
     {
-        corrections = correction_fields(&state.store.corrections(org, &lead.id).await?);
+        corrections = correction_fields(&state.store.corrections(org, &lead.id).await?, tz);
         if session.user.role.can_edit() {
             let credited = lead
                 .corrected
@@ -408,7 +409,7 @@ pub async fn show(
             } = if open { detail(l) } else { Detail::default() };
             LeadRow {
                 id: l.id.clone(),
-                received: datetime(l.created_at),
+                received: tz.format(l.created_at),
                 name: l.personal.as_ref().map_or("—".into(), |p| {
                     format!("{} {}", p.first_name, p.last_name)
                 }),
@@ -467,6 +468,7 @@ pub async fn show(
             .map(|l| format!("{base}after={}.{}", l.created_at, encode(&l.id)))
     });
     let page = LeadsPage {
+        time_zone: tz.name().to_owned(),
         chrome: Chrome::new(&session, organization.name, Tab::Leads),
         widgets: widgets
             .iter()

@@ -262,19 +262,6 @@ impl IntoResponse for PageError {
     }
 }
 
-/// The local date and time a stored instant shows as (UTC; the dashboard says so).
-pub fn datetime(unix_ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(time::macros::format_description!(
-                "[year]-[month]-[day] [hour]:[minute]"
-            ))
-            .ok()
-        })
-        .unwrap_or_default()
-}
-
 /// `within_1_month` → `Within 1 month`: stored ids shown as words.
 pub fn humanize(id: &str) -> String {
     let spaced = id.replace('_', " ");

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::page::{Chrome, PageError, Tab, datetime, render, render_status, see_other};
+use super::page::{Chrome, PageError, Tab, render, render_status, see_other};
 use super::session::{EditorForm, FormFields, Session, Submitted};
 use crate::domain::event::EventType;
 use crate::domain::ids::{DeliveryId, EndpointId, OrgId};
@@ -65,6 +65,8 @@ pub struct EndpointCard {
 #[template(path = "webhooks.html")]
 pub struct WebhooksPage {
     pub chrome: Chrome,
+    /// The organization's zone, in which the page's times are shown.
+    pub time_zone: String,
     pub endpoints: Vec<EndpointCard>,
     pub new_events: Vec<EventBox>,
     pub new_url: String,
@@ -112,6 +114,7 @@ async fn page(
 ) -> Result<WebhooksPage, PageError> {
     let org = session.org();
     let organization = state.store.organization(org).await?;
+    let tz = &organization.time_zone;
     let endpoints = state.store.endpoints(org).await?;
     let mut backlogs = state.store.backlogs(org).await?;
     let log_for = q
@@ -147,7 +150,7 @@ async fn page(
                 replay: d.replay.is_some(),
                 attempts: d.attempts,
                 last_status: d.last_status.map(|s| s.to_string()).unwrap_or_default(),
-                created: datetime(d.created_at),
+                created: tz.format(d.created_at),
             })
             .collect(),
         None => Vec::new(),
@@ -158,6 +161,7 @@ async fn page(
         None => Default::default(),
     };
     Ok(WebhooksPage {
+        time_zone: tz.name().to_owned(),
         chrome: Chrome::new(session, organization.name, Tab::Webhooks),
         endpoints: endpoints
             .into_iter()
@@ -172,13 +176,13 @@ async fn page(
                     .map(|b| {
                         let oldest = b
                             .oldest_pending_at
-                            .map(|at| format!(", oldest from {} UTC", datetime(at)))
+                            .map(|at| format!(", oldest from {}", tz.format(at)))
                             .unwrap_or_default();
                         format!("{} waiting ({} due now){oldest}", b.pending, b.due)
                     })
                     .unwrap_or_default(),
                 last_error: match (&e.last_error, e.last_error_at) {
-                    (Some(error), Some(at)) => format!("{error} at {} UTC", datetime(at)),
+                    (Some(error), Some(at)) => format!("{error} at {}", tz.format(at)),
                     _ => String::new(),
                 },
                 id: e.id.to_string(),

@@ -1,6 +1,7 @@
 //! The Widgets tab (status, site URL, embed snippet) and Settings (name, website, brand colour
 //! with a live QR preview).
 
+use crate::domain::time_zone::OrgTimeZone;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
@@ -205,6 +206,24 @@ pub async fn update_widget(
     }
 }
 
+/// The zones most of our customers are in, offered first in the time-zone field.
+const SUGGESTED_ZONES: [&str; 14] = [
+    "America/New_York",
+    "America/Chicago",
+    "America/Denver",
+    "America/Phoenix",
+    "America/Los_Angeles",
+    "America/Anchorage",
+    "Pacific/Honolulu",
+    "America/Toronto",
+    "America/Vancouver",
+    "America/Puerto_Rico",
+    "Europe/London",
+    "Australia/Sydney",
+    "Asia/Kolkata",
+    "UTC",
+];
+
 #[derive(Template)]
 #[template(path = "settings.html")]
 pub struct SettingsPage {
@@ -212,6 +231,9 @@ pub struct SettingsPage {
     pub name: String,
     pub website: String,
     pub brand_color: String,
+    pub time_zone: String,
+    /// Suggestions for the time-zone field; any IANA name is accepted.
+    pub zones: &'static [&'static str],
     pub tier: String,
     pub public_key: String,
     pub error: Option<String>,
@@ -228,16 +250,17 @@ pub async fn show_settings(
 async fn settings_page(
     state: &AppState,
     session: &Session,
-    typed: Option<([String; 3], String)>,
+    typed: Option<([String; 4], String)>,
 ) -> Result<SettingsPage, PageError> {
     let organization = state.store.organization(session.org()).await?;
-    let ([name, website, brand_color], error) = match typed {
+    let ([name, website, brand_color, time_zone], error) = match typed {
         Some((values, error)) => (values, Some(error)),
         None => (
             [
                 organization.name.clone(),
                 organization.website_url,
                 organization.brand_color,
+                organization.time_zone.name().to_owned(),
             ],
             None,
         ),
@@ -247,6 +270,8 @@ async fn settings_page(
         name,
         website,
         brand_color,
+        time_zone,
+        zones: &SUGGESTED_ZONES,
         public_key: organization.public_key,
         chrome: Chrome::new(session, organization.name, Tab::Settings),
         error,
@@ -261,12 +286,14 @@ pub async fn save_settings(
         form.text("name").to_owned(),
         form.text("website_url").to_owned(),
         form.text("brand_color").trim().to_owned(),
+        form.text("time_zone").trim().to_owned(),
     ];
     let result = async {
         let patch = OrganizationPatch {
             name: Some(OrgName::parse(&typed[0])?),
             website_url: Some(SiteUrl::parse("website_url", &typed[1])?),
             brand_color: Some(BrandColor::parse(&typed[2])?),
+            time_zone: Some(OrgTimeZone::parse(&typed[3])?),
         };
         state.store.update_organization(session.org(), patch).await
     }
