@@ -8,7 +8,9 @@ use crate::domain::lead::{
     Address, ContactPreference, PersonalInfo, ProjectDetails, ProjectInput, Step,
 };
 use crate::domain::widget::WidgetVersion;
-use crate::store::{CaptureCommand, CaptureReply, NewLead, StepUpdate, Store, now_ms};
+use crate::store::{
+    CaptureCommand, CaptureReply, HeardAbout, NewLead, NewVisit, StepUpdate, Store, now_ms,
+};
 
 pub const DEMO_LEADS: usize = 320;
 const DAYS: i64 = 90;
@@ -136,10 +138,11 @@ pub async fn seed(store: &Store, org: &OrgId) -> anyhow::Result<()> {
         let batch: Vec<CaptureCommand> = leads
             .iter()
             .zip(&plans)
-            .filter_map(|(lead, plan)| {
+            .enumerate()
+            .filter_map(|(i, (lead, plan))| {
                 plan.get(step).map(|s| {
                     CaptureCommand::Step(Box::new(StepUpdate {
-                        heard_about: None,
+                        heard_about: heard_about(i, step),
                         lead_id: lead.lead_id.clone(),
                         capture_token: lead.capture_token.clone(),
                         step: s.clone(),
@@ -148,7 +151,11 @@ pub async fn seed(store: &Store, org: &OrgId) -> anyhow::Result<()> {
                 })
             })
             .collect();
-        store.apply_capture(&batch).await?;
+        for reply in store.apply_capture(&batch).await? {
+            if let Err(refusal) = reply {
+                anyhow::bail!("a demo step was refused: {refusal:?}");
+            }
+        }
     }
     loop {
         let jobs = store.claim_enrichment(500, 60_000).await?;
@@ -175,5 +182,68 @@ pub async fn seed(store: &Store, org: &OrgId) -> anyhow::Result<()> {
         })
         .collect();
     store.backdate_leads(org, &dated).await?;
+    seed_visits(store, org, now).await
+}
+
+/// What two in three homeowners on Primary answer in step 3 (when asked, the others skip).
+fn heard_about(i: usize, step: usize) -> Option<HeardAbout> {
+    let (v, s) = source_of(i);
+    if step != 1 || v != "01" || i % 3 == 2 {
+        return None;
+    }
+    let choice = match (s, i % 4) {
+        ("02", 0..=2) => "Facebook or Instagram",
+        ("04", 0..=2) => "Yard sign",
+        ("01", 0 | 1) => "Google search",
+        ("01", 2) => "Friend, family or neighbor",
+        (_, 3) => "Nextdoor",
+        _ => "Other",
+    };
+    Some(HeardAbout {
+        choice: choice.to_owned(),
+        other: (choice == "Other").then(|| "Saw your truck at a neighbor's".to_owned()),
+    })
+}
+
+/// Visits per lead by source, so conversion differs the way it does in life: yard signs and
+/// referrals convert well, paid social needs many visits per lead.
+fn visits_per_lead(v: &str, s: &str) -> i64 {
+    match (v, s) {
+        ("01", "02") => 14,
+        ("01", "04") => 4,
+        ("01", "03") => 9,
+        ("01", "05") => 6,
+        ("02", _) => 11,
+        _ => 7,
+    }
+}
+
+/// Page views over the same ninety days through the same sources as the leads (so many per
+/// lead of each source); Website traffic arrives from search, from social and directly.
+async fn seed_visits(store: &Store, org: &OrgId, now: i64) -> anyhow::Result<()> {
+    let mut visits = Vec::new();
+    for i in 0..DEMO_LEADS {
+        let (v, s) = source_of(i);
+        let n = i64::try_from(i)?;
+        for k in 0..visits_per_lead(v, s) {
+            let day = (n * 7 + k * 13) % DAYS;
+            let referrer = ["https://www.google.com/", "https://www.facebook.com/", ""]
+                [usize::try_from((n + k) % 3)?];
+            visits.push(NewVisit {
+                org: org.clone(),
+                embedding: WidgetVersion::new(v.parse()?),
+                v: Some(v.to_owned()),
+                s: Some(s.to_owned()),
+                page_url: Some(format!("https://acme-roofing.example/?v={v}&s={s}")),
+                referrer: (s == "01" && !referrer.is_empty()).then(|| referrer.to_owned()),
+                utm: Utm::default(),
+                visitor_id: None,
+                at: now - day * DAY_MS - ((n * 7919 + k * 104_729) % 36_000) * 1000 - 3_600_000,
+            });
+        }
+    }
+    for chunk in visits.chunks(1000) {
+        store.insert_visits(chunk).await?;
+    }
     Ok(())
 }

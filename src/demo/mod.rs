@@ -3,6 +3,7 @@
 
 mod leads;
 
+use crate::domain::self_report::SelfReportSetting;
 use std::net::SocketAddr;
 
 use crate::domain::channel::ChannelCategory;
@@ -80,6 +81,21 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Seeded> {
                 "site_url",
                 "https://storm.acme-roofing.example/estimate",
             )?),
+            &state.config.tiers,
+        )
+        .await?;
+    // Primary asks "How did you hear about us?", with the usual choices.
+    store
+        .update_widget(
+            &org,
+            WidgetVersion::PRIMARY,
+            WidgetPatch {
+                self_report: Some(SelfReportSetting {
+                    enabled: true,
+                    ..SelfReportSetting::default()
+                }),
+                ..WidgetPatch::default()
+            },
             &state.config.tiers,
         )
         .await?;

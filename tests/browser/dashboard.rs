@@ -802,6 +802,172 @@ async fn the_demo_organization_has_ninety_days_of_leads_and_a_webhook_endpoint()
     browser.close().await;
 }
 
+/// Reads what the page's own session gets from `path` (a GET with the page's cookies).
+async fn fetch_text(browser: &Browser, path: &str) -> String {
+    let script = format!(
+        "const done = arguments[arguments.length - 1];\
+         fetch('{path}').then((r) => r.text()).then(done, (e) => done('fetch failed: ' + e));"
+    );
+    let answer = browser.client.execute_async(&script, vec![]).await.unwrap();
+    let text = answer.as_str().unwrap_or_default().to_owned();
+    assert!(!text.starts_with("fetch failed"), "{path}: {text}");
+    text
+}
+
+/// The text of each cell of a table's body, row by row.
+async fn table_cells(browser: &Browser, table: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for row in browser
+        .client
+        .find_all(Locator::Css(&format!("{table} tbody tr")))
+        .await
+        .unwrap()
+    {
+        let mut cells = Vec::new();
+        for cell in row.find_all(Locator::Css("td")).await.unwrap() {
+            // textContent: the phone layout hides nothing, but innerText follows CSS.
+            let text = cell.prop("textContent").await.unwrap().unwrap_or_default();
+            cells.push(text.trim().to_owned());
+        }
+        out.push(cells);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_show_the_demo_organizations_sources_and_the_csv_matches_the_table() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else {
+        return;
+    };
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let app = TestApp::spawn_demo(db).await;
+    browser
+        .client
+        .goto(&format!("{}/login", app.base))
+        .await
+        .unwrap();
+    fill(&browser, "#email", leadtrail::demo::DEMO_EMAIL).await;
+    fill(&browser, "#password", leadtrail::demo::DEMO_PASSWORD).await;
+    click(&browser, "button[type=submit]").await;
+    wait_for_path(&browser, "/app/sources").await;
+    click_text(&browser, "Reports").await;
+    wait_for_path(&browser, "/app/reports").await;
+    // The chart has bars and a legend; the tables are filled.
+    let bars = browser
+        .client
+        .find_all(Locator::Css("svg.stacked rect"))
+        .await
+        .unwrap();
+    assert!(bars.len() > 20, "{} bar segments", bars.len());
+    browser.wait_for("ul.legend li").await;
+    let rows = table_cells(&browser, "#source-table").await;
+    assert!(rows.len() >= 8, "{rows:?}");
+    let total: u64 = browser
+        .wait_for("#total-leads")
+        .await
+        .text()
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(total > 50, "{total} leads in 30 days");
+    let table_leads: u64 = rows.iter().map(|r| r[3].parse::<u64>().unwrap()).sum();
+    assert_eq!(table_leads, total);
+    let visits: u64 = rows.iter().map(|r| r[2].parse::<u64>().unwrap()).sum();
+    assert!(visits > total, "the demo has visits: {visits}");
+    assert!(!table_cells(&browser, "#channel-table").await.is_empty());
+    let derived = table_cells(&browser, "#derived-table").await;
+    assert!(
+        derived.iter().any(|r| r[0] == "Organic search"),
+        "{derived:?}"
+    );
+    browser.screenshot("reports-desktop").await;
+    browser.phone(true).await;
+    browser.screenshot("reports-phone").await;
+    browser.phone(false).await;
+
+    // The CSV is the table as shown: the same sources with the same numbers.
+    let csv_href = browser
+        .wait_for("a[download]")
+        .await
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    let csv = fetch_text(&browser, &csv_href).await;
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), rows.len() + 1, "{csv}");
+    for (line, row) in lines[1..].iter().zip(&rows) {
+        let cells: Vec<&str> = line.split(',').collect();
+        // display_code, visits, leads, first-touch leads
+        assert!(row[0].ends_with(cells[2]), "{line} vs {row:?}");
+        assert_eq!(
+            (cells[6], cells[7], cells[8]),
+            (row[2].as_str(), row[3].as_str(), row[4].as_str()),
+            "{line}"
+        );
+    }
+
+    // Presets and the widget are in the URL, so a report can be bookmarked.
+    browser
+        .wait_for("#r-preset")
+        .await
+        .select_by_value("7d")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !browser
+        .client
+        .current_url()
+        .await
+        .unwrap()
+        .as_str()
+        .contains("preset=7d")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the preset never reached the URL"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let week: u64 = browser
+        .wait_for("#total-leads")
+        .await
+        .text()
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        week < total,
+        "7 days ({week}) hold fewer leads than 30 ({total})"
+    );
+    browser
+        .wait_for("#r-widget")
+        .await
+        .select_by_value("02")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let url = browser.client.current_url().await.unwrap();
+        if url.as_str().contains("widget=02") {
+            assert!(url.as_str().contains("preset=7d"), "{url}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the widget never reached the URL"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rows = table_cells(&browser, "#source-table").await;
+    assert!(rows.iter().all(|r| r[0].starts_with("02/")), "{rows:?}");
+    browser.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_row_menu_and_the_slide_over_work_from_the_keyboard() {
     let Some((fixture, browser)) = Fixture::new().await else {

@@ -4,7 +4,7 @@ mod api_keys;
 mod leads;
 mod organizations;
 pub(crate) mod qr;
-mod reports;
+pub mod reports;
 pub(crate) mod sources;
 pub(crate) mod webhooks;
 mod widgets;

@@ -5,6 +5,7 @@ mod assets;
 mod auth;
 mod leads;
 pub mod page;
+mod reports;
 pub mod session;
 mod sources;
 mod team;
@@ -49,6 +50,8 @@ pub fn router() -> Router<AppState> {
         .route("/app/sources/{widget}/{code}/qr.png", get(sources::qr_png))
         .route("/app/sources/{widget}/{code}/qr.svg", get(sources::qr_svg))
         .route("/app/leads", get(leads::show))
+        .route("/app/reports", get(reports::show))
+        .route("/app/reports.csv", get(reports::csv))
         .route("/app/leads/{id}/source", post(leads::correct))
         .route("/app/webhooks", get(webhooks::show).post(webhooks::create))
         .route("/app/webhooks/{id}", post(webhooks::update))

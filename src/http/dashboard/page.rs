@@ -15,6 +15,7 @@ use crate::store::StoreError;
 pub enum Tab {
     Sources,
     Leads,
+    Reports,
     Webhooks,
     Widgets,
     Settings,
@@ -22,9 +23,10 @@ pub enum Tab {
 }
 
 impl Tab {
-    pub const ALL: [Tab; 6] = [
+    pub const ALL: [Tab; 7] = [
         Tab::Sources,
         Tab::Leads,
+        Tab::Reports,
         Tab::Webhooks,
         Tab::Widgets,
         Tab::Settings,
@@ -35,6 +37,7 @@ impl Tab {
         match self {
             Self::Sources => "Lead Sources",
             Self::Leads => "Leads",
+            Self::Reports => "Reports",
             Self::Webhooks => "Webhooks",
             Self::Widgets => "Widgets",
             Self::Settings => "Settings",
@@ -46,6 +49,7 @@ impl Tab {
         match self {
             Self::Sources => "/app/sources",
             Self::Leads => "/app/leads",
+            Self::Reports => "/app/reports",
             Self::Webhooks => "/app/webhooks",
             Self::Widgets => "/app/widgets",
             Self::Settings => "/app/settings",
@@ -65,7 +69,7 @@ pub struct Chrome {
     pub is_owner: bool,
     pub csrf: String,
     pub notice: Option<String>,
-    pub tabs: [Tab; 6],
+    pub tabs: [Tab; 7],
 }
 
 impl Chrome {
