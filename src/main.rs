@@ -42,6 +42,24 @@ enum Command {
         #[command(subcommand)]
         action: UserCommand,
     },
+    /// Report rollups (the counters reports read).
+    Rollups {
+        #[command(subcommand)]
+        action: RollupsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RollupsCommand {
+    /// Recompute the rollups from the raw leads and visits: after an upgrade, or to audit
+    /// them. Safe while the service runs (one organization per transaction).
+    Rebuild {
+        #[command(flatten)]
+        settings: Settings,
+        /// Only this organization (`org_…`); every organization when absent.
+        #[arg(long)]
+        org: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -197,6 +215,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Err(e) => return Err(e.into()),
             };
             println!("added {} ({}) to {org}", user.email, role.id());
+            Ok(())
+        }
+        Command::Rollups {
+            action: RollupsCommand::Rebuild { settings, org },
+        } => {
+            let config = settings.resolve()?;
+            telemetry::init_logging(config.log_format);
+            let org = org
+                .map(|o| {
+                    OrgId::parse(&o).ok_or_else(|| {
+                        anyhow::anyhow!("--org must be an organization id like org_…")
+                    })
+                })
+                .transpose()?;
+            let store = leadtrail::store::Store::connect(&config.database_url).await?;
+            store.migrate().await?;
+            if let Some(org) = &org
+                && let Err(leadtrail::store::StoreError::NotFound) = store.organization(org).await
+            {
+                store.close().await;
+                anyhow::bail!("no organization {org}");
+            }
+            let started = std::time::Instant::now();
+            let rebuilt = store.rebuild_rollups(org.as_ref()).await;
+            store.close().await;
+            println!(
+                "rebuilt the report rollups of {} organization(s) in {:.1} s",
+                rebuilt?,
+                started.elapsed().as_secs_f64()
+            );
             Ok(())
         }
         Command::Serve { settings, demo } => {

@@ -449,3 +449,100 @@ async fn a_huge_webhook_response_is_not_read_beyond_its_excerpt() {
         "peak memory grew from {before} KiB to {after} KiB"
     );
 }
+
+#[test]
+fn rollups_rebuild_recounts_reports_from_the_raw_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("rollups.db").display());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (org, before) = runtime.block_on(async {
+        let store = leadtrail::store::Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let org = store
+            .create_organization(leadtrail::store::NewOrganization {
+                name: leadtrail::domain::organization::OrgName::parse("Acme Roofing").unwrap(),
+                website_url: leadtrail::domain::organization::SiteUrl::parse(
+                    "website_url",
+                    "https://acme.example/",
+                )
+                .unwrap(),
+                brand_color: leadtrail::domain::organization::BrandColor::parse("#1A73E8").unwrap(),
+                tier: leadtrail::domain::tier::Tier::Starter,
+                owner: None,
+            })
+            .await
+            .unwrap()
+            .organization
+            .id;
+        let address =
+            leadtrail::domain::lead::Address::parse("1 Main St", "Austin", "TX", "78701", None)
+                .unwrap();
+        let commands: Vec<_> = (0..5)
+            .map(|_| {
+                leadtrail::store::CaptureCommand::CreateLead(Box::new(leadtrail::store::NewLead {
+                    org: org.clone(),
+                    embedding: None,
+                    v: None,
+                    s: None,
+                    page_url: None,
+                    referrer: None,
+                    utm: Default::default(),
+                    first_touch: None,
+                    address: address.clone(),
+                    idempotency: None,
+                    record_source: leadtrail::domain::lead::RecordSource::Widget,
+                }))
+            })
+            .collect();
+        store.apply_capture(&commands).await.unwrap();
+        let filter = leadtrail::store::ReportFilter::default();
+        let before = store.source_counts(&org, &filter).await.unwrap();
+        // An audit finds the counters wrong (a bug, a hand edit): the rebuild puts them right.
+        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+        sqlx::query("UPDATE report_rollups SET n = n + 40")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        assert_ne!(store.source_counts(&org, &filter).await.unwrap(), before);
+        store.close().await;
+        (org, before)
+    });
+    assert_eq!(before.values().map(|c| c.leads).sum::<u64>(), 5);
+    let out = Command::new(BIN)
+        .args([
+            "rollups",
+            "rebuild",
+            "--database-url",
+            &url,
+            "--org",
+            org.as_str(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("rebuilt the report rollups of 1 organization(s)")
+    );
+    runtime.block_on(async {
+        let store = leadtrail::store::Store::connect(&url).await.unwrap();
+        let after = store
+            .source_counts(&org, &leadtrail::store::ReportFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(after, before);
+        store.close().await;
+    });
+    let out = Command::new(BIN)
+        .args(["rollups", "rebuild", "--database-url", &url])
+        .args(["--org", "org_00000000000000000000000000000000"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no organization"));
+}

@@ -2,6 +2,7 @@
 //! requests share one transaction and one fsync. Expected refusals (bad token, steps out of
 //! order) are decided by reads before any write, so one refused request never spoils a batch.
 
+use super::rollups::{Delta, Kind, LEAD_FACTS, LeadFacts};
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
@@ -477,6 +478,36 @@ async fn create_lead(
             corrected: None,
         },
     );
+    let facts = LeadFacts::arrival(
+        &new.org,
+        now,
+        i64::from(arrival.widget.version.get()),
+        i64::from(arrival.source.code.get()),
+        arrival.source.category.id(),
+        derived.map(DerivedChannel::id),
+        &arrival.source.name,
+    );
+    tx.roll_lead(&facts, Delta::one()).await?;
+    let first_touch = attribution.first_touch.as_ref().map_or(
+        (arrival.widget.version.get(), arrival.source.code.get()),
+        |t| {
+            (
+                t.widget_version
+                    .parse()
+                    .unwrap_or(arrival.widget.version.get()),
+                t.source_code.parse().unwrap_or(arrival.source.code.get()),
+            )
+        },
+    );
+    tx.roll(
+        new.org.as_str(),
+        now,
+        Kind::First,
+        i64::from(first_touch.0),
+        i64::from(first_touch.1),
+        None,
+    )
+    .await?;
     pending.leads.push(LeadRow {
         id: lead_id.clone(),
         org: new.org.clone(),
@@ -538,10 +569,10 @@ async fn apply_step(
 ) -> Result<CaptureResult, StoreError> {
     // A no-op UPDATE takes the row lock on PostgreSQL (SQLite's writer lock is already held),
     // so a concurrent step and the enrichment write-back see each other's committed state.
-    let row = sqlx::query(
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE leads SET updated_at = updated_at WHERE id = $1 \
-         RETURNING org_id, capture_token_digest, status, project, personal",
-    )
+             RETURNING capture_token_digest, status, project, personal, {LEAD_FACTS}"
+    )))
     .bind(&update.lead_id)
     .fetch_optional(&mut **tx)
     .await?;
@@ -571,6 +602,7 @@ async fn apply_step(
         return Ok(Err(e.into()));
     }
     let status = update.step.status();
+    let facts = LeadFacts::from_row(&row)?;
     let mut instant_estimate = None;
     match &update.step {
         Step::ProjectDetails(project) => {
@@ -646,6 +678,9 @@ async fn apply_step(
             }
         }
     }
+    // The step moves the lead's report counters in the same transaction.
+    tx.roll_lead(&facts, Delta::step(i64::from(status.step())))
+        .await?;
     let reply = StepRecorded {
         lead_id: update.lead_id.clone(),
         status,

@@ -2,6 +2,7 @@
 //! reason. The arrival snapshot is never touched; reports count the corrected source; every
 //! correction is kept with who and when, and emits `lead.source_corrected`.
 
+use super::rollups::{LEAD_FACTS, LeadFacts};
 use sqlx::Row;
 
 use super::capture::{emit_next, json_text, tracking_from_row};
@@ -50,10 +51,10 @@ impl Store {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         // Locks the lead (PostgreSQL) while it is read and changed.
-        let lead = sqlx::query(
+        let lead = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE leads SET updated_at = $3 WHERE org_id = $1 AND id = $2 \
-             RETURNING widget_version, widget_name, source_code, source_name, corrected_source_code",
-        )
+             RETURNING widget_name, {LEAD_FACTS}"
+        )))
         .bind(org.as_str())
         .bind(lead_id)
         .bind(now)
@@ -106,16 +107,22 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "UPDATE leads SET corrected_source_code = $2, corrected_source = $3, \
-             corrected_source_category = $4 WHERE id = $1",
-        )
-        .bind(lead_id)
-        .bind(i64::from(to.get()))
-        .bind(json_text(&correction)?)
-        .bind(target.try_get::<String, _>("channel_category")?)
-        .execute(&mut *tx)
-        .await?;
+        // The lead's whole contribution moves from its old report row to its new one.
+        let before = LeadFacts::from_row(&lead)?;
+        tx.roll_lead(&before, before.whole().negated()).await?;
+        let after = LeadFacts::from_row(
+            &sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE leads SET corrected_source_code = $2, corrected_source = $3, \
+                 corrected_source_category = $4 WHERE id = $1 RETURNING {LEAD_FACTS}"
+            )))
+            .bind(lead_id)
+            .bind(i64::from(to.get()))
+            .bind(json_text(&correction)?)
+            .bind(target.try_get::<String, _>("channel_category")?)
+            .fetch_one(&mut *tx)
+            .await?,
+        )?;
+        tx.roll_lead(&after, after.whole()).await?;
         let from = SourceCode::new(to_u32(current, "source code")?)
             .ok_or_else(|| StoreError::Corrupt("source code".into()))?;
         let payload = serde_json::json!({

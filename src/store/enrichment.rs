@@ -2,6 +2,7 @@
 //! back once, with `lead.enriched` (and `lead.rental_alert`, and a waiting
 //! `lead.contact_requested`) in the same transaction.
 
+use super::rollups::{Delta, LEAD_FACTS, LeadFacts};
 use sqlx::Row;
 
 use super::capture::{emit_next, from_json, tracking_from_row};
@@ -76,12 +77,12 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
-        let row = sqlx::query(
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE leads SET enrichment = $2, enrichment_state = 'done', enriched_at = $3, updated_at = $3, \
              score = $4, pipeline_value = $5 \
              WHERE id = $1 AND enrichment_state = 'pending' \
-             RETURNING created_at, address, contact, widget_version, widget_name, source_code, source_name",
-        )
+             RETURNING address, contact, widget_name, {LEAD_FACTS}",
+        )))
         .bind(&job.lead_id)
         .bind(serde_json::to_string(enrichment).map_err(|e| StoreError::Corrupt(e.to_string()))?)
         .bind(now)
@@ -92,6 +93,18 @@ impl Store {
         let Some(row) = row else {
             return Ok(false);
         };
+        // The lead's report row gains its enrichment, score and pipeline value.
+        let facts = LeadFacts::from_row(&row)?;
+        tx.roll_lead(
+            &facts,
+            Delta {
+                enriched: 1,
+                score: i64::from(enrichment.score),
+                pipeline: enrichment.estimate.midpoint(),
+                ..Delta::default()
+            },
+        )
+        .await?;
         let address: Address = from_json(&row.try_get::<String, _>("address")?, "address")?;
         let contact: Option<String> = row.try_get("contact")?;
         let tracking = tracking_from_row(&row)?;

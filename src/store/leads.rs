@@ -225,6 +225,9 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        // Their days moved: the organization's report rollups are recounted.
+        let zone = tx.zone(org.as_str()).await?;
+        tx.rebuild_rollups(org, &zone).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -16,6 +16,7 @@ mod leads;
 mod organizations;
 mod records;
 mod reports;
+mod rollups;
 mod sources;
 mod visits;
 mod webhooks;
@@ -150,12 +151,15 @@ pub(crate) struct WriteTx {
     /// Deliveries became due in this transaction (a resend, a test, a replay).
     queued: bool,
     wake: Option<Arc<tokio::sync::Notify>>,
+    /// Report rollup changes of this transaction, written just before it commits.
+    rollups: rollups::Pending,
 }
 
 impl WriteTx {
     /// Fans this transaction's events out, commits, and wakes this node's dispatcher if any
     /// delivery became due.
     pub(crate) async fn commit(mut self) -> Result<(), StoreError> {
+        self.flush_rollups().await?;
         let outbox = std::mem::take(&mut self.outbox);
         if !outbox.is_empty() {
             let made = dispatch::fan_out_events(&mut self, &outbox, now_ms()).await?;
@@ -351,6 +355,7 @@ impl Store {
             outbox: Vec::new(),
             queued: false,
             wake: self.wake.clone(),
+            rollups: rollups::Pending::default(),
         })
     }
 }

@@ -105,6 +105,13 @@ impl Store {
         patch: OrganizationPatch,
     ) -> Result<Organization, StoreError> {
         let mut tx = self.begin_write().await?;
+        let previous_zone: Option<String> =
+            sqlx::query("SELECT time_zone FROM organizations WHERE id = $1")
+                .bind(org.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|row| row.try_get("time_zone"))
+                .transpose()?;
         let done = sqlx::query(
             "UPDATE organizations SET \
                name = COALESCE($2, name), \
@@ -124,6 +131,13 @@ impl Store {
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
+        }
+        // Report days follow the zone: the rollups are recounted in the new one, in this
+        // transaction, so a report never mixes the two.
+        if let Some(zone) = &patch.time_zone
+            && previous_zone.as_deref() != Some(zone.name())
+        {
+            tx.rebuild_rollups(org, zone).await?;
         }
         tx.commit().await?;
         self.organization(org).await

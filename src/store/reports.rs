@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 
 use sqlx::Row;
 
+use super::rollups::Kind;
 use super::{Store, StoreError, to_u32};
 use crate::domain::ids::OrgId;
 use crate::domain::self_report::SelfReported;
-use crate::domain::time_zone::{DAY_MS, OrgTimeZone};
+use crate::domain::time_zone::{DAY_MS, OrgTimeZone, date_of_day};
 use crate::domain::widget::WidgetVersion;
 
 /// Which arrival a lead is counted under.
@@ -86,7 +87,68 @@ fn sum(expr: &str) -> String {
     format!("CAST(SUM({expr}) AS BIGINT)")
 }
 
+/// Filters of a rollup query: organization, kind, widget, local days `[$4, $5)`.
+const ROLLUP_RANGE: &str = "org_id = $1 AND kind = $5 AND ($2 IS NULL OR widget_version = $2) \
+    AND ($3 IS NULL OR day >= $3) AND ($4 IS NULL OR day < $4)";
+
+/// Local days `[from, to)` of a filter whose bounds are local midnights, for the rollups.
+#[derive(Debug, Clone)]
+struct Days {
+    from: Option<i64>,
+    to: Option<i64>,
+    /// The zone the days are of (the organization's).
+    zone: OrgTimeZone,
+}
+
 impl Store {
+    /// The filter as whole local days of the organization's zone, when it is one (reports of
+    /// the dashboard always are; the API's RFC 3339 instants may fall inside a day).
+    async fn whole_days(
+        &self,
+        org: &OrgId,
+        filter: &ReportFilter,
+    ) -> Result<Option<Days>, StoreError> {
+        let name: Option<String> = sqlx::query("SELECT time_zone FROM organizations WHERE id = $1")
+            .bind(org.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|row| row.try_get("time_zone"))
+            .transpose()?;
+        let Some(zone) = name.and_then(|n| OrgTimeZone::parse(&n).ok()) else {
+            return Ok(None);
+        };
+        let day = |ms: i64| {
+            let d = zone.day_of(ms);
+            (zone.start_of(date_of_day(d)) == ms).then_some(d)
+        };
+        Ok(match (filter.from_ms.map(day), filter.to_ms.map(day)) {
+            (Some(None), _) | (_, Some(None)) => None,
+            (from, to) => Some(Days {
+                from: from.flatten(),
+                to: to.flatten(),
+                zone: zone.clone(),
+            }),
+        })
+    }
+
+    async fn rolled(
+        &self,
+        sql: String,
+        org: &OrgId,
+        filter: &ReportFilter,
+        days: &Days,
+        kind: Kind,
+    ) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+        Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(org.as_str())
+            .bind(filter.widget.map(|w| i64::from(w.get())))
+            .bind(days.from)
+            .bind(days.to)
+            .bind(kind.id())
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     async fn grouped(
         &self,
         sql: String,
@@ -110,6 +172,11 @@ impl Store {
         org: &OrgId,
         filter: &ReportFilter,
     ) -> Result<BTreeMap<(u32, u32), Counts>, StoreError> {
+        if filter.touch == Touch::Last
+            && let Some(days) = self.whole_days(org, filter).await?
+        {
+            return self.rolled_source_counts(org, filter, days).await;
+        }
         let mut out: BTreeMap<(u32, u32), Counts> = BTreeMap::new();
         let widget = filter.widget.map(|w| i64::from(w.get()));
         let (from, to) = (filter.from_ms, filter.to_ms);
@@ -181,6 +248,55 @@ impl Store {
         Ok(out)
     }
 
+    async fn rolled_source_counts(
+        &self,
+        org: &OrgId,
+        filter: &ReportFilter,
+        days: Days,
+    ) -> Result<BTreeMap<(u32, u32), Counts>, StoreError> {
+        let mut out: BTreeMap<(u32, u32), Counts> = BTreeMap::new();
+        let sql = format!(
+            "SELECT widget_version, source_code, {n} AS n, {project} AS project, \
+             {personal} AS personal, {contact} AS contact, {enriched} AS enriched, \
+             {score} AS score, {pipeline} AS pipeline, {corrected} AS corrected \
+             FROM report_rollups WHERE {ROLLUP_RANGE} GROUP BY widget_version, source_code",
+            n = sum("n"),
+            project = sum("project"),
+            personal = sum("personal"),
+            contact = sum("contact"),
+            enriched = sum("enriched"),
+            score = sum("score_sum"),
+            pipeline = sum("pipeline_value"),
+            corrected = sum("corrected"),
+        );
+        for kind in [Kind::Visit, Kind::Lead, Kind::First] {
+            for row in &self.rolled(sql.clone(), org, filter, &days, kind).await? {
+                let key = (
+                    to_u32(row.try_get("widget_version")?, "widget")?,
+                    to_u32(row.try_get("source_code")?, "source")?,
+                );
+                let entry = out.entry(key).or_default();
+                match kind {
+                    Kind::Visit => entry.visits = count(row, "n")?,
+                    Kind::First => entry.first_touch_leads = count(row, "n")?,
+                    Kind::Lead => {
+                        entry.leads = count(row, "n")?;
+                        entry.reached_project = count(row, "project")?;
+                        entry.reached_personal = count(row, "personal")?;
+                        entry.contact_requested = count(row, "contact")?;
+                        entry.enriched = count(row, "enriched")?;
+                        entry.score_sum = count(row, "score")?;
+                        entry.pipeline_value = count(row, "pipeline")?;
+                        entry.corrected = count(row, "corrected")?;
+                    }
+                }
+            }
+        }
+        // Rows whose counters went back to zero (a lead corrected away) are not rows.
+        out.retain(|_, c| *c != Counts::default());
+        Ok(out)
+    }
+
     /// Leads per channel category they were credited with (the arrival snapshot's, or the
     /// corrected source's at the correction), last touch.
     pub async fn channel_counts(
@@ -188,6 +304,21 @@ impl Store {
         org: &OrgId,
         filter: &ReportFilter,
     ) -> Result<BTreeMap<String, GroupCounts>, StoreError> {
+        if let Some(days) = self.whole_days(org, filter).await? {
+            let sql = format!(
+                "SELECT category, {n} AS leads, {enriched} AS enriched, {contact} AS contact, \
+                 {pipeline} AS pipeline FROM report_rollups WHERE {ROLLUP_RANGE} \
+                 GROUP BY category",
+                n = sum("n"),
+                enriched = sum("enriched"),
+                contact = sum("contact"),
+                pipeline = sum("pipeline_value"),
+            );
+            let rows = self.rolled(sql, org, filter, &days, Kind::Lead).await?;
+            let mut out = group_rows(&rows, "category")?;
+            out.retain(|_, c| *c != GroupCounts::default());
+            return Ok(out);
+        }
         let widget = filter.widget.map(|w| i64::from(w.get()));
         let sql = format!(
             "SELECT {CREDITED_CATEGORY} AS category, COUNT(*) AS leads, {enriched} AS enriched, \
@@ -200,20 +331,7 @@ impl Store {
         let rows = self
             .grouped(sql, org, widget, filter.from_ms, filter.to_ms)
             .await?;
-        let mut out = BTreeMap::new();
-        for row in &rows {
-            out.insert(
-                row.try_get::<String, _>("category")?,
-                GroupCounts {
-                    visits: 0,
-                    leads: count(row, "leads")?,
-                    enriched: count(row, "enriched")?,
-                    contact_requested: count(row, "contact")?,
-                    pipeline_value: count(row, "pipeline")?,
-                },
-            );
-        }
-        Ok(out)
+        group_rows(&rows, "category")
     }
 
     /// Visits and leads of the Website source (`SRC-01`) of each widget, per derived channel
@@ -223,6 +341,32 @@ impl Store {
         org: &OrgId,
         filter: &ReportFilter,
     ) -> Result<BTreeMap<String, GroupCounts>, StoreError> {
+        if let Some(days) = self.whole_days(org, filter).await? {
+            let channel = "CASE WHEN derived_channel = '' THEN 'direct' ELSE derived_channel END";
+            let sql = format!(
+                "SELECT {channel} AS channel, {n} AS leads, {enriched} AS enriched, \
+                 {contact} AS contact, {pipeline} AS pipeline FROM report_rollups \
+                 WHERE {ROLLUP_RANGE} AND source_code = 1 GROUP BY {channel}",
+                n = sum("n"),
+                enriched = sum("enriched"),
+                contact = sum("contact"),
+                pipeline = sum("pipeline_value"),
+            );
+            let mut out = group_rows(
+                &self
+                    .rolled(sql.clone(), org, filter, &days, Kind::Lead)
+                    .await?,
+                "channel",
+            )?;
+            for (channel, visits) in group_rows(
+                &self.rolled(sql, org, filter, &days, Kind::Visit).await?,
+                "channel",
+            )? {
+                out.entry(channel).or_default().visits = visits.leads;
+            }
+            out.retain(|_, c| *c != GroupCounts::default());
+            return Ok(out);
+        }
         let widget = filter.widget.map(|w| i64::from(w.get()));
         let (from, to) = (filter.from_ms, filter.to_ms);
         let mut out: BTreeMap<String, GroupCounts> = BTreeMap::new();
@@ -282,6 +426,36 @@ impl Store {
         tz: &OrgTimeZone,
     ) -> Result<BTreeMap<(i64, u32, u32), (u64, u64)>, StoreError> {
         let mut out: BTreeMap<(i64, u32, u32), (u64, u64)> = BTreeMap::new();
+        if let Some(days) = self.whole_days(org, filter).await?
+            && days.zone == *tz
+        {
+            let bucket = match interval {
+                Interval::Day => "day",
+                Interval::Week => "((day + 3) / 7 * 7 - 3)",
+            };
+            let sql = format!(
+                "SELECT {bucket} AS period, widget_version, source_code, {n} AS n \
+                 FROM report_rollups WHERE {ROLLUP_RANGE} \
+                 GROUP BY {bucket}, widget_version, source_code",
+                n = sum("n"),
+            );
+            for kind in [Kind::Visit, Kind::Lead] {
+                for row in &self.rolled(sql.clone(), org, filter, &days, kind).await? {
+                    let key = (
+                        row.try_get::<i64, _>("period")?,
+                        to_u32(row.try_get("widget_version")?, "widget")?,
+                        to_u32(row.try_get("source_code")?, "source")?,
+                    );
+                    let entry = out.entry(key).or_default();
+                    match kind {
+                        Kind::Visit => entry.0 += count(row, "n")?,
+                        _ => entry.1 += count(row, "n")?,
+                    }
+                }
+            }
+            out.retain(|_, c| *c != (0, 0));
+            return Ok(out);
+        }
         let from = match filter.from_ms {
             Some(from) => from,
             None => match self.first_activity(org).await? {
@@ -362,21 +536,36 @@ impl Store {
         Ok(out)
     }
 
-    /// The names each source had when its leads arrived, per (widget version, source code),
-    /// for the report to list beside today's name when they differ.
+    /// The names each source had when its leads arrived (or were corrected to it), per
+    /// (widget version, credited source), for the report to list beside today's name.
     pub async fn names_at_arrival(
         &self,
         org: &OrgId,
         filter: &ReportFilter,
     ) -> Result<BTreeMap<(u32, u32), Vec<String>>, StoreError> {
-        let widget = filter.widget.map(|w| i64::from(w.get()));
-        let sql = format!(
-            "SELECT DISTINCT widget_version, source_code, source_name FROM leads \
-             WHERE {WHERE_RANGE} ORDER BY widget_version, source_code, source_name"
-        );
-        let rows = self
-            .grouped(sql, org, widget, filter.from_ms, filter.to_ms)
-            .await?;
+        let rows = match self.whole_days(org, filter).await? {
+            Some(days) => {
+                let sql = format!(
+                    "SELECT DISTINCT widget_version, source_code, source_name FROM report_rollups \
+                     WHERE {ROLLUP_RANGE} AND n > 0"
+                );
+                self.rolled(sql, org, filter, &days, Kind::Lead).await?
+            }
+            None => {
+                let label = match self.backend {
+                    super::Backend::Sqlite => "json_extract(corrected_source, '$.source_label')",
+                    super::Backend::Postgres => "(corrected_source::json ->> 'source_label')",
+                };
+                let sql = format!(
+                    "SELECT DISTINCT widget_version, {CREDITED_SOURCE} AS source_code, \
+                     CASE WHEN corrected_source IS NULL THEN source_name ELSE {label} END \
+                     AS source_name FROM leads WHERE {WHERE_RANGE}"
+                );
+                let widget = filter.widget.map(|w| i64::from(w.get()));
+                self.grouped(sql, org, widget, filter.from_ms, filter.to_ms)
+                    .await?
+            }
+        };
         let mut out: BTreeMap<(u32, u32), Vec<String>> = BTreeMap::new();
         for row in &rows {
             let key = (
@@ -387,6 +576,30 @@ impl Store {
                 .or_default()
                 .push(row.try_get("source_name")?);
         }
+        out.values_mut().for_each(|names| {
+            names.sort();
+            names.dedup();
+        });
         Ok(out)
     }
+}
+
+fn group_rows(
+    rows: &[sqlx::any::AnyRow],
+    column: &str,
+) -> Result<BTreeMap<String, GroupCounts>, StoreError> {
+    let mut out = BTreeMap::new();
+    for row in rows {
+        out.insert(
+            row.try_get::<String, _>(column)?,
+            GroupCounts {
+                visits: 0,
+                leads: count(row, "leads")?,
+                enriched: count(row, "enriched")?,
+                contact_requested: count(row, "contact")?,
+                pipeline_value: count(row, "pipeline")?,
+            },
+        );
+    }
+    Ok(out)
 }

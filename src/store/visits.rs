@@ -1,5 +1,6 @@
 //! Visit beacons, written in batches by the visit buffer.
 
+use super::rollups::Kind;
 use std::collections::HashMap;
 
 use super::bulk::insert_rows;
@@ -92,6 +93,17 @@ impl Store {
             },
         )
         .await?;
+        for (visit, widget, source, derived, _) in &rows {
+            tx.roll(
+                visit.org.as_str(),
+                visit.at,
+                Kind::Visit,
+                *widget,
+                *source,
+                *derived,
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }

@@ -357,31 +357,53 @@ async fn reports_equal_a_recount_after_random_histories(db: TestDb) {
         let (rival, mut rival_model) = two_widgets(&store).await;
         random_history(&store, &rival, &mut rival_model, &mut rng, 25).await;
         random_history(&store, &org, &mut model, &mut rng, 90).await;
-        for zone in ["America/Denver", "Asia/Kolkata"] {
+        // UTC: the rollups written with each change. Then each zone change recounts them.
+        let now = leadtrail::store::now_ms();
+        for zone in ["UTC", "America/Denver", "Asia/Kolkata"] {
             let tz = OrgTimeZone::parse(zone).unwrap();
-            for from in [0, leadtrail::store::now_ms() - 86_400_000] {
+            if zone != "UTC" {
+                store
+                    .update_organization(
+                        &org,
+                        OrganizationPatch {
+                            time_zone: Some(tz.clone()),
+                            ..OrganizationPatch::default()
+                        },
+                    )
+                    .await
+                    .unwrap();
+            }
+            let midnight = tz.start_of(tz.date_of(now - 86_400_000));
+            // Whole local days (the rollups), then an instant inside a day (the raw rows).
+            for from in [None, Some(midnight), Some(now - 86_400_000)] {
                 let filter = ReportFilter {
-                    from_ms: Some(from),
+                    from_ms: from,
                     ..ReportFilter::default()
                 };
-                let expected = recount(&store, &org, &model, &tz, from).await;
+                let expected = recount(&store, &org, &model, &tz, from.unwrap_or(0)).await;
                 let mut sources = store.source_counts(&org, &filter).await.unwrap();
                 sources.retain(|_, c| *c != Counts::default());
-                assert_eq!(sources, expected.sources, "seed {seed:#x} from {from}");
+                assert_eq!(
+                    sources, expected.sources,
+                    "seed {seed:#x} {zone} from {from:?}"
+                );
                 let mut channels = store.channel_counts(&org, &filter).await.unwrap();
                 // Visits per category are the page's join with today's categories.
                 channels.values_mut().for_each(|c| c.visits = 0);
-                assert_eq!(channels, expected.channels, "seed {seed:#x}");
+                assert_eq!(
+                    channels, expected.channels,
+                    "seed {seed:#x} {zone} {from:?}"
+                );
                 assert_eq!(
                     store.derived_channel_counts(&org, &filter).await.unwrap(),
                     expected.derived,
-                    "seed {seed:#x}"
+                    "seed {seed:#x} {zone} {from:?}"
                 );
                 let days = store
                     .period_counts(&org, &filter, Interval::Day, &tz)
                     .await
                     .unwrap();
-                assert_eq!(days, expected.days, "seed {seed:#x} {zone}");
+                assert_eq!(days, expected.days, "seed {seed:#x} {zone} {from:?}");
             }
         }
         // First touch as the report's own touch: the same numbers as the side column.

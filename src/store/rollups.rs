@@ -1,0 +1,446 @@
+//! Report rollups: counters per organization, local day (of the organization's time zone),
+//! widget, source and what else a report groups by, kept in the same transaction as every
+//! write that moves them (a lead, a step, an enrichment, a visit, a correction). Reports over
+//! whole local days read these few rows instead of every lead; a change of time zone, a
+//! backdating, or `leadtrail rollups rebuild` recomputes an organization's rows from the raw
+//! ones.
+
+use std::collections::{BTreeMap, HashMap};
+
+use sqlx::Row;
+
+use super::{Backend, Store, StoreError, WriteTx};
+use crate::domain::ids::OrgId;
+use crate::domain::time_zone::{DAY_MS, OrgTimeZone};
+
+/// What a rollup row counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Kind {
+    /// Page views, by the source they came through (and the derived channel of `SRC-01`).
+    Visit,
+    /// Leads by the source and channel category they are credited with (last touch).
+    Lead,
+    /// Leads by their first touch.
+    First,
+}
+
+impl Kind {
+    pub(crate) fn id(self) -> &'static str {
+        match self {
+            Self::Visit => "visit",
+            Self::Lead => "lead",
+            Self::First => "first",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Key {
+    pub org: String,
+    pub day: i64,
+    pub kind: Kind,
+    pub widget: i64,
+    pub source: i64,
+    /// Lead rows: the credited channel category; otherwise empty.
+    pub category: String,
+    /// `SRC-01` rows: the derived channel; otherwise empty.
+    pub derived: String,
+    /// Lead rows: the source's name when the lead arrived (or was corrected to it).
+    pub name: String,
+}
+
+/// Changes to a row's counters; negative when a correction moves a lead away.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Delta {
+    pub n: i64,
+    pub project: i64,
+    pub personal: i64,
+    pub contact: i64,
+    pub enriched: i64,
+    pub score: i64,
+    pub pipeline: i64,
+    pub corrected: i64,
+}
+
+impl Delta {
+    pub(crate) fn one() -> Self {
+        Self {
+            n: 1,
+            ..Self::default()
+        }
+    }
+
+    fn add(&mut self, other: Delta) {
+        self.n += other.n;
+        self.project += other.project;
+        self.personal += other.personal;
+        self.contact += other.contact;
+        self.enriched += other.enriched;
+        self.score += other.score;
+        self.pipeline += other.pipeline;
+        self.corrected += other.corrected;
+    }
+
+    pub(crate) fn negated(self) -> Self {
+        Self {
+            n: -self.n,
+            project: -self.project,
+            personal: -self.personal,
+            contact: -self.contact,
+            enriched: -self.enriched,
+            score: -self.score,
+            pipeline: -self.pipeline,
+            corrected: -self.corrected,
+        }
+    }
+
+    /// What reaching `step` adds.
+    pub(crate) fn step(step: i64) -> Self {
+        Self {
+            project: i64::from(step == 2),
+            personal: i64::from(step == 3),
+            contact: i64::from(step == 4),
+            ..Self::default()
+        }
+    }
+}
+
+/// A lead's columns that decide its rollup row and its counters.
+pub(crate) const LEAD_FACTS: &str = "org_id, created_at, widget_version, source_code, \
+    source_name, source_category, derived_channel, corrected_source_code, \
+    corrected_source_category, corrected_source, step, enrichment_state, score, pipeline_value";
+
+pub(crate) struct LeadFacts {
+    org: String,
+    created_at: i64,
+    widget: i64,
+    source: i64,
+    category: String,
+    derived: String,
+    name: String,
+    step: i64,
+    enriched: bool,
+    score: i64,
+    pipeline: i64,
+    corrected: bool,
+}
+
+impl LeadFacts {
+    /// A lead as it arrives: step 1, credited to its arrival source.
+    pub(crate) fn arrival(
+        org: &OrgId,
+        created_at: i64,
+        widget: i64,
+        source: i64,
+        category: &str,
+        derived: Option<&str>,
+        name: &str,
+    ) -> Self {
+        Self {
+            org: org.as_str().to_owned(),
+            created_at,
+            widget,
+            source,
+            category: category.to_owned(),
+            derived: derived.unwrap_or_default().to_owned(),
+            name: name.to_owned(),
+            step: 1,
+            enriched: false,
+            score: 0,
+            pipeline: 0,
+            corrected: false,
+        }
+    }
+
+    pub(crate) fn from_row(row: &sqlx::any::AnyRow) -> Result<Self, StoreError> {
+        let corrected_code: Option<i64> = row.try_get("corrected_source_code")?;
+        let corrected_name = row
+            .try_get::<Option<String>, _>("corrected_source")?
+            .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
+            .and_then(|v| v["source_label"].as_str().map(str::to_owned));
+        Ok(Self {
+            org: row.try_get("org_id")?,
+            created_at: row.try_get("created_at")?,
+            widget: row.try_get("widget_version")?,
+            source: corrected_code.unwrap_or(row.try_get("source_code")?),
+            category: match row.try_get::<Option<String>, _>("corrected_source_category")? {
+                Some(c) => c,
+                None => row.try_get("source_category")?,
+            },
+            derived: row
+                .try_get::<Option<String>, _>("derived_channel")?
+                .unwrap_or_default(),
+            name: match corrected_name {
+                Some(name) => name,
+                None => row.try_get("source_name")?,
+            },
+            step: row.try_get("step")?,
+            enriched: row.try_get::<String, _>("enrichment_state")? == "done",
+            score: row.try_get::<Option<i64>, _>("score")?.unwrap_or(0),
+            pipeline: row
+                .try_get::<Option<i64>, _>("pipeline_value")?
+                .unwrap_or(0),
+            corrected: corrected_code.is_some(),
+        })
+    }
+
+    /// Everything the lead contributes to its row as it stands.
+    pub(crate) fn whole(&self) -> Delta {
+        Delta {
+            n: 1,
+            project: i64::from(self.step >= 2),
+            personal: i64::from(self.step >= 3),
+            contact: i64::from(self.step >= 4),
+            enriched: i64::from(self.enriched),
+            score: if self.enriched { self.score } else { 0 },
+            pipeline: if self.enriched { self.pipeline } else { 0 },
+            corrected: i64::from(self.corrected),
+        }
+    }
+}
+
+/// Rollup changes of one write transaction, added up and written when it commits.
+#[derive(Default)]
+pub(crate) struct Pending {
+    rows: BTreeMap<Key, Delta>,
+    zones: HashMap<String, OrgTimeZone>,
+}
+
+impl WriteTx {
+    /// The organization's time zone, read once per transaction.
+    pub(crate) async fn zone(&mut self, org: &str) -> Result<OrgTimeZone, StoreError> {
+        if let Some(zone) = self.rollups.zones.get(org) {
+            return Ok(zone.clone());
+        }
+        let name: String = sqlx::query("SELECT time_zone FROM organizations WHERE id = $1")
+            .bind(org)
+            .fetch_one(&mut **self)
+            .await?
+            .try_get("time_zone")?;
+        let zone = OrgTimeZone::parse(&name).map_err(|e| StoreError::Corrupt(e.message))?;
+        self.rollups.zones.insert(org.to_owned(), zone.clone());
+        Ok(zone)
+    }
+
+    pub(crate) async fn roll(
+        &mut self,
+        org: &str,
+        at: i64,
+        kind: Kind,
+        widget: i64,
+        source: i64,
+        derived: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let day = self.zone(org).await?.day_of(at);
+        let key = Key {
+            org: org.to_owned(),
+            day,
+            kind,
+            widget,
+            source,
+            category: String::new(),
+            derived: derived.unwrap_or_default().to_owned(),
+            name: String::new(),
+        };
+        self.rollups.rows.entry(key).or_default().add(Delta::one());
+        Ok(())
+    }
+
+    /// Adds `delta` to the lead's (last-touch) row.
+    pub(crate) async fn roll_lead(
+        &mut self,
+        lead: &LeadFacts,
+        delta: Delta,
+    ) -> Result<(), StoreError> {
+        let day = self.zone(&lead.org).await?.day_of(lead.created_at);
+        let key = Key {
+            org: lead.org.clone(),
+            day,
+            kind: Kind::Lead,
+            widget: lead.widget,
+            source: lead.source,
+            category: lead.category.clone(),
+            derived: if lead.source == 1 {
+                lead.derived.clone()
+            } else {
+                String::new()
+            },
+            name: lead.name.clone(),
+        };
+        self.rollups.rows.entry(key).or_default().add(delta);
+        Ok(())
+    }
+
+    /// Writes the transaction's rollup changes (called by `commit`).
+    pub(super) async fn flush_rollups(&mut self) -> Result<(), StoreError> {
+        let rows = std::mem::take(&mut self.rollups.rows);
+        for (key, delta) in rows {
+            if delta == Delta::default() {
+                continue;
+            }
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO report_rollups (org_id, day, kind, widget_version, source_code, \
+                 category, derived_channel, source_name, n, project, personal, contact, enriched, \
+                 score_sum, pipeline_value, corrected) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+                 {UPSERT}"
+            )))
+            .bind(&key.org)
+            .bind(key.day)
+            .bind(key.kind.id())
+            .bind(key.widget)
+            .bind(key.source)
+            .bind(&key.category)
+            .bind(&key.derived)
+            .bind(&key.name)
+            .bind(delta.n)
+            .bind(delta.project)
+            .bind(delta.personal)
+            .bind(delta.contact)
+            .bind(delta.enriched)
+            .bind(delta.score)
+            .bind(delta.pipeline)
+            .bind(delta.corrected)
+            .execute(&mut **self)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Recomputes the organization's rollups from its raw rows, in `zone`'s days.
+    pub(crate) async fn rebuild_rollups(
+        &mut self,
+        org: &OrgId,
+        zone: &OrgTimeZone,
+    ) -> Result<(), StoreError> {
+        self.rollups.rows.retain(|k, _| k.org != org.as_str());
+        self.rollups
+            .zones
+            .insert(org.as_str().to_owned(), zone.clone());
+        sqlx::query("DELETE FROM report_rollups WHERE org_id = $1")
+            .bind(org.as_str())
+            .execute(&mut **self)
+            .await?;
+        let mut bounds: Option<(i64, i64)> = None;
+        for table in ["leads", "visits"] {
+            let sql = format!(
+                "SELECT MIN(created_at) AS a, MAX(created_at) AS b FROM {table} WHERE org_id = $1"
+            );
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(org.as_str())
+                .fetch_one(&mut **self)
+                .await?;
+            if let (Some(a), Some(b)) = (
+                row.try_get::<Option<i64>, _>("a")?,
+                row.try_get::<Option<i64>, _>("b")?,
+            ) {
+                bounds = Some(bounds.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
+            }
+        }
+        let Some((first, last)) = bounds else {
+            return Ok(());
+        };
+        let label = match self.backend {
+            Backend::Sqlite => "json_extract(corrected_source, '$.source_label')",
+            Backend::Postgres => "(corrected_source::json ->> 'source_label')",
+        };
+        for span in zone.offset_spans(first, last + 1) {
+            let day = format!("((created_at + ({})) / {DAY_MS})", span.offset_ms);
+            let credited = "COALESCE(corrected_source_code, source_code)";
+            let statements = [
+                format!(
+                    "INSERT INTO report_rollups (org_id, day, kind, widget_version, source_code, \
+                     category, derived_channel, source_name, n, project, personal, contact, \
+                     enriched, score_sum, pipeline_value, corrected) \
+                     SELECT org_id, {day}, 'lead', widget_version, {credited}, \
+                     COALESCE(corrected_source_category, source_category), \
+                     CASE WHEN {credited} = 1 THEN COALESCE(derived_channel, '') ELSE '' END, \
+                     CASE WHEN corrected_source IS NULL THEN source_name ELSE {label} END, \
+                     COUNT(*), \
+                     SUM(CASE WHEN step >= 2 THEN 1 ELSE 0 END), \
+                     SUM(CASE WHEN step >= 3 THEN 1 ELSE 0 END), \
+                     SUM(CASE WHEN step >= 4 THEN 1 ELSE 0 END), \
+                     SUM(CASE WHEN enrichment_state = 'done' THEN 1 ELSE 0 END), \
+                     SUM(CASE WHEN enrichment_state = 'done' THEN COALESCE(score, 0) ELSE 0 END), \
+                     SUM(CASE WHEN enrichment_state = 'done' THEN COALESCE(pipeline_value, 0) ELSE 0 END), \
+                     SUM(CASE WHEN corrected_source_code IS NULL THEN 0 ELSE 1 END) \
+                     FROM leads WHERE org_id = $1 AND created_at >= $2 AND created_at < $3 \
+                     GROUP BY org_id, {day}, widget_version, {credited}, \
+                     COALESCE(corrected_source_category, source_category), \
+                     CASE WHEN {credited} = 1 THEN COALESCE(derived_channel, '') ELSE '' END, \
+                     CASE WHEN corrected_source IS NULL THEN source_name ELSE {label} END \
+                     {UPSERT}"
+                ),
+                format!(
+                    "INSERT INTO report_rollups (org_id, day, kind, widget_version, source_code, \
+                     category, derived_channel, source_name, n, project, personal, contact, \
+                     enriched, score_sum, pipeline_value, corrected) \
+                     SELECT org_id, {day}, 'first', \
+                     COALESCE(first_touch_widget_version, widget_version), \
+                     COALESCE(first_touch_source_code, source_code), '', '', '', \
+                     COUNT(*), 0, 0, 0, 0, 0, 0, 0 \
+                     FROM leads WHERE org_id = $1 AND created_at >= $2 AND created_at < $3 \
+                     GROUP BY org_id, {day}, COALESCE(first_touch_widget_version, widget_version), \
+                     COALESCE(first_touch_source_code, source_code) {UPSERT}"
+                ),
+                format!(
+                    "INSERT INTO report_rollups (org_id, day, kind, widget_version, source_code, \
+                     category, derived_channel, source_name, n, project, personal, contact, \
+                     enriched, score_sum, pipeline_value, corrected) \
+                     SELECT org_id, {day}, 'visit', widget_version, source_code, '', \
+                     CASE WHEN source_code = 1 THEN COALESCE(derived_channel, '') ELSE '' END, '', \
+                     COUNT(*), 0, 0, 0, 0, 0, 0, 0 \
+                     FROM visits WHERE org_id = $1 AND created_at >= $2 AND created_at < $3 \
+                     GROUP BY org_id, {day}, widget_version, source_code, \
+                     CASE WHEN source_code = 1 THEN COALESCE(derived_channel, '') ELSE '' END \
+                     {UPSERT}"
+                ),
+            ];
+            for sql in statements {
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(org.as_str())
+                    .bind(span.start_ms)
+                    .bind(span.end_ms)
+                    .execute(&mut **self)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Adds to a row that a day cut by a daylight-saving change already started.
+const UPSERT: &str = "ON CONFLICT (org_id, day, kind, widget_version, source_code, category, \
+    derived_channel, source_name) DO UPDATE SET \
+    n = report_rollups.n + excluded.n, \
+    project = report_rollups.project + excluded.project, \
+    personal = report_rollups.personal + excluded.personal, \
+    contact = report_rollups.contact + excluded.contact, \
+    enriched = report_rollups.enriched + excluded.enriched, \
+    score_sum = report_rollups.score_sum + excluded.score_sum, \
+    pipeline_value = report_rollups.pipeline_value + excluded.pipeline_value, \
+    corrected = report_rollups.corrected + excluded.corrected";
+
+impl Store {
+    /// Recomputes the rollups of one organization, or of all, from the raw rows: after an
+    /// upgrade, or to audit them. Returns how many organizations were rebuilt.
+    pub async fn rebuild_rollups(&self, org: Option<&OrgId>) -> Result<usize, StoreError> {
+        let orgs: Vec<String> = match org {
+            Some(org) => vec![org.as_str().to_owned()],
+            None => sqlx::query("SELECT id FROM organizations ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| r.try_get("id"))
+                .collect::<Result<_, _>>()?,
+        };
+        for id in &orgs {
+            let org = OrgId::from_stored(id.clone());
+            let mut tx = self.begin_write().await?;
+            let zone = tx.zone(id).await?;
+            tx.rebuild_rollups(&org, &zone).await?;
+            tx.commit().await?;
+        }
+        Ok(orgs.len())
+    }
+}
