@@ -29,6 +29,9 @@ pub struct ReportFilter {
     pub from_ms: Option<i64>,
     pub to_ms: Option<i64>,
     pub touch: Touch,
+    /// Count from the raw leads and visits even over whole days, never the rollups (audits,
+    /// and the benchmark's naive baseline).
+    pub raw_rows: bool,
 }
 
 /// Counters for one (widget version, source code).
@@ -108,6 +111,9 @@ impl Store {
         org: &OrgId,
         filter: &ReportFilter,
     ) -> Result<Option<Days>, StoreError> {
+        if filter.raw_rows {
+            return Ok(None);
+        }
         let name: Option<String> = sqlx::query("SELECT time_zone FROM organizations WHERE id = $1")
             .bind(org.as_str())
             .fetch_optional(&self.pool)

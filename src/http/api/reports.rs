@@ -81,6 +81,7 @@ impl ReportQuery {
                 .map(|t| instant(tz, "to", t))
                 .transpose()?,
             touch,
+            raw_rows: false,
         })
     }
 }
