@@ -108,6 +108,31 @@ mod tests {
     }
 
     #[test]
+    fn an_organization_without_room_takes_no_turn_in_the_rotation() {
+        // "a" is at its bound: the rotation is over "b" and "c" only, so rotation 1 is "c".
+        let d = [
+            demand("a1", "a", 9, 16),
+            demand("b1", "b", 9, 0),
+            demand("c1", "c", 9, 0),
+        ];
+        assert_eq!(allocate(&d, 16, 1, 1), vec![0, 0, 1]);
+    }
+
+    #[test]
+    fn within_an_organization_the_turn_passes_over_full_endpoints_in_order() {
+        // e0 has room for one; the others for three. After e0 is full, the turn goes on
+        // from where it stopped (e1, e2, e3, e1, e2), not back to the first endpoint.
+        let d = [
+            demand("e0", "a", 1, 0),
+            demand("e1", "a", 3, 0),
+            demand("e2", "a", 3, 0),
+            demand("e3", "a", 3, 0),
+        ];
+        assert_eq!(allocate(&d, 16, 6, 0), vec![1, 2, 2, 1]);
+        assert_eq!(allocate(&d, 16, 5, 0), vec![1, 2, 1, 1]);
+    }
+
+    #[test]
     fn nothing_is_granted_beyond_what_is_due_or_free() {
         let d = [demand("a1", "a", 2, 0), demand("b1", "b", 1, 0)];
         assert_eq!(allocate(&d, 16, 100, 0), vec![2, 1]);

@@ -194,6 +194,40 @@ mod tests {
     }
 
     #[test]
+    fn jitter_really_varies_the_retry_time() {
+        let times: std::collections::BTreeSet<i64> = (0..200)
+            .filter_map(|_| match policy().verdict(&answered(500, None), 1, 0) {
+                Verdict::RetryAt(at) => Some(at),
+                _ => None,
+            })
+            .collect();
+        // Up to 500 ms of jitter on 5 s: two hundred draws are never all the same.
+        assert!(times.len() > 1, "{times:?}");
+        assert!(times.iter().all(|t| (5_000..=5_500).contains(t)));
+    }
+
+    #[test]
+    fn verdicts_and_excerpts_are_what_the_log_shows() {
+        let ids: Vec<&str> = [
+            Verdict::Delivered,
+            Verdict::RetryAt(1),
+            Verdict::Exhausted,
+            Verdict::Gone,
+        ]
+        .into_iter()
+        .map(Verdict::id)
+        .collect();
+        assert_eq!(ids, ["delivered", "retry", "exhausted", "gone"]);
+        let answered = SendOutcome::Answered {
+            status: 500,
+            excerpt: "boom".into(),
+            retry_after: None,
+        };
+        assert_eq!(answered.excerpt(), "boom");
+        assert_eq!(SendOutcome::Failed(FailureClass::Timeout).excerpt(), "");
+    }
+
+    #[test]
     fn retry_after_is_honoured_up_to_an_hour_but_never_shortens_the_schedule() {
         let Verdict::RetryAt(at) =
             policy().verdict(&answered(429, Some(Duration::from_secs(60))), 1, 0)

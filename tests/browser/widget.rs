@@ -111,9 +111,14 @@ async fn a_homeowner_completes_the_widget_from_a_tracking_url_and_the_lead_arriv
         .click()
         .await
         .unwrap();
-    let thanks = browser.in_shadow("[data-leadtrail]", "#lt-title").await;
+    // The dialog is rendered anew for the thank-you: look the title up each time (a held
+    // element would go stale when it is replaced).
     let deadline = Instant::now() + Duration::from_secs(10);
-    while thanks.text().await.unwrap() != "Thank you!" {
+    loop {
+        let title = browser.in_shadow("[data-leadtrail]", "#lt-title").await;
+        if title.text().await.is_ok_and(|t| t == "Thank you!") {
+            break;
+        }
         assert!(Instant::now() < deadline, "never thanked");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -212,13 +217,17 @@ async fn a_homeowners_own_answer_travels_from_the_widget_to_the_event_and_the_re
         .goto(&format!("{site}/?{query}&gclid=Cj0-browser"))
         .await
         .unwrap();
-    // The organization's colour is on the primary button, in the widget's shadow root.
-    let button = browser
-        .in_shadow("[data-leadtrail]", "button.primary")
-        .await;
+    // The organization's colour is on the primary button, in the widget's shadow root (looked
+    // up each time: the widget may render its dialog again when its settings arrive).
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let background = button.css_value("background-color").await.unwrap();
+        let button = browser
+            .in_shadow("[data-leadtrail]", "button.primary")
+            .await;
+        let background = button
+            .css_value("background-color")
+            .await
+            .unwrap_or_default();
         // The test organization's brand colour, #1A73E8.
         if ["rgb(26, 115, 232)", "rgba(26, 115, 232, 1)"].contains(&background.as_str()) {
             break;

@@ -293,7 +293,10 @@ pub async fn save_settings(
             name: Some(OrgName::parse(&typed[0])?),
             website_url: Some(SiteUrl::parse("website_url", &typed[1])?),
             brand_color: Some(BrandColor::parse(&typed[2])?),
-            time_zone: Some(OrgTimeZone::parse(&typed[3])?),
+            // A form from before the field existed leaves the zone as it is.
+            time_zone: (!typed[3].is_empty())
+                .then(|| OrgTimeZone::parse(&typed[3]))
+                .transpose()?,
         };
         state.store.update_organization(session.org(), patch).await
     }
