@@ -193,7 +193,52 @@ async fn another_tenants_traffic_never_shows_in_a_report(db: TestDb) {
     );
 }
 
+async fn the_organizations_time_zone_decides_its_days(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let org = app.create_org("starter").await;
+    org.create_source("01", "Facebook Ads", "paid_social").await;
+    org.create_source("01", "Yard Signs", "print_outdoor").await;
+    let (status, err) = org
+        .patch("/api/v1/organization", json!({"time_zone": "Mars/Olympus"}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert!(err["error"]["message"].as_str().unwrap().contains("IANA"));
+    traffic(&app, &org).await;
+    // A zone far from UTC: the leads of now fall on its own date, which the daily series,
+    // and a date filter, both use.
+    for zone in ["Pacific/Kiritimati", "Pacific/Pago_Pago"] {
+        let (status, body) = org
+            .patch("/api/v1/organization", json!({"time_zone": zone}))
+            .await;
+        assert_eq!(
+            (status, body["time_zone"].as_str()),
+            (StatusCode::OK, Some(zone))
+        );
+        let tz = leadtrail::domain::time_zone::OrgTimeZone::parse(zone).unwrap();
+        let local_today = tz.date_of(leadtrail::store::now_ms()).to_string();
+        let (_, days) = org.get("/api/v1/reports/timeseries").await;
+        let fb = days
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["source_code"] == "02")
+            .cloned()
+            .unwrap();
+        assert_eq!(fb["period"], local_today.as_str(), "{zone}: {days}");
+        assert_eq!(fb["leads"], 2);
+        let (_, rows) = org
+            .get(&format!("/api/v1/reports/sources?from={local_today}"))
+            .await;
+        assert_eq!(row(&rows, "02")["leads"], 2, "{zone}");
+        let (_, rows) = org
+            .get(&format!("/api/v1/reports/sources?to={local_today}"))
+            .await;
+        assert_eq!(row(&rows, "02")["leads"], 0, "{zone}: to is exclusive");
+    }
+}
+
 on_both_backends!(
+    the_organizations_time_zone_decides_its_days,
     the_source_report_counts_visits_leads_and_conversion_per_source,
     the_timeseries_has_a_row_per_day_and_source,
     the_csv_export_neutralises_formula_cells,
