@@ -101,6 +101,15 @@ impl OrgTimeZone {
             .map_or(0, |z| z.timestamp().as_millisecond())
     }
 
+    /// A local date and time as a form sends it (`2026-11-22T07:01`, seconds optional), as an
+    /// instant; in a daylight-saving gap or overlap, the earlier reading.
+    pub fn parse_local(&self, raw: &str) -> Option<i64> {
+        let dt: jiff::civil::DateTime = raw.trim().parse().ok()?;
+        dt.to_zoned_datetime(self.tz.clone())
+            .ok()
+            .map(|z| z.timestamp().as_millisecond())
+    }
+
     /// The UTC offset at an instant, in milliseconds.
     pub fn offset_at(&self, ms: i64) -> i64 {
         i64::from(self.tz.to_offset(Self::timestamp(ms)).seconds()) * 1000
@@ -242,6 +251,20 @@ mod tests {
             }
         }
         assert_eq!(OrgTimeZone::utc().offset_spans(from, to).len(), 1);
+    }
+
+    #[test]
+    fn form_times_are_read_in_the_zone() {
+        let denver = OrgTimeZone::parse("America/Denver").unwrap_or_default();
+        assert_eq!(
+            denver.parse_local("2026-11-22T07:01"),
+            Some(ms("2026-11-22T14:01:00Z"))
+        );
+        assert_eq!(
+            denver.parse_local("2026-07-01T00:00:30"),
+            Some(ms("2026-07-01T06:00:30Z"))
+        );
+        assert_eq!(denver.parse_local("yesterday"), None);
     }
 
     #[test]

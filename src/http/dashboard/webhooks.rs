@@ -2,6 +2,7 @@
 //! signing secret, each endpoint's backlog and last error, the delivery log, resends, test
 //! events and replays.
 
+use crate::domain::time_zone::OrgTimeZone;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -239,13 +240,12 @@ fn manual_send(state: &AppState, org: &OrgId) -> Result<(), PageError> {
     })
 }
 
-/// A `datetime-local` value (UTC, as the form says) or an RFC 3339 time, as RFC 3339.
-fn form_time(raw: &str) -> String {
-    let raw = raw.trim();
-    match raw.len() {
-        16 => format!("{raw}:00Z"),
-        19 => format!("{raw}Z"),
-        _ => raw.to_owned(),
+/// A `datetime-local` value (in the organization's zone, as the form says) or an RFC 3339
+/// time, as RFC 3339; anything else is passed on for the replay's own validation to refuse.
+fn form_time(tz: &OrgTimeZone, raw: &str) -> String {
+    match tz.parse_local(raw) {
+        Some(ms) => crate::store::rfc3339(ms),
+        None => raw.trim().to_owned(),
     }
 }
 
@@ -255,7 +255,11 @@ pub async fn replay(
     EditorForm(Submitted { session, form }): EditorForm,
 ) -> Result<Response, PageError> {
     let id = endpoint_id(&id)?;
-    let (since, until) = (form_time(form.text("since")), form_time(form.text("until")));
+    let tz = state.store.organization(session.org()).await?.time_zone;
+    let (since, until) = (
+        form_time(&tz, form.text("since")),
+        form_time(&tz, form.text("until")),
+    );
     let queued = queue_replay(&state, session.org(), &id, &since, &until)
         .await
         .map_err(page_error)?;
