@@ -378,6 +378,30 @@ mod tests {
     }
 
     #[test]
+    fn resolved_addresses_are_judged_public_or_not() {
+        // What the delivery-time guard asks of every address a name resolves to.
+        for public in ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "::ffff:8.8.8.8"] {
+            assert!(
+                is_public(public.parse().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))),
+                "{public}"
+            );
+        }
+        for private in [
+            "10.1.2.3",
+            "127.0.0.1",
+            "169.254.169.254",
+            "::1",
+            "fd00::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(
+                !is_public(private.parse().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))),
+                "{private}"
+            );
+        }
+    }
+
+    #[test]
     fn port_lists_parse_and_print() {
         let ports = AllowedPorts::parse("443, 8000-8999").unwrap_or_default();
         assert!(ports.allows(443) && ports.allows(8000) && ports.allows(8999));
@@ -387,6 +411,9 @@ mod tests {
             AllowedPorts::parse(AllowedPorts::DEFAULT),
             Ok(AllowedPorts::default())
         );
+        // A range of one port is a range.
+        let one = AllowedPorts::parse("8000-8000").unwrap_or_default();
+        assert!(one.allows(8000) && !one.allows(8001));
         for bad in ["", "0", "70000", "9000-8000", "http", "1-"] {
             assert!(AllowedPorts::parse(bad).is_err(), "{bad:?} parsed");
         }
