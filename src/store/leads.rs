@@ -1,5 +1,6 @@
 //! Reading leads: one by id, or a filtered page, newest first, by keyset cursor.
 
+use super::rollups::{LEAD_FACTS, LeadFacts};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -205,16 +206,29 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         for (id, at) in leads {
-            sqlx::query(
+            let Some(was) = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {LEAD_FACTS} FROM leads WHERE org_id = $1 AND id = $2"
+            )))
+            .bind(org.as_str())
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            else {
+                continue;
+            };
+            let moved = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE leads SET created_at = $1, updated_at = $1 + 600000, \
                  enriched_at = CASE WHEN enriched_at IS NULL THEN NULL ELSE $1 + 660000 END \
-                 WHERE org_id = $2 AND id = $3",
-            )
+                 WHERE org_id = $2 AND id = $3 RETURNING {LEAD_FACTS}"
+            )))
             .bind(*at)
             .bind(org.as_str())
             .bind(id)
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await?;
+            // The lead's report counters move to its new day.
+            tx.move_lead(&LeadFacts::from_row(&was)?, &LeadFacts::from_row(&moved)?)
+                .await?;
             sqlx::query(
                 "UPDATE events SET created_at = $1 + COALESCE(sequence, 0) * 60000, fanned_out = 1 \
                  WHERE org_id = $2 AND lead_id = $3",
@@ -225,9 +239,6 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        // Their days moved: the organization's report rollups are recounted.
-        let zone = tx.zone(org.as_str()).await?;
-        tx.rebuild_rollups(org, &zone).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -108,7 +108,8 @@ impl Delta {
 /// A lead's columns that decide its rollup row and its counters.
 pub(crate) const LEAD_FACTS: &str = "org_id, created_at, widget_version, source_code, \
     source_name, source_category, derived_channel, corrected_source_code, \
-    corrected_source_category, corrected_source, step, enrichment_state, score, pipeline_value";
+    corrected_source_category, corrected_source, step, enrichment_state, score, pipeline_value, \
+    first_touch_widget_version, first_touch_source_code";
 
 pub(crate) struct LeadFacts {
     org: String,
@@ -123,6 +124,8 @@ pub(crate) struct LeadFacts {
     score: i64,
     pipeline: i64,
     corrected: bool,
+    /// The (widget, source) of the first touch: the arrival's when there was none.
+    first_touch: (i64, i64),
 }
 
 impl LeadFacts {
@@ -149,11 +152,14 @@ impl LeadFacts {
             score: 0,
             pipeline: 0,
             corrected: false,
+            first_touch: (widget, source),
         }
     }
 
     pub(crate) fn from_row(row: &sqlx::any::AnyRow) -> Result<Self, StoreError> {
         let corrected_code: Option<i64> = row.try_get("corrected_source_code")?;
+        let widget: i64 = row.try_get("widget_version")?;
+        let arrival: i64 = row.try_get("source_code")?;
         let corrected_name = row
             .try_get::<Option<String>, _>("corrected_source")?
             .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
@@ -161,8 +167,8 @@ impl LeadFacts {
         Ok(Self {
             org: row.try_get("org_id")?,
             created_at: row.try_get("created_at")?,
-            widget: row.try_get("widget_version")?,
-            source: corrected_code.unwrap_or(row.try_get("source_code")?),
+            widget,
+            source: corrected_code.unwrap_or(arrival),
             category: match row.try_get::<Option<String>, _>("corrected_source_category")? {
                 Some(c) => c,
                 None => row.try_get("source_category")?,
@@ -181,6 +187,12 @@ impl LeadFacts {
                 .try_get::<Option<i64>, _>("pipeline_value")?
                 .unwrap_or(0),
             corrected: corrected_code.is_some(),
+            first_touch: (
+                row.try_get::<Option<i64>, _>("first_touch_widget_version")?
+                    .unwrap_or(widget),
+                row.try_get::<Option<i64>, _>("first_touch_source_code")?
+                    .unwrap_or(arrival),
+            ),
         })
     }
 
@@ -268,6 +280,32 @@ impl WriteTx {
             name: lead.name.clone(),
         };
         self.rollups.rows.entry(key).or_default().add(delta);
+        Ok(())
+    }
+
+    /// Moves a lead's whole contribution (last and first touch) from the day it was on to the
+    /// day of `moved` (the same lead after its time changed).
+    pub(crate) async fn move_lead(
+        &mut self,
+        was: &LeadFacts,
+        moved: &LeadFacts,
+    ) -> Result<(), StoreError> {
+        self.roll_lead(was, was.whole().negated()).await?;
+        self.roll_lead(moved, moved.whole()).await?;
+        for (lead, delta) in [(was, Delta::one().negated()), (moved, Delta::one())] {
+            let day = self.zone(&lead.org).await?.day_of(lead.created_at);
+            let key = Key {
+                org: lead.org.clone(),
+                day,
+                kind: Kind::First,
+                widget: lead.first_touch.0,
+                source: lead.first_touch.1,
+                category: String::new(),
+                derived: String::new(),
+                name: String::new(),
+            };
+            self.rollups.rows.entry(key).or_default().add(delta);
+        }
         Ok(())
     }
 
