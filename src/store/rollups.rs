@@ -312,6 +312,11 @@ impl WriteTx {
     /// Writes the transaction's rollup changes (called by `commit`).
     pub(super) async fn flush_rollups(&mut self) -> Result<(), StoreError> {
         let rows = std::mem::take(&mut self.rollups.rows);
+        let mut orgs: Vec<&str> = rows.keys().map(|k| k.org.as_str()).collect();
+        orgs.dedup();
+        for org in orgs {
+            self.rollup_lock(org, LockMode::Shared).await?;
+        }
         for (key, delta) in rows {
             if delta == Delta::default() {
                 continue;
@@ -351,6 +356,7 @@ impl WriteTx {
         org: &OrgId,
         zone: &OrgTimeZone,
     ) -> Result<(), StoreError> {
+        self.rollup_lock(org.as_str(), LockMode::Exclusive).await?;
         self.rollups.rows.retain(|k, _| k.org != org.as_str());
         self.rollups
             .zones
@@ -443,6 +449,37 @@ impl WriteTx {
                     .await?;
             }
         }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LockMode {
+    /// Adding changes: any number of transactions at once.
+    Shared,
+    /// Recounting: alone.
+    Exclusive,
+}
+
+impl WriteTx {
+    /// On PostgreSQL, many nodes write rollups at once; a recount deletes and rebuilds an
+    /// organization's rows from what is committed, so a change committed in between would be
+    /// counted twice (or lost). Writers of changes hold the organization's rollup lock shared
+    /// and a recount holds it alone, both until their transaction ends. SQLite transactions
+    /// already run one at a time.
+    async fn rollup_lock(&mut self, org: &str, mode: LockMode) -> Result<(), StoreError> {
+        if self.backend != Backend::Postgres {
+            return Ok(());
+        }
+        let sql = match mode {
+            LockMode::Shared => {
+                "SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock_shared(hashtext($1))) AS l"
+            }
+            LockMode::Exclusive => {
+                "SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(hashtext($1))) AS l"
+            }
+        };
+        sqlx::query(sql).bind(org).fetch_one(&mut **self).await?;
         Ok(())
     }
 }
