@@ -525,7 +525,53 @@ async fn local_days_are_exact_across_daylight_saving_and_half_hour_zones(db: Tes
     );
 }
 
+/// A recount while leads keep arriving (another node, or `rollups rebuild` on a live service)
+/// neither counts a lead twice nor loses one.
+async fn a_recount_during_captures_loses_and_doubles_nothing(db: TestDb) {
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    store
+        .create_source(&org, PRIMARY, new_source("Yard Signs"))
+        .await
+        .unwrap();
+    let writer = {
+        let store = Store::connect(db.url()).await.unwrap();
+        let org = org.clone();
+        tokio::spawn(async move {
+            for _ in 0..40 {
+                for _ in 0..5 {
+                    create(&store, arrival(&org, Some(1), Some("01"), Some("02")))
+                        .await
+                        .unwrap();
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    for _ in 0..10 {
+        store.rebuild_rollups(Some(&org)).await.unwrap();
+    }
+    writer.await.unwrap();
+    let rolled = store
+        .source_counts(&org, &ReportFilter::default())
+        .await
+        .unwrap();
+    let raw = store
+        .source_counts(
+            &org,
+            &ReportFilter {
+                raw_rows: true,
+                ..ReportFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(raw[&(1, 2)].leads, 200);
+    assert_eq!(rolled, raw);
+}
+
 on_both_backends!(
+    a_recount_during_captures_loses_and_doubles_nothing,
     reports_equal_a_recount_after_random_histories,
     local_days_are_exact_across_daylight_saving_and_half_hour_zones,
 );
