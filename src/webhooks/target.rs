@@ -393,6 +393,13 @@ mod tests {
             "::1",
             "fd00::1",
             "::ffff:10.0.0.1",
+            // Documentation, 6to4 relay, protocol-assignment and benchmarking blocks.
+            "192.0.2.1",
+            "192.88.99.1",
+            "198.51.100.7",
+            "203.0.113.9",
+            "192.0.0.8",
+            "198.18.0.1",
         ] {
             assert!(
                 !is_public(private.parse().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))),
