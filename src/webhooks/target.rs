@@ -380,7 +380,47 @@ mod tests {
     #[test]
     fn resolved_addresses_are_judged_public_or_not() {
         // What the delivery-time guard asks of every address a name resolves to.
-        for public in ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "::ffff:8.8.8.8"] {
+        // Public neighbours of every refused block, so each comparison in the rule matters.
+        let public = [
+            "8.8.8.8",
+            "1.1.1.1",
+            "100.63.255.255",
+            "100.128.0.1",
+            "8.64.1.1",
+            "8.254.1.1",
+            "169.1.1.1",
+            "172.15.0.1",
+            "172.32.0.1",
+            "8.16.0.1",
+            "192.1.1.1",
+            "192.0.1.1",
+            "192.1.0.1",
+            "8.0.0.8",
+            "192.0.3.1",
+            "8.0.2.1",
+            "192.88.98.1",
+            "192.89.99.1",
+            "8.88.99.1",
+            "192.169.0.1",
+            "8.168.0.1",
+            "198.17.0.1",
+            "198.20.0.1",
+            "8.18.0.1",
+            "8.19.0.1",
+            "198.51.101.1",
+            "198.52.100.1",
+            "8.51.100.1",
+            "203.0.114.1",
+            "203.1.113.1",
+            "8.0.113.1",
+            "223.255.255.254",
+            "2606:4700::1111",
+            "2001:4860::8888",
+            "2001:db9::1",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+        ];
+        for public in public {
             assert!(
                 is_public(public.parse().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))),
                 "{public}"
