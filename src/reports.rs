@@ -25,19 +25,9 @@ impl Report {
         org: &OrgId,
         filter: &ReportFilter,
     ) -> Result<Option<Report>, StoreError> {
-        let mut sources = Vec::new();
-        for widget in store.widgets(org).await? {
-            if filter.widget.is_none_or(|w| w == widget.version) {
-                sources.extend(
-                    store
-                        .sources(org, widget.version, SourceFilter::All)
-                        .await?,
-                );
-            }
-        }
-        if filter.widget.is_some() && sources.is_empty() {
+        let Some(sources) = report_sources(store, org, filter).await? else {
             return Ok(None);
-        }
+        };
         let counts = store.source_counts(org, filter).await?;
         let names = store.names_at_arrival(org, filter).await?;
         let rows = source_rows(&sources, &counts, &names);
@@ -63,6 +53,26 @@ impl Report {
         t.conversion_rate = rate(t.leads, t.visits);
         t
     }
+}
+
+/// The sources a report covers: every source, archived ones included, of the filter's widget
+/// or of all; `None` when the filter names a widget the organization does not have.
+pub async fn report_sources(
+    store: &Store,
+    org: &OrgId,
+    filter: &ReportFilter,
+) -> Result<Option<Vec<Source>>, StoreError> {
+    let mut sources = Vec::new();
+    for widget in store.widgets(org).await? {
+        if filter.widget.is_none_or(|w| w == widget.version) {
+            sources.extend(
+                store
+                    .sources(org, widget.version, SourceFilter::All)
+                    .await?,
+            );
+        }
+    }
+    Ok((filter.widget.is_none() || !sources.is_empty()).then_some(sources))
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

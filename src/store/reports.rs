@@ -90,6 +90,39 @@ fn sum(expr: &str) -> String {
     format!("CAST(SUM({expr}) AS BIGINT)")
 }
 
+/// The columns `group_rows` reads, counted from raw lead rows.
+fn raw_group_columns() -> String {
+    format!(
+        "COUNT(*) AS leads, {} AS enriched, {} AS contact, {} AS pipeline",
+        sum("CASE WHEN enrichment_state = 'done' THEN 1 ELSE 0 END"),
+        sum("CASE WHEN step = 4 THEN 1 ELSE 0 END"),
+        sum("COALESCE(pipeline_value, 0)"),
+    )
+}
+
+/// The columns `group_rows` reads, summed from rollup rows.
+fn rolled_group_columns() -> String {
+    format!(
+        "{} AS leads, {} AS enriched, {} AS contact, {} AS pipeline",
+        sum("n"),
+        sum("enriched"),
+        sum("contact"),
+        sum("pipeline_value"),
+    )
+}
+
+/// A row's (widget version, source code) from the named columns.
+fn source_key(
+    row: &sqlx::any::AnyRow,
+    widget: &str,
+    source: &str,
+) -> Result<(u32, u32), StoreError> {
+    Ok((
+        to_u32(row.try_get(widget)?, "widget")?,
+        to_u32(row.try_get(source)?, "source")?,
+    ))
+}
+
 /// Filters of a rollup query: organization, kind, widget, local days `[$4, $5)`.
 const ROLLUP_RANGE: &str = "org_id = $1 AND kind = $5 AND ($2 IS NULL OR widget_version = $2) \
     AND ($3 IS NULL OR day >= $3) AND ($4 IS NULL OR day < $4)";
@@ -191,10 +224,7 @@ impl Store {
              GROUP BY widget_version, source_code"
         );
         for row in &self.grouped(visits, org, widget, from, to).await? {
-            let key = (
-                to_u32(row.try_get("widget_version")?, "widget")?,
-                to_u32(row.try_get("source_code")?, "source")?,
-            );
+            let key = source_key(row, "widget_version", "source_code")?;
             out.entry(key).or_default().visits = count(row, "n")?;
         }
         let first = (
@@ -221,10 +251,7 @@ impl Store {
             range = WHERE_RANGE.replace("widget_version", wv),
         );
         for row in &self.grouped(leads, org, widget, from, to).await? {
-            let key = (
-                to_u32(row.try_get("wv")?, "widget")?,
-                to_u32(row.try_get("sc")?, "source")?,
-            );
+            let key = source_key(row, "wv", "sc")?;
             let entry = out.entry(key).or_default();
             entry.leads = count(row, "leads")?;
             entry.reached_project = count(row, "project")?;
@@ -245,10 +272,7 @@ impl Store {
             range = WHERE_RANGE.replace("widget_version", first.0),
         );
         for row in &self.grouped(firsts, org, widget, from, to).await? {
-            let key = (
-                to_u32(row.try_get("wv")?, "widget")?,
-                to_u32(row.try_get("sc")?, "source")?,
-            );
+            let key = source_key(row, "wv", "sc")?;
             out.entry(key).or_default().first_touch_leads = count(row, "n")?;
         }
         Ok(out)
@@ -277,10 +301,7 @@ impl Store {
         );
         for kind in [Kind::Visit, Kind::Lead, Kind::First] {
             for row in &self.rolled(sql.clone(), org, filter, &days, kind).await? {
-                let key = (
-                    to_u32(row.try_get("widget_version")?, "widget")?,
-                    to_u32(row.try_get("source_code")?, "source")?,
-                );
+                let key = source_key(row, "widget_version", "source_code")?;
                 let entry = out.entry(key).or_default();
                 match kind {
                     Kind::Visit => entry.visits = count(row, "n")?,
@@ -312,13 +333,8 @@ impl Store {
     ) -> Result<BTreeMap<String, GroupCounts>, StoreError> {
         if let Some(days) = self.whole_days(org, filter).await? {
             let sql = format!(
-                "SELECT category, {n} AS leads, {enriched} AS enriched, {contact} AS contact, \
-                 {pipeline} AS pipeline FROM report_rollups WHERE {ROLLUP_RANGE} \
-                 GROUP BY category",
-                n = sum("n"),
-                enriched = sum("enriched"),
-                contact = sum("contact"),
-                pipeline = sum("pipeline_value"),
+                "SELECT category, {} FROM report_rollups WHERE {ROLLUP_RANGE} GROUP BY category",
+                rolled_group_columns()
             );
             let rows = self.rolled(sql, org, filter, &days, Kind::Lead).await?;
             let mut out = group_rows(&rows, "category")?;
@@ -327,12 +343,9 @@ impl Store {
         }
         let widget = filter.widget.map(|w| i64::from(w.get()));
         let sql = format!(
-            "SELECT {CREDITED_CATEGORY} AS category, COUNT(*) AS leads, {enriched} AS enriched, \
-             {contact} AS contact, {pipeline} AS pipeline FROM leads WHERE {WHERE_RANGE} \
+            "SELECT {CREDITED_CATEGORY} AS category, {} FROM leads WHERE {WHERE_RANGE} \
              GROUP BY {CREDITED_CATEGORY}",
-            enriched = sum("CASE WHEN enrichment_state = 'done' THEN 1 ELSE 0 END"),
-            contact = sum("CASE WHEN step = 4 THEN 1 ELSE 0 END"),
-            pipeline = sum("COALESCE(pipeline_value, 0)"),
+            raw_group_columns()
         );
         let rows = self
             .grouped(sql, org, widget, filter.from_ms, filter.to_ms)
@@ -350,13 +363,9 @@ impl Store {
         if let Some(days) = self.whole_days(org, filter).await? {
             let channel = "CASE WHEN derived_channel = '' THEN 'direct' ELSE derived_channel END";
             let sql = format!(
-                "SELECT {channel} AS channel, {n} AS leads, {enriched} AS enriched, \
-                 {contact} AS contact, {pipeline} AS pipeline FROM report_rollups \
+                "SELECT {channel} AS channel, {} FROM report_rollups \
                  WHERE {ROLLUP_RANGE} AND source_code = 1 GROUP BY {channel}",
-                n = sum("n"),
-                enriched = sum("enriched"),
-                contact = sum("contact"),
-                pipeline = sum("pipeline_value"),
+                rolled_group_columns()
             );
             let mut out = group_rows(
                 &self
@@ -375,29 +384,22 @@ impl Store {
         }
         let widget = filter.widget.map(|w| i64::from(w.get()));
         let (from, to) = (filter.from_ms, filter.to_ms);
-        let mut out: BTreeMap<String, GroupCounts> = BTreeMap::new();
+        let leads = format!(
+            "SELECT COALESCE(derived_channel, 'direct') AS channel, {} FROM leads \
+             WHERE {WHERE_RANGE} AND {CREDITED_SOURCE} = 1 \
+             GROUP BY COALESCE(derived_channel, 'direct')",
+            raw_group_columns()
+        );
+        let mut out = group_rows(
+            &self.grouped(leads, org, widget, from, to).await?,
+            "channel",
+        )?;
         let visits = format!(
             "SELECT COALESCE(derived_channel, 'direct') AS channel, COUNT(*) AS n FROM visits \
              WHERE {WHERE_RANGE} AND source_code = 1 GROUP BY COALESCE(derived_channel, 'direct')"
         );
         for row in &self.grouped(visits, org, widget, from, to).await? {
             out.entry(row.try_get("channel")?).or_default().visits = count(row, "n")?;
-        }
-        let leads = format!(
-            "SELECT COALESCE(derived_channel, 'direct') AS channel, COUNT(*) AS leads, \
-             {enriched} AS enriched, {contact} AS contact, {pipeline} AS pipeline FROM leads \
-             WHERE {WHERE_RANGE} AND {CREDITED_SOURCE} = 1 \
-             GROUP BY COALESCE(derived_channel, 'direct')",
-            enriched = sum("CASE WHEN enrichment_state = 'done' THEN 1 ELSE 0 END"),
-            contact = sum("CASE WHEN step = 4 THEN 1 ELSE 0 END"),
-            pipeline = sum("COALESCE(pipeline_value, 0)"),
-        );
-        for row in &self.grouped(leads, org, widget, from, to).await? {
-            let entry = out.entry(row.try_get("channel")?).or_default();
-            entry.leads = count(row, "leads")?;
-            entry.enriched = count(row, "enriched")?;
-            entry.contact_requested = count(row, "contact")?;
-            entry.pipeline_value = count(row, "pipeline")?;
         }
         Ok(out)
     }
@@ -574,10 +576,7 @@ impl Store {
         };
         let mut out: BTreeMap<(u32, u32), Vec<String>> = BTreeMap::new();
         for row in &rows {
-            let key = (
-                to_u32(row.try_get("widget_version")?, "widget")?,
-                to_u32(row.try_get("source_code")?, "source")?,
-            );
+            let key = source_key(row, "widget_version", "source_code")?;
             out.entry(key)
                 .or_default()
                 .push(row.try_get("source_name")?);

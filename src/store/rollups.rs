@@ -322,9 +322,7 @@ impl WriteTx {
                 continue;
             }
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO report_rollups (org_id, day, kind, widget_version, source_code, \
-                 category, derived_channel, source_name, n, project, personal, contact, enriched, \
-                 score_sum, pipeline_value, corrected) \
+                "INSERT INTO report_rollups ({ROLLUP_COLUMNS}) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
                  {UPSERT}"
             )))
@@ -393,9 +391,7 @@ impl WriteTx {
             let credited = "COALESCE(corrected_source_code, source_code)";
             let statements = [
                 format!(
-                    "INSERT INTO report_rollups (org_id, day, kind, widget_version, source_code, \
-                     category, derived_channel, source_name, n, project, personal, contact, \
-                     enriched, score_sum, pipeline_value, corrected) \
+                    "INSERT INTO report_rollups ({ROLLUP_COLUMNS}) \
                      SELECT org_id, {day}, 'lead', widget_version, {credited}, \
                      COALESCE(corrected_source_category, source_category), \
                      CASE WHEN {credited} = 1 THEN COALESCE(derived_channel, '') ELSE '' END, \
@@ -416,9 +412,7 @@ impl WriteTx {
                      {UPSERT}"
                 ),
                 format!(
-                    "INSERT INTO report_rollups (org_id, day, kind, widget_version, source_code, \
-                     category, derived_channel, source_name, n, project, personal, contact, \
-                     enriched, score_sum, pipeline_value, corrected) \
+                    "INSERT INTO report_rollups ({ROLLUP_COLUMNS}) \
                      SELECT org_id, {day}, 'first', \
                      COALESCE(first_touch_widget_version, widget_version), \
                      COALESCE(first_touch_source_code, source_code), '', '', '', \
@@ -428,9 +422,7 @@ impl WriteTx {
                      COALESCE(first_touch_source_code, source_code) {UPSERT}"
                 ),
                 format!(
-                    "INSERT INTO report_rollups (org_id, day, kind, widget_version, source_code, \
-                     category, derived_channel, source_name, n, project, personal, contact, \
-                     enriched, score_sum, pipeline_value, corrected) \
+                    "INSERT INTO report_rollups ({ROLLUP_COLUMNS}) \
                      SELECT org_id, {day}, 'visit', widget_version, source_code, '', \
                      CASE WHEN source_code = 1 THEN COALESCE(derived_channel, '') ELSE '' END, '', \
                      COUNT(*), 0, 0, 0, 0, 0, 0, 0 \
@@ -483,6 +475,11 @@ impl WriteTx {
         Ok(())
     }
 }
+
+/// A rollup row's columns, keys then counters, in the order every insert gives them.
+const ROLLUP_COLUMNS: &str = "org_id, day, kind, widget_version, source_code, category, \
+    derived_channel, source_name, n, project, personal, contact, enriched, score_sum, \
+    pipeline_value, corrected";
 
 /// Adds to a row that a day cut by a daylight-saving change already started.
 const UPSERT: &str = "ON CONFLICT (org_id, day, kind, widget_version, source_code, category, \

@@ -18,7 +18,7 @@ use crate::reports::{
     ChannelRow, DerivedChannelRow, Report, SelfReportedCell, SourceRow, self_reported_cells,
     sources_csv,
 };
-use crate::store::{Interval, ReportFilter, SourceFilter, Touch};
+use crate::store::{Interval, ReportFilter, Touch};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -155,31 +155,6 @@ pub async fn derived_channels_report(
     Ok(Json(report(&state, &org, &q).await?.derived))
 }
 
-/// The sources a report covers: every source of one widget or of all.
-async fn report_sources(
-    state: &AppState,
-    org: &OrgId,
-    filter: &ReportFilter,
-) -> Result<Vec<crate::store::Source>, ApiError> {
-    let mut sources = Vec::new();
-    for widget in state.store.widgets(org).await? {
-        if filter.widget.is_none_or(|w| w == widget.version) {
-            sources.extend(
-                state
-                    .store
-                    .sources(org, widget.version, SourceFilter::All)
-                    .await?,
-            );
-        }
-    }
-    if let Some(w) = filter.widget
-        && sources.is_empty()
-    {
-        return Err(ApiError::not_found(&format!("widget {w}")));
-    }
-    Ok(sources)
-}
-
 /// Tracked source × "How did you hear about us?": leads per (credited source, answer)
 #[utoipa::path(get, path = "/reports/self-reported", params(ReportQuery),
     responses((status = 200, body = [SelfReportedCell]), (status = 400, body = ErrorBody)))]
@@ -190,7 +165,12 @@ pub async fn self_reported_report(
 ) -> ApiResult<Json<Vec<SelfReportedCell>>> {
     let tz = state.store.organization(&org).await?.time_zone;
     let filter = q.filter(&tz)?;
-    let sources = report_sources(&state, &org, &filter).await?;
+    let sources = crate::reports::report_sources(&state.store, &org, &filter)
+        .await?
+        .ok_or_else(|| {
+            let widget = filter.widget.map(|w| w.to_string()).unwrap_or_default();
+            ApiError::not_found(&format!("widget {widget}"))
+        })?;
     let counts = state.store.self_reported_counts(&org, &filter).await?;
     Ok(Json(self_reported_cells(&sources, &counts)))
 }

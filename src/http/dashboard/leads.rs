@@ -6,7 +6,7 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::page::{Chrome, PageError, Tab, encode, humanize, refusal, render, see_other};
+use super::page::{Chrome, PageError, Tab, encode, humanize, money, refusal, render, see_other};
 use super::session::{EditorForm, Session, Submitted};
 use crate::domain::attribution::AttributionNote;
 use crate::domain::lead::LeadStatus;
@@ -83,18 +83,6 @@ pub struct LeadsPage {
 fn day_start_ms(tz: &OrgTimeZone, raw: &str, add_days: i64) -> Option<i64> {
     let date: jiff::civil::Date = raw.parse().ok()?;
     Some(tz.start_of(date.checked_add(jiff::Span::new().days(add_days)).ok()?))
-}
-
-fn money(n: u32) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    format!("${out}")
 }
 
 fn yes_no(v: Option<bool>) -> String {
@@ -297,8 +285,8 @@ fn detail(lead: &LeadRecord) -> Detail {
                 "Estimate",
                 format!(
                     "{} – {}",
-                    money(e.estimate.price_low),
-                    money(e.estimate.price_high)
+                    money(e.estimate.price_low.into()),
+                    money(e.estimate.price_high.into())
                 ),
             ),
             field("Roof area", format!("{} sq ft", e.estimate.roof_area_sqft)),
@@ -419,8 +407,8 @@ pub async fn show(
                 estimate: l.enrichment.as_ref().map_or("—".into(), |e| {
                     format!(
                         "{} – {}",
-                        money(e.estimate.price_low),
-                        money(e.estimate.price_high)
+                        money(e.estimate.price_low.into()),
+                        money(e.estimate.price_high.into())
                     )
                 }),
                 score: l

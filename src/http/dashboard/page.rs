@@ -275,3 +275,16 @@ pub fn humanize(id: &str) -> String {
         None => String::new(),
     }
 }
+
+/// Whole dollars with thousands separators: `$14,200`.
+pub fn money(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    format!("${out}")
+}

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use jiff::civil::Date;
 use serde::Deserialize;
 
-use super::page::{Chrome, PageError, Tab, encode, humanize, render};
+use super::page::{Chrome, PageError, Tab, encode, humanize, money, render};
 use super::session::Session;
 use crate::domain::time_zone::{OrgTimeZone, date_of_day, day_number};
 use crate::domain::widget::WidgetVersion;
@@ -250,15 +250,7 @@ impl ReportsPage {
     }
 
     pub fn money(&self, n: &u64) -> String {
-        let digits = n.to_string();
-        let mut out = String::new();
-        for (i, c) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i).is_multiple_of(3) {
-                out.push(',');
-            }
-            out.push(c);
-        }
-        format!("${out}")
+        money(*n)
     }
 
     pub fn channel(&self, id: &str) -> String {
