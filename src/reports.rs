@@ -7,7 +7,9 @@ use serde::Serialize;
 
 use crate::domain::channel::ChannelCategory;
 use crate::domain::ids::OrgId;
-use crate::store::{Counts, GroupCounts, ReportFilter, Source, SourceFilter, Store, StoreError};
+use crate::store::{
+    Counts, GroupCounts, ReportFilter, Source, SourceFilter, Store, StoreError, Touch,
+};
 
 /// Everything the Reports page shows for a filter; the API's report endpoints serve its parts,
 /// so both give the same numbers.
@@ -28,10 +30,19 @@ impl Report {
         let Some(sources) = report_sources(store, org, filter).await? else {
             return Ok(None);
         };
+        let zone = store.organization(org).await?.time_zone;
         let counts = store.source_counts(org, filter).await?;
         let names = store.names_at_arrival(org, filter).await?;
-        let rows = source_rows(&sources, &counts, &names);
-        let channels = channel_rows(&rows, &store.channel_counts(org, filter).await?);
+        let spend = store
+            .spend_in_range(org, filter.widget, filter.from_ms, filter.to_ms, &zone)
+            .await?;
+        let rows = source_rows(&sources, &counts, &names, &spend);
+        let channels = match filter.touch {
+            Touch::Last => channel_rows(&rows, &store.channel_counts(org, filter).await?),
+            // First touches have no credited category: each counts under its source's today,
+            // as visits and spend do.
+            Touch::First => channel_rows(&rows, &categories_of(&rows)),
+        };
         let derived = derived_rows(&store.derived_channel_counts(org, filter).await?);
         Ok(Some(Report {
             sources: rows,
@@ -43,14 +54,17 @@ impl Report {
     /// Totals over every source of the report.
     pub fn totals(&self) -> Totals {
         let mut t = Totals::default();
+        let mut money = Money::default();
         for r in &self.sources {
             t.visits += r.visits;
             t.leads += r.leads;
             t.contact_requested += r.contact_requested;
             t.enriched += r.enriched;
             t.pipeline_value += r.pipeline_value;
+            money.add(r.money.won, r.money.revenue, r.money.spend);
         }
         t.conversion_rate = rate(t.leads, t.visits);
+        t.money = money.figures(t.leads);
         t
     }
 }
@@ -83,6 +97,66 @@ pub struct Totals {
     pub enriched: u64,
     pub pipeline_value: u64,
     pub conversion_rate: f64,
+    pub money: MoneyFigures,
+}
+
+/// Outcomes and spend of a group of leads, summed.
+#[derive(Debug, Clone, Copy, Default)]
+struct Money {
+    won: u64,
+    revenue: u64,
+    /// `None` until some source of the group has spend entered.
+    spend: Option<u64>,
+}
+
+impl Money {
+    fn add(&mut self, won: u64, revenue: u64, spend: Option<u64>) {
+        self.won += won;
+        self.revenue += revenue;
+        if let Some(s) = spend {
+            self.spend = Some(self.spend.unwrap_or(0) + s);
+        }
+    }
+
+    fn figures(self, leads: u64) -> MoneyFigures {
+        let per = |n: u64| match (self.spend, n) {
+            (Some(spend), n) if n > 0 => Some((spend + n / 2) / n),
+            _ => None,
+        };
+        MoneyFigures {
+            won: self.won,
+            close_rate: rate(self.won, leads),
+            revenue: self.revenue,
+            spend: self.spend,
+            cost_per_lead: per(leads),
+            cost_per_won: per(self.won),
+            roas: match self.spend {
+                Some(spend) if spend > 0 => {
+                    Some(((self.revenue as f64 / spend as f64) * 100.0).round() / 100.0)
+                }
+                _ => None,
+            },
+        }
+    }
+}
+
+/// What a group of leads brought and cost. Money is in minor units of the organization's
+/// currency (cents). Without spend entered for the period, spend and every cost are `null`,
+/// never zero; a cost per nothing (no leads, no won jobs) is `null` too.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct MoneyFigures {
+    /// Leads won.
+    pub won: u64,
+    /// Won ÷ leads; 0 without leads.
+    pub close_rate: f64,
+    /// Sum of the won jobs' values.
+    pub revenue: u64,
+    /// What the period cost: each month's spend in proportion to the days of it covered.
+    pub spend: Option<u64>,
+    pub cost_per_lead: Option<u64>,
+    pub cost_per_won: Option<u64>,
+    /// Return on ad spend: revenue ÷ spend (2.5 means 2.5× what was spent came back).
+    pub roas: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
@@ -113,6 +187,8 @@ pub struct SourceRow {
     pub corrected: u64,
     /// Leads ÷ visits; 0 without visits.
     pub conversion_rate: f64,
+    #[serde(flatten)]
+    pub money: MoneyFigures,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
@@ -126,6 +202,9 @@ pub struct ChannelRow {
     pub contact_requested: u64,
     pub pipeline_value: u64,
     pub conversion_rate: f64,
+    /// Spend counts under each source's category today, as visits do.
+    #[serde(flatten)]
+    pub money: MoneyFigures,
 }
 
 /// Website (`SRC-01`) traffic by where it most likely came from.
@@ -139,6 +218,8 @@ pub struct DerivedChannelRow {
     pub contact_requested: u64,
     pub pipeline_value: u64,
     pub conversion_rate: f64,
+    pub won: u64,
+    pub revenue: u64,
 }
 
 fn rate(leads: u64, visits: u64) -> f64 {
@@ -160,6 +241,7 @@ pub fn source_rows(
     sources: &[Source],
     counts: &BTreeMap<(u32, u32), Counts>,
     names: &BTreeMap<(u32, u32), Vec<String>>,
+    spend: &BTreeMap<(u32, u32), i64>,
 ) -> Vec<SourceRow> {
     sources
         .iter()
@@ -171,6 +253,9 @@ pub fn source_rows(
                 .filter(|n| n.iter().any(|name| *name != s.name))
                 .cloned()
                 .unwrap_or_default();
+            let mut money = Money::default();
+            let spent = spend.get(&key).map(|s| u64::try_from(*s).unwrap_or(0));
+            money.add(c.won, c.revenue, spent);
             SourceRow {
                 widget_version: s.widget_version.to_string(),
                 source_code: s.code.to_string(),
@@ -189,27 +274,35 @@ pub fn source_rows(
                 pipeline_value: c.pipeline_value,
                 corrected: c.corrected,
                 conversion_rate: rate(c.leads, c.visits),
+                money: money.figures(c.leads),
             }
         })
         .collect()
 }
 
-/// Leads per credited category; visits per their source's category today (a visit has no
-/// snapshot). Categories with neither are left out.
+/// Leads per credited category; visits and spend per their source's category today (a visit
+/// has no snapshot; spend is entered per source). Categories with none of them are left out.
 pub fn channel_rows(
     sources: &[SourceRow],
     leads: &BTreeMap<String, GroupCounts>,
 ) -> Vec<ChannelRow> {
     let mut visits: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut spend: BTreeMap<&'static str, Money> = BTreeMap::new();
     for r in sources {
         *visits.entry(r.channel_category.id()).or_default() += r.visits;
+        spend
+            .entry(r.channel_category.id())
+            .or_default()
+            .add(0, 0, r.money.spend);
     }
     ChannelCategory::ALL
         .iter()
         .filter_map(|category| {
             let l = leads.get(category.id()).copied().unwrap_or_default();
             let v = visits.get(category.id()).copied().unwrap_or_default();
-            (v > 0 || l.leads > 0).then(|| ChannelRow {
+            let mut money = spend.get(category.id()).copied().unwrap_or_default();
+            money.add(l.won, l.revenue, None);
+            (v > 0 || l.leads > 0 || money.spend.is_some()).then(|| ChannelRow {
                 channel_category: *category,
                 visits: v,
                 leads: l.leads,
@@ -217,9 +310,25 @@ pub fn channel_rows(
                 contact_requested: l.contact_requested,
                 pipeline_value: l.pipeline_value,
                 conversion_rate: rate(l.leads, v),
+                money: money.figures(l.leads),
             })
         })
         .collect()
+}
+
+/// Lead counters of source rows added up per source category (first-touch channels).
+fn categories_of(sources: &[SourceRow]) -> BTreeMap<String, GroupCounts> {
+    let mut out: BTreeMap<String, GroupCounts> = BTreeMap::new();
+    for r in sources {
+        let c = out.entry(r.channel_category.id().to_owned()).or_default();
+        c.leads += r.leads;
+        c.enriched += r.enriched;
+        c.contact_requested += r.contact_requested;
+        c.pipeline_value += r.pipeline_value;
+        c.won += r.money.won;
+        c.revenue += r.money.revenue;
+    }
+    out
 }
 
 pub fn derived_rows(counts: &BTreeMap<String, GroupCounts>) -> Vec<DerivedChannelRow> {
@@ -233,6 +342,8 @@ pub fn derived_rows(counts: &BTreeMap<String, GroupCounts>) -> Vec<DerivedChanne
             contact_requested: c.contact_requested,
             pipeline_value: c.pipeline_value,
             conversion_rate: rate(c.leads, c.visits),
+            won: c.won,
+            revenue: c.revenue,
         })
         .collect();
     rows.sort_by(|a, b| b.leads.cmp(&a.leads).then(b.visits.cmp(&a.visits)));
@@ -297,7 +408,8 @@ pub fn sources_csv(rows: &[SourceRow]) -> String {
     let mut out = String::from(
         "widget_version,source_code,display_code,source_name,names_at_arrival,channel_category,\
          visits,leads,first_touch_leads,conversion_rate,reached_project,reached_personal,\
-         contact_requested,enriched,average_score,pipeline_value,corrected\n",
+         contact_requested,enriched,average_score,pipeline_value,corrected,won,close_rate,\
+         revenue,spend,cost_per_lead,cost_per_won,roas\n",
     );
     for r in rows {
         let cells = [
@@ -320,12 +432,27 @@ pub fn sources_csv(rows: &[SourceRow]) -> String {
                 .unwrap_or_default(),
             r.pipeline_value.to_string(),
             r.corrected.to_string(),
+            r.money.won.to_string(),
+            format!("{:.4}", r.money.close_rate),
+            minor(Some(r.money.revenue)),
+            minor(r.money.spend),
+            minor(r.money.cost_per_lead),
+            minor(r.money.cost_per_won),
+            r.money.roas.map(|x| format!("{x:.2}")).unwrap_or_default(),
         ];
         let line: Vec<String> = cells.iter().map(|c| neutralise(c)).collect();
         out.push_str(&line.join(","));
         out.push('\n');
     }
     out
+}
+
+/// Minor units as whole units with two decimals (`1250.50`) for a spreadsheet; empty for
+/// unknown.
+fn minor(amount: Option<u64>) -> String {
+    amount
+        .map(|a| format!("{}.{:02}", a / 100, a % 100))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -343,6 +470,50 @@ mod tests {
         assert_eq!(neutralise("@SUM(A1)"), "'@SUM(A1)");
         assert_eq!(neutralise("Facebook, Inc"), "\"Facebook, Inc\"");
         assert_eq!(neutralise("Yard Signs"), "Yard Signs");
+    }
+
+    #[test]
+    fn costs_are_unknown_without_spend_and_never_divide_by_zero() {
+        let none = Money {
+            won: 2,
+            revenue: 500_000,
+            spend: None,
+        }
+        .figures(10);
+        assert_eq!(
+            (none.spend, none.cost_per_lead, none.cost_per_won, none.roas),
+            (None, None, None, None)
+        );
+        assert_eq!(none.close_rate, 0.2);
+        let nothing_won = Money {
+            won: 0,
+            revenue: 0,
+            spend: Some(30_000),
+        }
+        .figures(0);
+        assert_eq!(nothing_won.cost_per_lead, None);
+        assert_eq!(nothing_won.cost_per_won, None);
+        assert_eq!(nothing_won.roas, Some(0.0));
+        let free = Money {
+            won: 1,
+            revenue: 100,
+            spend: Some(0),
+        }
+        .figures(3);
+        assert_eq!((free.cost_per_lead, free.roas), (Some(0), None));
+        let paid = Money {
+            won: 3,
+            revenue: 1_000_000,
+            spend: Some(250_000),
+        }
+        .figures(7);
+        // 250,000 / 7 = 35,714.29 → 35,714; / 3 = 83,333.3 → 83,333; 1,000,000 / 250,000 = 4.
+        assert_eq!(
+            (paid.cost_per_lead, paid.cost_per_won, paid.roas),
+            (Some(35_714), Some(83_333), Some(4.0))
+        );
+        assert_eq!(minor(Some(125_005)), "1250.05");
+        assert_eq!(minor(None), "");
     }
 
     #[test]

@@ -7,6 +7,9 @@ use crate::domain::ids::OrgId;
 use crate::domain::lead::{
     Address, ContactPreference, PersonalInfo, ProjectDetails, ProjectInput, Step,
 };
+use crate::domain::outcome::{ListedReason, LostReason, Outcome};
+use crate::domain::source::SourceCode;
+use crate::domain::spend::{Month, SpendEntry};
 use crate::domain::widget::WidgetVersion;
 use crate::store::{
     CaptureCommand, CaptureReply, HeardAbout, NewLead, NewVisit, StepUpdate, Store, now_ms,
@@ -182,7 +185,98 @@ pub async fn seed(store: &Store, org: &OrgId) -> anyhow::Result<()> {
         })
         .collect();
     store.backdate_leads(org, &dated).await?;
+    seed_outcomes(store, org, &leads, &plans).await?;
+    seed_spend(store, org, now).await?;
     seed_visits(store, org, now).await
+}
+
+/// What happened to the i-th lead, by its source: yard signs close often at good values (cheap
+/// and profitable), Facebook brings many leads that rarely close (expensive), Google sits in
+/// between. Only leads that left contact details can be worked; the rest were never reached.
+fn outcome_of(i: usize, reached_contact: bool) -> Option<Outcome> {
+    let cycle = i / 10;
+    let lost = |r: ListedReason| Outcome::Lost {
+        reason: LostReason::Listed(r),
+    };
+    let won = |dollars: i64| Outcome::Won {
+        value: (dollars + i64::try_from(cycle % 7).unwrap_or(0) * 450) * 100,
+    };
+    if !reached_contact {
+        return cycle
+            .is_multiple_of(2)
+            .then(|| lost(ListedReason::NoResponse));
+    }
+    Some(match (source_of(i), cycle % 5) {
+        (("01", "04"), 0 | 1) => won(11_500),
+        (("01", "04"), 2) => Outcome::Quoted,
+        (("01", "04"), 3) => lost(ListedReason::Price),
+        (("01", "04"), _) => Outcome::Contacted,
+        (("01", "02"), 0) if cycle.is_multiple_of(4) => won(6_800),
+        (("01", "02"), 0 | 1) => lost(ListedReason::NoResponse),
+        (("01", "02"), 2) => lost(ListedReason::Timing),
+        (("01", "02"), 3) => Outcome::Contacted,
+        (("01", "02"), _) => return None,
+        (("01", "03"), 0) => won(12_400),
+        (("01", "03"), 1) => lost(ListedReason::Competitor),
+        (("01", "03"), _) => Outcome::Quoted,
+        (_, 0) => won(9_200),
+        (_, 1) => lost(ListedReason::Timing),
+        (_, 2) => Outcome::Contacted,
+        _ => return None,
+    })
+}
+
+async fn seed_outcomes(
+    store: &Store,
+    org: &OrgId,
+    leads: &[crate::store::LeadCreated],
+    plans: &[Vec<Step>],
+) -> anyhow::Result<()> {
+    for (i, (lead, plan)) in leads.iter().zip(plans).enumerate() {
+        if let Some(outcome) = outcome_of(i, plan.len() >= 2) {
+            store
+                .set_outcome(
+                    org,
+                    &lead.lead_id,
+                    outcome,
+                    "user:demo@acme-roofing.example",
+                    None,
+                )
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Four months of spend: Facebook Ads costs the most, yard signs the least.
+async fn seed_spend(store: &Store, org: &OrgId, now: i64) -> anyhow::Result<()> {
+    let zone = store.organization(org).await?.time_zone;
+    let amounts: [(u32, u32, i64); 4] = [
+        (1, 2, 260_000),
+        (1, 3, 145_000),
+        (1, 4, 38_000),
+        (2, 3, 90_000),
+    ];
+    for back in 0..4 {
+        let month = Month::of(zone.date_of(now - back * 31 * DAY_MS));
+        for (widget, source, amount) in amounts {
+            let (Some(widget), Some(source)) =
+                (WidgetVersion::new(widget), SourceCode::new(source))
+            else {
+                continue;
+            };
+            let entry = SpendEntry {
+                widget,
+                source,
+                month,
+                amount,
+            };
+            store
+                .set_spend(org, &entry, "user:demo@acme-roofing.example")
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// What two in three homeowners on Primary answer in step 3 (when asked, the others skip).

@@ -15,16 +15,18 @@ pub enum EventType {
     LeadRentalAlert,
     LeadContactRequested,
     LeadSourceCorrected,
+    LeadOutcomeChanged,
     WidgetStatusChanged,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 6] = [
+    pub const ALL: [EventType; 7] = [
         Self::LeadAddressPreview,
         Self::LeadEnriched,
         Self::LeadRentalAlert,
         Self::LeadContactRequested,
         Self::LeadSourceCorrected,
+        Self::LeadOutcomeChanged,
         Self::WidgetStatusChanged,
     ];
 
@@ -35,6 +37,7 @@ impl EventType {
             Self::LeadRentalAlert => "lead.rental_alert",
             Self::LeadContactRequested => "lead.contact_requested",
             Self::LeadSourceCorrected => "lead.source_corrected",
+            Self::LeadOutcomeChanged => "lead.outcome_changed",
             Self::WidgetStatusChanged => "widget.status_changed",
         }
     }

@@ -98,6 +98,15 @@ impl From<StoreError> for ApiError {
                     Conflict::LastOwner => "last_owner",
                     Conflict::EndpointLimitReached { .. } => "endpoint_limit_reached",
                     Conflict::TierTooSmall { .. } => "tier_too_small",
+                    Conflict::OutcomeRefused(_) => "outcome_transition_refused",
+                    Conflict::IdempotencyKeyReused => {
+                        // As the capture API answers it: the request, not the state, is wrong.
+                        return Self::new(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "idempotency_key_reused",
+                            c.to_string(),
+                        );
+                    }
                 };
                 Self::new(StatusCode::CONFLICT, code, c.to_string())
             }

@@ -193,7 +193,7 @@ impl Store {
 }
 
 /// Looks up a stored answer for a retried request; `Some(Err)` when the key was reused.
-async fn replay<T: for<'de> Deserialize<'de>>(
+pub(super) async fn replay<T: for<'de> Deserialize<'de>>(
     tx: &mut WriteTx,
     org: &OrgId,
     idempotency: Option<&Idempotency>,
@@ -219,7 +219,7 @@ async fn replay<T: for<'de> Deserialize<'de>>(
     Ok(Some(Ok(from_json(&response, "idempotent response")?)))
 }
 
-async fn remember(
+pub(super) async fn remember(
     tx: &mut WriteTx,
     org: &OrgId,
     idempotency: Option<&Idempotency>,

@@ -2,7 +2,7 @@
 //! back once, with `lead.enriched` (and `lead.rental_alert`, and a waiting
 //! `lead.contact_requested`) in the same transaction.
 
-use super::rollups::{Delta, LEAD_FACTS, LeadFacts};
+use super::rollups::{LEAD_FACTS, LeadFacts};
 use sqlx::Row;
 
 use super::capture::{emit_next, from_json, tracking_from_row};
@@ -93,18 +93,10 @@ impl Store {
         let Some(row) = row else {
             return Ok(false);
         };
-        // The lead's report row gains its enrichment, score and pipeline value.
+        // The lead's report row gains its enrichment, score and pipeline value (none for a
+        // lead already won or lost before it was enriched).
         let facts = LeadFacts::from_row(&row)?;
-        tx.roll_lead(
-            &facts,
-            Delta {
-                enriched: 1,
-                score: i64::from(enrichment.score),
-                pipeline: enrichment.estimate.midpoint(),
-                ..Delta::default()
-            },
-        )
-        .await?;
+        tx.roll_lead(&facts, facts.enrichment()).await?;
         let address: Address = from_json(&row.try_get::<String, _>("address")?, "address")?;
         let contact: Option<String> = row.try_get("contact")?;
         let tracking = tracking_from_row(&row)?;

@@ -14,6 +14,7 @@ use crate::domain::ids::OrgId;
 use crate::domain::lead::{
     Address, ContactPreference, LeadStatus, PersonalInfo, ProjectDetails, RecordSource,
 };
+use crate::domain::outcome::{Outcome, OutcomeKind};
 use crate::domain::self_report::SelfReported;
 use crate::domain::source::SourceCode;
 use crate::domain::widget::WidgetVersion;
@@ -44,6 +45,9 @@ pub struct LeadRecord {
     pub self_reported: Option<SelfReported>,
     /// A person's re-assignment of the lead to another source of its widget.
     pub corrected: Option<CorrectedSource>,
+    /// What happened after the lead arrived.
+    pub outcome: Outcome,
+    pub outcome_changed_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
     pub enriched_at: Option<i64>,
@@ -54,6 +58,7 @@ pub struct LeadFilter {
     pub widget: Option<WidgetVersion>,
     pub source: Option<SourceCode>,
     pub status: Option<LeadStatus>,
+    pub outcome: Option<OutcomeKind>,
     pub from_ms: Option<i64>,
     pub to_ms: Option<i64>,
     /// Continue after this (created_at, id): the last lead of the previous page.
@@ -64,7 +69,8 @@ pub struct LeadFilter {
 const LEAD_COLUMNS: &str = "id, status, widget_version, widget_name, source_code, source_name, \
     source_category, derived_channel, first_touch, first_touch_widget_version, first_touch_source_code, \
     raw_params, address, project, personal, contact, enrichment, attribution, attribution_note, \
-    record_source, self_reported, corrected_source, created_at, updated_at, enriched_at";
+    record_source, self_reported, corrected_source, outcome, outcome_value, outcome_reason, \
+    outcome_changed_at, created_at, updated_at, enriched_at";
 
 fn opt_json<T: for<'de> serde::Deserialize<'de>>(
     row: &AnyRow,
@@ -84,7 +90,16 @@ fn lead_from_row(row: &AnyRow) -> Result<LeadRecord, StoreError> {
     let raw: String = row.try_get("raw_params")?;
     let context = StoredContext::from_row(row)?;
     let note: Option<String> = row.try_get("attribution_note")?;
+    let outcome = Outcome::from_stored(
+        &row.try_get::<String, _>("outcome")?,
+        row.try_get("outcome_value")?,
+        row.try_get::<Option<String>, _>("outcome_reason")?
+            .as_deref(),
+    )
+    .ok_or_else(|| corrupt("outcome"))?;
     Ok(LeadRecord {
+        outcome,
+        outcome_changed_at: row.try_get("outcome_changed_at")?,
         attribution: context.attribution,
         attribution_note: note.as_deref().and_then(AttributionNote::from_id),
         record_source: context.record_source,
@@ -156,6 +171,9 @@ impl Store {
         if filter.status.is_some() {
             placeholder(&mut conditions, "status = ?");
         }
+        if filter.outcome.is_some() {
+            placeholder(&mut conditions, "outcome = ?");
+        }
         if filter.from_ms.is_some() {
             placeholder(&mut conditions, "created_at >= ?");
         }
@@ -182,6 +200,9 @@ impl Store {
         }
         if let Some(status) = filter.status {
             query = query.bind(status.id());
+        }
+        if let Some(outcome) = filter.outcome {
+            query = query.bind(outcome.id());
         }
         if let Some(from) = filter.from_ms {
             query = query.bind(from);

@@ -14,10 +14,12 @@ mod events;
 mod exec;
 mod leads;
 mod organizations;
+mod outcomes;
 mod records;
 mod reports;
 mod rollups;
 mod sources;
+mod spend;
 mod visits;
 mod webhooks;
 mod widgets;
@@ -45,8 +47,10 @@ pub use deliveries::{
 pub use enrichment::EnrichmentJob;
 pub use events::StoredEvent;
 pub use leads::{LeadFilter, LeadRecord};
+pub use outcomes::{OutcomeChange, OutcomeView};
 pub use records::*;
 pub use reports::{Counts, GroupCounts, Interval, ReportFilter, Touch};
+pub use spend::{SpendImport, SpendRow};
 pub use visits::NewVisit;
 pub use webhooks::{Endpoint, EndpointPatch, ROTATION_OVERLAP_MS};
 
@@ -102,6 +106,10 @@ pub enum Conflict {
         allowed: u32,
         live: Vec<String>,
     },
+    #[error(transparent)]
+    OutcomeRefused(#[from] crate::domain::outcome::OutcomeRefusal),
+    #[error("this Idempotency-Key was already used with a different request")]
+    IdempotencyKeyReused,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -53,6 +53,9 @@ pub struct Counts {
     pub pipeline_value: u64,
     /// Of `leads`, how many a person re-assigned to this source (last touch only).
     pub corrected: u64,
+    /// Of `leads`, how many are won, and the sum of their job values (minor units).
+    pub won: u64,
+    pub revenue: u64,
 }
 
 /// Lead counters of a group that is not a source (a channel category, a derived channel).
@@ -63,6 +66,8 @@ pub struct GroupCounts {
     pub enriched: u64,
     pub contact_requested: u64,
     pub pipeline_value: u64,
+    pub won: u64,
+    pub revenue: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -90,24 +95,35 @@ fn sum(expr: &str) -> String {
     format!("CAST(SUM({expr}) AS BIGINT)")
 }
 
+/// Pipeline value: the estimate midpoints of leads not yet won or lost.
+const OPEN_PIPELINE: &str =
+    "CASE WHEN outcome IN ('won', 'lost') THEN 0 ELSE COALESCE(pipeline_value, 0) END";
+const WON: &str = "CASE WHEN outcome = 'won' THEN 1 ELSE 0 END";
+const REVENUE: &str = "CASE WHEN outcome = 'won' THEN COALESCE(outcome_value, 0) ELSE 0 END";
+
 /// The columns `group_rows` reads, counted from raw lead rows.
 fn raw_group_columns() -> String {
     format!(
-        "COUNT(*) AS leads, {} AS enriched, {} AS contact, {} AS pipeline",
+        "COUNT(*) AS leads, {} AS enriched, {} AS contact, {} AS pipeline, {} AS won, \
+         {} AS revenue",
         sum("CASE WHEN enrichment_state = 'done' THEN 1 ELSE 0 END"),
         sum("CASE WHEN step = 4 THEN 1 ELSE 0 END"),
-        sum("COALESCE(pipeline_value, 0)"),
+        sum(OPEN_PIPELINE),
+        sum(WON),
+        sum(REVENUE),
     )
 }
 
 /// The columns `group_rows` reads, summed from rollup rows.
 fn rolled_group_columns() -> String {
     format!(
-        "{} AS leads, {} AS enriched, {} AS contact, {} AS pipeline",
+        "{} AS leads, {} AS enriched, {} AS contact, {} AS pipeline, {} AS won, {} AS revenue",
         sum("n"),
         sum("enriched"),
         sum("contact"),
         sum("pipeline_value"),
+        sum("won"),
+        sum("revenue"),
     )
 }
 
@@ -239,15 +255,17 @@ impl Store {
             "SELECT {wv} AS wv, {sc} AS sc, COUNT(*) AS leads, \
              {project} AS project, {personal} AS personal, {contact} AS contact, \
              {enriched} AS enriched, {score} AS score, {pipeline} AS pipeline, \
-             {corrected} AS corrected \
+             {corrected} AS corrected, {won} AS won, {revenue} AS revenue \
              FROM leads WHERE {range} GROUP BY {wv}, {sc}",
             project = sum("CASE WHEN step >= 2 THEN 1 ELSE 0 END"),
             personal = sum("CASE WHEN step >= 3 THEN 1 ELSE 0 END"),
             contact = sum("CASE WHEN step = 4 THEN 1 ELSE 0 END"),
             enriched = sum("CASE WHEN enrichment_state = 'done' THEN 1 ELSE 0 END"),
             score = sum("COALESCE(score, 0)"),
-            pipeline = sum("COALESCE(pipeline_value, 0)"),
+            pipeline = sum(OPEN_PIPELINE),
             corrected = sum("CASE WHEN corrected_source_code IS NOT NULL THEN 1 ELSE 0 END"),
+            won = sum(WON),
+            revenue = sum(REVENUE),
             range = WHERE_RANGE.replace("widget_version", wv),
         );
         for row in &self.grouped(leads, org, widget, from, to).await? {
@@ -260,6 +278,8 @@ impl Store {
             entry.enriched = count(row, "enriched")?;
             entry.score_sum = count(row, "score")?;
             entry.pipeline_value = count(row, "pipeline")?;
+            entry.won = count(row, "won")?;
+            entry.revenue = count(row, "revenue")?;
             if filter.touch == Touch::Last {
                 entry.corrected = count(row, "corrected")?;
             }
@@ -288,7 +308,8 @@ impl Store {
         let sql = format!(
             "SELECT widget_version, source_code, {n} AS n, {project} AS project, \
              {personal} AS personal, {contact} AS contact, {enriched} AS enriched, \
-             {score} AS score, {pipeline} AS pipeline, {corrected} AS corrected \
+             {score} AS score, {pipeline} AS pipeline, {corrected} AS corrected, \
+             {won} AS won, {revenue} AS revenue \
              FROM report_rollups WHERE {ROLLUP_RANGE} GROUP BY widget_version, source_code",
             n = sum("n"),
             project = sum("project"),
@@ -298,6 +319,8 @@ impl Store {
             score = sum("score_sum"),
             pipeline = sum("pipeline_value"),
             corrected = sum("corrected"),
+            won = sum("won"),
+            revenue = sum("revenue"),
         );
         for kind in [Kind::Visit, Kind::Lead, Kind::First] {
             for row in &self.rolled(sql.clone(), org, filter, &days, kind).await? {
@@ -315,6 +338,8 @@ impl Store {
                         entry.score_sum = count(row, "score")?;
                         entry.pipeline_value = count(row, "pipeline")?;
                         entry.corrected = count(row, "corrected")?;
+                        entry.won = count(row, "won")?;
+                        entry.revenue = count(row, "revenue")?;
                     }
                 }
             }
@@ -603,6 +628,8 @@ fn group_rows(
                 enriched: count(row, "enriched")?,
                 contact_requested: count(row, "contact")?,
                 pipeline_value: count(row, "pipeline")?,
+                won: count(row, "won")?,
+                revenue: count(row, "revenue")?,
             },
         );
     }

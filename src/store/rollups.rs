@@ -60,6 +60,8 @@ pub(crate) struct Delta {
     pub score: i64,
     pub pipeline: i64,
     pub corrected: i64,
+    pub won: i64,
+    pub revenue: i64,
 }
 
 impl Delta {
@@ -79,6 +81,8 @@ impl Delta {
         self.score += other.score;
         self.pipeline += other.pipeline;
         self.corrected += other.corrected;
+        self.won += other.won;
+        self.revenue += other.revenue;
     }
 
     pub(crate) fn negated(self) -> Self {
@@ -91,6 +95,8 @@ impl Delta {
             score: -self.score,
             pipeline: -self.pipeline,
             corrected: -self.corrected,
+            won: -self.won,
+            revenue: -self.revenue,
         }
     }
 
@@ -109,7 +115,7 @@ impl Delta {
 pub(crate) const LEAD_FACTS: &str = "org_id, created_at, widget_version, source_code, \
     source_name, source_category, derived_channel, corrected_source_code, \
     corrected_source_category, corrected_source, step, enrichment_state, score, pipeline_value, \
-    first_touch_widget_version, first_touch_source_code";
+    first_touch_widget_version, first_touch_source_code, outcome, outcome_value";
 
 pub(crate) struct LeadFacts {
     org: String,
@@ -126,6 +132,10 @@ pub(crate) struct LeadFacts {
     corrected: bool,
     /// The (widget, source) of the first touch: the arrival's when there was none.
     first_touch: (i64, i64),
+    /// Won or lost: the estimate is no longer pipeline.
+    closed: bool,
+    /// The job's value when won.
+    won: Option<i64>,
 }
 
 impl LeadFacts {
@@ -153,11 +163,15 @@ impl LeadFacts {
             pipeline: 0,
             corrected: false,
             first_touch: (widget, source),
+            closed: false,
+            won: None,
         }
     }
 
     pub(crate) fn from_row(row: &sqlx::any::AnyRow) -> Result<Self, StoreError> {
         let corrected_code: Option<i64> = row.try_get("corrected_source_code")?;
+        let outcome: String = row.try_get("outcome")?;
+        let value: Option<i64> = row.try_get("outcome_value")?;
         let widget: i64 = row.try_get("widget_version")?;
         let arrival: i64 = row.try_get("source_code")?;
         let corrected_name = row
@@ -193,7 +207,20 @@ impl LeadFacts {
                 row.try_get::<Option<i64>, _>("first_touch_source_code")?
                     .unwrap_or(arrival),
             ),
+            closed: matches!(outcome.as_str(), "won" | "lost"),
+            won: (outcome == "won").then(|| value.unwrap_or(0)),
         })
+    }
+
+    /// What its enrichment adds to the lead's row (read after the enrichment is written).
+    pub(crate) fn enrichment(&self) -> Delta {
+        let whole = self.whole();
+        Delta {
+            enriched: whole.enriched,
+            score: whole.score,
+            pipeline: whole.pipeline,
+            ..Delta::default()
+        }
     }
 
     /// Everything the lead contributes to its row as it stands.
@@ -205,8 +232,14 @@ impl LeadFacts {
             contact: i64::from(self.step >= 4),
             enriched: i64::from(self.enriched),
             score: if self.enriched { self.score } else { 0 },
-            pipeline: if self.enriched { self.pipeline } else { 0 },
+            pipeline: if self.enriched && !self.closed {
+                self.pipeline
+            } else {
+                0
+            },
             corrected: i64::from(self.corrected),
+            won: i64::from(self.won.is_some()),
+            revenue: self.won.unwrap_or(0),
         }
     }
 }
@@ -323,7 +356,8 @@ impl WriteTx {
             }
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO report_rollups ({ROLLUP_COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+                 $17, $18) \
                  {UPSERT}"
             )))
             .bind(&key.org)
@@ -342,6 +376,8 @@ impl WriteTx {
             .bind(delta.score)
             .bind(delta.pipeline)
             .bind(delta.corrected)
+            .bind(delta.won)
+            .bind(delta.revenue)
             .execute(&mut **self)
             .await?;
         }
@@ -402,8 +438,11 @@ impl WriteTx {
                      SUM(CASE WHEN step >= 4 THEN 1 ELSE 0 END), \
                      SUM(CASE WHEN enrichment_state = 'done' THEN 1 ELSE 0 END), \
                      SUM(CASE WHEN enrichment_state = 'done' THEN COALESCE(score, 0) ELSE 0 END), \
-                     SUM(CASE WHEN enrichment_state = 'done' THEN COALESCE(pipeline_value, 0) ELSE 0 END), \
-                     SUM(CASE WHEN corrected_source_code IS NULL THEN 0 ELSE 1 END) \
+                     SUM(CASE WHEN enrichment_state = 'done' AND outcome NOT IN ('won', 'lost') \
+                         THEN COALESCE(pipeline_value, 0) ELSE 0 END), \
+                     SUM(CASE WHEN corrected_source_code IS NULL THEN 0 ELSE 1 END), \
+                     SUM(CASE WHEN outcome = 'won' THEN 1 ELSE 0 END), \
+                     SUM(CASE WHEN outcome = 'won' THEN COALESCE(outcome_value, 0) ELSE 0 END) \
                      FROM leads WHERE org_id = $1 AND created_at >= $2 AND created_at < $3 \
                      GROUP BY org_id, {day}, widget_version, {credited}, \
                      COALESCE(corrected_source_category, source_category), \
@@ -416,7 +455,7 @@ impl WriteTx {
                      SELECT org_id, {day}, 'first', \
                      COALESCE(first_touch_widget_version, widget_version), \
                      COALESCE(first_touch_source_code, source_code), '', '', '', \
-                     COUNT(*), 0, 0, 0, 0, 0, 0, 0 \
+                     COUNT(*), 0, 0, 0, 0, 0, 0, 0, 0, 0 \
                      FROM leads WHERE org_id = $1 AND created_at >= $2 AND created_at < $3 \
                      GROUP BY org_id, {day}, COALESCE(first_touch_widget_version, widget_version), \
                      COALESCE(first_touch_source_code, source_code) {UPSERT}"
@@ -425,7 +464,7 @@ impl WriteTx {
                     "INSERT INTO report_rollups ({ROLLUP_COLUMNS}) \
                      SELECT org_id, {day}, 'visit', widget_version, source_code, '', \
                      CASE WHEN source_code = 1 THEN COALESCE(derived_channel, '') ELSE '' END, '', \
-                     COUNT(*), 0, 0, 0, 0, 0, 0, 0 \
+                     COUNT(*), 0, 0, 0, 0, 0, 0, 0, 0, 0 \
                      FROM visits WHERE org_id = $1 AND created_at >= $2 AND created_at < $3 \
                      GROUP BY org_id, {day}, widget_version, source_code, \
                      CASE WHEN source_code = 1 THEN COALESCE(derived_channel, '') ELSE '' END \
@@ -479,7 +518,7 @@ impl WriteTx {
 /// A rollup row's columns, keys then counters, in the order every insert gives them.
 const ROLLUP_COLUMNS: &str = "org_id, day, kind, widget_version, source_code, category, \
     derived_channel, source_name, n, project, personal, contact, enriched, score_sum, \
-    pipeline_value, corrected";
+    pipeline_value, corrected, won, revenue";
 
 /// Adds to a row that a day cut by a daylight-saving change already started.
 const UPSERT: &str = "ON CONFLICT (org_id, day, kind, widget_version, source_code, category, \
@@ -491,7 +530,9 @@ const UPSERT: &str = "ON CONFLICT (org_id, day, kind, widget_version, source_cod
     enriched = report_rollups.enriched + excluded.enriched, \
     score_sum = report_rollups.score_sum + excluded.score_sum, \
     pipeline_value = report_rollups.pipeline_value + excluded.pipeline_value, \
-    corrected = report_rollups.corrected + excluded.corrected";
+    corrected = report_rollups.corrected + excluded.corrected, \
+    won = report_rollups.won + excluded.won, \
+    revenue = report_rollups.revenue + excluded.revenue";
 
 impl Store {
     /// Recomputes the rollups of one organization, or of all, from the raw rows: after an

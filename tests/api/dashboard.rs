@@ -678,6 +678,7 @@ async fn state_of(app: &TestApp, key: &str, org: &leadtrail::domain::ids::OrgId)
         "/api/v1/widgets/02/sources?status=all",
         "/api/v1/webhooks",
         "/api/v1/leads",
+        "/api/v1/spend",
     ] {
         let (_, body) = app.call(reqwest::Method::GET, path, Some(key), None).await;
         seen.push(format!("{path}: {body}"));
@@ -736,6 +737,9 @@ const MUTATING_ROUTES: &[&str] = &[
     "/app/team/{id}/reset",
     "/app/team/{id}/remove",
     "/app/leads/{id}/source",
+    "/app/leads/{id}/outcome",
+    "/app/sources/{widget}/{code}/spend",
+    "/app/sources/{widget}/spend-import",
 ];
 
 #[test]
@@ -849,6 +853,14 @@ async fn a_viewer_can_change_nothing_through_any_dashboard_route(db: TestDb) {
         ("status", "archived"),
         ("source", "02"),
         ("reason", "pwned"),
+        ("outcome", "won"),
+        ("value", "1000"),
+        ("month", "2026-10"),
+        ("amount", "100"),
+        (
+            "csv",
+            "widget_version,source_code,month,amount\n01,01,2026-10,5\n",
+        ),
     ];
     let before = state_of(&app, &key, &org).await;
     for (who, routes) in [

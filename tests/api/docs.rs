@@ -24,8 +24,10 @@ fn normalise(mut event: Value) -> Value {
     if data.get("lead_id").is_some() {
         data["lead_id"] = json!(LEAD_ID);
     }
-    if data.get("created_at").is_some() {
-        data["created_at"] = json!(TIME);
+    for field in ["created_at", "changed_at"] {
+        if data.get(field).is_some() {
+            data[field] = json!(TIME);
+        }
     }
     if data["attribution"].get("at").is_some() {
         data["attribution"]["at"] = json!(TIME);
@@ -126,6 +128,13 @@ async fn every_event(app: &TestApp) -> Vec<Value> {
         .post(
             &format!("/api/v1/leads/{id}/source"),
             json!({"source": "03", "reason": "Caller said they saw our yard sign"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = org
+        .patch(
+            &format!("/api/v1/leads/{id}/outcome"),
+            json!({"outcome": "won", "value": 1_480_000}),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -22,6 +22,7 @@ fn routed() -> BTreeSet<(String, String)> {
         include_str!("../../src/http/api/qr.rs"),
         include_str!("../../src/http/api/reports.rs"),
         include_str!("../../src/http/api/sources.rs"),
+        include_str!("../../src/http/api/spend.rs"),
         include_str!("../../src/http/api/webhooks.rs"),
         include_str!("../../src/http/api/widgets.rs"),
     ];
@@ -97,6 +98,15 @@ async fn victim_objects(app: &TestApp, victim: &Tenant<'_>) -> Victim {
     let (_, key) = victim
         .post("/api/v1/api-keys", json!({"label": "crm"}))
         .await;
+    let (status, _) = app
+        .call(
+            Method::PUT,
+            "/api/v1/widgets/01/sources/02/spend/2026-10",
+            Some(&victim.key),
+            Some(&json!({"amount": 120_000})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
     // The test event's first attempt fails and waits an hour for the next: from then on the
     // victim's state holds still while the rival tries everything.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -127,6 +137,8 @@ async fn snapshot(victim: &Tenant<'_>, v: &Victim) -> Vec<String> {
         "/api/v1/widgets/01/sources?status=all".to_owned(),
         "/api/v1/widgets/02/sources?status=all".to_owned(),
         "/api/v1/leads".to_owned(),
+        format!("/api/v1/leads/{}", v.lead),
+        "/api/v1/spend".to_owned(),
         format!("/api/v1/webhooks/{}", v.endpoint),
     ] {
         let (_, body) = victim.get(&path).await;
@@ -166,6 +178,8 @@ fn body_for(method: &str, path: &str) -> Value {
             json!({"since": "2000-01-01T00:00:00Z", "until": "2100-01-01T00:00:00Z"})
         }
         ("POST", "/leads/{id}/source") => json!({"source": "01", "reason": "pwned"}),
+        ("PATCH", "/leads/{id}/outcome") => json!({"outcome": "won", "value": 100}),
+        ("PUT", "/widgets/{version}/sources/{code}/spend/{month}") => json!({"amount": 1}),
         _ => json!({}),
     }
 }
@@ -203,6 +217,7 @@ async fn every_route_keeps_another_tenants_objects_out_of_reach(db: TestDb) {
         let path = template
             .replace("{version}", "01")
             .replace("{code}", "02")
+            .replace("{month}", "2026-10")
             .replace("{delivery}", &v.delivery)
             .replace("/leads/{id}", &format!("/leads/{}", v.lead))
             .replace("/webhooks/{id}", &format!("/webhooks/{}", v.endpoint))

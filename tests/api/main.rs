@@ -14,6 +14,7 @@ mod dispatch;
 mod docs;
 mod operations;
 mod organizations;
+mod outcomes;
 mod qr;
 mod receiver;
 mod reports;

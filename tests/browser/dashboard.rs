@@ -620,7 +620,9 @@ async fn an_expanded_lead_shows_its_lead_source_as_it_was_at_arrival() {
     log_in(&browser, &fixture, OWNER, PASSWORD).await;
     wait_for_path(&browser, "/app/sources").await;
     click_text(&browser, "Leads").await;
-    let pill = browser.wait_for("tbody tr td:last-child .pill").await;
+    let pill = browser
+        .wait_for("tbody tr td[data-label='Source'] .pill")
+        .await;
     assert_eq!(pill.text().await.unwrap(), "SRC-02 · Yard Signs");
     click(&browser, "a.toggle").await;
     let section = browser
@@ -1016,5 +1018,127 @@ async fn the_row_menu_and_the_slide_over_work_from_the_keyboard() {
     assert_eq!(notice, "Saved SRC-02 Lawn Signs.");
     let renamed = row(&browser, "02").await.text().await.unwrap();
     assert!(renamed.contains("Lawn Signs"), "{renamed}");
+    browser.close().await;
+}
+
+/// The text of a cell of the Return on spend table, by its row's source and its class.
+async fn roi_cell(browser: &Browser, source: &str, class: &str) -> String {
+    browser
+        .wait_for(&format!("#roi-table tr[data-source='{source}'] td.{class}"))
+        .await
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_editor_records_a_won_job_and_spend_and_the_report_shows_the_return() {
+    let Some((fixture, browser)) = Fixture::new().await else {
+        return;
+    };
+    let (status, _) = fixture
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/widgets/01/sources",
+            json!({"name": "Yard Signs", "channel_category": "print_outdoor"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let res = fixture
+        .app
+        .client
+        .post(fixture.url("/c/v1/leads"))
+        .json(&json!({"public_key": fixture.public_key, "v": "01", "s": "02",
+            "address": {"street": "12 Oak Lane", "city": "Austin", "state": "TX", "postal_code": "78704"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    // This whole month (the organization is in UTC): its spend counts in full.
+    let today = time::OffsetDateTime::now_utc().date();
+    let first = today.replace_day(1).unwrap();
+    let last = first
+        .replace_day(28)
+        .unwrap()
+        .saturating_add(time::Duration::days(7))
+        .replace_day(1)
+        .unwrap()
+        .previous_day()
+        .unwrap();
+    let report = format!("/app/reports?preset=custom&from={first}&to={last}");
+
+    log_in(&browser, &fixture, OWNER, PASSWORD).await;
+    wait_for_path(&browser, "/app/sources").await;
+    browser.client.goto(&fixture.url(&report)).await.unwrap();
+    assert_eq!(roi_cell(&browser, "01-02", "roi-won").await, "0");
+    assert_eq!(roi_cell(&browser, "01-02", "roi-spend").await, "—");
+    assert_eq!(roi_cell(&browser, "01-02", "roi-roas").await, "—");
+
+    // Won, from the expanded lead.
+    click_text(&browser, "Leads").await;
+    click(&browser, "a.toggle").await;
+    browser
+        .wait_for("form.set-outcome select[name=outcome]")
+        .await
+        .select_by_value("won")
+        .await
+        .unwrap();
+    fill(&browser, "form.set-outcome input[name=value]", "12,500").await;
+    click(&browser, "form.set-outcome button[type=submit]").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = browser.wait_for(".outcome-now").await.text().await.unwrap();
+        if now == "Won · $12,500" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "outcome shows {now:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let history = browser
+        .wait_for("section[aria-labelledby^='oc-']")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        history.contains(&format!("Open → Won · $12,500 · by user:{OWNER}")),
+        "{history}"
+    );
+    browser.screenshot("lead-outcome-desktop").await;
+
+    // Spend, from the Lead Sources page.
+    click_text(&browser, "Lead Sources").await;
+    click(&browser, "a[aria-label='Spend of SRC-02']").await;
+    fill(&browser, "#spend-amount", "2500").await;
+    browser.screenshot("source-spend-desktop").await;
+    click_text(&browser, "Save spend").await;
+    browser.wait_for("p.notice").await;
+    let spend = row(&browser, "02")
+        .await
+        .find(Locator::Css("td[data-label^='Spend']"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(spend, "$2,500");
+
+    // The report's row now shows the job and its return.
+    browser.client.goto(&fixture.url(&report)).await.unwrap();
+    assert_eq!(roi_cell(&browser, "01-02", "roi-won").await, "1");
+    assert_eq!(roi_cell(&browser, "01-02", "roi-revenue").await, "$12,500");
+    assert_eq!(roi_cell(&browser, "01-02", "roi-spend").await, "$2,500");
+    assert_eq!(roi_cell(&browser, "01-02", "roi-roas").await, "5.00×");
+    assert_eq!(
+        browser.wait_for("#total-roas").await.text().await.unwrap(),
+        "5.00×"
+    );
+    let show_table = "document.getElementById('roi-title').scrollIntoView()";
+    browser.client.execute(show_table, vec![]).await.unwrap();
+    browser.screenshot("reports-roi-desktop").await;
+    browser.phone(true).await;
+    browser.client.execute(show_table, vec![]).await.unwrap();
+    browser.screenshot("reports-roi-phone").await;
+    browser.phone(false).await;
     browser.close().await;
 }

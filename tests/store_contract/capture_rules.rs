@@ -725,6 +725,7 @@ mod housekeeping {
             widget: None,
             source: None,
             status: None,
+            outcome: None,
             from_ms: None,
             to_ms: None,
             after: None,

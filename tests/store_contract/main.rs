@@ -8,6 +8,7 @@ mod account_rules;
 mod capture_rules;
 mod delivery_rules;
 mod organization_rules;
+mod outcome_rules;
 mod report_rules;
 
 use common::TestDb;

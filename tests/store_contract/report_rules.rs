@@ -12,6 +12,7 @@ use leadtrail::domain::attribution::{Utm, derive_channel_on_page};
 use leadtrail::domain::channel::ChannelCategory;
 use leadtrail::domain::estimate::enrich;
 use leadtrail::domain::ids::OrgId;
+use leadtrail::domain::outcome::{LostReason, Outcome, OutcomeKind};
 use leadtrail::domain::source::SourceName;
 use leadtrail::domain::tier::{Tier, TierLimits};
 use leadtrail::domain::time_zone::OrgTimeZone;
@@ -104,7 +105,7 @@ async fn random_history(store: &Store, org: &OrgId, model: &mut Model, rng: &mut
     let now = leadtrail::store::now_ms();
     let mut leads = Vec::new();
     for _ in 0..ops {
-        match rng.below(9) {
+        match rng.below(10) {
             0..=2 => {
                 let w = 1 + rng.below(2) as u32;
                 let sources = sources_of(model, w);
@@ -212,6 +213,27 @@ async fn random_history(store: &Store, org: &OrgId, model: &mut Model, rng: &mut
                     }
                 }
             }
+            8 => {
+                // An outcome, sometimes refused (a worked lead back to open), sometimes the
+                // same again; won and lost leads move back and forth.
+                if let Some(i) = (!leads.is_empty()).then(|| rng.below(leads.len() as u64) as usize)
+                {
+                    let outcome = match rng.below(6) {
+                        0 => Outcome::Open,
+                        1 => Outcome::Contacted,
+                        2 => Outcome::Quoted,
+                        3 | 4 => Outcome::Won {
+                            value: 100_000 + rng.below(2_000_000) as i64,
+                        },
+                        _ => Outcome::Lost {
+                            reason: LostReason::parse("price").unwrap(),
+                        },
+                    };
+                    let _ = store
+                        .set_outcome(org, &leads[i].0.lead_id, outcome, "user:test", None)
+                        .await;
+                }
+            }
             _ => {
                 let w = 1 + rng.below(2) as u32;
                 let sources = sources_of(model, w);
@@ -307,15 +329,23 @@ async fn recount(
         c.reached_personal += u64::from(step >= 3);
         c.contact_requested += u64::from(step == 4);
         c.corrected += u64::from(l.corrected.is_some());
-        let pipeline = l
-            .enrichment
-            .as_ref()
-            .map_or(0, |e| e.estimate.midpoint() as u64);
+        // Pipeline: the estimates of leads not yet won or lost.
+        let pipeline = match l.outcome.is_closed() {
+            true => 0,
+            false => l
+                .enrichment
+                .as_ref()
+                .map_or(0, |e| e.estimate.midpoint() as u64),
+        };
+        let revenue = l.outcome.value().map_or(0, |v| v as u64);
+        let won = u64::from(l.outcome.kind() == OutcomeKind::Won);
         if let Some(e) = &l.enrichment {
             c.enriched += 1;
             c.score_sum += u64::from(e.score);
             c.pipeline_value += pipeline;
         }
+        c.won += won;
+        c.revenue += revenue;
         let first = (
             l.first_touch_widget_version.map_or(w, |v| v.get()),
             l.first_touch_source_code
@@ -332,6 +362,8 @@ async fn recount(
             g.enriched += u64::from(l.enrichment.is_some());
             g.contact_requested += u64::from(step == 4);
             g.pipeline_value += pipeline;
+            g.won += won;
+            g.revenue += revenue;
         };
         group(out.channels.entry(category.to_owned()).or_default());
         if credited == 1 {

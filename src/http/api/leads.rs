@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -19,6 +19,7 @@ use crate::domain::lead::Step;
 use crate::domain::lead::{
     Address, ContactPreference, LeadStatus, PersonalInfo, ProjectDetails, RecordSource,
 };
+use crate::domain::outcome::{Outcome, OutcomeKind};
 use crate::domain::self_report::SelfReported;
 use crate::domain::source::SourceCode;
 use crate::http::AppState;
@@ -29,13 +30,14 @@ use crate::http::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::extract::{ApiJson, ApiQuery, KeyAuth, OrgAuth, source_code, widget_version};
 use crate::store::{CaptureCommand, CaptureReply, NewLead, StepUpdate};
 use crate::store::{FirstTouch, LeadFilter, LeadRecord};
-use crate::store::{StoreError, rfc3339};
+use crate::store::{OutcomeChange, OutcomeView, StoreError, rfc3339};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/leads", get(list_leads).post(create_lead))
         .route("/leads/{id}", get(get_lead))
         .route("/leads/{id}/source", post(correct_source))
+        .route("/leads/{id}/outcome", patch(set_outcome))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -79,6 +81,16 @@ pub struct LeadBody {
     /// A person's re-assignment of the lead to another source of its widget (reports count
     /// this source; `source_tracking` keeps the arrival).
     corrected_source: Option<CorrectedSource>,
+    /// What happened after the lead arrived (`open` until someone says).
+    outcome: OutcomeKind,
+    /// The job's value in minor units of the organization's currency, when won.
+    outcome_value: Option<i64>,
+    /// When lost: a listed reason or the business's own words.
+    lost_reason: Option<String>,
+    outcome_changed_at: Option<String>,
+    /// Every outcome change, oldest first (on `GET /leads/{id}` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome_history: Option<Vec<OutcomeChangeBody>>,
     /// The raw arrival parameters, kept for audit.
     #[schema(value_type = Object)]
     raw_params: serde_json::Value,
@@ -101,6 +113,11 @@ impl From<LeadRecord> for LeadBody {
             record_source: l.record_source,
             self_reported: l.self_reported,
             corrected_source: l.corrected,
+            outcome: l.outcome.kind(),
+            outcome_value: l.outcome.value(),
+            lost_reason: l.outcome.lost_reason().map(|r| r.as_str().to_owned()),
+            outcome_changed_at: l.outcome_changed_at.map(rfc3339),
+            outcome_history: None,
             id: l.id,
             status: l.status,
             source_category: l.source_category.id().to_owned(),
@@ -131,6 +148,8 @@ pub struct LeadQuery {
     /// Source code, e.g. `03` or `SRC-03`.
     source: Option<String>,
     status: Option<String>,
+    /// `open`, `contacted`, `quoted`, `won` or `lost`.
+    outcome: Option<String>,
     /// RFC 3339 time or `YYYY-MM-DD` (inclusive).
     from: Option<String>,
     /// RFC 3339 time or `YYYY-MM-DD` (exclusive).
@@ -185,6 +204,15 @@ pub async fn list_leads(
     OrgAuth(org): OrgAuth,
     ApiQuery(q): ApiQuery<LeadQuery>,
 ) -> ApiResult<Json<LeadPage>> {
+    let outcome = q
+        .outcome
+        .as_deref()
+        .map(|o| {
+            OutcomeKind::from_id(o).ok_or_else(|| {
+                ApiError::bad_request("invalid_query", format!("unknown outcome {o:?}"))
+            })
+        })
+        .transpose()?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(DomainError::new("limit", "limit must be 1 to 200").into());
@@ -201,6 +229,7 @@ pub async fn list_leads(
                 })
             })
             .transpose()?,
+        outcome,
         from_ms: q
             .from
             .as_deref()
@@ -228,7 +257,94 @@ pub async fn get_lead(
     OrgAuth(org): OrgAuth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<LeadBody>> {
-    Ok(Json(state.store.lead(&org, &id).await?.into()))
+    let mut lead: LeadBody = state.store.lead(&org, &id).await?.into();
+    let history = state.store.outcome_history(&org, &id).await?;
+    lead.outcome_history = Some(history.into_iter().map(Into::into).collect());
+    Ok(Json(lead))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OutcomeChangeBody {
+    from: OutcomeKind,
+    to: OutcomeKind,
+    value: Option<i64>,
+    lost_reason: Option<String>,
+    /// `user:…` (a dashboard user's e-mail) or `api_key:…` (the key's id).
+    changed_by: String,
+    changed_at: String,
+}
+
+impl From<OutcomeChange> for OutcomeChangeBody {
+    fn from(c: OutcomeChange) -> Self {
+        Self {
+            from: c.from,
+            to: c.to.kind(),
+            value: c.to.value(),
+            lost_reason: c.to.lost_reason().map(|r| r.as_str().to_owned()),
+            changed_by: c.actor,
+            changed_at: rfc3339(c.created_at),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetOutcome {
+    /// `open`, `contacted`, `quoted`, `won` or `lost`.
+    outcome: String,
+    /// With `won` (and only then): the job's value in minor units (cents).
+    value: Option<i64>,
+    /// With `lost` (and only then): `price`, `competitor`, `no_response`, `timing`,
+    /// `out_of_area`, `not_a_fit`, or your own words (up to 200 characters).
+    lost_reason: Option<String>,
+}
+
+/// Record what happened after the lead: contacted, quoted, won (with the job's value) or lost
+/// (with a reason); a won or lost lead may be reopened. Setting the outcome the lead already
+/// has changes nothing. Each change is kept with the key that made it and emits
+/// `lead.outcome_changed`. Safe to retry with `Idempotency-Key`
+#[utoipa::path(patch, path = "/leads/{id}/outcome", request_body = SetOutcome,
+    params(("id" = String, Path)),
+    responses((status = 200, body = OutcomeView), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn set_outcome(
+    State(state): State<AppState>,
+    key: KeyAuth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<OutcomeView>> {
+    let idempotency = idempotency(
+        &headers,
+        &format!("PATCH /api/v1/leads/{id}/outcome"),
+        &body,
+    )?;
+    let request: SetOutcome = json_body(&body)?;
+    let outcome = Outcome::parse(
+        &request.outcome,
+        request.value,
+        request.lost_reason.as_deref(),
+    )?;
+    let view = state
+        .store
+        .set_outcome(&key.org, &id, outcome, &key.actor(), idempotency.as_ref())
+        .await?;
+    Ok(Json(view))
+}
+
+/// A JSON body read from bytes (kept for the idempotency hash), with the API's error shape.
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+        } else {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                format!("the body does not fit: {e}"),
+            )
+        }
+    })
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -257,17 +373,7 @@ pub async fn create_lead(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<LeadBody>)> {
-    let lead: CreateLead = serde_json::from_slice(&body).map_err(|e| {
-        if e.is_syntax() || e.is_eof() {
-            ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
-        } else {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_failed",
-                format!("the body is not a lead: {e}"),
-            )
-        }
-    })?;
+    let lead: CreateLead = json_body(&body)?;
     let widget = widget_version(&lead.widget)?;
     let code = source_code(&lead.source)?;
     let sources = match state

@@ -6,6 +6,7 @@ mod organizations;
 pub(crate) mod qr;
 pub mod reports;
 pub(crate) mod sources;
+mod spend;
 pub(crate) mod webhooks;
 mod widgets;
 
@@ -28,6 +29,7 @@ pub fn router() -> Router<AppState> {
         .merge(leads::router())
         .merge(webhooks::router())
         .merge(reports::router())
+        .merge(spend::router())
 }
 
 #[derive(OpenApi)]
@@ -58,6 +60,11 @@ pub fn router() -> Router<AppState> {
         leads::get_lead,
         leads::create_lead,
         leads::correct_source,
+        leads::set_outcome,
+        spend::set_spend,
+        spend::delete_spend,
+        spend::list_spend,
+        spend::import_spend,
         webhooks::create_endpoint,
         webhooks::list_endpoints,
         webhooks::get_endpoint,

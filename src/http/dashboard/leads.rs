@@ -6,14 +6,18 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::page::{Chrome, PageError, Tab, encode, humanize, money, refusal, render, see_other};
+use super::page::{
+    Chrome, PageError, Tab, encode, humanize, money, money_minor, refusal, render, see_other,
+};
 use super::session::{EditorForm, Session, Submitted};
 use crate::domain::attribution::AttributionNote;
 use crate::domain::lead::LeadStatus;
+use crate::domain::money::{major_units, parse_major_units};
+use crate::domain::outcome::{ListedReason, LostReason, Outcome, OutcomeKind};
 use crate::domain::source::SourceCode;
 use crate::domain::time_zone::OrgTimeZone;
 use crate::domain::widget::WidgetVersion;
-use crate::store::{Correction, LeadFilter, LeadRecord, StoreError};
+use crate::store::{Correction, LeadFilter, LeadRecord, OutcomeChange, StoreError};
 
 const PAGE_SIZE: i64 = 25;
 
@@ -22,6 +26,7 @@ pub struct LeadsQuery {
     widget: Option<String>,
     source: Option<String>,
     status: Option<String>,
+    outcome: Option<String>,
     from: Option<String>,
     to: Option<String>,
     after: Option<String>,
@@ -49,6 +54,8 @@ pub struct LeadRow {
     pub estimate: String,
     pub score: String,
     pub source_pill: String,
+    pub outcome: &'static str,
+    pub outcome_label: String,
     pub open: bool,
     pub toggle_href: String,
     pub lead_source: Vec<Field>,
@@ -60,6 +67,89 @@ pub struct LeadRow {
     /// Sources of the lead's widget a person may credit it to instead (empty unless open).
     pub correct_to: Vec<Choice>,
     pub correct_action: String,
+    /// The outcome's changes, oldest first (empty unless open).
+    pub outcome_history: Vec<Field>,
+    /// The outcome form, for editors (unless open, `None`).
+    pub outcome_form: Option<OutcomeForm>,
+}
+
+/// What the outcome form needs: the choices with the lead's current one selected, and what a
+/// won or lost lead carries, to show back.
+pub struct OutcomeForm {
+    pub action: String,
+    pub outcomes: Vec<Choice>,
+    pub value: String,
+    pub reasons: Vec<Choice>,
+    pub other_reason: String,
+}
+
+impl OutcomeForm {
+    fn new(lead: &LeadRecord) -> Self {
+        let current = lead.outcome.lost_reason();
+        let listed = |r: ListedReason| current == Some(&LostReason::Listed(r));
+        let mut reasons: Vec<Choice> = ListedReason::ALL
+            .into_iter()
+            .map(|r| Choice {
+                value: r.id().to_owned(),
+                label: r.label().to_owned(),
+                selected: listed(r),
+            })
+            .collect();
+        let other = match current {
+            Some(LostReason::Other(text)) => text.clone(),
+            _ => String::new(),
+        };
+        reasons.push(Choice {
+            value: OTHER_REASON.to_owned(),
+            label: "Other (say why)".to_owned(),
+            selected: !other.is_empty(),
+        });
+        Self {
+            action: format!("/app/leads/{}/outcome", encode(&lead.id)),
+            outcomes: OutcomeKind::ALL
+                .into_iter()
+                .map(|k| Choice {
+                    value: k.id().to_owned(),
+                    label: k.label().to_owned(),
+                    selected: k == lead.outcome.kind(),
+                })
+                .collect(),
+            value: lead.outcome.value().map(major_units).unwrap_or_default(),
+            reasons,
+            other_reason: other,
+        }
+    }
+}
+
+/// The form's choice for a lost reason in the business's own words.
+const OTHER_REASON: &str = "other";
+
+/// The outcome as the table shows it: `Won · $12,500`, `Lost · Price too high`.
+fn outcome_label(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Won { value } => format!("Won · {}", money_minor(*value)),
+        Outcome::Lost { reason } => format!("Lost · {}", reason.label()),
+        other => other.kind().label().to_owned(),
+    }
+}
+
+/// A lead's outcome changes, oldest first: "Quoted → Won · $12,500 · by … · when".
+fn outcome_fields(history: &[OutcomeChange], tz: &OrgTimeZone) -> Vec<Field> {
+    history
+        .iter()
+        .map(|c| {
+            field(
+                "Changed",
+                format!(
+                    "{} → {} · by {} · {}",
+                    c.from.label(),
+                    outcome_label(&c.to),
+                    c.actor,
+                    tz.format(c.created_at)
+                ),
+            )
+        })
+        .collect()
 }
 
 #[derive(Template)]
@@ -71,6 +161,7 @@ pub struct LeadsPage {
     pub widgets: Vec<Choice>,
     pub sources: Vec<Choice>,
     pub statuses: Vec<Choice>,
+    pub outcomes: Vec<Choice>,
     pub from: String,
     pub to: String,
     pub rows: Vec<LeadRow>,
@@ -316,6 +407,7 @@ pub async fn show(
     let widget = q.widget.as_deref().and_then(WidgetVersion::parse);
     let source = q.source.as_deref().and_then(SourceCode::parse);
     let status = q.status.as_deref().and_then(LeadStatus::from_id);
+    let outcome = q.outcome.as_deref().and_then(OutcomeKind::from_id);
     let from = q.from.clone().unwrap_or_default();
     let to = q.to.clone().unwrap_or_default();
     let after = q.after.as_deref().and_then(|c| {
@@ -326,6 +418,7 @@ pub async fn show(
         widget,
         source,
         status,
+        outcome,
         from_ms: day_start_ms(tz, &from, 0),
         to_ms: day_start_ms(tz, &to, 1),
         after,
@@ -341,6 +434,7 @@ pub async fn show(
         ("widget", q.widget.as_deref()),
         ("source", q.source.as_deref()),
         ("status", q.status.as_deref()),
+        ("outcome", q.outcome.as_deref()),
         ("from", q.from.as_deref()),
         ("to", q.to.as_deref()),
     ] {
@@ -359,12 +453,16 @@ pub async fn show(
     // Only the expanded lead needs its history and the sources it could be credited to.
     let mut corrections = Vec::new();
     let mut correct_to = Vec::new();
+    let mut outcome_history = Vec::new();
+    let mut outcome_form = None;
     if let Some(lead) = leads
         .iter()
         .find(|l| Some(l.id.as_str()) == q.open.as_deref())
     {
         corrections = correction_fields(&state.store.corrections(org, &lead.id).await?, tz);
+        outcome_history = outcome_fields(&state.store.outcome_history(org, &lead.id).await?, tz);
         if session.user.role.can_edit() {
+            outcome_form = Some(OutcomeForm::new(lead));
             let credited = lead
                 .corrected
                 .as_ref()
@@ -425,6 +523,8 @@ pub async fn show(
                     ),
                     None => format!("{} · {}", l.source_code.display_code(), l.source_name),
                 },
+                outcome: l.outcome.kind().id(),
+                outcome_label: outcome_label(&l.outcome),
                 toggle_href: if open {
                     format!("{here}#lead-{}", l.id)
                 } else {
@@ -447,6 +547,12 @@ pub async fn show(
                     Vec::new()
                 },
                 correct_action: format!("/app/leads/{}/source", encode(&l.id)),
+                outcome_history: if open {
+                    std::mem::take(&mut outcome_history)
+                } else {
+                    Vec::new()
+                },
+                outcome_form: if open { outcome_form.take() } else { None },
             }
         })
         .collect();
@@ -482,6 +588,14 @@ pub async fn show(
                 selected: Some(*s) == status,
             })
             .collect(),
+        outcomes: OutcomeKind::ALL
+            .iter()
+            .map(|k| Choice {
+                value: k.id().to_owned(),
+                label: k.label().to_owned(),
+                selected: Some(*k) == outcome,
+            })
+            .collect(),
         filtered: base != "/app/leads?",
         from,
         to,
@@ -515,6 +629,46 @@ pub async fn correct(
         Ok(_) => Ok(see_other(
             &back,
             &format!("Credited to {}; the arrival is kept.", code.display_code()),
+        )),
+        Err(StoreError::NotFound) => Err(PageError::not_found()),
+        Err(e) => Ok(see_other(&back, &refusal(e)?)),
+    }
+}
+
+/// An editor records what happened after the lead: the outcome, with the job's value when won
+/// and the reason when lost. The page comes back to the expanded lead.
+pub async fn set_outcome(
+    State(state): State<crate::http::AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    EditorForm(Submitted { session, form }): EditorForm,
+) -> Result<Response, PageError> {
+    let back = format!("/app/leads?open={}#lead-{}", encode(&id), encode(&id));
+    let kind = form.text("outcome");
+    let parsed = (|| {
+        let value = match kind {
+            "won" => Some(parse_major_units("value", form.text("value"))?),
+            _ => None,
+        };
+        let reason = match (kind, form.text("lost_reason")) {
+            ("lost", OTHER_REASON) => Some(form.text("lost_other")),
+            ("lost", listed) => Some(listed),
+            _ => None,
+        };
+        Outcome::parse(kind, value, reason)
+    })();
+    let outcome = match parsed {
+        Ok(outcome) => outcome,
+        Err(e) => return Ok(see_other(&back, &e.message)),
+    };
+    let actor = format!("user:{}", session.user.email);
+    match state
+        .store
+        .set_outcome(session.org(), &id, outcome.clone(), &actor, None)
+        .await
+    {
+        Ok(_) => Ok(see_other(
+            &back,
+            &format!("Outcome: {}.", outcome_label(&outcome)),
         )),
         Err(StoreError::NotFound) => Err(PageError::not_found()),
         Err(e) => Ok(see_other(&back, &refusal(e)?)),

@@ -8,6 +8,7 @@ pub mod page;
 mod reports;
 pub mod session;
 mod sources;
+mod spend;
 mod team;
 mod webhooks;
 mod widgets;
@@ -48,11 +49,14 @@ pub fn router() -> Router<AppState> {
             post(sources::generate_qr),
         )
         .route("/app/sources/{widget}/{code}/qr.png", get(sources::qr_png))
+        .route("/app/sources/{widget}/{code}/spend", post(spend::save))
+        .route("/app/sources/{widget}/spend-import", post(spend::import))
         .route("/app/sources/{widget}/{code}/qr.svg", get(sources::qr_svg))
         .route("/app/leads", get(leads::show))
         .route("/app/reports", get(reports::show))
         .route("/app/reports.csv", get(reports::csv))
         .route("/app/leads/{id}/source", post(leads::correct))
+        .route("/app/leads/{id}/outcome", post(leads::set_outcome))
         .route("/app/webhooks", get(webhooks::show).post(webhooks::create))
         .route("/app/webhooks/{id}", post(webhooks::update))
         .route("/app/webhooks/{id}/rotate", post(webhooks::rotate))

@@ -277,6 +277,15 @@ pub fn humanize(id: &str) -> String {
 }
 
 /// Whole dollars with thousands separators: `$14,200`.
+/// Minor units (cents) as `$12,500`, or `$12,500.50` when not whole.
+pub fn money_minor(n: i64) -> String {
+    let whole = money(u64::try_from(n / 100).unwrap_or(0));
+    match n % 100 {
+        0 => whole,
+        cents => format!("{whole}.{:02}", cents.abs()),
+    }
+}
+
 pub fn money(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();

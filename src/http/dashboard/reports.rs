@@ -11,14 +11,14 @@ use axum::response::{IntoResponse, Response};
 use jiff::civil::Date;
 use serde::Deserialize;
 
-use super::page::{Chrome, PageError, Tab, encode, humanize, money, render};
+use super::page::{Chrome, PageError, Tab, encode, humanize, money, money_minor, render};
 use super::session::Session;
 use crate::domain::time_zone::{OrgTimeZone, date_of_day, day_number};
 use crate::domain::widget::WidgetVersion;
 use crate::http::AppState;
 use crate::http::api::reports::csv_response;
 use crate::reports::{Report, Totals, sources_csv};
-use crate::store::{Interval, ReportFilter};
+use crate::store::{Interval, ReportFilter, Touch};
 
 #[derive(Deserialize, Default, Clone)]
 pub struct ReportsQuery {
@@ -26,6 +26,15 @@ pub struct ReportsQuery {
     preset: Option<String>,
     from: Option<String>,
     to: Option<String>,
+    touch: Option<String>,
+}
+
+/// Which touch the page credits leads to.
+fn touch_of(q: &ReportsQuery) -> Touch {
+    match q.touch.as_deref() {
+        Some("first") => Touch::First,
+        _ => Touch::Last,
+    }
 }
 
 /// The date presets, in the order the page offers them.
@@ -242,6 +251,8 @@ pub struct ReportsPage {
     pub report: Report,
     pub chart: Chart,
     pub csv_href: String,
+    /// `true` when leads are credited to their first touch.
+    pub first_touch: bool,
 }
 
 impl ReportsPage {
@@ -251,6 +262,22 @@ impl ReportsPage {
 
     pub fn money(&self, n: &u64) -> String {
         money(*n)
+    }
+
+    /// Minor units (cents) as money.
+    pub fn cash(&self, n: &u64) -> String {
+        money_minor(i64::try_from(*n).unwrap_or(i64::MAX))
+    }
+
+    /// Minor units, or `—` when unknown (no spend entered, nothing to divide by).
+    pub fn cents(&self, n: &Option<u64>) -> String {
+        n.map_or("—".to_owned(), |n| {
+            money_minor(i64::try_from(n).unwrap_or(i64::MAX))
+        })
+    }
+
+    pub fn roas(&self, r: &Option<f64>) -> String {
+        r.map_or("—".to_owned(), |r| format!("{r:.2}×"))
     }
 
     pub fn channel(&self, id: &str) -> String {
@@ -296,9 +323,10 @@ fn resolve(q: &ReportsQuery, tz: &OrgTimeZone) -> Resolved {
     }
 }
 
-fn filter_of(r: &Resolved, tz: &OrgTimeZone) -> ReportFilter {
+fn filter_of(r: &Resolved, tz: &OrgTimeZone, touch: Touch) -> ReportFilter {
     ReportFilter {
         widget: r.widget,
+        touch,
         from_ms: Some(tz.start_of(r.from)),
         to_ms: Some(tz.start_of(r.to.tomorrow().unwrap_or(r.to))),
         ..ReportFilter::default()
@@ -312,6 +340,7 @@ fn query_string(q: &ReportsQuery) -> String {
         ("preset", &q.preset),
         ("from", &q.from),
         ("to", &q.to),
+        ("touch", &q.touch),
     ] {
         if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
             out.push(format!("{k}={}", encode(v)));
@@ -329,7 +358,7 @@ pub async fn show(
     let organization = state.store.organization(org).await?;
     let tz = organization.time_zone.clone();
     let resolved = resolve(&q, &tz);
-    let filter = filter_of(&resolved, &tz);
+    let filter = filter_of(&resolved, &tz, touch_of(&q));
     let report = Report::load(&state.store, org, &filter)
         .await?
         .ok_or_else(PageError::not_found)?;
@@ -401,6 +430,7 @@ pub async fn show(
         chart: chart(&periods, &counts, &names, interval),
         report,
         csv_href: format!("/app/reports.csv?{}", query_string(&q)),
+        first_touch: filter.touch == Touch::First,
         chrome: Chrome::new(&session, organization.name, Tab::Reports),
     };
     render(&page)
@@ -414,7 +444,7 @@ pub async fn csv(
 ) -> Result<Response, PageError> {
     let org = session.org();
     let tz = state.store.organization(org).await?.time_zone;
-    let filter = filter_of(&resolve(&q, &tz), &tz);
+    let filter = filter_of(&resolve(&q, &tz), &tz, touch_of(&q));
     let report = Report::load(&state.store, org, &filter)
         .await?
         .ok_or_else(PageError::not_found)?;

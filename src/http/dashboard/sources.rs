@@ -8,16 +8,20 @@ use axum::response::Response;
 use serde::Deserialize;
 use url::Url;
 
-use super::page::{Chrome, PageError, Tab, refusal, render, render_status, see_other};
+use std::collections::HashMap;
+
+use super::page::{Chrome, PageError, Tab, money_minor, refusal, render, render_status, see_other};
 use super::session::{EditorForm, Session, Submitted};
+use super::spend::{ImportPanel, ImportRequest, SpendPanel, SpendRequest};
 use crate::domain::DomainError;
 use crate::domain::channel::ChannelCategory;
 use crate::domain::source::{MAX_ACTIVE_SOURCES, SourceCode, SourceName, SourceStatus};
+use crate::domain::spend::Month;
 use crate::domain::tracking_url::tracking_url;
 use crate::domain::widget::{WidgetStatus, WidgetVersion};
 use crate::http::AppState;
 use crate::http::api::qr::{Format, download};
-use crate::store::{NewSource, Source, SourceFilter, SourcePatch, StoreError, Widget};
+use crate::store::{NewSource, Source, SourceFilter, SourcePatch, StoreError, Widget, now_ms};
 
 #[derive(Deserialize, Default)]
 pub struct SourcesQuery {
@@ -43,6 +47,8 @@ pub struct SourceRow {
     pub archived: bool,
     pub qr_generated: bool,
     pub lead_count: u64,
+    /// What the source cost this month, or `—` when not entered.
+    pub spend: String,
 }
 
 pub struct CategoryOption {
@@ -75,6 +81,10 @@ pub struct SourcesPage {
     pub limit: u32,
     pub at_limit: bool,
     pub panel: Option<Panel>,
+    pub spend_panel: Option<SpendPanel>,
+    pub import_panel: Option<ImportPanel>,
+    /// The month the Spend column shows (`2026-11`), in the organization's zone.
+    pub month: String,
     pub base: String,
 }
 
@@ -100,6 +110,7 @@ fn row(source: &Source, state: &AppState) -> SourceRow {
         archived: source.status == SourceStatus::Archived,
         qr_generated: source.qr_generated,
         lead_count: source.lead_count,
+        spend: "—".to_owned(),
     }
 }
 
@@ -128,13 +139,13 @@ fn pick_widget(widgets: &[Widget], asked: Option<&str>) -> Result<WidgetVersion,
     }
 }
 
-struct Rendered {
-    widget: WidgetVersion,
-    archived_view: bool,
-    panel: Option<PanelRequest>,
+pub(super) struct Rendered {
+    pub widget: WidgetVersion,
+    pub archived_view: bool,
+    pub panel: Option<PanelRequest>,
 }
 
-enum PanelRequest {
+pub(super) enum PanelRequest {
     Add {
         name: String,
         category: Option<ChannelCategory>,
@@ -147,11 +158,25 @@ enum PanelRequest {
         category: Option<ChannelCategory>,
         error: Option<String>,
     },
+    Spend(SpendRequest),
+    Import(ImportRequest),
 }
 
-async fn page(state: &AppState, session: &Session, r: Rendered) -> Result<SourcesPage, PageError> {
+pub(super) async fn page(
+    state: &AppState,
+    session: &Session,
+    r: Rendered,
+) -> Result<SourcesPage, PageError> {
     let org = session.org();
     let organization = state.store.organization(org).await?;
+    let month = Month::of(organization.time_zone.date_of(now_ms()));
+    let spent: HashMap<SourceCode, i64> = state
+        .store
+        .spend(org, Some(r.widget), Some(month), Some(month))
+        .await?
+        .into_iter()
+        .map(|row| (row.entry.source, row.entry.amount))
+        .collect();
     let widgets = state.store.widgets(org).await?;
     let current = widgets
         .iter()
@@ -171,12 +196,30 @@ async fn page(state: &AppState, session: &Session, r: Rendered) -> Result<Source
     ordered.sort_by_key(|s| (!s.is_system, std::cmp::Reverse(s.code)));
     let rows: Vec<SourceRow> = ordered
         .into_iter()
-        .map(|s| row(s, state))
+        .map(|s| SourceRow {
+            spend: spent
+                .get(&s.code)
+                .map_or("—".to_owned(), |a| money_minor(*a)),
+            ..row(s, state)
+        })
         .filter(|s| s.archived == r.archived_view)
         .collect();
     let archived_count = all.len() - active_count;
+    let (mut spend_panel, mut import_panel) = (None, None);
     let panel = match r.panel {
         None => None,
+        Some(PanelRequest::Spend(request)) => {
+            let source = all
+                .iter()
+                .find(|s| s.code == request.code)
+                .ok_or_else(PageError::not_found)?;
+            spend_panel = Some(SpendPanel::load(state, org, source, month, request).await?);
+            None
+        }
+        Some(PanelRequest::Import(request)) => {
+            import_panel = Some(ImportPanel::new(request));
+            None
+        }
         Some(PanelRequest::Add {
             name,
             category,
@@ -238,6 +281,9 @@ async fn page(state: &AppState, session: &Session, r: Rendered) -> Result<Source
         limit: MAX_ACTIVE_SOURCES,
         at_limit: active_count >= MAX_ACTIVE_SOURCES as usize,
         panel,
+        spend_panel,
+        import_panel,
+        month: month.to_string(),
     })
 }
 
@@ -266,6 +312,13 @@ pub async fn show(
             category: None,
             error: None,
         }),
+        (Some("spend"), true) => Some(PanelRequest::Spend(SpendRequest::blank(
+            q.code
+                .as_deref()
+                .and_then(SourceCode::parse)
+                .ok_or_else(PageError::not_found)?,
+        ))),
+        (Some("import"), true) => Some(PanelRequest::Import(ImportRequest::default())),
         _ => None,
     };
     let r = Rendered {
@@ -276,15 +329,15 @@ pub async fn show(
     render(&page(&state, &session, r).await?)
 }
 
-fn version(raw: &str) -> Result<WidgetVersion, PageError> {
+pub(super) fn version(raw: &str) -> Result<WidgetVersion, PageError> {
     WidgetVersion::parse(raw).ok_or_else(PageError::not_found)
 }
 
-fn code(raw: &str) -> Result<SourceCode, PageError> {
+pub(super) fn code(raw: &str) -> Result<SourceCode, PageError> {
     SourceCode::parse(raw).ok_or_else(PageError::not_found)
 }
 
-fn sources_path(widget: WidgetVersion, archived: bool) -> String {
+pub(super) fn sources_path(widget: WidgetVersion, archived: bool) -> String {
     format!(
         "/app/sources?widget={widget}{}",
         if archived { "&view=archived" } else { "" }
@@ -371,7 +424,7 @@ pub async fn update(
 }
 
 /// The page again with the slide-over open, the refusal in it and what was typed kept.
-async fn refused(
+pub(super) async fn refused(
     state: &AppState,
     session: &Session,
     widget: WidgetVersion,

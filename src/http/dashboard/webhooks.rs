@@ -84,6 +84,7 @@ fn label(event: EventType) -> &'static str {
         EventType::LeadRentalAlert => "Rental property alert",
         EventType::LeadContactRequested => "Contact requested (step 4)",
         EventType::LeadSourceCorrected => "Lead's source corrected by a person",
+        EventType::LeadOutcomeChanged => "Lead's outcome changed (contacted, quoted, won, lost)",
         EventType::WidgetStatusChanged => "Widget status changed",
     }
 }
