@@ -248,13 +248,13 @@ async fn seed_outcomes(
     Ok(())
 }
 
-/// Four months of spend: Facebook Ads costs the most, yard signs the least.
+/// Four months of spend: Facebook Ads costs the most for what it brings, yard signs little.
 async fn seed_spend(store: &Store, org: &OrgId, now: i64) -> anyhow::Result<()> {
     let zone = store.organization(org).await?.time_zone;
     let amounts: [(u32, u32, i64); 4] = [
-        (1, 2, 260_000),
+        (1, 2, 400_000),
         (1, 3, 145_000),
-        (1, 4, 38_000),
+        (1, 4, 150_000),
         (2, 3, 90_000),
     ];
     for back in 0..4 {
