@@ -146,7 +146,8 @@ pub fn parse_import(text: &str) -> ImportFile {
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .flexible(true)
-        .from_reader(text.as_bytes());
+        // A spreadsheet's "CSV UTF-8" starts with a byte-order mark.
+        .from_reader(text.trim_start_matches('\u{feff}').as_bytes());
     let header = match reader.headers() {
         Ok(h) => h.clone(),
         Err(e) => return ImportFile::unreadable(format!("the header cannot be read: {e}")),
@@ -330,6 +331,10 @@ mod tests {
             "{}",
             bad[2].reason
         );
+        let excel =
+            parse_import("\u{feff}widget_version,source_code,month,amount\r\n01,02,2026-10,5\r\n");
+        assert!(excel.refused.is_empty(), "{:?}", excel.refused);
+        assert_eq!(excel.lines[0].entry.amount, 500);
         let header = parse_import("source,amount\n1,2\n").refused;
         assert_eq!(header[0].line, 1);
     }
