@@ -421,6 +421,47 @@ mod tests {
     }
 
     #[test]
+    fn listed_reasons_are_kept_by_id_and_shown_by_label() {
+        for listed in ListedReason::ALL {
+            let reason = LostReason::parse(listed.id()).unwrap();
+            assert_eq!(reason, LostReason::Listed(listed));
+            assert_eq!(reason.as_str(), listed.id());
+            assert_eq!(reason.label(), listed.label());
+            assert!(!listed.label().is_empty() && listed.label() != listed.id());
+        }
+        assert_eq!(
+            LostReason::parse("price").unwrap().label(),
+            "Price too high"
+        );
+        let own = LostReason::parse("Went with his cousin").unwrap();
+        assert_eq!(
+            (own.as_str(), own.label()),
+            ("Went with his cousin", "Went with his cousin")
+        );
+        // Exactly the longest own words allowed.
+        let longest = "x".repeat(REASON_TEXT_MAX);
+        assert_eq!(LostReason::parse(&longest).unwrap().as_str(), longest);
+    }
+
+    #[test]
+    fn outcomes_carry_their_value_and_reason_and_say_if_closed() {
+        assert_eq!(won(1_250_000).value(), Some(1_250_000));
+        assert_eq!(Outcome::Quoted.value(), None);
+        assert_eq!(
+            lost("timing").lost_reason().map(LostReason::as_str),
+            Some("timing")
+        );
+        assert_eq!(won(5).lost_reason(), None);
+        assert!(won(5).is_closed() && lost("price").is_closed());
+        assert!(!Outcome::Contacted.is_closed() && !Outcome::Open.is_closed());
+        let labels: Vec<&str> = OutcomeKind::ALL.iter().map(|k| k.label()).collect();
+        assert_eq!(labels, ["Open", "Contacted", "Quoted", "Won", "Lost"]);
+        for kind in OutcomeKind::ALL {
+            assert_eq!(OutcomeKind::from_id(kind.id()), Some(kind));
+        }
+    }
+
+    #[test]
     fn stored_columns_read_back() {
         assert_eq!(Outcome::from_stored("won", Some(5), None), Some(won(5)));
         assert_eq!(
