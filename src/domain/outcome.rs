@@ -216,17 +216,10 @@ impl Outcome {
         })
     }
 
-    /// From stored columns; `None` when they do not make an outcome.
+    /// From stored columns (written only after `parse`); `None` when they do not make an
+    /// outcome.
     pub fn from_stored(kind: &str, value: Option<i64>, reason: Option<&str>) -> Option<Self> {
-        Some(match OutcomeKind::from_id(kind)? {
-            OutcomeKind::Open => Self::Open,
-            OutcomeKind::Contacted => Self::Contacted,
-            OutcomeKind::Quoted => Self::Quoted,
-            OutcomeKind::Won => Self::Won { value: value? },
-            OutcomeKind::Lost => Self::Lost {
-                reason: LostReason::parse(reason?).ok()?,
-            },
-        })
+        Self::parse(kind, value, reason).ok()
     }
 
     pub fn kind(&self) -> OutcomeKind {

@@ -117,12 +117,11 @@ impl Store {
             refused.sort_by_key(|r| r.line);
             return Ok(SpendImport::Refused(refused));
         }
-        let lines = &file.lines;
-        for line in lines {
+        for line in &file.lines {
             upsert(&mut tx, org, &line.entry, actor, now).await?;
         }
         tx.commit().await?;
-        Ok(SpendImport::Imported(lines.len()))
+        Ok(SpendImport::Imported(file.lines.len()))
     }
 
     /// Spend rows of the organization (one widget's, or all), months `from..=to`, by widget,

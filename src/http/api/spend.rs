@@ -166,17 +166,14 @@ pub struct ImportRefusedDetail {
     lines: Vec<RefusedLine>,
 }
 
-/// The outcome of an import: written, or refused with its lines.
-pub enum ImportAnswer {
-    Imported(usize),
-    Refused(Vec<RefusedLine>),
-}
+/// An import's answer: 200 with the rows written, or 422 with every refused line.
+pub struct ImportAnswer(SpendImport);
 
 impl IntoResponse for ImportAnswer {
     fn into_response(self) -> Response {
-        match self {
-            Self::Imported(imported) => Json(SpendImported { imported }).into_response(),
-            Self::Refused(lines) => (
+        match self.0 {
+            SpendImport::Imported(imported) => Json(SpendImported { imported }).into_response(),
+            SpendImport::Refused(lines) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 Json(ImportRefused {
                     error: ImportRefusedDetail {
@@ -215,14 +212,9 @@ pub async fn import_spend(
         )
     })?;
     let file = parse_import(text);
-    Ok(
-        match state
-            .store
-            .import_spend(&key.org, &file, &key.actor())
-            .await?
-        {
-            SpendImport::Imported(n) => ImportAnswer::Imported(n),
-            SpendImport::Refused(refused) => ImportAnswer::Refused(refused),
-        },
-    )
+    let done = state
+        .store
+        .import_spend(&key.org, &file, &key.actor())
+        .await?;
+    Ok(ImportAnswer(done))
 }

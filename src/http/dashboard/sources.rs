@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use super::page::{Chrome, PageError, Tab, money_minor, refusal, render, render_status, see_other};
 use super::session::{EditorForm, Session, Submitted};
-use super::spend::{ImportPanel, ImportRequest, SpendPanel, SpendRequest};
+use super::spend::{ImportPanel, SpendPanel, SpendRequest};
 use crate::domain::DomainError;
 use crate::domain::channel::ChannelCategory;
 use crate::domain::source::{MAX_ACTIVE_SOURCES, SourceCode, SourceName, SourceStatus};
@@ -159,7 +159,7 @@ pub(super) enum PanelRequest {
         error: Option<String>,
     },
     Spend(SpendRequest),
-    Import(ImportRequest),
+    Import(ImportPanel),
 }
 
 pub(super) async fn page(
@@ -216,8 +216,8 @@ pub(super) async fn page(
             spend_panel = Some(SpendPanel::load(state, org, source, month, request).await?);
             None
         }
-        Some(PanelRequest::Import(request)) => {
-            import_panel = Some(ImportPanel::new(request));
+        Some(PanelRequest::Import(panel)) => {
+            import_panel = Some(panel);
             None
         }
         Some(PanelRequest::Add {
@@ -318,7 +318,7 @@ pub async fn show(
                 .and_then(SourceCode::parse)
                 .ok_or_else(PageError::not_found)?,
         ))),
-        (Some("import"), true) => Some(PanelRequest::Import(ImportRequest::default())),
+        (Some("import"), true) => Some(PanelRequest::Import(ImportPanel::default())),
         _ => None,
     };
     let r = Rendered {

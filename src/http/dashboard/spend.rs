@@ -94,23 +94,9 @@ impl SpendPanel {
 
 /// What the import slide-over shows: the pasted file kept after a refusal, with its lines.
 #[derive(Default)]
-pub(super) struct ImportRequest {
-    pub text: String,
-    pub refused: Vec<RefusedLine>,
-}
-
 pub struct ImportPanel {
     pub text: String,
     pub refused: Vec<RefusedLine>,
-}
-
-impl ImportPanel {
-    pub(super) fn new(request: ImportRequest) -> Self {
-        Self {
-            text: request.text,
-            refused: request.refused,
-        }
-    }
 }
 
 /// An editor sets what a source cost in a month.
@@ -180,7 +166,7 @@ pub async fn import(
             &format!("Imported {n} month(s) of spend."),
         )),
         SpendImport::Refused(lines) => {
-            let request = ImportRequest {
+            let request = ImportPanel {
                 text: text.to_owned(),
                 refused: lines,
             };
