@@ -266,6 +266,7 @@ async fn run(server: &Server, seconds: f64, connections: usize, repeats: usize) 
 async fn batch_stats(client: &reqwest::Client, server: &Server) -> BenchResult<(f64, f64)> {
     let metrics = client
         .get(format!("{}/metrics", server.base))
+        .bearer_auth(harness::METRICS)
         .send()
         .await?
         .text()

@@ -25,6 +25,19 @@ pub struct Config {
     pub bind: SocketAddr,
     pub database_url: String,
     pub admin_token: Option<String>,
+    /// Bearer token a Prometheus scraper sends for `/metrics` (off while unset).
+    pub metrics_token: Option<String>,
+    /// Where people reach the service (`https://leads.example.com`): the origin of invite links
+    /// and embed snippets. Never taken from a request's `Host`.
+    pub public_base_url: String,
+    /// Cookies carry `Secure` and responses `Strict-Transport-Security`: the service is reached
+    /// over https only. Never decided by a request's `X-Forwarded-Proto`.
+    pub secure_cookies: bool,
+    /// Slow or idle clients: deadlines for a request's head and for a whole request, and how
+    /// many connections are served at once.
+    pub header_read_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_connections: usize,
     pub allow_private_webhook_targets: bool,
     pub webhook_retry_schedule: Vec<Duration>,
     pub capture_rate_limit: u32,
@@ -68,6 +81,12 @@ pub struct ConfigLayer {
     pub bind: Option<String>,
     pub database_url: Option<String>,
     pub admin_token: Option<String>,
+    pub metrics_token: Option<String>,
+    pub public_base_url: Option<String>,
+    pub secure_cookies: Option<bool>,
+    pub header_read_timeout: Option<String>,
+    pub request_timeout: Option<String>,
+    pub max_connections: Option<usize>,
     pub allow_private_webhook_targets: Option<bool>,
     pub webhook_retry_schedule: Option<String>,
     pub capture_rate_limit: Option<u32>,
@@ -93,6 +112,12 @@ impl ConfigLayer {
             bind: self.bind.or(under.bind),
             database_url: self.database_url.or(under.database_url),
             admin_token: self.admin_token.or(under.admin_token),
+            metrics_token: self.metrics_token.or(under.metrics_token),
+            public_base_url: self.public_base_url.or(under.public_base_url),
+            secure_cookies: self.secure_cookies.or(under.secure_cookies),
+            header_read_timeout: self.header_read_timeout.or(under.header_read_timeout),
+            request_timeout: self.request_timeout.or(under.request_timeout),
+            max_connections: self.max_connections.or(under.max_connections),
             allow_private_webhook_targets: self
                 .allow_private_webhook_targets
                 .or(under.allow_private_webhook_targets),
@@ -125,6 +150,40 @@ impl ConfigLayer {
     }
 }
 
+/// The origin people use, without a trailing slash; unset, the bound address over http (right
+/// for local use; a deployment sets it).
+fn public_base_url(value: Option<String>, bind: SocketAddr) -> Result<String, ConfigError> {
+    let Some(raw) = value.filter(|v| !v.is_empty()) else {
+        return Ok(format!("http://{bind}"));
+    };
+    let url =
+        url::Url::parse(&raw).map_err(|e| ConfigError(format!("public_base_url {raw:?}: {e}")))?;
+    let plain_origin = matches!(url.scheme(), "http" | "https")
+        && url.host().is_some()
+        && url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && url.username().is_empty();
+    if !plain_origin {
+        return Err(ConfigError(format!(
+            "public_base_url {raw:?}: use an http(s) origin such as https://leads.example.com"
+        )));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// Tokens that guard the service are long enough not to be guessed; empty means unset.
+const MIN_TOKEN_CHARS: usize = 32;
+
+fn secret_token(value: Option<String>, key: &str) -> Result<Option<String>, ConfigError> {
+    match value.filter(|t| !t.is_empty()) {
+        Some(t) if t.chars().count() < MIN_TOKEN_CHARS => Err(ConfigError(format!(
+            "{key} must be at least {MIN_TOKEN_CHARS} characters (for example `openssl rand -hex 32`)"
+        ))),
+        other => Ok(other),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
 pub struct ConfigError(pub String);
@@ -149,12 +208,25 @@ impl Config {
             }
         };
         let open = need(l.open_parameter, "open_parameter")?;
+        let bind: SocketAddr = bind
+            .parse()
+            .map_err(|e| ConfigError(format!("bind {bind:?}: {e}")))?;
+        let public_base_url = public_base_url(l.public_base_url, bind)?;
         Ok(Config {
-            bind: bind
-                .parse()
-                .map_err(|e| ConfigError(format!("bind {bind:?}: {e}")))?,
+            bind,
+            secure_cookies: l
+                .secure_cookies
+                .unwrap_or(public_base_url.starts_with("https://")),
+            public_base_url,
+            header_read_timeout: parse_duration(&need(
+                l.header_read_timeout,
+                "header_read_timeout",
+            )?)?,
+            request_timeout: parse_duration(&need(l.request_timeout, "request_timeout")?)?,
+            max_connections: at_least_one(l.max_connections, "max_connections")?,
             database_url: need(l.database_url, "database_url")?,
-            admin_token: l.admin_token.filter(|t| !t.is_empty()),
+            admin_token: secret_token(l.admin_token, "admin_token")?,
+            metrics_token: secret_token(l.metrics_token, "metrics_token")?,
             allow_private_webhook_targets: l.allow_private_webhook_targets.unwrap_or(false),
             webhook_retry_schedule: parse_schedule(&need(
                 l.webhook_retry_schedule,
@@ -269,6 +341,54 @@ mod tests {
             (2.5..=3.5).contains(&days),
             "default retry window is {days:.2} days"
         );
+    }
+
+    #[test]
+    fn links_use_the_public_base_url_and_https_turns_secure_cookies_on() {
+        let plain = Config::resolve(ConfigLayer::default()).expect("defaults");
+        assert_eq!(plain.public_base_url, "http://127.0.0.1:8080");
+        assert!(!plain.secure_cookies);
+        let deployed = Config::resolve(ConfigLayer {
+            public_base_url: Some("https://Leads.Example.com/".into()),
+            ..ConfigLayer::default()
+        })
+        .expect("an https origin");
+        assert_eq!(deployed.public_base_url, "https://leads.example.com");
+        assert!(deployed.secure_cookies);
+        for bad in [
+            "leads.example.com",
+            "ftp://x.example",
+            "https://x.example/app",
+            "https://u@x.example",
+        ] {
+            let refused = Config::resolve(ConfigLayer {
+                public_base_url: Some(bad.into()),
+                ..ConfigLayer::default()
+            });
+            assert!(refused.is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_short_operator_or_metrics_token_refuses_to_start() {
+        for key in ["admin_token", "metrics_token"] {
+            let mut layer = ConfigLayer::default();
+            let short = Some("too-short-to-be-safe".to_owned());
+            match key {
+                "admin_token" => layer.admin_token = short,
+                _ => layer.metrics_token = short,
+            }
+            let err = Config::resolve(layer).expect_err(key).to_string();
+            assert!(err.contains(key) && err.contains("32 characters"), "{err}");
+        }
+        let layer = ConfigLayer {
+            admin_token: Some("a".repeat(32)),
+            metrics_token: Some(String::new()),
+            ..ConfigLayer::default()
+        };
+        let config = Config::resolve(layer).expect("long enough");
+        assert_eq!(config.admin_token.as_deref(), Some("a".repeat(32).as_str()));
+        assert!(config.metrics_token.is_none());
     }
 
     #[test]

@@ -93,6 +93,19 @@ struct Settings {
     config: Option<PathBuf>,
     #[arg(long, env = "LEADTRAIL_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    #[arg(long, env = "LEADTRAIL_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
+    /// Where people reach the service, e.g. https://leads.example.com.
+    #[arg(long, env = "LEADTRAIL_PUBLIC_BASE_URL")]
+    public_base_url: Option<String>,
+    #[arg(long, env = "LEADTRAIL_SECURE_COOKIES")]
+    secure_cookies: Option<bool>,
+    #[arg(long, env = "LEADTRAIL_HEADER_READ_TIMEOUT")]
+    header_read_timeout: Option<String>,
+    #[arg(long, env = "LEADTRAIL_REQUEST_TIMEOUT")]
+    request_timeout: Option<String>,
+    #[arg(long, env = "LEADTRAIL_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
     #[arg(long, env = "LEADTRAIL_ALLOW_PRIVATE_WEBHOOK_TARGETS")]
     allow_private_webhook_targets: Option<bool>,
     #[arg(long, env = "LEADTRAIL_WEBHOOK_RETRY_SCHEDULE")]
@@ -136,6 +149,12 @@ impl Settings {
             bind: self.bind,
             database_url: self.database_url,
             admin_token: self.admin_token,
+            metrics_token: self.metrics_token,
+            public_base_url: self.public_base_url,
+            secure_cookies: self.secure_cookies,
+            header_read_timeout: self.header_read_timeout,
+            request_timeout: self.request_timeout,
+            max_connections: self.max_connections,
             allow_private_webhook_targets: self.allow_private_webhook_targets,
             webhook_retry_schedule: self.webhook_retry_schedule,
             capture_rate_limit: self.capture_rate_limit,
@@ -258,7 +277,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let seeded = demo::seed(&service.state).await?;
                 println!("{}", seeded.instructions(address));
             }
-            tracing::info!(%address, "leadtrail is serving");
+            let public = service.state.config.public_base_url.clone();
+            if !bind.ip().is_loopback() && public.starts_with(&format!("http://{bind}")) {
+                tracing::warn!(
+                    %public,
+                    "public_base_url is unset: invite links and embed snippets name the bound \
+                     address; set LEADTRAIL_PUBLIC_BASE_URL to the address people use"
+                );
+            }
+            tracing::info!(%address, %public, "leadtrail is serving");
             server::serve(service, listener, server::shutdown_signal()).await
         }
     }

@@ -10,6 +10,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::http::listen::ConnectionLimits;
 use crate::http::{self, AppState};
 use crate::store::Store;
 use crate::webhooks::dispatcher::{DispatchSettings, Dispatcher};
@@ -78,9 +79,10 @@ pub async fn prepare(config: Config) -> anyhow::Result<Service> {
     let dispatcher = Dispatcher::new(store.clone(), DispatchSettings::from_config(&config))?;
     let dispatcher = tokio::spawn(dispatcher.run(wake_dispatch, stop));
     let state = AppState::new(store, Arc::new(config), capture, visit_buffer);
-    let (limits, login_limits, manual_sends, planner) = (
+    let (limits, login_limits, token_failures, manual_sends, planner) = (
         state.limits.clone(),
         state.login_limits.clone(),
+        state.token_failures.clone(),
         state.manual_sends.clone(),
         state.store.clone(),
     );
@@ -89,7 +91,8 @@ pub async fn prepare(config: Config) -> anyhow::Result<Service> {
         for minute in 0u64.. {
             every.tick().await;
             limits.retain_recent();
-            login_limits.retain_recent();
+            login_limits.forget_old(std::time::Instant::now());
+            token_failures.forget_old(std::time::Instant::now());
             manual_sends.retain_recent();
             // Hourly, and once shortly after start: planner statistics for the report queries,
             // idempotency keys past their day, expired sessions and invite links.
@@ -127,13 +130,12 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let Service { state, tasks } = service;
     let store = state.store.clone();
+    let limits = ConnectionLimits {
+        header_read_timeout: state.config.header_read_timeout,
+        max_connections: state.config.max_connections,
+    };
     let app = http::router(state);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    http::listen::serve(listener, app, limits, shutdown).await;
     // The router, and with it every queue sender, is gone: the writers drain and end.
     let _ = tokio::task::spawn_blocking(move || tasks.writer.join()).await;
     let _ = tasks.visits.await;

@@ -216,7 +216,10 @@ impl Served {
                 "LEADTRAIL_DATABASE_URL",
                 format!("sqlite://{}", dir.path().join("served.db").display()),
             )
-            .env("LEADTRAIL_ADMIN_TOKEN", "cli-test-operator-token")
+            .env(
+                "LEADTRAIL_ADMIN_TOKEN",
+                "cli-test-operator-token-0123456789ab",
+            )
             .env("LEADTRAIL_ALLOW_PRIVATE_WEBHOOK_TARGETS", "true")
             .env("LEADTRAIL_CAPTURE_RATE_LIMIT", "0")
             .stdout(Stdio::null())
@@ -246,7 +249,7 @@ impl Served {
         let client = reqwest::Client::new();
         let org: serde_json::Value = client
             .post(format!("{}/api/v1/organizations", self.base))
-            .bearer_auth("cli-test-operator-token")
+            .bearer_auth("cli-test-operator-token-0123456789ab")
             .json(&serde_json::json!({"name": "Acme", "tier": "starter",
                 "website_url": "https://acme.example", "brand_color": "#000000"}))
             .send()

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 pub type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
-pub const ADMIN: &str = "bench-operator-token";
+pub const ADMIN: &str = "bench-operator-token-0123456789abcdef";
+/// What the benchmarks send for `/metrics`.
+pub const METRICS: &str = "bench-metrics-token-0123456789abcdef";
 
 /// The release binary serving on loopback; stopped (SIGTERM) when dropped.
 pub struct Server {
@@ -33,6 +35,7 @@ impl Server {
                 format!("sqlite://{}", dir.path().join("bench.db").display()),
             )
             .env("LEADTRAIL_ADMIN_TOKEN", ADMIN)
+            .env("LEADTRAIL_METRICS_TOKEN", METRICS)
             .env("LEADTRAIL_CAPTURE_RATE_LIMIT", "0")
             .env("LEADTRAIL_ALLOW_PRIVATE_WEBHOOK_TARGETS", "true")
             .env("LEADTRAIL_WEBHOOK_MANUAL_SENDS_PER_MINUTE", "0")

@@ -1,13 +1,17 @@
 //! Extractors that turn a request into parsed values or an `ApiError` in our JSON shape.
 
+use std::net::SocketAddr;
+use std::time::Instant;
+
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
+use super::capture::limits::TooManyRequests;
 use super::error::ApiError;
 use crate::domain::ids::{DeliveryId, EndpointId, OrgId};
 use crate::domain::keys::{api_key_digest, tokens_match};
@@ -146,18 +150,53 @@ impl FromRequestParts<AppState> for Operator {
                 "operator endpoints are off: set LEADTRAIL_ADMIN_TOKEN to turn them on",
             ));
         };
-        match bearer(parts) {
-            Some(token) if tokens_match(token, expected) => Ok(Self),
-            Some(_) => Err(ApiError::unauthorized(
-                "invalid_operator_token",
-                "the operator token is wrong",
-            )),
-            None => Err(ApiError::unauthorized(
-                "unauthorized",
-                "send the operator token as `Authorization: Bearer …`",
-            )),
-        }
+        guarded_bearer(parts, state, expected, Guarded::Operator)?;
+        Ok(Self)
     }
+}
+
+/// Checks a bearer token against a configured one. A right token always passes; wrong ones
+/// are slowed per client network (429 with `Retry-After` once too many were tried), so the
+/// token cannot be guessed at speed.
+pub fn guarded_bearer(
+    parts: &Parts,
+    state: &AppState,
+    expected: &str,
+    guarded: Guarded,
+) -> Result<(), ApiError> {
+    let (what, wrong) = match guarded {
+        Guarded::Operator => ("operator token", "invalid_operator_token"),
+        Guarded::Metrics => ("metrics token", "invalid_metrics_token"),
+    };
+    let token = bearer(parts).ok_or_else(|| {
+        ApiError::unauthorized(
+            "unauthorized",
+            format!("send the {what} as `Authorization: Bearer …`"),
+        )
+    })?;
+    if tokens_match(token, expected) {
+        return Ok(());
+    }
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let now = Instant::now();
+    if let Err(wait) = state.token_failures.check(peer, now) {
+        return Err(TooManyRequests(wait).into());
+    }
+    state.token_failures.failed(peer, now);
+    Err(ApiError::unauthorized(
+        wrong,
+        format!("the {what} is wrong"),
+    ))
+}
+
+/// Which configured token a request presents.
+#[derive(Debug, Clone, Copy)]
+pub enum Guarded {
+    Operator,
+    Metrics,
 }
 
 /// A path segment that is not a widget version names no widget: 404, like a missing one.

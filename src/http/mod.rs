@@ -1,20 +1,24 @@
 //! The axum application: feature routers merged at the root, one state, one error shape.
 
 pub mod api;
+pub mod backoff;
 pub mod capture;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
+pub mod listen;
 mod ops;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::http::header::STRICT_TRANSPORT_SECURITY;
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware;
 use axum::response::IntoResponse;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use self::capture::limits::CaptureLimits;
@@ -40,7 +44,9 @@ pub struct AppState {
     pub public_keys: Arc<PublicKeyCache>,
     pub limits: Arc<CaptureLimits>,
     pub widget_js: Arc<WidgetScript>,
-    pub login_limits: Arc<dashboard::session::LoginLimits>,
+    pub login_limits: Arc<backoff::LoginThrottle>,
+    /// Wrong operator and metrics tokens, slowed per client network.
+    pub token_failures: Arc<backoff::TokenThrottle>,
     /// Test events, resends and replays started by hand, per organization.
     pub manual_sends: Arc<ManualSendLimit>,
 }
@@ -62,6 +68,7 @@ impl AppState {
             limits,
             widget_js,
             login_limits: Arc::default(),
+            token_failures: Arc::default(),
             manual_sends: Arc::new(ManualSendLimit::new(config.webhook_manual_sends_per_minute)),
             config,
         }
@@ -71,7 +78,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     // Install the recorder before the first request is counted, not at the first scrape.
     telemetry::metrics_handle();
-    Router::new()
+    let router = Router::new()
         .merge(ops::router())
         .nest(
             "/api/v1",
@@ -81,12 +88,25 @@ pub fn router(state: AppState) -> Router {
         .merge(dashboard::router())
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.config.request_timeout,
+            listen::request_deadline,
+        ))
         .layer(middleware::from_fn(telemetry::track_http))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal("a request handler panicked").into_response()
-        }))
-        .with_state(state)
+        }));
+    // Reached over https only (the operator says so): browsers must never try plain http.
+    let router = if state.config.secure_cookies {
+        router.layer(SetResponseHeaderLayer::overriding(
+            STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        ))
+    } else {
+        router
+    };
+    router.with_state(state)
 }
 
 /// Unknown paths answer in the caller's language: an HTML page under the dashboard, the JSON

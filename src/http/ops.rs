@@ -2,12 +2,14 @@
 
 use axum::Router;
 use axum::extract::State;
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
 use super::AppState;
 use super::error::ApiError;
+use super::extract::{Guarded, guarded_bearer};
 use crate::telemetry;
 
 pub fn router() -> Router<AppState> {
@@ -35,9 +37,22 @@ async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError>
     Ok("ready")
 }
 
-async fn metrics() -> impl IntoResponse {
-    (
+/// Prometheus metrics, for a scraper holding the metrics token: backlog sizes and endpoint
+/// ids are not for the public.
+async fn metrics(
+    State(state): State<AppState>,
+    parts: Parts,
+) -> Result<impl IntoResponse, ApiError> {
+    let Some(expected) = state.config.metrics_token.as_deref() else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "metrics_disabled",
+            "metrics are off: set LEADTRAIL_METRICS_TOKEN and scrape with it as a bearer token",
+        ));
+    };
+    guarded_bearer(&parts, &state, expected, Guarded::Metrics)?;
+    Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         telemetry::metrics_handle().render(),
-    )
+    ))
 }

@@ -45,6 +45,29 @@ pub struct Invite {
     pub expires_at: i64,
 }
 
+/// A link sent but not used yet, as the Team tab lists it.
+#[derive(Debug, Clone)]
+pub struct PendingInvite {
+    pub email: String,
+    pub role: Role,
+    pub expires_at: i64,
+}
+
+/// Deletes the unused links for an address in an organization; returns how many.
+async fn revoke_pending(
+    conn: &mut sqlx::AnyConnection,
+    org: &OrgId,
+    email: &str,
+) -> Result<u64, StoreError> {
+    let done =
+        sqlx::query("DELETE FROM invites WHERE org_id = $1 AND email = $2 AND used_at IS NULL")
+            .bind(org.as_str())
+            .bind(email.to_lowercase())
+            .execute(conn)
+            .await?;
+    Ok(done.rows_affected())
+}
+
 const USER_COLUMNS: &str = "u.id, u.org_id, u.email, u.password_hash, u.role, u.created_at";
 
 fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
@@ -203,8 +226,9 @@ impl Store {
         Ok(sessions.rows_affected() + invites.rows_affected())
     }
 
-    /// Records a one-time invite link for `email`. Refused when the address already has a
-    /// login (e-mail is the login, so it belongs to one organization).
+    /// Records a one-time invite link for `email`, replacing any earlier link for the same
+    /// address in this organization (only the newest works). Refused when the address already
+    /// has a login (e-mail is the login, so it belongs to one organization).
     pub async fn create_invite(
         &self,
         org: &OrgId,
@@ -228,6 +252,8 @@ impl Store {
         token_digest: &str,
         expires_at: i64,
     ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        revoke_pending(&mut tx, org, email).await?;
         sqlx::query(
             "INSERT INTO invites (token_digest, org_id, email, role, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -238,8 +264,44 @@ impl Store {
         .bind(role.id())
         .bind(now_ms())
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The organization's links not yet used and not expired, newest first.
+    pub async fn pending_invites(&self, org: &OrgId) -> Result<Vec<PendingInvite>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT email, role, expires_at FROM invites \
+             WHERE org_id = $1 AND used_at IS NULL AND expires_at > $2 ORDER BY created_at DESC",
+        )
+        .bind(org.as_str())
+        .bind(now_ms())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let role: String = r.try_get("role")?;
+                Ok(PendingInvite {
+                    email: r.try_get("email")?,
+                    role: Role::parse("role", &role)
+                        .map_err(|_| StoreError::Corrupt("invite role".into()))?,
+                    expires_at: r.try_get("expires_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Withdraws every unused link for `email` in this organization; `NotFound` when there
+    /// was none.
+    pub async fn revoke_invite(&self, org: &OrgId, email: &str) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let revoked = revoke_pending(&mut tx, org, email).await?;
+        tx.commit().await?;
+        if revoked == 0 {
+            return Err(StoreError::NotFound);
+        }
         Ok(())
     }
 
@@ -333,15 +395,16 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        // Earlier links for the address go in the same transaction as the new one.
         self.insert_invite(org, &user.email, user.role, token_digest, expires_at)
             .await?;
         Ok(user)
     }
 
-    /// Removes a user and their sessions. The organization's last owner stays.
-    /// Removes a login, never the organization's last owner — also when two owners remove
-    /// each other at the same moment: the count and the delete share one transaction, which
-    /// holds the organization's row.
+    /// Removes a login, its sessions and every unused link for its address in this
+    /// organization (an earlier reset link must not bring it back). Never the organization's
+    /// last owner — also when two owners remove each other at the same moment: the count and
+    /// the delete share one transaction, which holds the organization's row.
     pub async fn remove_user(&self, org: &OrgId, user_id: &str) -> Result<User, StoreError> {
         let mut tx = self.begin_write().await?;
         // A no-op UPDATE takes the organization's row lock on PostgreSQL (SQLite's writer lock
@@ -376,6 +439,7 @@ impl Store {
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
+        revoke_pending(&mut tx, org, &user.email).await?;
         tx.commit().await?;
         Ok(user)
     }

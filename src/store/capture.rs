@@ -192,6 +192,13 @@ impl Store {
     }
 }
 
+/// A lead's capture token, and the digest that is all the database keeps of it.
+fn new_capture_token() -> (String, String) {
+    let token = format!("ct_{}", uuid::Uuid::new_v4().simple());
+    let digest = api_key_digest(&token);
+    (token, digest)
+}
+
 /// Looks up a stored answer for a retried request; `Some(Err)` when the key was reused.
 pub(super) async fn replay<T: for<'de> Deserialize<'de>>(
     tx: &mut WriteTx,
@@ -409,13 +416,30 @@ async fn create_lead(
         if *hash != idem.request_hash {
             return Ok(Err(CaptureRefusal::IdempotencyKeyReused));
         }
-        return Ok(Ok(CaptureReply::Created(from_json(
-            response,
-            "idempotent response",
-        )?)));
+        let mut reply: LeadCreated = from_json(response, "idempotent response")?;
+        let (token, digest) = new_capture_token();
+        if let Some(row) = pending.leads.iter_mut().find(|r| r.id == reply.lead_id) {
+            row.token_digest = digest;
+        }
+        reply.capture_token = token;
+        return Ok(Ok(CaptureReply::Created(reply)));
     }
     if let Some(previous) = replay::<LeadCreated>(tx, &new.org, new.idempotency.as_ref()).await? {
-        return Ok(previous.map(CaptureReply::Created));
+        let mut reply = match previous {
+            Ok(reply) => reply,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        // The stored answer keeps no token (a secret in plain text for a day): the retry gets
+        // a fresh one, which replaces the first.
+        let (token, digest) = new_capture_token();
+        sqlx::query("UPDATE leads SET capture_token_digest = $1 WHERE org_id = $2 AND id = $3")
+            .bind(&digest)
+            .bind(new.org.as_str())
+            .bind(&reply.lead_id)
+            .execute(&mut **tx)
+            .await?;
+        reply.capture_token = token;
+        return Ok(Ok(CaptureReply::Created(reply)));
     }
     let arrival = catalog.attribute(new.embedding, new.v.as_deref(), new.s.as_deref())?;
     let derived = arrival.source.code.is_system().then(|| {
@@ -455,7 +479,7 @@ async fn create_lead(
         first_touch: first,
     };
     let lead_id = prefixed_id("lead_");
-    let token = format!("ct_{}", uuid::Uuid::new_v4().simple());
+    let (token, token_digest) = new_capture_token();
     let raw = serde_json::json!({
         "widget": new.embedding.map(|w| w.to_string()),
         "v": new.v, "s": new.s,
@@ -511,7 +535,7 @@ async fn create_lead(
     pending.leads.push(LeadRow {
         id: lead_id.clone(),
         org: new.org.clone(),
-        token_digest: api_key_digest(&token),
+        token_digest,
         widget_version: i64::from(arrival.widget.version.get()),
         widget_name: arrival.widget.name.clone(),
         source_code: i64::from(arrival.source.code.get()),
@@ -546,9 +570,13 @@ async fn create_lead(
         status: LeadStatus::AddressInfoProvided,
     };
     if let Some(idem) = &new.idempotency {
+        let kept = LeadCreated {
+            capture_token: String::new(),
+            ..reply.clone()
+        };
         pending.answered.insert(
             (new.org.clone(), idem.key.clone()),
-            (idem.request_hash.clone(), json_text(&reply)?),
+            (idem.request_hash.clone(), json_text(&kept)?),
         );
     }
     Ok(Ok(CaptureReply::Created(reply)))

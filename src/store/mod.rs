@@ -34,7 +34,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-pub use accounts::{Invite, SessionRecord, User};
+pub use accounts::{Invite, PendingInvite, SessionRecord, User};
 pub use capture::{
     CaptureCommand, CaptureRefusal, CaptureReply, CaptureResult, FirstTouch, HeardAbout,
     Idempotency, LeadCreated, NewLead, StepRecorded, StepUpdate,

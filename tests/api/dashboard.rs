@@ -199,10 +199,11 @@ async fn session_cookies_are_http_only_lax_and_secure_behind_https(db: TestDb) {
     );
     assert!(!cookie.contains("Secure"), "plain http: {cookie}");
 
-    let mut behind_proxy = Visitor::new(&app);
-    behind_proxy.get("/login").await;
-    let csrf = behind_proxy.csrf.clone();
-    let page = behind_proxy
+    // A header anyone can send does not decide the cookie's flags.
+    let mut spoofing = Visitor::new(&app);
+    spoofing.get("/login").await;
+    let csrf = spoofing.csrf.clone();
+    let page = spoofing
         .post_raw(
             "/login",
             &[
@@ -214,7 +215,68 @@ async fn session_cookies_are_http_only_lax_and_secure_behind_https(db: TestDb) {
         )
         .await;
     let cookie = page.headers[SET_COOKIE].to_str().unwrap();
-    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "{cookie}");
+    assert!(!page.headers.contains_key("strict-transport-security"));
+}
+
+/// Deployed over https (`secure_cookies`, on by default for an https `public_base_url`):
+/// every cookie is `Secure` and every answer carries HSTS.
+async fn an_https_deployment_marks_cookies_secure_and_sends_hsts(db: TestDb) {
+    let app = TestApp::spawn_with(db, |c| c.secure_cookies = true).await;
+    org_with_owner(&app, "owner@acme.example").await;
+    let mut visitor = Visitor::new(&app);
+    let login = visitor.get("/login").await;
+    assert!(
+        login.headers["strict-transport-security"]
+            .to_str()
+            .unwrap()
+            .contains("max-age="),
+    );
+    let page = visitor.log_in("owner@acme.example", PASSWORD).await;
+    for cookie in page.headers.get_all(SET_COOKIE) {
+        let cookie = cookie.to_str().unwrap();
+        assert!(cookie.contains("; Secure"), "{cookie}");
+    }
+}
+
+/// Links shown to people (invites, embed snippets) use the configured public origin, never the
+/// `Host` a request claims.
+async fn links_use_the_public_base_url_not_the_host_header(db: TestDb) {
+    let app = TestApp::spawn_with(db, |c| {
+        c.public_base_url = "https://leads.acme-roofing.example".into();
+    })
+    .await;
+    org_with_owner(&app, "owner@acme.example").await;
+    let mut owner = Visitor::new(&app);
+    owner.log_in("owner@acme.example", PASSWORD).await;
+    owner.get("/app/team").await;
+    let csrf = owner.csrf.clone();
+    let page = owner
+        .post_raw(
+            "/app/team/invite",
+            &[
+                ("email", "m@acme.example"),
+                ("role", "member"),
+                ("_csrf", &csrf),
+            ],
+            &[("host", "evil.example")],
+        )
+        .await;
+    assert!(
+        page.body
+            .contains("https://leads.acme-roofing.example/invite/"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("evil.example"), "{}", page.body);
+    let widgets = owner.get("/app/widgets").await;
+    assert!(
+        widgets
+            .body
+            .contains("https://leads.acme-roofing.example/widget.js"),
+        "{}",
+        widgets.body
+    );
 }
 
 async fn login_attempts_are_rate_limited_per_account(db: TestDb) {
@@ -228,11 +290,34 @@ async fn login_attempts_are_rate_limited_per_account(db: TestDb) {
         assert_eq!(page.status, StatusCode::UNAUTHORIZED);
         assert!(page.body.contains("do not match"));
     }
-    // The sixth attempt inside the minute is refused before the password is looked at.
+    // After five failures the next attempt waits, refused before the password is looked at.
     let page = visitor.log_in("owner@acme.example", PASSWORD).await;
     assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
-    assert!(page.headers.contains_key("retry-after"));
+    assert_eq!(page.headers["retry-after"], "1");
     assert!(page.body.contains("Too many attempts"));
+}
+
+/// Logging in successfully, however often, never throttles anyone (only failures count).
+async fn successful_logins_are_never_throttled(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    org_with_owner(&app, "owner@acme.example").await;
+    for _ in 0..12 {
+        let mut visitor = Visitor::new(&app);
+        let page = visitor.log_in("owner@acme.example", PASSWORD).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    }
+    // A few failures between successes are forgotten by each success.
+    for _ in 0..4 {
+        let mut visitor = Visitor::new(&app);
+        visitor
+            .log_in("owner@acme.example", "wrong password!")
+            .await;
+        visitor
+            .log_in("owner@acme.example", "wrong password!")
+            .await;
+        let page = visitor.log_in("owner@acme.example", PASSWORD).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    }
 }
 
 async fn a_login_post_without_the_form_token_is_refused(db: TestDb) {
@@ -401,6 +486,148 @@ async fn a_reset_ends_the_members_sessions(db: TestDb) {
     assert_eq!(member.get("/app/leads").await.status, StatusCode::SEE_OTHER);
     let login = member.log_in("m@acme.example", PASSWORD).await;
     assert_eq!(login.status, StatusCode::UNAUTHORIZED);
+}
+
+/// The one-time link path (`/invite/…`) shown on a Team page.
+fn invite_path(body: &str) -> String {
+    let start = body.find("/invite/").expect("a link on the page");
+    let rest = &body[start..];
+    rest[..rest.find('"').expect("the link ends")].to_owned()
+}
+
+/// The path of a member's action (`reset` or `remove`) on the Team page.
+fn member_action(team: &str, action: &str) -> String {
+    let at = team.find(&format!("/{action}\"")).expect("the action");
+    let id_start = team[..at].rfind("/app/team/").expect("the member") + 10;
+    format!("/app/team/{}/{action}", &team[id_start..at])
+}
+
+async fn a_removed_member_cannot_come_back_through_an_earlier_link(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    org_with_owner(&app, "owner@acme.example").await;
+    let mut owner = Visitor::new(&app);
+    owner.log_in("owner@acme.example", PASSWORD).await;
+    owner.get("/app/team").await;
+    let page = owner
+        .post(
+            "/app/team/invite",
+            &[("email", "m@acme.example"), ("role", "member")],
+        )
+        .await;
+    let mut member = Visitor::new(&app);
+    let first = invite_path(&page.body);
+    member.get(&first).await;
+    member.post(&first, &[("password", PASSWORD)]).await;
+    // Reset (link L), then removal before L is used.
+    let team = owner.get("/app/team").await;
+    let reset = owner.post(&member_action(&team.body, "reset"), &[]).await;
+    let link = invite_path(&reset.body);
+    let team = owner.get("/app/team").await;
+    let removed = owner.post(&member_action(&team.body, "remove"), &[]).await;
+    assert_eq!(removed.status, StatusCode::SEE_OTHER);
+
+    let mut attacker = Visitor::new(&app);
+    assert_eq!(attacker.get(&link).await.status, StatusCode::NOT_FOUND);
+    // With a valid form token (from the login page), so only the link itself is judged.
+    attacker.get("/login").await;
+    let taken = attacker.post(&link, &[("password", PASSWORD)]).await;
+    assert_eq!(taken.status, StatusCode::NOT_FOUND, "{}", taken.body);
+    assert_eq!(
+        attacker.get("/app/leads").await.status,
+        StatusCode::SEE_OTHER
+    );
+    let login = attacker.log_in("m@acme.example", PASSWORD).await;
+    assert_eq!(login.status, StatusCode::UNAUTHORIZED);
+    // Neither a member row (with its actions) nor a waiting link is left.
+    let team = owner.get("/app/team").await;
+    assert!(!team.body.contains("/reset\""), "{}", team.body);
+    assert!(!team.body.contains("Links not used yet"), "{}", team.body);
+}
+
+async fn unused_links_are_listed_replaced_and_revocable(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    org_with_owner(&app, "owner@acme.example").await;
+    let mut owner = Visitor::new(&app);
+    owner.log_in("owner@acme.example", PASSWORD).await;
+    owner.get("/app/team").await;
+    let invite = [("email", "new@acme.example"), ("role", "viewer")];
+    let first = invite_path(&owner.post("/app/team/invite", &invite).await.body);
+    let second = invite_path(&owner.post("/app/team/invite", &invite).await.body);
+    assert_ne!(first, second);
+    let mut visitor = Visitor::new(&app);
+    // Only the newest link for an address works.
+    assert_eq!(visitor.get(&first).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(visitor.get(&second).await.status, StatusCode::OK);
+
+    let team = owner.get("/app/team").await;
+    assert!(team.body.contains("Links not used yet"), "{}", team.body);
+    assert!(team.body.contains("new@acme.example"));
+    let revoked = owner
+        .post("/app/team/invites/revoke", &[("email", "new@acme.example")])
+        .await;
+    assert_eq!(revoked.status, StatusCode::SEE_OTHER);
+    assert_eq!(visitor.get(&second).await.status, StatusCode::NOT_FOUND);
+    let team = owner.get("/app/team").await;
+    assert!(team.body.contains("Revoked the link for new@acme.example"));
+    assert!(!team.body.contains("Links not used yet"), "{}", team.body);
+    let again = owner
+        .post("/app/team/invites/revoke", &[("email", "new@acme.example")])
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+}
+
+/// Query strings a person can type: dates at the ends of the calendar, garbage, huge numbers.
+/// Every page answers them without a server error.
+async fn no_query_string_makes_a_page_fail(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    org_with_owner(&app, "owner@acme.example").await;
+    let mut owner = Visitor::new(&app);
+    owner.log_in("owner@acme.example", PASSWORD).await;
+    let values = [
+        "9999-12-31",
+        "-9999-01-01",
+        "0000-00-00",
+        "2026-02-30",
+        "99999999999999999999",
+        "%00",
+        "%F0%9F%92%A9",
+        "' OR 1=1 --",
+        "",
+    ];
+    let pages = [
+        (
+            "/app/leads",
+            &[
+                "from", "to", "after", "open", "widget", "source", "status", "outcome",
+            ][..],
+        ),
+        (
+            "/app/reports",
+            &["from", "to", "preset", "widget", "touch"][..],
+        ),
+        (
+            "/app/reports.csv",
+            &["from", "to", "preset", "widget", "touch"][..],
+        ),
+        ("/app/webhooks", &["endpoint", "reveal"][..]),
+        ("/app/sources", &["widget"][..]),
+    ];
+    for (path, params) in pages {
+        for param in params {
+            for value in values {
+                let url = format!("{path}?{param}={value}");
+                let page = owner.get(&url).await;
+                assert!(
+                    page.status.as_u16() < 500,
+                    "{url}: {} {}",
+                    page.status,
+                    page.body
+                );
+            }
+        }
+        let both = format!("{path}?from=9999-12-31&to=9999-12-31");
+        assert!(owner.get(&both).await.status.as_u16() < 500, "{both}");
+    }
 }
 
 async fn settings_and_widgets_refuse_bad_input_keeping_what_was_typed(db: TestDb) {
@@ -700,6 +927,9 @@ async fn state_of(app: &TestApp, key: &str, org: &leadtrail::domain::ids::OrgId)
             u.id, u.email, u.role, u.password_hash
         ));
     }
+    for i in store.pending_invites(org).await.unwrap() {
+        seen.push(format!("invite {} {:?} {}", i.email, i.role, i.expires_at));
+    }
     let pool = sqlx::AnyPool::connect(app.database_url()).await.unwrap();
     for table in ["invites", "sessions"] {
         let sql = format!("SELECT COUNT(*) AS n FROM {table}");
@@ -734,6 +964,7 @@ const MUTATING_ROUTES: &[&str] = &[
     "/app/widgets/{version}",
     "/app/settings",
     "/app/team/invite",
+    "/app/team/invites/revoke",
     "/app/team/{id}/reset",
     "/app/team/{id}/remove",
     "/app/leads/{id}/source",
@@ -826,6 +1057,18 @@ async fn a_viewer_can_change_nothing_through_any_dashboard_route(db: TestDb) {
         .unwrap()
         .unwrap()
         .id;
+    // A link waiting for the address the forms name, for the revoke route to withdraw.
+    let week = leadtrail::store::now_ms() + 7 * 24 * 3600 * 1000;
+    store
+        .create_invite(
+            &org,
+            "new@acme.example",
+            leadtrail::domain::user::Role::Viewer,
+            "pending-link-digest",
+            week,
+        )
+        .await
+        .unwrap();
     let fill = |route: &str| {
         route
             .replace("{widget}", "01")
@@ -1067,8 +1310,14 @@ on_both_backends!(
     signed_out_pages_send_you_to_log_in_and_back,
     session_cookies_are_http_only_lax_and_secure_behind_https,
     login_attempts_are_rate_limited_per_account,
+    successful_logins_are_never_throttled,
+    an_https_deployment_marks_cookies_secure_and_sends_hsts,
+    links_use_the_public_base_url_not_the_host_header,
+    no_query_string_makes_a_page_fail,
     a_login_post_without_the_form_token_is_refused,
     another_tenants_dashboard_objects_are_not_found,
     an_owner_invites_a_member_with_a_link_that_works_once,
     a_reset_ends_the_members_sessions,
+    a_removed_member_cannot_come_back_through_an_earlier_link,
+    unused_links_are_listed_replaced_and_revocable,
 );

@@ -8,7 +8,9 @@ use crate::common::TestDb;
 use leadtrail::config::Config;
 use leadtrail::server;
 
-pub const ADMIN_TOKEN: &str = "test-operator-token";
+pub const ADMIN_TOKEN: &str = "test-operator-token-0123456789abcdef";
+/// What a Prometheus scraper sends for `/metrics`.
+pub const METRICS_TOKEN: &str = "test-metrics-token-0123456789abcdef";
 
 pub struct TestApp {
     pub base: String,
@@ -42,8 +44,14 @@ impl TestApp {
     }
 
     async fn start(db: TestDb, adjust: impl FnOnce(&mut Config), demo: bool) -> TestApp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
         let mut config = Config::with_database(db.url()).expect("config");
         config.admin_token = Some(ADMIN_TOKEN.to_owned());
+        config.metrics_token = Some(METRICS_TOKEN.to_owned());
+        config.public_base_url = base.clone();
         adjust(&mut config);
         let service = server::prepare(config).await.expect("prepare");
         if demo {
@@ -51,10 +59,6 @@ impl TestApp {
                 .await
                 .expect("demo seed");
         }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(server::serve(service, listener, async move {
             let _ = rx.await;

@@ -18,6 +18,7 @@ mod outcomes;
 mod qr;
 mod receiver;
 mod reports;
+mod slow_clients;
 mod sources;
 mod webhook_isolation;
 mod webhooks;

@@ -412,6 +412,7 @@ async fn late_deliveries_show_in_the_metrics_per_endpoint(db: TestDb) {
         let text = app
             .client
             .get(format!("{}/metrics", app.base))
+            .bearer_auth(crate::helpers::METRICS_TOKEN)
             .send()
             .await
             .unwrap()

@@ -1,6 +1,7 @@
 //! Logging in and out, and setting a password from a one-time invite link.
 
 use std::sync::LazyLock;
+use std::time::Instant;
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -50,6 +51,7 @@ fn safe_next(next: Option<&str>) -> String {
 /// A page with a form that posts without a session: the double-submit token is set (or kept)
 /// as a cookie and echoed in the form.
 fn anonymous_form(
+    state: &AppState,
     headers: &HeaderMap,
     status: StatusCode,
     mut page: LoginPage,
@@ -59,7 +61,12 @@ fn anonymous_form(
         .map_or_else(new_secret_token, str::to_owned);
     page.csrf = token.clone();
     let mut response = render_status(status, &page)?;
-    if let Ok(v) = HeaderValue::from_str(&set_cookie(headers, LOGIN_CSRF_COOKIE, &token, 3600)) {
+    if let Ok(v) = HeaderValue::from_str(&set_cookie(
+        state.config.secure_cookies,
+        LOGIN_CSRF_COOKIE,
+        &token,
+        3600,
+    )) {
         response.headers_mut().append(SET_COOKIE, v);
     }
     Ok(response)
@@ -92,6 +99,7 @@ pub async fn show_login(
         return Ok((StatusCode::SEE_OTHER, [(LOCATION, next)]).into_response());
     }
     anonymous_form(
+        &state,
         &headers,
         StatusCode::OK,
         login_page(next, String::new(), None),
@@ -116,12 +124,7 @@ async fn password_matches(user: Option<&User>, password: String) -> bool {
 }
 
 /// Starts a session: a fresh token every time (no fixation), the login token cleared.
-async fn start_session(
-    state: &AppState,
-    headers: &HeaderMap,
-    user: &User,
-    next: String,
-) -> Result<Response, PageError> {
+async fn start_session(state: &AppState, user: &User, next: String) -> Result<Response, PageError> {
     let token = new_secret_token();
     let max_age = SESSION_DAYS * 24 * 3600;
     state
@@ -135,8 +138,8 @@ async fn start_session(
         .await?;
     let mut response = (StatusCode::SEE_OTHER, [(LOCATION, next)]).into_response();
     for value in [
-        set_cookie(headers, SESSION_COOKIE, &token, max_age),
-        set_cookie(headers, LOGIN_CSRF_COOKIE, "", 0),
+        set_cookie(state.config.secure_cookies, SESSION_COOKIE, &token, max_age),
+        set_cookie(state.config.secure_cookies, LOGIN_CSRF_COOKIE, "", 0),
     ] {
         if let Ok(v) = HeaderValue::from_str(&value) {
             response.headers_mut().append(SET_COOKIE, v);
@@ -155,10 +158,11 @@ pub async fn login(
 ) -> Result<Response, PageError> {
     let email = form.text("email").trim().to_lowercase();
     let next = safe_next(form.get("next"));
-    if let Err(wait) = state.login_limits.check(peer, &email) {
-        let seconds = wait.as_secs().max(1);
+    if let Err(wait) = state.login_limits.check(peer, &email, Instant::now()) {
+        let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
         let error = format!("Too many attempts. Try again in {seconds} seconds.");
         let mut response = anonymous_form(
+            &state,
             &headers,
             StatusCode::TOO_MANY_REQUESTS,
             login_page(next, email, Some(error)),
@@ -172,9 +176,12 @@ pub async fn login(
     if password_matches(user.as_ref(), form.text("password").to_owned()).await
         && let Some(user) = user
     {
-        return start_session(&state, &headers, &user, next).await;
+        state.login_limits.succeeded(peer, &email);
+        return start_session(&state, &user, next).await;
     }
+    state.login_limits.failed(peer, &email, Instant::now());
     anonymous_form(
+        &state,
         &headers,
         StatusCode::UNAUTHORIZED,
         login_page(
@@ -187,12 +194,16 @@ pub async fn login(
 
 pub async fn logout(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Submitted { session, .. }: Submitted,
 ) -> Result<Response, PageError> {
     state.store.delete_session(&session.token_digest).await?;
     let mut response = (StatusCode::SEE_OTHER, [(LOCATION, "/login")]).into_response();
-    if let Ok(v) = HeaderValue::from_str(&set_cookie(&headers, SESSION_COOKIE, "", 0)) {
+    if let Ok(v) = HeaderValue::from_str(&set_cookie(
+        state.config.secure_cookies,
+        SESSION_COOKIE,
+        "",
+        0,
+    )) {
         response.headers_mut().append(SET_COOKIE, v);
     }
     Ok(response)
@@ -233,7 +244,12 @@ pub async fn show_invite(
         .invite(&api_key_digest(&token))
         .await?
         .ok_or_else(invite_gone)?;
-    anonymous_form(&headers, StatusCode::OK, invite_page(&token, &invite, None))
+    anonymous_form(
+        &state,
+        &headers,
+        StatusCode::OK,
+        invite_page(&token, &invite, None),
+    )
 }
 
 pub async fn accept_invite(
@@ -251,6 +267,7 @@ pub async fn accept_invite(
         Ok(hash) => hash,
         Err(e) => {
             return anonymous_form(
+                &state,
                 &headers,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 invite_page(&token, &invite, Some(e.message)),
@@ -262,7 +279,7 @@ pub async fn accept_invite(
         Err(crate::store::StoreError::NotFound) => return Err(invite_gone()),
         Err(e) => return Err(e.into()),
     };
-    start_session(&state, &headers, &user, "/app/sources".into()).await
+    start_session(&state, &user, "/app/sources".into()).await
 }
 
 /// `/app` itself: the first tab.

@@ -212,21 +212,6 @@ pub fn refusal(err: StoreError) -> Result<String, PageError> {
     }
 }
 
-/// Where the browser reached this service (scheme and host), for links and snippets shown to
-/// the user: the embed snippet, invite links.
-pub fn origin(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    let scheme = if super::session::is_https(headers) {
-        "https"
-    } else {
-        "http"
-    };
-    format!("{scheme}://{host}")
-}
-
 impl From<StoreError> for PageError {
     fn from(e: StoreError) -> Self {
         match e {

@@ -5,15 +5,11 @@
 //! form as `_csrf` and compared in constant time; a cross-site `Origin` is refused as well.
 
 use std::net::{IpAddr, SocketAddr};
-use std::num::NonZeroU32;
-use std::time::Duration;
 
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::header::{COOKIE, HOST, ORIGIN};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::page::PageError;
 use crate::domain::ids::OrgId;
@@ -40,19 +36,10 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .find_map(|(k, v)| (k == name).then_some(v))
 }
 
-/// Whether the browser reached us over https: we terminate plain http ourselves, so only a
-/// proxy's `X-Forwarded-Proto` can say so.
-pub fn is_https(headers: &HeaderMap) -> bool {
-    headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|p| p.eq_ignore_ascii_case("https"))
-}
-
-/// `Set-Cookie` for a dashboard cookie. `Secure` whenever the browser reached us over https
-/// (directly or through a proxy that says so), so plain-http local use still works.
-pub fn set_cookie(headers: &HeaderMap, name: &str, value: &str, max_age_s: i64) -> String {
-    let secure = is_https(headers);
+/// `Set-Cookie` for a dashboard cookie. `Secure` when the operator says the service is reached
+/// over https (`secure_cookies`), so plain-http local use still works; a request header that
+/// anyone can send does not decide it.
+pub fn set_cookie(secure: bool, name: &str, value: &str, max_age_s: i64) -> String {
     format!(
         "{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_s}{}",
         if secure { "; Secure" } else { "" }
@@ -272,42 +259,5 @@ impl FromRequest<AppState> for AnonymousForm {
             headers: parts.headers,
             peer,
         })
-    }
-}
-
-/// Password guessing is slowed per client address and per account, so neither one busy
-/// attacker nor many addresses aimed at one mailbox get far.
-pub struct LoginLimits {
-    per_ip: DefaultKeyedRateLimiter<IpAddr>,
-    per_email: DefaultKeyedRateLimiter<String>,
-}
-
-impl Default for LoginLimits {
-    fn default() -> Self {
-        let per_minute = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
-        Self {
-            per_ip: RateLimiter::keyed(per_minute(20)),
-            per_email: RateLimiter::keyed(per_minute(5)),
-        }
-    }
-}
-
-impl LoginLimits {
-    /// `Err(wait)` when this attempt must be refused without checking the password.
-    pub fn check(&self, ip: Option<IpAddr>, email: &str) -> Result<(), Duration> {
-        let now = DefaultClock::default().now();
-        if let Some(ip) = ip {
-            self.per_ip
-                .check_key(&ip)
-                .map_err(|n| n.wait_time_from(now))?;
-        }
-        self.per_email
-            .check_key(&email.to_lowercase())
-            .map_err(|n| n.wait_time_from(now))
-    }
-
-    pub fn retain_recent(&self) {
-        self.per_ip.retain_recent();
-        self.per_email.retain_recent();
     }
 }

@@ -2,11 +2,10 @@
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::page::{Chrome, PageError, Tab, origin, render, render_status, see_other};
+use super::page::{Chrome, PageError, Tab, render, render_status, see_other};
 use super::session::{OwnerForm, Session, Submitted};
 use crate::domain::keys::{api_key_digest, new_secret_token};
 use crate::domain::user::{Email, Role};
@@ -23,11 +22,20 @@ pub struct Member {
     pub is_me: bool,
 }
 
+/// A link sent and not used yet.
+pub struct Pending {
+    pub email: String,
+    pub role: &'static str,
+    pub expires: String,
+}
+
 #[derive(Template)]
 #[template(path = "team.html")]
 pub struct TeamPage {
     pub chrome: Chrome,
     pub members: Vec<Member>,
+    /// Links not used yet; owners only (they carry no secret, but only owners act on them).
+    pub pending: Vec<Pending>,
     pub link: Option<String>,
     pub link_email: String,
     pub error: Option<String>,
@@ -41,12 +49,17 @@ async fn page(
 ) -> Result<TeamPage, PageError> {
     let organization = state.store.organization(session.org()).await?;
     let users = state.store.users(session.org()).await?;
+    let pending = if session.role().manages_team() {
+        state.store.pending_invites(session.org()).await?
+    } else {
+        Vec::new()
+    };
     let (link, link_email) = match link {
         Some((l, e)) => (Some(l), e),
         None => (None, String::new()),
     };
     Ok(TeamPage {
-        chrome: Chrome::new(session, organization.name, Tab::Team),
+        chrome: Chrome::new(session, organization.name.clone(), Tab::Team),
         members: users
             .into_iter()
             .map(|u| Member {
@@ -55,6 +68,14 @@ async fn page(
                 role: u.role.label(),
                 id: u.id,
                 email: u.email,
+            })
+            .collect(),
+        pending: pending
+            .into_iter()
+            .map(|p| Pending {
+                expires: organization.time_zone.format(p.expires_at),
+                role: p.role.label(),
+                email: p.email,
             })
             .collect(),
         link,
@@ -68,11 +89,11 @@ pub async fn show(State(state): State<AppState>, session: Session) -> Result<Res
 }
 
 /// A one-time link: the token for the URL, and its digest and expiry for the store.
-fn new_link(headers: &HeaderMap) -> (String, String, i64) {
+fn new_link(state: &AppState) -> (String, String, i64) {
     let token = new_secret_token();
     let expires = now_ms() + INVITE_DAYS * 24 * 3600 * 1000;
     (
-        format!("{}/invite/{token}", origin(headers)),
+        format!("{}/invite/{token}", state.config.public_base_url),
         api_key_digest(&token),
         expires,
     )
@@ -81,7 +102,6 @@ fn new_link(headers: &HeaderMap) -> (String, String, i64) {
 /// The link is shown in the answer to the post itself (never in a URL or a cookie).
 pub async fn invite(
     State(state): State<AppState>,
-    headers: HeaderMap,
     OwnerForm(Submitted { session, form }): OwnerForm,
 ) -> Result<Response, PageError> {
     let parsed = Email::parse("email", form.text("email"))
@@ -93,7 +113,7 @@ pub async fn invite(
             return render_status(StatusCode::UNPROCESSABLE_ENTITY, &page);
         }
     };
-    let (link, digest, expires) = new_link(&headers);
+    let (link, digest, expires) = new_link(&state);
     match state
         .store
         .create_invite(session.org(), email.as_str(), role, &digest, expires)
@@ -112,7 +132,6 @@ pub async fn invite(
 
 pub async fn reset(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(user_id): Path<String>,
     OwnerForm(Submitted { session, .. }): OwnerForm,
 ) -> Result<Response, PageError> {
@@ -122,7 +141,7 @@ pub async fn reset(
             "You cannot reset your own access from here.",
         ));
     }
-    let (link, digest, expires) = new_link(&headers);
+    let (link, digest, expires) = new_link(&state);
     let user = state
         .store
         .reset_user_access(session.org(), &user_id, &digest, expires)
@@ -147,4 +166,23 @@ pub async fn remove(
         "/app/team",
         &format!("Removed {}; their sessions have ended.", user.email),
     ))
+}
+
+/// Withdraws the unused link for an address; it stops working at once.
+pub async fn revoke(
+    State(state): State<AppState>,
+    OwnerForm(Submitted { session, form }): OwnerForm,
+) -> Result<Response, PageError> {
+    let email = form.text("email").trim().to_lowercase();
+    match state.store.revoke_invite(session.org(), &email).await {
+        Ok(()) => Ok(see_other(
+            "/app/team",
+            &format!("Revoked the link for {email}; it no longer works."),
+        )),
+        Err(StoreError::NotFound) => Err(PageError::new(
+            StatusCode::NOT_FOUND,
+            "There is no unused link for that address.",
+        )),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -4,14 +4,12 @@
 use crate::domain::time_zone::OrgTimeZone;
 use askama::Template;
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::page::{
-    Chrome, PageError, Tab, humanize, origin, refusal, render, render_status, see_other,
-};
+use super::page::{Chrome, PageError, Tab, humanize, refusal, render, render_status, see_other};
 use super::session::{EditorForm, Session, Submitted};
 use crate::domain::organization::{BrandColor, OrgName, SiteUrl};
 use crate::domain::self_report::SelfReportSetting;
@@ -57,21 +55,19 @@ struct Refused {
 pub async fn show_widgets(
     State(state): State<AppState>,
     session: Session,
-    headers: HeaderMap,
 ) -> Result<Response, PageError> {
-    render(&widgets_page(&state, &session, &headers, None).await?)
+    render(&widgets_page(&state, &session, None).await?)
 }
 
 async fn widgets_page(
     state: &AppState,
     session: &Session,
-    headers: &HeaderMap,
     refused: Option<Refused>,
 ) -> Result<WidgetsPage, PageError> {
     let org = session.org();
     let organization = state.store.organization(org).await?;
     let widgets = state.store.widgets(org).await?;
-    let origin = origin(headers);
+    let origin = &state.config.public_base_url;
     let (mut new_name, mut new_site_url, mut new_error) = (String::new(), String::new(), None);
     let mut card_error = None;
     if let Some(r) = refused {
@@ -121,7 +117,6 @@ async fn widgets_page(
 
 pub async fn create_widget(
     State(state): State<AppState>,
-    headers: HeaderMap,
     EditorForm(Submitted { session, form }): EditorForm,
 ) -> Result<Response, PageError> {
     let (name, site_url) = (form.text("name"), form.text("site_url").trim());
@@ -152,7 +147,7 @@ pub async fn create_widget(
                 site_url: site_url.to_owned(),
                 message: refusal(e)?,
             };
-            let page = widgets_page(&state, &session, &headers, Some(refused)).await?;
+            let page = widgets_page(&state, &session, Some(refused)).await?;
             render_status(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }
     }
@@ -160,7 +155,6 @@ pub async fn create_widget(
 
 pub async fn update_widget(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(version): Path<String>,
     EditorForm(Submitted { session, form }): EditorForm,
 ) -> Result<Response, PageError> {
@@ -200,7 +194,7 @@ pub async fn update_widget(
                 site_url: site_url.to_owned(),
                 message: refusal(e)?,
             };
-            let page = widgets_page(&state, &session, &headers, Some(refused)).await?;
+            let page = widgets_page(&state, &session, Some(refused)).await?;
             render_status(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }
     }
