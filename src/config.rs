@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::domain::tier::TierLimits;
 use crate::domain::tracking_url::OpenParameter;
+use crate::http::client_ip::TrustedProxies;
 use crate::webhooks::target::{AllowedPorts, TargetPolicy};
 
 /// The commented defaults that `leadtrail default-config` prints.
@@ -38,6 +39,8 @@ pub struct Config {
     pub header_read_timeout: Duration,
     pub request_timeout: Duration,
     pub max_connections: usize,
+    /// Reverse proxies whose forwarding headers name the client.
+    pub trusted_proxies: TrustedProxies,
     pub allow_private_webhook_targets: bool,
     pub webhook_retry_schedule: Vec<Duration>,
     pub capture_rate_limit: u32,
@@ -87,6 +90,7 @@ pub struct ConfigLayer {
     pub header_read_timeout: Option<String>,
     pub request_timeout: Option<String>,
     pub max_connections: Option<usize>,
+    pub trusted_proxies: Option<String>,
     pub allow_private_webhook_targets: Option<bool>,
     pub webhook_retry_schedule: Option<String>,
     pub capture_rate_limit: Option<u32>,
@@ -118,6 +122,7 @@ impl ConfigLayer {
             header_read_timeout: self.header_read_timeout.or(under.header_read_timeout),
             request_timeout: self.request_timeout.or(under.request_timeout),
             max_connections: self.max_connections.or(under.max_connections),
+            trusted_proxies: self.trusted_proxies.or(under.trusted_proxies),
             allow_private_webhook_targets: self
                 .allow_private_webhook_targets
                 .or(under.allow_private_webhook_targets),
@@ -224,6 +229,8 @@ impl Config {
             )?)?,
             request_timeout: parse_duration(&need(l.request_timeout, "request_timeout")?)?,
             max_connections: at_least_one(l.max_connections, "max_connections")?,
+            trusted_proxies: TrustedProxies::parse(l.trusted_proxies.as_deref().unwrap_or(""))
+                .map_err(|e| ConfigError(format!("trusted_proxies: {e}")))?,
             database_url: need(l.database_url, "database_url")?,
             admin_token: secret_token(l.admin_token, "admin_token")?,
             metrics_token: secret_token(l.metrics_token, "metrics_token")?,

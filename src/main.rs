@@ -106,6 +106,9 @@ struct Settings {
     request_timeout: Option<String>,
     #[arg(long, env = "LEADTRAIL_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
+    /// Reverse proxies (CIDRs) whose X-Forwarded-For / Forwarded headers are believed.
+    #[arg(long, env = "LEADTRAIL_TRUSTED_PROXIES")]
+    trusted_proxies: Option<String>,
     #[arg(long, env = "LEADTRAIL_ALLOW_PRIVATE_WEBHOOK_TARGETS")]
     allow_private_webhook_targets: Option<bool>,
     #[arg(long, env = "LEADTRAIL_WEBHOOK_RETRY_SCHEDULE")]
@@ -155,6 +158,7 @@ impl Settings {
             header_read_timeout: self.header_read_timeout,
             request_timeout: self.request_timeout,
             max_connections: self.max_connections,
+            trusted_proxies: self.trusted_proxies,
             allow_private_webhook_targets: self.allow_private_webhook_targets,
             webhook_retry_schedule: self.webhook_retry_schedule,
             capture_rate_limit: self.capture_rate_limit,

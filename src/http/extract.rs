@@ -1,10 +1,9 @@
 //! Extractors that turn a request into parsed values or an `ApiError` in our JSON shape.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -177,10 +176,7 @@ pub fn guarded_bearer(
     if tokens_match(token, expected) {
         return Ok(());
     }
-    let peer = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+    let peer = super::client_ip::of(&parts.extensions);
     let now = Instant::now();
     if let Err(wait) = state.token_failures.check(peer, now) {
         return Err(TooManyRequests(wait).into());

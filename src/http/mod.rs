@@ -3,6 +3,7 @@
 pub mod api;
 pub mod backoff;
 pub mod capture;
+pub mod client_ip;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
@@ -91,6 +92,10 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.config.request_timeout,
             listen::request_deadline,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            client_ip::remember_client,
         ))
         .layer(middleware::from_fn(telemetry::track_http))
         .layer(TraceLayer::new_for_http())

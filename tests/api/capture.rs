@@ -502,6 +502,81 @@ async fn the_public_endpoints_are_rate_limited_per_ip_with_retry_after(db: TestD
     assert!(retry_after.unwrap().parse::<u64>().unwrap() >= 1);
 }
 
+/// Behind a trusted reverse proxy each visitor has their own allowance (an IPv6 visitor is
+/// their /64); without one, forwarding headers are just text and change nothing.
+async fn limits_key_on_the_client_a_trusted_proxy_names_and_its_64(db: TestDb) {
+    let behind_proxy = TestApp::spawn_with(db, |c| {
+        c.capture_rate_limit = 1;
+        c.trusted_proxies = leadtrail::http::client_ip::TrustedProxies::parse("127.0.0.1").unwrap();
+    })
+    .await;
+    let org = behind_proxy.create_org("starter").await;
+    let pk = public_key(&org);
+    let visit = |app: &TestApp, forwarded_for: &'static str| {
+        let req = app
+            .client
+            .post(format!("{}/c/v1/visits", app.base))
+            .header("x-forwarded-for", forwarded_for)
+            .json(&json!({"public_key": pk}));
+        async move { req.send().await.unwrap().status() }
+    };
+    assert_eq!(
+        visit(&behind_proxy, "198.51.100.1").await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        visit(&behind_proxy, "198.51.100.1").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        visit(&behind_proxy, "198.51.100.2").await,
+        StatusCode::NO_CONTENT
+    );
+    // A forged first entry does not help: the proxy appended the real address after it.
+    assert_eq!(
+        visit(&behind_proxy, "192.0.2.99, 198.51.100.1").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        visit(&behind_proxy, "2001:db8:0:1::1").await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        visit(&behind_proxy, "2001:db8:0:1::2").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        visit(&behind_proxy, "2001:db8:0:2::1").await,
+        StatusCode::NO_CONTENT
+    );
+}
+
+async fn forwarding_headers_from_an_untrusted_peer_change_nothing(db: TestDb) {
+    let app = TestApp::spawn_with(db, |c| c.capture_rate_limit = 1).await;
+    let org = app.create_org("starter").await;
+    let pk = public_key(&org);
+    let mut statuses = Vec::new();
+    for forwarded_for in ["198.51.100.1", "198.51.100.2", "198.51.100.3"] {
+        let res = app
+            .client
+            .post(format!("{}/c/v1/visits", app.base))
+            .header("x-forwarded-for", forwarded_for)
+            .json(&json!({"public_key": pk}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(res.status());
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::NO_CONTENT,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+}
+
 async fn any_site_may_call_the_capture_endpoints(db: TestDb) {
     let app = TestApp::spawn(db).await;
     let res = app
@@ -624,6 +699,8 @@ on_both_backends!(
     an_unknown_public_key_is_404,
     the_honeypot_answers_like_success_and_stores_nothing,
     the_public_endpoints_are_rate_limited_per_ip_with_retry_after,
+    limits_key_on_the_client_a_trusted_proxy_names_and_its_64,
+    forwarding_headers_from_an_untrusted_peer_change_nothing,
     any_site_may_call_the_capture_endpoints,
     widget_js_is_served_with_caching_and_the_open_parameter,
     leads_are_listed_newest_first_with_filters_and_cursor_pages,

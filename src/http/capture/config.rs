@@ -2,6 +2,7 @@
 //! brand colour (with a text colour that reads on it) and the "How did you hear about us?"
 //! question. Public, like the embed snippet's key; cached by browsers for five minutes.
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::header::CACHE_CONTROL;
@@ -13,6 +14,7 @@ use crate::domain::organization::BrandColor;
 use crate::domain::self_report::SelfReportSetting;
 use crate::domain::widget::WidgetVersion;
 use crate::http::AppState;
+use crate::http::client_ip::ClientIp;
 use crate::http::error::ApiError;
 use crate::store::StoreError;
 
@@ -32,9 +34,10 @@ struct WidgetConfig {
 
 pub async fn widget_config(
     State(state): State<AppState>,
+    client: Option<Extension<ClientIp>>,
     Query(q): Query<ConfigQuery>,
 ) -> Result<Response, ApiError> {
-    let org = organization(&state, &q.public_key).await?;
+    let org = organization(&state, &q.public_key, client).await?;
     let organization = state.store.organization(&org).await?;
     let color = BrandColor::parse(&organization.brand_color).map_err(ApiError::internal)?;
     // A snippet naming a widget the organization does not have gets Primary's settings, as

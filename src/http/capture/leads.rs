@@ -1,5 +1,6 @@
 //! `POST /c/v1/leads` (step 1) and `PATCH /c/v1/leads/{id}` (steps 2–4).
 
+use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -19,6 +20,7 @@ use crate::domain::lead::{
 };
 use crate::domain::widget::WidgetVersion;
 use crate::http::AppState;
+use crate::http::client_ip::ClientIp;
 use crate::http::error::ApiError;
 use crate::store::{
     CaptureCommand, CaptureRefusal, CaptureReply, FirstTouch, HeardAbout, Idempotency, NewLead,
@@ -228,11 +230,12 @@ pub(crate) fn write_failed(e: WriteError) -> ApiError {
 
 pub async fn create_lead(
     State(state): State<AppState>,
+    client: Option<Extension<ClientIp>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let (body, raw) = parse_body::<CreateLeadBody>(body)?;
-    let org = organization(&state, &body.public_key).await?;
+    let org = organization(&state, &body.public_key, client).await?;
     let address = body.address.parse()?;
     if body.company_website.is_some_and(|v| !v.trim().is_empty()) {
         // A bot filled the hidden field: answer like a success so it learns nothing, store nothing.

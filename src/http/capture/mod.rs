@@ -9,12 +9,10 @@ pub mod public_keys;
 mod visits;
 pub mod widget_js;
 
-use std::net::SocketAddr;
-
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -23,6 +21,7 @@ use serde::de::DeserializeOwned;
 use tower_http::cors::{Any, CorsLayer};
 
 use super::AppState;
+use super::client_ip;
 use super::error::ApiError;
 
 /// Largest body the public endpoints accept.
@@ -63,14 +62,10 @@ async fn preflight() -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-async fn limit_by_ip(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request,
-    next: Next,
-) -> Response {
+async fn limit_by_ip(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if request.method() != Method::OPTIONS
-        && let Err(limited) = state.limits.check_ip(peer.ip())
+        && let Some(ip) = client_ip::of(request.extensions())
+        && let Err(limited) = state.limits.check_ip(ip)
     {
         return limited.into_response();
     }

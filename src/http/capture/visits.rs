@@ -1,5 +1,6 @@
 //! `POST /c/v1/visits`: one beacon per page view.
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
@@ -12,6 +13,7 @@ use crate::domain::attribution::Utm;
 use crate::domain::ids::OrgId;
 use crate::domain::widget::WidgetVersion;
 use crate::http::AppState;
+use crate::http::client_ip::ClientIp;
 use crate::http::error::ApiError;
 use crate::store::{NewVisit, now_ms};
 
@@ -42,10 +44,11 @@ pub(super) fn bounded(value: Option<String>, max: usize) -> Option<String> {
 
 pub async fn record_visit(
     State(state): State<AppState>,
+    client: Option<Extension<ClientIp>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let (body, _) = parse_body::<VisitBody>(body)?;
-    let org = organization(&state, &body.public_key).await?;
+    let org = organization(&state, &body.public_key, client).await?;
     let visit = NewVisit {
         org,
         embedding: body.widget.as_deref().and_then(WidgetVersion::parse),
@@ -68,7 +71,11 @@ pub async fn record_visit(
 }
 
 /// The organization behind an embed snippet's public key, within its rate limit.
-pub(super) async fn organization(state: &AppState, public_key: &str) -> Result<OrgId, ApiError> {
+pub(super) async fn organization(
+    state: &AppState,
+    public_key: &str,
+    client: Option<Extension<ClientIp>>,
+) -> Result<OrgId, ApiError> {
     let org = state
         .public_keys
         .resolve(&state.store, public_key)
@@ -80,6 +87,6 @@ pub(super) async fn organization(state: &AppState, public_key: &str) -> Result<O
                 "no organization has this public key; check the embed snippet",
             )
         })?;
-    state.limits.check_org(&org)?;
+    state.limits.check_org(&org, client.map(|c| c.0.0))?;
     Ok(org)
 }

@@ -4,9 +4,9 @@
 //! table cannot be replayed as cookies. Each session has its own CSRF token, carried by every
 //! form as `_csrf` and compared in constant time; a cross-site `Origin` is refused as well.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::{COOKIE, HOST, ORIGIN};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
@@ -241,10 +241,7 @@ impl FromRequest<AppState> for AnonymousForm {
     type Rejection = PageError;
 
     async fn from_request(req: Request, _state: &AppState) -> Result<Self, Self::Rejection> {
-        let peer = req
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
+        let peer = crate::http::client_ip::of(req.extensions());
         if !same_origin(req.headers()) {
             return Err(csrf_refused());
         }
