@@ -98,7 +98,7 @@ pub fn router(state: AppState) -> Router {
             client_ip::remember_client,
         ))
         .layer(middleware::from_fn(telemetry::track_http))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal("a request handler panicked").into_response()
         }));
@@ -112,6 +112,16 @@ pub fn router(state: AppState) -> Router {
         router
     };
     router.with_state(state)
+}
+
+/// The span of a request names its route template (`/invite/{token}`), never the path itself:
+/// paths carry one-time tokens and ids that have no place in a log.
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("(no route)", |m| m.as_str());
+    tracing::debug_span!("request", method = %req.method(), route)
 }
 
 /// Unknown paths answer in the caller's language: an HTML page under the dashboard, the JSON
