@@ -65,7 +65,8 @@ enum RollupsCommand {
 #[derive(Subcommand)]
 enum UserCommand {
     /// Add a dashboard user to an organization. The password is read from the first line of
-    /// standard input (never from a flag, which would land in shell history).
+    /// standard input (never from a flag, which would land in shell history); an address that
+    /// already has a login joins the organization and keeps its own password.
     Add {
         #[command(flatten)]
         settings: Settings,

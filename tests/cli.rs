@@ -165,7 +165,7 @@ fn user_add_creates_a_login_with_the_password_from_standard_input() {
             "ops@acme.example",
             "viewer",
             "a long enough password",
-            "already exists",
+            "already a member",
         ),
         (
             "other@acme.example",

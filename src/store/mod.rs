@@ -34,7 +34,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-pub use accounts::{Invite, PendingInvite, SessionRecord, User};
+pub use accounts::{Invite, Membership, PendingInvite, SessionRecord, User};
 pub use capture::{
     CaptureCommand, CaptureRefusal, CaptureReply, CaptureResult, FirstTouch, HeardAbout,
     Idempotency, LeadCreated, NewLead, StepRecorded, StepUpdate,
@@ -92,6 +92,14 @@ pub enum Conflict {
     PrimaryWidgetImmutable(String),
     #[error("a user with this email already exists")]
     DuplicateEmail,
+    #[error("that address is already a member of this organization")]
+    AlreadyMember,
+    #[error(
+        "this address already has a leadtrail login: log in with it, then open this link again to join"
+    )]
+    LoginExists,
+    #[error("this link is for another address than the one you are logged in with")]
+    InviteForAnotherLogin,
     #[error("the organization's last owner cannot be removed")]
     LastOwner,
     #[error("this organization already has {limit} webhook endpoints; delete one to add another")]

@@ -518,13 +518,20 @@ async fn a_removed_member_cannot_come_back_through_an_earlier_link(db: TestDb) {
     let first = invite_path(&page.body);
     member.get(&first).await;
     member.post(&first, &[("password", PASSWORD)]).await;
-    // Reset (link L), then removal before L is used.
+    assert_eq!(member.get("/app/leads").await.status, StatusCode::OK);
+    // A reset (link L): the member is out at once, listed only as a link waiting.
     let team = owner.get("/app/team").await;
     let reset = owner.post(&member_action(&team.body, "reset"), &[]).await;
     let link = invite_path(&reset.body);
+    assert_eq!(member.get("/app/leads").await.status, StatusCode::SEE_OTHER);
     let team = owner.get("/app/team").await;
-    let removed = owner.post(&member_action(&team.body, "remove"), &[]).await;
-    assert_eq!(removed.status, StatusCode::SEE_OTHER);
+    assert!(!team.body.contains("/reset\""), "{}", team.body);
+    assert!(team.body.contains("Links not used yet"), "{}", team.body);
+    // The owner decides they should not come back: revoking L closes the last way in.
+    let revoked = owner
+        .post("/app/team/invites/revoke", &[("email", "m@acme.example")])
+        .await;
+    assert_eq!(revoked.status, StatusCode::SEE_OTHER);
 
     let mut attacker = Visitor::new(&app);
     assert_eq!(attacker.get(&link).await.status, StatusCode::NOT_FOUND);
@@ -538,10 +545,109 @@ async fn a_removed_member_cannot_come_back_through_an_earlier_link(db: TestDb) {
     );
     let login = attacker.log_in("m@acme.example", PASSWORD).await;
     assert_eq!(login.status, StatusCode::UNAUTHORIZED);
-    // Neither a member row (with its actions) nor a waiting link is left.
     let team = owner.get("/app/team").await;
     assert!(!team.body.contains("/reset\""), "{}", team.body);
     assert!(!team.body.contains("Links not used yet"), "{}", team.body);
+}
+
+/// One login in two organizations: invited with its existing address, it joins while logged
+/// in (choosing a password through the link is refused), switches between them with each
+/// membership's role, and the inviting owner never learns whether the address had a login.
+async fn one_login_joins_a_second_organization_and_switches(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    org_with_owner(&app, "owner@acme.example").await;
+    // A second organization with its own owner.
+    let (status, body) = app
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/organizations",
+            Some(ADMIN_TOKEN),
+            Some(&json!({
+                "name": "Bravo Gutters", "tier": "starter",
+                "website_url": "https://bravo.example/", "brand_color": "#000000",
+                "owner_email": "boss@bravo.example", "owner_password": PASSWORD,
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let mut boss = Visitor::new(&app);
+    boss.log_in("boss@bravo.example", PASSWORD).await;
+    boss.get("/app/team").await;
+    let invited = boss
+        .post(
+            "/app/team/invite",
+            &[("email", "owner@acme.example"), ("role", "viewer")],
+        )
+        .await;
+    // The same answer as for any new address: nothing about a login elsewhere.
+    assert_eq!(invited.status, StatusCode::OK, "{}", invited.body);
+    let link = invite_path(&invited.body);
+
+    // Not logged in: setting a password through the link is refused.
+    let mut stranger = Visitor::new(&app);
+    stranger.get(&link).await;
+    let refused = stranger
+        .post(&link, &[("password", "another password!")])
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert!(refused.body.contains("log in"), "{}", refused.body);
+    let login = stranger
+        .log_in("owner@acme.example", "another password!")
+        .await;
+    assert_eq!(login.status, StatusCode::UNAUTHORIZED);
+
+    // Logged in as that address: one button joins.
+    let mut owner = Visitor::new(&app);
+    owner.log_in("owner@acme.example", PASSWORD).await;
+    let page = owner.get(&link).await;
+    assert!(page.body.contains("Join Bravo Gutters"), "{}", page.body);
+    let joined = owner.post(&link, &[]).await;
+    assert_eq!(joined.status, StatusCode::SEE_OTHER, "{}", joined.body);
+    let sources = owner.get("/app/sources").await;
+    assert!(sources.body.contains("Bravo Gutters"), "{}", sources.body);
+    assert!(sources.body.contains("Viewer"), "{}", sources.body);
+    assert!(
+        sources.body.contains("Switch to Acme Roofing"),
+        "{}",
+        sources.body
+    );
+    // A viewer there …
+    assert_eq!(
+        owner
+            .post("/app/settings", &[("name", "Pwned")])
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    // … and an owner at home.
+    let field = "name=\"organization\" value=\"";
+    let home = sources.body.find(field).unwrap() + field.len();
+    let home_id = sources.body[home..].split('"').next().unwrap().to_owned();
+    let switched = owner
+        .post("/app/organization", &[("organization", home_id.as_str())])
+        .await;
+    assert_eq!(switched.status, StatusCode::SEE_OTHER);
+    let team = owner.get("/app/team").await;
+    assert!(team.body.contains("Acme Roofing"), "{}", team.body);
+    assert!(team.body.contains("Invite someone"), "{}", team.body);
+    // An organization it does not belong to is not found.
+    let (status, org) = app
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/organizations",
+            Some(ADMIN_TOKEN),
+            Some(&json!({"name": "Charlie", "tier": "starter",
+                "website_url": "https://c.example/", "brand_color": "#000000"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let foreign = owner
+        .post(
+            "/app/organization",
+            &[("organization", org["id"].as_str().unwrap())],
+        )
+        .await;
+    assert_eq!(foreign.status, StatusCode::NOT_FOUND);
 }
 
 async fn unused_links_are_listed_replaced_and_revocable(db: TestDb) {
@@ -977,7 +1083,8 @@ const MUTATING_ROUTES: &[&str] = &[
 fn every_post_route_of_the_dashboard_is_in_the_permission_matrix() {
     let router = include_str!("../../src/http/dashboard/mod.rs");
     // Routes reached by anyone (logging in and out, accepting an invite) are not role-gated.
-    let open = ["/login", "/logout", "/invite/{token}"];
+    // Switching organization is for any member, to the organizations they belong to.
+    let open = ["/login", "/logout", "/invite/{token}", "/app/organization"];
     let mut routes = Vec::new();
     let mut rest = router;
     while let Some(i) = rest.find(".route(") {
@@ -1320,4 +1427,5 @@ on_both_backends!(
     a_reset_ends_the_members_sessions,
     a_removed_member_cannot_come_back_through_an_earlier_link,
     unused_links_are_listed_replaced_and_revocable,
+    one_login_joins_a_second_organization_and_switches,
 );

@@ -19,11 +19,11 @@ async fn a_session_resolves_to_its_user_until_it_expires_or_is_deleted(db: TestD
         .unwrap();
     assert_eq!(user.email, "member@acme.example");
     store
-        .create_session(&user.id, "live", "csrf-1", now_ms() + 60_000)
+        .create_session(&user.id, &org, "live", "csrf-1", now_ms() + 60_000)
         .await
         .unwrap();
     store
-        .create_session(&user.id, "stale", "csrf-2", now_ms() - 1)
+        .create_session(&user.id, &org, "stale", "csrf-2", now_ms() - 1)
         .await
         .unwrap();
     let live = store.session("live").await.unwrap().unwrap();
@@ -39,22 +39,144 @@ async fn a_session_resolves_to_its_user_until_it_expires_or_is_deleted(db: TestD
     assert!(store.session("live").await.unwrap().is_none());
 }
 
-async fn an_email_is_one_login_across_organizations(db: TestDb) {
+/// One login, several organizations: each membership has its own role, a session works in
+/// one of them, and leaving one keeps the others.
+async fn one_login_belongs_to_several_organizations(db: TestDb) {
     let store = store(&db).await;
     let (a, _) = org(&store, Tier::Starter).await;
     let (b, _) = org(&store, Tier::Starter).await;
-    store
+    let owner = store
         .create_user(&a, "one@acme.example", HASH, Role::Owner)
         .await
         .unwrap();
-    let again = store
-        .create_user(&b, "ONE@acme.example", HASH, Role::Viewer)
-        .await;
-    assert_eq!(conflict(again), Conflict::DuplicateEmail);
-    let invite = store
-        .create_invite(&b, "one@acme.example", Role::Member, "t", now_ms() + 60_000)
-        .await;
-    assert_eq!(conflict(invite), Conflict::DuplicateEmail);
+    // Inviting the address elsewhere says nothing about it having a login.
+    store
+        .create_invite(
+            &b,
+            "ONE@acme.example",
+            Role::Viewer,
+            "join",
+            now_ms() + 60_000,
+        )
+        .await
+        .unwrap();
+    // Choosing a password through the link is refused: the login has one (no takeover).
+    assert_eq!(
+        conflict(store.accept_invite("join", "$other$hash").await),
+        Conflict::LoginExists
+    );
+    assert!(
+        store.invite("join").await.unwrap().is_some(),
+        "still unused"
+    );
+    // Signed in as another login, the link is not theirs.
+    let stranger = store
+        .create_user(&b, "two@acme.example", HASH, Role::Owner)
+        .await
+        .unwrap();
+    assert_eq!(
+        conflict(store.join_by_invite("join", &stranger.id).await),
+        Conflict::InviteForAnotherLogin
+    );
+    let joined = store.join_by_invite("join", &owner.id).await.unwrap();
+    assert_eq!(
+        (joined.id.as_str(), joined.role),
+        (owner.id.as_str(), Role::Viewer)
+    );
+    assert_eq!(
+        conflict(
+            store
+                .create_invite(
+                    &b,
+                    "one@acme.example",
+                    Role::Member,
+                    "again",
+                    now_ms() + 60_000
+                )
+                .await
+        ),
+        Conflict::AlreadyMember
+    );
+    let orgs: Vec<_> = store
+        .memberships(&owner.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.org_id, m.role))
+        .collect();
+    assert_eq!(
+        orgs,
+        vec![(a.clone(), Role::Owner), (b.clone(), Role::Viewer)]
+    );
+
+    // A session works in one organization, with that membership's role, and can switch.
+    store
+        .create_session(&owner.id, &a, "s", "c", now_ms() + 60_000)
+        .await
+        .unwrap();
+    let here = store.session("s").await.unwrap().unwrap();
+    assert_eq!(
+        (here.user.org_id.clone(), here.user.role),
+        (a.clone(), Role::Owner)
+    );
+    store.switch_organization("s", &owner.id, &b).await.unwrap();
+    let there = store.session("s").await.unwrap().unwrap();
+    assert_eq!(
+        (there.user.org_id.clone(), there.user.role),
+        (b.clone(), Role::Viewer)
+    );
+    let (c, _) = org(&store, Tier::Starter).await;
+    assert!(matches!(
+        store.switch_organization("s", &owner.id, &c).await,
+        Err(StoreError::NotFound)
+    ));
+
+    // Removed from b: the session working there ends, the login and a stay.
+    store.remove_user(&b, &owner.id).await.unwrap();
+    assert!(store.session("s").await.unwrap().is_none());
+    let left = store
+        .user_by_email("one@acme.example")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((left.org_id, left.role), (a, Role::Owner));
+}
+
+/// A reset by one organization's owner never takes a login's access to another organization:
+/// the password stays, the link needs that login.
+async fn a_reset_in_one_organization_keeps_the_password_used_elsewhere(db: TestDb) {
+    let store = store(&db).await;
+    let (a, _) = org(&store, Tier::Starter).await;
+    let (b, _) = org(&store, Tier::Starter).await;
+    let user = store
+        .create_user(&a, "both@acme.example", HASH, Role::Member)
+        .await
+        .unwrap();
+    store
+        .create_user(&b, "both@acme.example", "$ignored$", Role::Owner)
+        .await
+        .unwrap();
+    store
+        .create_session(&user.id, &a, "in-a", "c", now_ms() + 60_000)
+        .await
+        .unwrap();
+    store
+        .create_session(&user.id, &b, "in-b", "c", now_ms() + 60_000)
+        .await
+        .unwrap();
+    store
+        .reset_user_access(&a, &user.id, "reset", now_ms() + 60_000)
+        .await
+        .unwrap();
+    assert!(store.session("in-a").await.unwrap().is_none());
+    let in_b = store.session("in-b").await.unwrap().unwrap();
+    assert_eq!(in_b.user.password_hash, HASH, "the password is kept");
+    assert_eq!(
+        conflict(store.accept_invite("reset", "$new$").await),
+        Conflict::LoginExists
+    );
+    let back = store.join_by_invite("reset", &user.id).await.unwrap();
+    assert_eq!((back.org_id, back.role), (a, Role::Member));
 }
 
 async fn an_invite_link_works_once_and_not_after_it_expires(db: TestDb) {
@@ -107,7 +229,7 @@ async fn resetting_access_ends_sessions_and_needs_the_new_link(db: TestDb) {
         .await
         .unwrap();
     store
-        .create_session(&user.id, "s1", "c", now_ms() + 60_000)
+        .create_session(&user.id, &org, "s1", "c", now_ms() + 60_000)
         .await
         .unwrap();
     // Another tenant cannot reach this user.
@@ -122,12 +244,16 @@ async fn resetting_access_ends_sessions_and_needs_the_new_link(db: TestDb) {
         .await
         .unwrap();
     assert!(store.session("s1").await.unwrap().is_none());
-    let locked = store
-        .user_by_email("m@acme.example")
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(!locked.has_password());
+    // Waiting for the link, the login works nowhere and is listed as a link, not a member.
+    assert!(
+        store
+            .user_by_email("m@acme.example")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.users(&org).await.unwrap().is_empty());
+    assert_eq!(store.pending_invites(&org).await.unwrap().len(), 1);
     let back = store.accept_invite("reset", HASH).await.unwrap();
     assert_eq!((back.id, back.role), (user.id, Role::Member));
 }
@@ -144,7 +270,7 @@ async fn the_last_owner_cannot_be_removed(db: TestDb) {
         .await
         .unwrap();
     store
-        .create_session(&viewer.id, "vs", "c", now_ms() + 60_000)
+        .create_session(&viewer.id, &org, "vs", "c", now_ms() + 60_000)
         .await
         .unwrap();
     assert_eq!(
@@ -185,7 +311,8 @@ async fn two_owners_removing_each_other_at_once_leave_one_owner(db: TestDb) {
 on_both_backends!(
     two_owners_removing_each_other_at_once_leave_one_owner,
     a_session_resolves_to_its_user_until_it_expires_or_is_deleted,
-    an_email_is_one_login_across_organizations,
+    one_login_belongs_to_several_organizations,
+    a_reset_in_one_organization_keeps_the_password_used_elsewhere,
     an_invite_link_works_once_and_not_after_it_expires,
     resetting_access_ends_sessions_and_needs_the_new_link,
     the_last_owner_cannot_be_removed,

@@ -10,15 +10,16 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::page::{PageError, render_status};
+use super::page::{PageError, render_status, see_other};
 use super::session::{
     AnonymousForm, LOGIN_CSRF_COOKIE, SESSION_COOKIE, SESSION_DAYS, Session, Submitted, cookie,
     set_cookie,
 };
+use crate::domain::ids::OrgId;
 use crate::domain::keys::{api_key_digest, new_secret_token};
 use crate::domain::user::{hash_password, verify_password};
 use crate::http::AppState;
-use crate::store::{User, now_ms};
+use crate::store::{StoreError, User, now_ms};
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -32,6 +33,10 @@ struct LoginPage {
     email: String,
     email_locked: bool,
     new_password: bool,
+    /// Signed in already: the form only confirms joining (no e-mail or password fields).
+    joining: bool,
+    /// Where a person who already has a login logs in before using an invite link.
+    login_first: Option<String>,
     error: Option<String>,
 }
 
@@ -40,10 +45,17 @@ pub struct LoginQuery {
     next: Option<String>,
 }
 
-/// Only our own dashboard paths are followed after login, never another site.
+/// Only our own dashboard paths (and invite links, to join after logging in) are followed
+/// after login, never another site.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with("/app") && !n.contains("//") && !n.contains('\\') => n.to_owned(),
+        Some(n)
+            if (n.starts_with("/app") || n.starts_with("/invite/"))
+                && !n.contains("//")
+                && !n.contains('\\') =>
+        {
+            n.to_owned()
+        }
         _ => "/app/sources".to_owned(),
     }
 }
@@ -83,6 +95,8 @@ fn login_page(next: String, email: String, error: Option<String>) -> LoginPage {
         email,
         email_locked: false,
         new_password: false,
+        joining: false,
+        login_first: None,
         error,
     }
 }
@@ -131,6 +145,7 @@ async fn start_session(state: &AppState, user: &User, next: String) -> Result<Re
         .store
         .create_session(
             &user.id,
+            &user.org_id,
             &api_key_digest(&token),
             &new_secret_token(),
             now_ms() + max_age * 1000,
@@ -230,8 +245,54 @@ fn invite_page(token: &str, invite: &crate::store::Invite, error: Option<String>
         email: invite.email.clone(),
         email_locked: true,
         new_password: true,
+        joining: false,
+        login_first: Some(format!("/login?next=/invite/{token}")),
         error,
     }
+}
+
+/// The same link for someone signed in: one button joins the organization.
+fn join_page(
+    token: &str,
+    invite: &crate::store::Invite,
+    signed_in: &User,
+    error: Option<String>,
+) -> LoginPage {
+    LoginPage {
+        heading: format!("Join {}", invite.org_name),
+        intro: Some(format!(
+            "You are logged in as {}. Join {} as {}?",
+            signed_in.email,
+            invite.org_name,
+            invite.role.label()
+        )),
+        action: format!("/invite/{token}"),
+        submit: "Join",
+        csrf: String::new(),
+        next: "/app/sources".into(),
+        email: String::new(),
+        email_locked: true,
+        new_password: false,
+        joining: true,
+        login_first: None,
+        error,
+    }
+}
+
+/// The signed-in session behind a request's cookie, if any.
+async fn signed_in(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<(String, User)>, PageError> {
+    let Some(token) = cookie(headers, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let digest = api_key_digest(token);
+    Ok(state
+        .store
+        .session(&digest)
+        .await?
+        .map(|s| (digest, s.user)))
 }
 
 pub async fn show_invite(
@@ -244,12 +305,11 @@ pub async fn show_invite(
         .invite(&api_key_digest(&token))
         .await?
         .ok_or_else(invite_gone)?;
-    anonymous_form(
-        &state,
-        &headers,
-        StatusCode::OK,
-        invite_page(&token, &invite, None),
-    )
+    let page = match signed_in(&state, &headers).await? {
+        Some((_, user)) => join_page(&token, &invite, &user, None),
+        None => invite_page(&token, &invite, None),
+    };
+    anonymous_form(&state, &headers, StatusCode::OK, page)
 }
 
 pub async fn accept_invite(
@@ -259,6 +319,9 @@ pub async fn accept_invite(
 ) -> Result<Response, PageError> {
     let digest = api_key_digest(&token);
     let invite = state.store.invite(&digest).await?.ok_or_else(invite_gone)?;
+    if let Some((session, user)) = signed_in(&state, &headers).await? {
+        return join(&state, &headers, &token, &invite, &session, &user).await;
+    }
     let password = form.text("password").to_owned();
     let hashed = tokio::task::spawn_blocking(move || hash_password("password", &password))
         .await
@@ -276,10 +339,81 @@ pub async fn accept_invite(
     };
     let user = match state.store.accept_invite(&digest, &hash).await {
         Ok(user) => user,
-        Err(crate::store::StoreError::NotFound) => return Err(invite_gone()),
+        Err(StoreError::NotFound) => return Err(invite_gone()),
+        Err(StoreError::Conflict(c)) => {
+            return anonymous_form(
+                &state,
+                &headers,
+                StatusCode::CONFLICT,
+                invite_page(&token, &invite, Some(c.to_string())),
+            );
+        }
         Err(e) => return Err(e.into()),
     };
     start_session(&state, &user, "/app/sources".into()).await
+}
+
+/// A signed-in person uses a link meant for their own address: they join the organization,
+/// and their session moves there.
+async fn join(
+    state: &AppState,
+    headers: &HeaderMap,
+    token: &str,
+    invite: &crate::store::Invite,
+    session: &str,
+    user: &User,
+) -> Result<Response, PageError> {
+    match state
+        .store
+        .join_by_invite(&api_key_digest(token), &user.id)
+        .await
+    {
+        Ok(member) => {
+            state
+                .store
+                .switch_organization(session, &user.id, &member.org_id)
+                .await?;
+            Ok(see_other(
+                "/app/sources",
+                &format!("You joined {} as {}.", invite.org_name, member.role.label()),
+            ))
+        }
+        Err(StoreError::NotFound) => Err(invite_gone()),
+        Err(StoreError::Conflict(c)) => anonymous_form(
+            state,
+            headers,
+            StatusCode::CONFLICT,
+            join_page(token, invite, user, Some(c.to_string())),
+        ),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Moves the session to another of the login's organizations.
+pub async fn switch_organization(
+    State(state): State<AppState>,
+    Submitted { session, form }: Submitted,
+) -> Result<Response, PageError> {
+    let org = OrgId::from_stored(form.text("organization").to_owned());
+    match state
+        .store
+        .switch_organization(&session.token_digest, &session.user.id, &org)
+        .await
+    {
+        Ok(()) => {
+            let name = session
+                .organizations
+                .iter()
+                .find(|m| m.org_id == org)
+                .map_or_else(String::new, |m| m.org_name.clone());
+            Ok(see_other(
+                "/app/sources",
+                &format!("You are working in {name}."),
+            ))
+        }
+        Err(StoreError::NotFound) => Err(PageError::not_found()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `/app` itself: the first tab.

@@ -78,6 +78,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/app/settings/qr-preview.svg", get(widgets::qr_preview))
         .route("/app/team", get(team::show))
+        .route("/app/organization", post(auth::switch_organization))
         .route("/app/team/invite", post(team::invite))
         .route("/app/team/invites/revoke", post(team::revoke))
         .route("/app/team/{id}/reset", post(team::reset))

@@ -70,6 +70,8 @@ pub struct Chrome {
     pub csrf: String,
     pub notice: Option<String>,
     pub tabs: [Tab; 7],
+    /// The login's other organizations, to switch to.
+    pub elsewhere: Vec<(String, String)>,
 }
 
 impl Chrome {
@@ -84,6 +86,12 @@ impl Chrome {
             csrf: session.csrf.clone(),
             notice: session.notice.clone(),
             tabs: Tab::ALL,
+            elsewhere: session
+                .organizations
+                .iter()
+                .filter(|m| &m.org_id != session.org())
+                .map(|m| (m.org_id.to_string(), m.org_name.clone()))
+                .collect(),
         }
     }
 }

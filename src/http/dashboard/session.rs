@@ -16,7 +16,7 @@ use crate::domain::ids::OrgId;
 use crate::domain::keys::{api_key_digest, tokens_match};
 use crate::domain::user::Role;
 use crate::http::AppState;
-use crate::store::User;
+use crate::store::{Membership, User};
 
 pub const SESSION_COOKIE: &str = "lt_session";
 /// Double-submit token for the login form, which has no session yet.
@@ -54,6 +54,8 @@ pub struct Session {
     pub token_digest: String,
     /// A one-line notice left by the previous form post, shown once.
     pub notice: Option<String>,
+    /// Every organization the login belongs to (the switcher offers the others).
+    pub organizations: Vec<Membership>,
 }
 
 impl Session {
@@ -103,6 +105,7 @@ impl FromRequestParts<AppState> for Session {
         let token_digest = api_key_digest(token);
         match state.store.session(&token_digest).await? {
             Some(record) => Ok(Session {
+                organizations: state.store.memberships(&record.user.id).await?,
                 user: record.user,
                 csrf: record.csrf_token,
                 token_digest,
