@@ -47,6 +47,18 @@ pub fn new_public_key() -> String {
     format!("pk_{}", random_token(18))
 }
 
+/// Whether `s` could be a public key at all (`pk_` and URL-safe characters): anything else is
+/// answered as unknown without a lookup.
+pub fn is_public_key_shaped(s: &str) -> bool {
+    s.strip_prefix("pk_").is_some_and(|rest| {
+        !rest.is_empty()
+            && rest.len() <= 64
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
 /// Constant-time comparison for the operator token (compares digests so lengths never leak).
 pub fn tokens_match(given: &str, expected: &str) -> bool {
     let a = Sha256::digest(given.as_bytes());
@@ -74,6 +86,17 @@ mod tests {
     #[test]
     fn public_keys_start_with_pk() {
         assert!(new_public_key().starts_with("pk_"));
+        assert!(is_public_key_shaped(&new_public_key()));
+        for bad in [
+            "",
+            "pk_",
+            "sk_abc",
+            "pk_a\u{0}b",
+            "pk_a b",
+            &format!("pk_{}", "a".repeat(65)),
+        ] {
+            assert!(!is_public_key_shaped(bad), "{bad:?}");
+        }
     }
 
     #[test]

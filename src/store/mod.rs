@@ -132,13 +132,29 @@ pub enum StoreError {
     #[error("database configuration: {0}")]
     Config(String),
     #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is not readable: {0}")]
     Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    /// Text PostgreSQL cannot hold (a NUL character) is the caller's input, not a failure of
+    /// ours: a 422, whichever path let it through.
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("22021") => {
+                StoreError::Invalid(DomainError::new(
+                    "text",
+                    "text must not contain NUL characters",
+                ))
+            }
+            _ => StoreError::Database(e),
+        }
+    }
 }
 
 #[derive(Clone)]

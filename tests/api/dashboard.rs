@@ -9,20 +9,20 @@ use crate::common::TestDb;
 use crate::helpers::{ADMIN_TOKEN, TestApp};
 use crate::on_both_backends;
 
-const PASSWORD: &str = "correct horse battery";
+pub(crate) const PASSWORD: &str = "correct horse battery";
 
 /// A cookie jar of one: enough to play a browser that follows no redirects.
-struct Visitor<'a> {
+pub(crate) struct Visitor<'a> {
     app: &'a TestApp,
     client: reqwest::Client,
     cookies: Vec<(String, String)>,
     csrf: String,
 }
 
-struct Page {
-    status: StatusCode,
+pub(crate) struct Page {
+    pub(crate) status: StatusCode,
     headers: HeaderMap,
-    body: String,
+    pub(crate) body: String,
 }
 
 impl Page {
@@ -35,7 +35,7 @@ impl Page {
 }
 
 impl<'a> Visitor<'a> {
-    fn new(app: &'a TestApp) -> Self {
+    pub(crate) fn new(app: &'a TestApp) -> Self {
         Self {
             app,
             client: reqwest::Client::builder()
@@ -70,7 +70,7 @@ impl<'a> Visitor<'a> {
             .join("; ")
     }
 
-    async fn get(&mut self, path: &str) -> Page {
+    pub(crate) async fn get(&mut self, path: &str) -> Page {
         let res = self
             .client
             .get(format!("{}{path}", self.app.base))
@@ -124,7 +124,7 @@ impl<'a> Visitor<'a> {
         page
     }
 
-    async fn log_in(&mut self, email: &str, password: &str) -> Page {
+    pub(crate) async fn log_in(&mut self, email: &str, password: &str) -> Page {
         self.get("/login").await;
         self.post(
             "/login",
@@ -139,7 +139,7 @@ impl<'a> Visitor<'a> {
 }
 
 /// An organization with an owner login; returns the API key.
-async fn org_with_owner(app: &TestApp, email: &str) -> String {
+pub(crate) async fn org_with_owner(app: &TestApp, email: &str) -> String {
     let (status, body) = app
         .call(
             reqwest::Method::POST,

@@ -58,14 +58,14 @@ fn documented(doc: &Value) -> BTreeSet<(String, String)> {
 }
 
 /// What the victim has, to aim at.
-struct Victim {
-    lead: String,
-    endpoint: String,
-    delivery: String,
-    api_key_id: String,
+pub(crate) struct Victim {
+    pub(crate) lead: String,
+    pub(crate) endpoint: String,
+    pub(crate) delivery: String,
+    pub(crate) api_key_id: String,
 }
 
-async fn victim_objects(app: &TestApp, victim: &Tenant<'_>) -> Victim {
+pub(crate) async fn victim_objects(app: &TestApp, victim: &Tenant<'_>) -> Victim {
     victim
         .post("/api/v1/widgets", json!({"name": "Second"}))
         .await;

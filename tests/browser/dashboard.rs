@@ -1085,15 +1085,7 @@ async fn an_editor_records_a_won_job_and_spend_and_the_report_shows_the_return()
         .unwrap();
     fill(&browser, "form.set-outcome input[name=value]", "12,500").await;
     click(&browser, "form.set-outcome button[type=submit]").await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let now = browser.wait_for(".outcome-now").await.text().await.unwrap();
-        if now == "Won · $12,500" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "outcome shows {now:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    browser.wait_for_text(".outcome-now", "Won · $12,500").await;
     let history = browser
         .wait_for("section[aria-labelledby^='oc-']")
         .await

@@ -159,6 +159,25 @@ impl Browser {
             .unwrap_or_else(|e| panic!("{selector} never appeared: {e}"))
     }
 
+    /// Waits until the element `selector` reads `expected`. The page may be replaced while it
+    /// is read (a form post's redirect): a vanished element is looked up again, not an error.
+    pub async fn wait_for_text(&self, selector: &str, expected: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut last = String::new();
+        while std::time::Instant::now() < deadline {
+            if let Ok(element) = self.client.find(Locator::Css(selector)).await
+                && let Ok(text) = element.text().await
+            {
+                if text == expected {
+                    return;
+                }
+                last = text;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{selector} reads {last:?}, not {expected:?}");
+    }
+
     pub async fn current_path(&self) -> String {
         let url = self.client.current_url().await.unwrap();
         match url.query() {

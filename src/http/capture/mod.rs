@@ -91,6 +91,7 @@ pub(crate) fn parse_body<T: DeserializeOwned>(
             ApiError::bad_request("invalid_body", rejection.body_text())
         }
     })?;
+    super::extract::refuse_nul(&bytes)?;
     let value = serde_json::from_slice::<T>(&bytes).map_err(|e| {
         if e.is_data() {
             ApiError::new(

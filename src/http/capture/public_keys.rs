@@ -19,6 +19,9 @@ impl PublicKeyCache {
         store: &Store,
         public_key: &str,
     ) -> Result<Option<OrgId>, StoreError> {
+        if !crate::domain::keys::is_public_key_shaped(public_key) {
+            return Ok(None);
+        }
         if let Ok(known) = self.known.read()
             && let Some(org) = known.get(public_key)
         {

@@ -121,10 +121,12 @@ impl FromRequestParts<AppState> for Session {
 pub struct FormFields(Vec<(String, String)>);
 
 impl FormFields {
+    /// NUL characters are dropped: no browser sends one from a field a person typed in, and
+    /// PostgreSQL cannot store them.
     pub fn parse(body: &[u8]) -> Self {
         Self(
             url::form_urlencoded::parse(body)
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .map(|(k, v)| (k.replace('\0', ""), v.replace('\0', "")))
                 .collect(),
         )
     }
