@@ -549,6 +549,7 @@ async fn a_429_with_retry_after_is_waited_out(db: TestDb) {
 }
 
 on_both_backends!(
+    a_receiver_outage_loses_nothing_and_keeps_each_leads_order,
     a_429_with_retry_after_is_waited_out,
     a_refused_change_emits_nothing,
     failed_deliveries_since_a_time_can_be_resent_together,
@@ -563,3 +564,98 @@ on_both_backends!(
     private_and_metadata_targets_are_refused_unless_allowed,
     another_tenants_endpoints_and_deliveries_are_not_found,
 );
+
+/// The subscriber's endpoint is down (503) while leads keep arriving and moving through their
+/// steps; when it is back, every event arrives, and each lead's events in their order. Time is
+/// scaled: retries come within a second instead of minutes, the outage lasts a few seconds.
+async fn a_receiver_outage_loses_nothing_and_keeps_each_leads_order(db: TestDb) {
+    let app = TestApp::spawn_with(db, |c| {
+        c.allow_private_webhook_targets = true;
+        c.capture_rate_limit = 0;
+        c.webhook_retry_schedule = vec![Duration::from_millis(300); 40];
+    })
+    .await;
+    let tenant = app.create_org("starter").await;
+    let up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let policy_up = up.clone();
+    let receiver = Receiver::start(Arc::new(move |_, _| {
+        if policy_up.load(std::sync::atomic::Ordering::SeqCst) {
+            200
+        } else {
+            503
+        }
+    }))
+    .await;
+    tenant
+        .post(
+            "/api/v1/webhooks",
+            json!({"url": receiver.url, "events": ["lead.address_preview", "lead.enriched"]}),
+        )
+        .await;
+    let pk = tenant.body["public_key"].as_str().unwrap().to_owned();
+    let mut leads = Vec::new();
+    for _ in 0..20 {
+        let (status, created) = app
+            .call(
+                Method::POST,
+                "/c/v1/leads",
+                None,
+                Some(&json!({"public_key": pk, "address": {"street": "1 Main St",
+                    "city": "Austin", "state": "TX", "postal_code": "78701"}})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let id = created["lead_id"].as_str().unwrap().to_owned();
+        let token = created["capture_token"].as_str().unwrap().to_owned();
+        for step in [
+            json!({"step": "project_details", "roof_type": "replacement",
+                "material": "asphalt_shingle", "stories": 2, "urgency": "within_1_month"}),
+            json!({"step": "personal_info", "first_name": "Ann", "last_name": "Lee",
+                "email": "ann@example.com", "phone": "(512) 555-0100", "owner_occupied": true}),
+        ] {
+            let (status, body) = app
+                .call(
+                    Method::PATCH,
+                    &format!("/c/v1/leads/{id}"),
+                    Some(&token),
+                    Some(&step),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+        leads.push(id);
+    }
+    // The outage lasts through several retries of every first event (about five each).
+    receiver.wait_for_attempts(100).await;
+    assert!(receiver.delivered().is_empty());
+    up.store(true, std::sync::atomic::Ordering::SeqCst);
+    let got = receiver
+        .wait_for("every event after the outage", |r| {
+            leads.iter().all(|l| {
+                ["lead.address_preview", "lead.enriched"].iter().all(|t| {
+                    r.iter()
+                        .any(|x| x.json["type"] == *t && x.json["data"]["lead_id"] == **l)
+                })
+            })
+        })
+        .await;
+    for lead in &leads {
+        let order: Vec<&str> = got
+            .iter()
+            .filter(|r| r.json["data"]["lead_id"] == **lead)
+            .map(|r| r.json["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            order.first(),
+            Some(&"lead.address_preview"),
+            "{lead}: {order:?}"
+        );
+        assert!(order.contains(&"lead.enriched"), "{lead}: {order:?}");
+    }
+    let refused = receiver.all().len() - got.len();
+    println!(
+        "{} leads, {} deliveries after the outage, {refused} attempts refused during it",
+        leads.len(),
+        got.len()
+    );
+}
