@@ -1101,6 +1101,118 @@ fn every_post_route_of_the_dashboard_is_in_the_permission_matrix() {
     assert_eq!(routes, listed);
 }
 
+/// Every `(method, path)` the dashboard's router registers, read from its source.
+fn dashboard_routes() -> Vec<(&'static str, String)> {
+    let router = include_str!("../../src/http/dashboard/mod.rs");
+    let mut routes = Vec::new();
+    let mut rest = router;
+    while let Some(i) = rest.find(".route(") {
+        rest = &rest[i + 7..];
+        let path = rest.split('"').nth(1).unwrap_or_default().to_owned();
+        let end = rest.find(".route(").unwrap_or(rest.len());
+        let handlers = &rest[..end];
+        // `get(` alone, not the `get(` inside another word.
+        if handlers.contains("get(") && !handlers.trim_start().starts_with("post(") {
+            routes.push(("GET", path.clone()));
+        }
+        if handlers.contains("post(") {
+            routes.push(("POST", path));
+        }
+    }
+    routes
+}
+
+/// Every dashboard route answers with the web-security headers, and every form post without
+/// this session's token — or from another site — is refused before it does anything.
+async fn every_dashboard_route_sends_security_headers_and_refuses_forged_posts(db: TestDb) {
+    let app = TestApp::spawn_with(db, |c| c.allow_private_webhook_targets = true).await;
+    let key = org_with_owner(&app, "owner@acme.example").await;
+    app.call(
+        reqwest::Method::POST,
+        "/api/v1/widgets/01/sources",
+        Some(&key),
+        Some(&json!({"name": "Yard Signs", "channel_category": "print_outdoor", "generate_qr": true})),
+    )
+    .await;
+    let (_, endpoint) = app
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/webhooks",
+            Some(&key),
+            Some(&json!({"url": "http://127.0.0.1:9999/hook"})),
+        )
+        .await;
+    let endpoint = endpoint["id"].as_str().unwrap().to_owned();
+    let mut owner = Visitor::new(&app);
+    owner.log_in("owner@acme.example", PASSWORD).await;
+    let routes = dashboard_routes();
+    assert!(routes.len() > 30, "{routes:?}");
+    let fill = |path: &str| {
+        path.replace("{widget}", "01")
+            .replace("{code}", "02")
+            .replace("{version}", "01")
+            .replace("{delivery}", "dlv_unknown")
+            .replace("{token}", "not-a-token")
+            .replace("/webhooks/{id}", &format!("/webhooks/{endpoint}"))
+            .replace("{id}", "unknown")
+    };
+    let headers_of = |page: &Page, what: &str| {
+        for (name, expected) in [
+            ("x-frame-options", "DENY"),
+            ("x-content-type-options", "nosniff"),
+            ("referrer-policy", "same-origin"),
+        ] {
+            assert_eq!(
+                page.headers.get(name).map(|v| v.to_str().unwrap()),
+                Some(expected),
+                "{what}: {name}"
+            );
+        }
+        let csp = page.headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("script-src 'self'"), "{what}: {csp}");
+    };
+    let mut checked = 0;
+    for (method, path) in &routes {
+        let url = fill(path);
+        if *method == "GET" {
+            let page = owner.get(&url).await;
+            assert!(page.status.as_u16() < 500, "GET {url}: {}", page.status);
+            headers_of(&page, &format!("GET {url}"));
+            checked += 1;
+            continue;
+        }
+        // No token at all.
+        let page = owner.post_raw(&url, &[("name", "x")], &[]).await;
+        assert_eq!(
+            page.status,
+            StatusCode::FORBIDDEN,
+            "POST {url} without a token"
+        );
+        headers_of(&page, &format!("POST {url}"));
+        // The right token, but posted from another site.
+        let csrf = owner.csrf.clone();
+        let page = owner
+            .post_raw(
+                &url,
+                &[("name", "x"), ("_csrf", &csrf)],
+                &[("origin", "https://evil.example")],
+            )
+            .await;
+        assert_eq!(
+            page.status,
+            StatusCode::FORBIDDEN,
+            "POST {url} from another site"
+        );
+        checked += 2;
+    }
+    // Still signed in: none of the refused posts (logout among them) did anything.
+    assert_eq!(owner.get("/app/sources").await.status, StatusCode::OK);
+    println!(
+        "{} dashboard routes, {checked} requests checked",
+        routes.len()
+    );
+}
+
 async fn a_viewer_can_change_nothing_through_any_dashboard_route(db: TestDb) {
     let app = TestApp::spawn_with(db, |c| c.allow_private_webhook_targets = true).await;
     let key = org_with_owner(&app, "owner@acme.example").await;
@@ -1410,6 +1522,7 @@ on_both_backends!(
     lead_sources_list_the_system_source_first_then_newest_and_qr_is_opt_in,
     an_editor_corrects_a_leads_source_and_the_arrival_stays_on_record,
     a_viewer_can_change_nothing_through_any_dashboard_route,
+    every_dashboard_route_sends_security_headers_and_refuses_forged_posts,
     the_webhooks_page_shows_each_endpoints_backlog_and_last_error_and_replays,
     a_refused_source_reopens_the_slide_over_with_what_was_typed,
     settings_and_widgets_refuse_bad_input_keeping_what_was_typed,
