@@ -60,6 +60,18 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, code, message)
     }
 
+    /// The database cannot be reached for a moment: 503 with `Retry-After`, so clients (the
+    /// widget, a CRM) retry — with the same `Idempotency-Key`, nothing is written twice.
+    pub fn unavailable() -> Self {
+        let mut error = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "the database is not reachable right now; retry shortly (with the same Idempotency-Key)",
+        );
+        error.retry_after = Some(5);
+        error
+    }
+
     pub fn internal(err: impl std::fmt::Display) -> Self {
         tracing::error!(error = %err, "internal error");
         Self::new(
@@ -112,6 +124,10 @@ impl From<StoreError> for ApiError {
                     }
                 };
                 Self::new(StatusCode::CONFLICT, code, c.to_string())
+            }
+            other if other.is_unavailable() => {
+                tracing::warn!(error = %other, "the database is unavailable");
+                Self::unavailable()
             }
             other => Self::internal(other),
         }

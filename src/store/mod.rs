@@ -141,6 +141,26 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// The database could not be reached (down, restarting, out of connections): a moment's
+    /// trouble to retry after, not a fault in the request or the data.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Database(
+                sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_),
+            ) => true,
+            // Connection exceptions (08…) and the server shutting down or starting (57P0…).
+            StoreError::Database(sqlx::Error::Database(db)) => db
+                .code()
+                .is_some_and(|c| c.starts_with("08") || c.starts_with("57P0")),
+            _ => false,
+        }
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     /// Text PostgreSQL cannot hold (a NUL character) is the caller's input, not a failure of
     /// ours: a 422, whichever path let it through.

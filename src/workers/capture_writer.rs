@@ -22,8 +22,25 @@ const MAX_BATCH: usize = 256;
 
 type Job = (
     CaptureCommand,
-    oneshot::Sender<Result<CaptureResult, String>>,
+    oneshot::Sender<Result<CaptureResult, Failure>>,
 );
+
+/// Why a command was not written, as its waiter learns it.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// The database could not be reached: retry in a moment.
+    unavailable: bool,
+    detail: String,
+}
+
+impl From<&StoreError> for Failure {
+    fn from(e: &StoreError) -> Self {
+        Self {
+            unavailable: e.is_unavailable(),
+            detail: e.to_string(),
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct CaptureWriter {
@@ -34,6 +51,8 @@ pub struct CaptureWriter {
 pub enum WriteError {
     #[error("the capture writer has stopped")]
     Stopped,
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     #[error("storage failed: {0}")]
     Storage(String),
 }
@@ -94,7 +113,8 @@ impl CaptureWriter {
             .map_err(|_| WriteError::Stopped)?;
         match answer.await {
             Ok(Ok(result)) => Ok(result),
-            Ok(Err(e)) => Err(WriteError::Storage(e)),
+            Ok(Err(e)) if e.unavailable => Err(WriteError::Unavailable(e.detail)),
+            Ok(Err(e)) => Err(WriteError::Storage(e.detail)),
             Err(_) => Err(WriteError::Stopped),
         }
     }
@@ -107,6 +127,12 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Job>, enrichment: std::sync::A
         let (commands, replies): (Vec<_>, Vec<_>) = jobs.drain(..).unzip();
         let outcome = match store.apply_capture(&commands).await {
             Ok(results) => results.into_iter().map(Ok).collect(),
+            // The database is away: every waiter hears so at once (and retries), instead of
+            // each command waiting out its own connection timeout in turn.
+            Err(batch_error) if batch_error.is_unavailable() => {
+                tracing::warn!(error = %batch_error, size = commands.len(), "capture batch: the database is unavailable");
+                vec![Err(Failure::from(&batch_error)); commands.len()]
+            }
             Err(batch_error) => retry_one_by_one(&store, &commands, &batch_error).await,
         };
         let wake = outcome
@@ -130,15 +156,18 @@ async fn retry_one_by_one(
     store: &Store,
     commands: &[CaptureCommand],
     batch_error: &StoreError,
-) -> Vec<Result<CaptureResult, String>> {
+) -> Vec<Result<CaptureResult, Failure>> {
     tracing::warn!(error = %batch_error, size = commands.len(), "capture batch failed; retrying one by one");
     let mut out = Vec::with_capacity(commands.len());
     for command in commands {
         let result = match store.apply_capture(std::slice::from_ref(command)).await {
-            Ok(mut results) => results.pop().ok_or_else(|| "empty batch result".to_owned()),
+            Ok(mut results) => results.pop().ok_or_else(|| Failure {
+                unavailable: false,
+                detail: "empty batch result".to_owned(),
+            }),
             Err(e) => {
                 tracing::error!(error = %e, "capture command failed");
-                Err(e.to_string())
+                Err(Failure::from(&e))
             }
         };
         out.push(result);

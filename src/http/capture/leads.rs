@@ -224,6 +224,10 @@ pub(crate) fn write_failed(e: WriteError) -> ApiError {
             "shutting_down",
             "the service is shutting down; retry with the same Idempotency-Key",
         ),
+        WriteError::Unavailable(detail) => {
+            tracing::warn!(error = %detail, "a capture found the database unavailable");
+            ApiError::unavailable()
+        }
         WriteError::Storage(detail) => ApiError::internal(detail),
     }
 }
