@@ -713,7 +713,7 @@ mod lifecycle {
 
     use axum::Json;
     use axum::routing::post;
-    use reqwest::Method;
+    use reqwest::{Method, StatusCode};
     use serde_json::{Value, json};
 
     use super::{capture, personal, project, public_key, start_lead, wait_for_enrichment};
@@ -750,14 +750,18 @@ mod lifecycle {
         store.close().await;
     }
 
-    /// An enricher on loopback that answers after `delay` with a fixed score.
+    /// An enricher on loopback that answers after `delay` with a fixed score (77).
     async fn enricher(delay: Duration) -> String {
+        enricher_scoring(delay, 77).await
+    }
+
+    async fn enricher_scoring(delay: Duration, score: i64) -> String {
         let app = axum::Router::new().route(
             "/enrich",
             post(move |Json(request): Json<Value>| async move {
                 tokio::time::sleep(delay).await;
                 let mut result = request["built_in"].clone();
-                result["score"] = json!(77);
+                result["score"] = json!(score);
                 result["score_reasons"] = json!(["external model"]);
                 Json(result)
             }),
@@ -818,9 +822,87 @@ mod lifecycle {
         assert_ne!(lead["enrichment"]["score"], 77);
     }
 
+    /// A score is out of 100: an enricher that answers 150 is not believed.
+    async fn an_external_enricher_answering_an_impossible_score_is_not_believed(db: TestDb) {
+        let url = enricher_scoring(Duration::from_millis(10), 150).await;
+        let app = TestApp::spawn_with(db, |c| {
+            c.enricher_url = Some(url);
+            c.enricher_timeout = Duration::from_secs(2);
+        })
+        .await;
+        let org = app.create_org("starter").await;
+        let lead = run_flow(&app, &org).await;
+        assert_eq!(lead["enrichment"]["provider"], "built_in");
+        assert!(lead["enrichment"]["score"].as_u64().unwrap() <= 100);
+    }
+
+    /// Captures are written in batches. One that the database refuses (here a trigger stands
+    /// in for any unexpected error) fails alone: the batch is retried command by command, every
+    /// other homeowner gets their 201, the refused one a 500 — not a 503 "retry", which would
+    /// only fail again.
+    async fn one_failing_capture_does_not_fail_the_others_in_its_batch(db: TestDb) {
+        let app = TestApp::spawn_with(db, |c| c.capture_rate_limit = 0).await;
+        let org = app.create_org("starter").await;
+        let pk = public_key(&org);
+        let pool = sqlx::AnyPool::connect(app.database_url()).await.unwrap();
+        let poison: &[&str] = if app.database_url().starts_with("postgres") {
+            &[
+                "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN \
+                 IF NEW.address LIKE '%Poison St%' THEN RAISE EXCEPTION 'poisoned'; END IF; \
+                 RETURN NEW; END $$ LANGUAGE plpgsql",
+                "CREATE TRIGGER poison BEFORE INSERT ON leads FOR EACH ROW EXECUTE FUNCTION poison()",
+            ]
+        } else {
+            &[
+                "CREATE TRIGGER poison BEFORE INSERT ON leads WHEN NEW.address LIKE '%Poison St%' \
+               BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
+            ]
+        };
+        for sql in poison {
+            sqlx::query(sqlx::AssertSqlSafe(*sql))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        let lead = |street: &'static str| {
+            let (app, pk) = (&app, pk.clone());
+            async move {
+                capture(
+                    app,
+                    Method::POST,
+                    "/c/v1/leads",
+                    None,
+                    None,
+                    &json!({"public_key": pk, "address": {"street": street,
+                        "city": "Austin", "state": "TX", "postal_code": "78701"}}),
+                )
+                .await
+                .0
+            }
+        };
+        // All at once, so they share the writer's batch.
+        let mut sent = Vec::new();
+        for i in 0..24 {
+            sent.push(lead(if i == 12 { "1 Poison St" } else { "1 Main St" }));
+        }
+        let statuses = futures::future::join_all(sent).await;
+        for (i, status) in statuses.iter().enumerate() {
+            let expected = if i == 12 {
+                StatusCode::INTERNAL_SERVER_ERROR
+            } else {
+                StatusCode::CREATED
+            };
+            assert_eq!(*status, expected, "capture {i}: {statuses:?}");
+        }
+        let (_, page) = org.get("/api/v1/leads?limit=100").await;
+        assert_eq!(page["leads"].as_array().unwrap().len(), 23);
+    }
+
     on_both_backends!(
         buffered_visits_are_written_on_graceful_shutdown,
         an_external_enricher_that_answers_in_time_is_used,
         a_slow_external_enricher_falls_back_to_the_built_in_result,
+        an_external_enricher_answering_an_impossible_score_is_not_believed,
+        one_failing_capture_does_not_fail_the_others_in_its_batch,
     );
 }
