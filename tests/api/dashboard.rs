@@ -1203,7 +1203,16 @@ async fn every_dashboard_route_sends_security_headers_and_refuses_forged_posts(d
             StatusCode::FORBIDDEN,
             "POST {url} from another site"
         );
-        checked += 2;
+        // A token, but not this session's.
+        let page = owner
+            .post_raw(&url, &[("name", "x"), ("_csrf", "a-guessed-token")], &[])
+            .await;
+        assert_eq!(
+            page.status,
+            StatusCode::FORBIDDEN,
+            "POST {url} with a wrong token"
+        );
+        checked += 3;
     }
     // Still signed in: none of the refused posts (logout among them) did anything.
     assert_eq!(owner.get("/app/sources").await.status, StatusCode::OK);
@@ -1211,6 +1220,70 @@ async fn every_dashboard_route_sends_security_headers_and_refuses_forged_posts(d
         "{} dashboard routes, {checked} requests checked",
         routes.len()
     );
+}
+
+/// What forms carry beyond one text per field reaches the store: a ticked checkbox, a list of
+/// checkboxes, a pasted text of a few kilobytes.
+async fn forms_carry_checkboxes_lists_and_long_pastes(db: TestDb) {
+    let app = TestApp::spawn_with(db, |c| c.allow_private_webhook_targets = true).await;
+    let key = org_with_owner(&app, "owner@acme.example").await;
+    let mut owner = Visitor::new(&app);
+    owner.log_in("owner@acme.example", PASSWORD).await;
+    owner.get("/app/sources").await;
+    let created = owner
+        .post(
+            "/app/sources/01/new",
+            &[
+                ("name", "Yard Signs"),
+                ("channel_category", "print_outdoor"),
+                ("generate_qr", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    assert_eq!(
+        owner.get("/app/sources/01/02/qr.png").await.status,
+        StatusCode::OK,
+        "the ticked box made a QR code"
+    );
+    owner.get("/app/webhooks").await;
+    let hook = owner
+        .post(
+            "/app/webhooks",
+            &[
+                ("url", "http://127.0.0.1:9999/hook"),
+                ("events", "lead.address_preview"),
+                ("events", "lead.outcome_changed"),
+            ],
+        )
+        .await;
+    assert!(hook.status.as_u16() < 400, "{}", hook.body);
+    let (_, hooks) = app
+        .call(reqwest::Method::GET, "/api/v1/webhooks", Some(&key), None)
+        .await;
+    let events = hooks[0]["events"].to_string();
+    for e in ["lead.address_preview", "lead.outcome_changed"] {
+        assert!(events.contains(e), "{events}");
+    }
+    // Three years of monthly spend for two sources: a paste of about 1.4 KB.
+    let mut csv = String::from("widget_version,source_code,month,amount\n");
+    for year in [2023, 2024, 2025] {
+        for month in 1..=12 {
+            for source in ["01", "02"] {
+                csv.push_str(&format!("01,{source},{year}-{month:02},100\n"));
+            }
+        }
+    }
+    assert!(csv.len() > 1_200, "{}", csv.len());
+    owner.get("/app/sources").await;
+    let imported = owner
+        .post("/app/sources/01/spend-import", &[("csv", &csv)])
+        .await;
+    assert!(imported.status.as_u16() < 400, "{}", imported.body);
+    let (_, spend) = app
+        .call(reqwest::Method::GET, "/api/v1/spend", Some(&key), None)
+        .await;
+    assert!(spend.to_string().matches("2025-12").count() >= 2, "{spend}");
 }
 
 async fn a_viewer_can_change_nothing_through_any_dashboard_route(db: TestDb) {
@@ -1523,6 +1596,7 @@ on_both_backends!(
     an_editor_corrects_a_leads_source_and_the_arrival_stays_on_record,
     a_viewer_can_change_nothing_through_any_dashboard_route,
     every_dashboard_route_sends_security_headers_and_refuses_forged_posts,
+    forms_carry_checkboxes_lists_and_long_pastes,
     the_webhooks_page_shows_each_endpoints_backlog_and_last_error_and_replays,
     a_refused_source_reopens_the_slide_over_with_what_was_typed,
     settings_and_widgets_refuse_bad_input_keeping_what_was_typed,
