@@ -65,6 +65,21 @@ pub(crate) struct Victim {
     pub(crate) api_key_id: String,
 }
 
+impl Victim {
+    /// An operation's path template with the victim's objects in it (widget 01, source 02).
+    pub(crate) fn fill(&self, template: &str, org_id: &str) -> String {
+        template
+            .replace("{version}", "01")
+            .replace("{code}", "02")
+            .replace("{month}", "2026-10")
+            .replace("{delivery}", &self.delivery)
+            .replace("/leads/{id}", &format!("/leads/{}", self.lead))
+            .replace("/webhooks/{id}", &format!("/webhooks/{}", self.endpoint))
+            .replace("/api-keys/{id}", &format!("/api-keys/{}", self.api_key_id))
+            .replace("/organizations/{id}", &format!("/organizations/{org_id}"))
+    }
+}
+
 pub(crate) async fn victim_objects(app: &TestApp, victim: &Tenant<'_>) -> Victim {
     victim
         .post("/api/v1/widgets", json!({"name": "Second"}))
@@ -214,18 +229,7 @@ async fn every_route_keeps_another_tenants_objects_out_of_reach(db: TestDb) {
     ];
     let mut foreign_ids = 0;
     for (method, template) in &operations {
-        let path = template
-            .replace("{version}", "01")
-            .replace("{code}", "02")
-            .replace("{month}", "2026-10")
-            .replace("{delivery}", &v.delivery)
-            .replace("/leads/{id}", &format!("/leads/{}", v.lead))
-            .replace("/webhooks/{id}", &format!("/webhooks/{}", v.endpoint))
-            .replace("/api-keys/{id}", &format!("/api-keys/{}", v.api_key_id))
-            .replace(
-                "/organizations/{id}",
-                &format!("/organizations/{}", victim.id),
-            );
+        let path = v.fill(template, &victim.id);
         assert!(!path.contains('{'), "no stand-in for {template}");
         let url = format!("/api/v1{path}");
         let method = Method::from_bytes(method.as_bytes()).unwrap();

@@ -128,18 +128,7 @@ async fn every_api_and_capture_input_is_answered_without_a_server_error(db: Test
     operations.sort_by_key(|(m, p, _)| (m == "DELETE", p.clone(), m.clone()));
     let mut sent = 0;
     for (method, template, op) in &operations {
-        let path = template
-            .replace("{version}", "01")
-            .replace("{code}", "02")
-            .replace("{month}", "2026-10")
-            .replace("{delivery}", &v.delivery)
-            .replace("/leads/{id}", &format!("/leads/{}", v.lead))
-            .replace("/webhooks/{id}", &format!("/webhooks/{}", v.endpoint))
-            .replace("/api-keys/{id}", &format!("/api-keys/{}", v.api_key_id))
-            .replace(
-                "/organizations/{id}",
-                &format!("/organizations/{}", tenant.id),
-            );
+        let path = v.fill(template, &tenant.id);
         let key = if template == "/organizations" {
             ADMIN_TOKEN
         } else {
