@@ -231,7 +231,7 @@
 
   function submit(v, idem) {
     if (current === 0) {
-      var payload = body({ first_touch: first ? { v: first.v, s: first.s, at: first.at, utm: first.utm, referrer: first.referrer, page_url: first.page_url } : undefined,
+      var payload = body({ visitor_id: visitor, first_touch: first ? { v: first.v, s: first.s, at: first.at, utm: first.utm, referrer: first.referrer, page_url: first.page_url } : undefined,
         address: { street: v.street, city: v.city, state: v.state, postal_code: v.postal_code }, company_website: v.company_website });
       return send("POST", "/c/v1/leads", payload, idem).then(function (r) { lead = { id: r.lead_id, token: r.capture_token }; return r; });
     }

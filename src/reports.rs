@@ -7,9 +7,8 @@ use serde::Serialize;
 
 use crate::domain::channel::ChannelCategory;
 use crate::domain::ids::OrgId;
-use crate::store::{
-    Counts, GroupCounts, ReportFilter, Source, SourceFilter, Store, StoreError, Touch,
-};
+use crate::domain::multi_touch::{Credit, Model, UNIT};
+use crate::store::{Counts, GroupCounts, ReportFilter, Source, SourceFilter, Store, StoreError};
 
 /// Everything the Reports page shows for a filter; the API's report endpoints serve its parts,
 /// so both give the same numbers.
@@ -37,11 +36,11 @@ impl Report {
             .spend_in_range(org, filter.widget, filter.from_ms, filter.to_ms, &zone)
             .await?;
         let rows = source_rows(&sources, &counts, &names, &spend);
-        let channels = match filter.touch {
-            Touch::Last => channel_rows(&rows, &store.channel_counts(org, filter).await?),
-            // First touches have no credited category: each counts under its source's today,
+        let channels = match filter.model {
+            Model::LastTouch => channel_rows(&rows, &store.channel_counts(org, filter).await?),
+            // Other touches have no credited category: each counts under its source's today,
             // as visits and spend do.
-            Touch::First => channel_rows(&rows, &categories_of(&rows)),
+            _ => channel_rows(&rows, &categories_of(&rows)),
         };
         let derived = derived_rows(&store.derived_channel_counts(org, filter).await?);
         Ok(Some(Report {
@@ -92,9 +91,9 @@ pub async fn report_sources(
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Totals {
     pub visits: u64,
-    pub leads: u64,
-    pub contact_requested: u64,
-    pub enriched: u64,
+    pub leads: Credit,
+    pub contact_requested: Credit,
+    pub enriched: Credit,
     pub pipeline_value: u64,
     pub conversion_rate: f64,
     pub money: MoneyFigures,
@@ -103,14 +102,14 @@ pub struct Totals {
 /// Outcomes and spend of a group of leads, summed.
 #[derive(Debug, Clone, Copy, Default)]
 struct Money {
-    won: u64,
+    won: Credit,
     revenue: u64,
     /// `None` until some source of the group has spend entered.
     spend: Option<u64>,
 }
 
 impl Money {
-    fn add(&mut self, won: u64, revenue: u64, spend: Option<u64>) {
+    fn add(&mut self, won: Credit, revenue: u64, spend: Option<u64>) {
         self.won += won;
         self.revenue += revenue;
         if let Some(s) = spend {
@@ -118,14 +117,17 @@ impl Money {
         }
     }
 
-    fn figures(self, leads: u64) -> MoneyFigures {
-        let per = |n: u64| match (self.spend, n) {
-            (Some(spend), n) if n > 0 => Some((spend + n / 2) / n),
+    fn figures(self, leads: Credit) -> MoneyFigures {
+        // Spend per (possibly fractional) lead, rounded to the nearest minor unit.
+        let per = |n: Credit| match (self.spend, u128::try_from(n.units()).unwrap_or(0)) {
+            (Some(spend), units) if units > 0 => {
+                u64::try_from((u128::from(spend) * UNIT as u128 + units / 2) / units).ok()
+            }
             _ => None,
         };
         MoneyFigures {
             won: self.won,
-            close_rate: rate(self.won, leads),
+            close_rate: ratio(self.won, leads),
             revenue: self.revenue,
             spend: self.spend,
             cost_per_lead: per(leads),
@@ -145,8 +147,8 @@ impl Money {
 /// never zero; a cost per nothing (no leads, no won jobs) is `null` too.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct MoneyFigures {
-    /// Leads won.
-    pub won: u64,
+    /// Leads won (credited, under a multi-touch model).
+    pub won: Credit,
     /// Won ÷ leads; 0 without leads.
     pub close_rate: f64,
     /// Sum of the won jobs' values.
@@ -170,15 +172,16 @@ pub struct SourceRow {
     pub names_at_arrival: Vec<String>,
     pub channel_category: ChannelCategory,
     pub visits: u64,
-    /// Leads credited to the source (last touch, or first with `touch=first`).
-    pub leads: u64,
+    /// Leads credited to the source under the report's model (last touch unless asked):
+    /// whole under last and first touch, fractional under the multi-touch models.
+    pub leads: Credit,
     /// Leads whose first touch was this source, beside `leads`.
     pub first_touch_leads: u64,
     /// The funnel of `leads`: step 1 is every lead; steps 2, 3 and 4 reached.
-    pub reached_project: u64,
-    pub reached_personal: u64,
-    pub contact_requested: u64,
-    pub enriched: u64,
+    pub reached_project: Credit,
+    pub reached_personal: Credit,
+    pub contact_requested: Credit,
+    pub enriched: Credit,
     /// Average score of the enriched leads; `null` without any.
     pub average_score: Option<f64>,
     /// Sum of the estimate midpoints of the enriched leads, whole currency units.
@@ -197,9 +200,9 @@ pub struct ChannelRow {
     /// source's category today. Visits count under their source's category today.
     pub channel_category: ChannelCategory,
     pub visits: u64,
-    pub leads: u64,
-    pub enriched: u64,
-    pub contact_requested: u64,
+    pub leads: Credit,
+    pub enriched: Credit,
+    pub contact_requested: Credit,
     pub pipeline_value: u64,
     pub conversion_rate: f64,
     /// Spend counts under each source's category today, as visits do.
@@ -213,26 +216,34 @@ pub struct DerivedChannelRow {
     /// `direct`, `organic_search`, `paid_search`, `organic_social`, … (GA4's default groups).
     pub derived_channel: String,
     pub visits: u64,
-    pub leads: u64,
-    pub enriched: u64,
-    pub contact_requested: u64,
+    pub leads: Credit,
+    pub enriched: Credit,
+    pub contact_requested: Credit,
     pub pipeline_value: u64,
     pub conversion_rate: f64,
-    pub won: u64,
+    pub won: Credit,
     pub revenue: u64,
 }
 
-fn rate(leads: u64, visits: u64) -> f64 {
+fn rate(leads: Credit, visits: u64) -> f64 {
     if visits == 0 {
         0.0
     } else {
         // Four decimals is plenty for a percentage and keeps the JSON and CSV tidy.
-        ((leads as f64 / visits as f64) * 10_000.0).round() / 10_000.0
+        ((leads.as_f64() / visits as f64) * 10_000.0).round() / 10_000.0
     }
 }
 
-fn average(sum: u64, n: u64) -> Option<f64> {
-    (n > 0).then(|| ((sum as f64 / n as f64) * 10.0).round() / 10.0)
+fn ratio(part: Credit, whole: Credit) -> f64 {
+    if whole.units() <= 0 {
+        0.0
+    } else {
+        ((part.units() as f64 / whole.units() as f64) * 10_000.0).round() / 10_000.0
+    }
+}
+
+fn average(sum: u64, n: Credit) -> Option<f64> {
+    (n.units() > 0).then(|| ((sum as f64 / n.as_f64()) * 10.0).round() / 10.0)
 }
 
 /// Every source of the listed widgets gets a row, even with nothing counted, so a new source
@@ -293,7 +304,7 @@ pub fn channel_rows(
         spend
             .entry(r.channel_category.id())
             .or_default()
-            .add(0, 0, r.money.spend);
+            .add(Credit::ZERO, 0, r.money.spend);
     }
     ChannelCategory::ALL
         .iter()
@@ -302,7 +313,7 @@ pub fn channel_rows(
             let v = visits.get(category.id()).copied().unwrap_or_default();
             let mut money = spend.get(category.id()).copied().unwrap_or_default();
             money.add(l.won, l.revenue, None);
-            (v > 0 || l.leads > 0 || money.spend.is_some()).then(|| ChannelRow {
+            (v > 0 || l.leads > Credit::ZERO || money.spend.is_some()).then(|| ChannelRow {
                 channel_category: *category,
                 visits: v,
                 leads: l.leads,
@@ -348,6 +359,70 @@ pub fn derived_rows(counts: &BTreeMap<String, GroupCounts>) -> Vec<DerivedChanne
         .collect();
     rows.sort_by(|a, b| b.leads.cmp(&a.leads).then(b.visits.cmp(&a.visits)));
     rows
+}
+
+/// One source's credit under one model.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct ModelCredit {
+    /// `last`, `first`, `linear`, `position_based` or `time_decay`.
+    pub model: &'static str,
+    pub leads: Credit,
+    pub won: Credit,
+    /// Won jobs' value credited to the source (minor units).
+    pub revenue: u64,
+    pub cost_per_lead: Option<u64>,
+    pub roas: Option<f64>,
+}
+
+/// One source under every model, side by side.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct ModelRow {
+    pub widget_version: String,
+    pub source_code: String,
+    pub display_code: String,
+    pub source_name: String,
+    /// In the order last, first, linear, position-based, time decay.
+    pub models: Vec<ModelCredit>,
+}
+
+/// Every source of the filter under every model; `None` when the filter names a widget the
+/// organization does not have.
+pub async fn compare_models(
+    store: &Store,
+    org: &OrgId,
+    filter: &ReportFilter,
+) -> Result<Option<Vec<ModelRow>>, StoreError> {
+    let mut rows: Vec<ModelRow> = Vec::new();
+    for (i, model) in Model::ALL.into_iter().enumerate() {
+        let of_model = ReportFilter { model, ..*filter };
+        let Some(report) = Report::load(store, org, &of_model).await? else {
+            return Ok(None);
+        };
+        if i == 0 {
+            rows = report
+                .sources
+                .iter()
+                .map(|r| ModelRow {
+                    widget_version: r.widget_version.clone(),
+                    source_code: r.source_code.clone(),
+                    display_code: r.display_code.clone(),
+                    source_name: r.source_name.clone(),
+                    models: Vec::with_capacity(Model::ALL.len()),
+                })
+                .collect();
+        }
+        for (row, r) in rows.iter_mut().zip(&report.sources) {
+            row.models.push(ModelCredit {
+                model: model.id(),
+                leads: r.leads,
+                won: r.money.won,
+                revenue: r.money.revenue,
+                cost_per_lead: r.money.cost_per_lead,
+                roas: r.money.roas,
+            });
+        }
+    }
+    Ok(Some(rows))
 }
 
 /// One cell of the tracked-source × self-reported matrix.
@@ -420,19 +495,19 @@ pub fn sources_csv(rows: &[SourceRow]) -> String {
             r.names_at_arrival.join("; "),
             r.channel_category.id().to_owned(),
             r.visits.to_string(),
-            r.leads.to_string(),
+            r.leads.exact(),
             r.first_touch_leads.to_string(),
             format!("{:.4}", r.conversion_rate),
-            r.reached_project.to_string(),
-            r.reached_personal.to_string(),
-            r.contact_requested.to_string(),
-            r.enriched.to_string(),
+            r.reached_project.exact(),
+            r.reached_personal.exact(),
+            r.contact_requested.exact(),
+            r.enriched.exact(),
             r.average_score
                 .map(|a| format!("{a:.1}"))
                 .unwrap_or_default(),
             r.pipeline_value.to_string(),
             r.corrected.to_string(),
-            r.money.won.to_string(),
+            r.money.won.exact(),
             format!("{:.4}", r.money.close_rate),
             minor(Some(r.money.revenue)),
             minor(r.money.spend),
@@ -475,38 +550,38 @@ mod tests {
     #[test]
     fn costs_are_unknown_without_spend_and_never_divide_by_zero() {
         let none = Money {
-            won: 2,
+            won: Credit::whole(2),
             revenue: 500_000,
             spend: None,
         }
-        .figures(10);
+        .figures(Credit::whole(10));
         assert_eq!(
             (none.spend, none.cost_per_lead, none.cost_per_won, none.roas),
             (None, None, None, None)
         );
         assert_eq!(none.close_rate, 0.2);
         let nothing_won = Money {
-            won: 0,
+            won: Credit::ZERO,
             revenue: 0,
             spend: Some(30_000),
         }
-        .figures(0);
+        .figures(Credit::ZERO);
         assert_eq!(nothing_won.cost_per_lead, None);
         assert_eq!(nothing_won.cost_per_won, None);
         assert_eq!(nothing_won.roas, Some(0.0));
         let free = Money {
-            won: 1,
+            won: Credit::whole(1),
             revenue: 100,
             spend: Some(0),
         }
-        .figures(3);
+        .figures(Credit::whole(3));
         assert_eq!((free.cost_per_lead, free.roas), (Some(0), None));
         let paid = Money {
-            won: 3,
+            won: Credit::whole(3),
             revenue: 1_000_000,
             spend: Some(250_000),
         }
-        .figures(7);
+        .figures(Credit::whole(7));
         // 250,000 / 7 = 35,714.29 → 35,714; / 3 = 83,333.3 → 83,333; 1,000,000 / 250,000 = 4.
         assert_eq!(
             (paid.cost_per_lead, paid.cost_per_won, paid.roas),
@@ -518,7 +593,9 @@ mod tests {
 
     #[test]
     fn conversion_is_zero_without_visits() {
-        assert_eq!(rate(5, 0), 0.0);
-        assert_eq!(rate(1, 3), 0.3333);
+        assert_eq!(rate(Credit::whole(5), 0), 0.0);
+        assert_eq!(rate(Credit::whole(1), 3), 0.3333);
+        // A third of a lead per visit.
+        assert_eq!(rate(Credit::from_units(333_333), 1), 0.3333);
     }
 }

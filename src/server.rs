@@ -15,6 +15,7 @@ use crate::http::{self, AppState};
 use crate::store::Store;
 use crate::webhooks::dispatcher::{DispatchSettings, Dispatcher};
 use crate::workers::capture_writer::CaptureWriter;
+use crate::workers::credit_recount::CreditRecount;
 use crate::workers::enrichment::{EnrichmentWorker, ExternalEnricher};
 use crate::workers::visit_buffer::VisitBuffer;
 
@@ -28,8 +29,10 @@ struct Tasks {
     writer: std::thread::JoinHandle<()>,
     visits: JoinHandle<()>,
     enrichment: JoinHandle<()>,
+    /// Recounts multi-touch credit after a settings change.
+    recount: JoinHandle<()>,
     dispatcher: JoinHandle<()>,
-    /// Tells enrichment and the dispatcher to stop after the round in hand.
+    /// Tells enrichment, the recount and the dispatcher to stop after the round in hand.
     stop_workers: watch::Sender<bool>,
     /// Forgets idle rate-limit keys and old idempotency keys, refreshes planner statistics;
     /// holds no queue, so it is simply aborted at the end.
@@ -76,6 +79,7 @@ pub async fn prepare(config: Config) -> anyhow::Result<Service> {
     let enrichment = tokio::spawn(
         EnrichmentWorker::new(store.clone(), external).run(wake_enrichment, stop.clone()),
     );
+    let recount = tokio::spawn(CreditRecount::new(store.clone()).run(stop.clone()));
     let dispatcher = Dispatcher::new(store.clone(), DispatchSettings::from_config(&config))?;
     let dispatcher = tokio::spawn(dispatcher.run(wake_dispatch, stop));
     let state = AppState::new(store, Arc::new(config), capture, visit_buffer);
@@ -115,6 +119,7 @@ pub async fn prepare(config: Config) -> anyhow::Result<Service> {
             writer,
             visits,
             enrichment,
+            recount,
             dispatcher,
             stop_workers,
             janitor,
@@ -141,6 +146,7 @@ pub async fn serve(
     let _ = tasks.visits.await;
     let _ = tasks.stop_workers.send(true);
     let _ = tasks.enrichment.await;
+    let _ = tasks.recount.await;
     let _ = tasks.dispatcher.await;
     tasks.janitor.abort();
     store.close().await;

@@ -491,6 +491,7 @@ fn rollups_rebuild_recounts_reports_from_the_raw_rows() {
                     referrer: None,
                     utm: Default::default(),
                     first_touch: None,
+                    visitor_id: None,
                     address: address.clone(),
                     idempotency: None,
                     record_source: leadtrail::domain::lead::RecordSource::Widget,
@@ -511,7 +512,10 @@ fn rollups_rebuild_recounts_reports_from_the_raw_rows() {
         store.close().await;
         (org, before)
     });
-    assert_eq!(before.values().map(|c| c.leads).sum::<u64>(), 5);
+    assert_eq!(
+        before.values().map(|c| c.leads).sum::<leadtrail::domain::multi_touch::Credit>(),
+        leadtrail::domain::multi_touch::Credit::whole(5)
+    );
     let out = Command::new(BIN)
         .args([
             "rollups",

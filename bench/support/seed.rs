@@ -19,6 +19,7 @@ pub fn new_lead(org: &OrgId, code: usize, address: &Address) -> CaptureCommand {
         referrer: None,
         utm: Utm::default(),
         first_touch: None,
+        visitor_id: None,
         address: address.clone(),
         idempotency: None,
         record_source: leadtrail::domain::lead::RecordSource::Widget,

@@ -117,6 +117,7 @@ pub async fn seed(store: &Store, org: &OrgId) -> anyhow::Result<()> {
                 referrer: (s == "01").then(|| "https://www.google.com/".to_owned()),
                 utm: Utm::default(),
                 first_touch: None,
+                visitor_id: None,
                 address: Address::parse(
                     &format!("{} {}", 100 + i, STREETS[i % STREETS.len()]),
                     "Austin",

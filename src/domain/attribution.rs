@@ -124,7 +124,19 @@ pub fn resolve_arrival(
 
 /// A channel for traffic that reached the system source, after GA4's default channel group:
 /// click ids and UTM medium first, then the referrer's host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DerivedChannel {
     Direct,
@@ -390,6 +402,16 @@ pub fn derive_channel(
     } else {
         DerivedChannel::Referral
     }
+}
+
+/// A page view reached from another page of the same site: the visit going on, not a new
+/// arrival from somewhere.
+pub fn is_internal_navigation(referrer: Option<&str>, page_url: Option<&str>) -> bool {
+    let host = |u: Option<&str>| {
+        u.and_then(|u| Url::parse(u).ok())
+            .and_then(|u| u.host_str().map(|h| h.trim_start_matches("www.").to_ascii_lowercase()))
+    };
+    matches!((host(referrer), host(page_url)), (Some(a), Some(b)) if a == b)
 }
 
 /// `derive_channel` for an arrival on `page_url`: a referrer from the page's own host is an

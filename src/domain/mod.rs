@@ -10,6 +10,7 @@ pub mod ids;
 pub mod keys;
 pub mod lead;
 pub mod money;
+pub mod multi_touch;
 pub mod organization;
 pub mod outcome;
 pub mod self_report;

@@ -22,6 +22,8 @@ use crate::domain::estimate::{Estimate, estimate};
 use crate::domain::event::{self, CorrectedSource, EventType, LeadContext, SourceTracking};
 use crate::domain::ids::{OrgId, prefixed_id};
 use crate::domain::keys::api_key_digest;
+use crate::domain::multi_touch::{CreditSettings, TouchKey, TouchPoint, gather};
+use super::visits::visit_touches;
 use crate::domain::lead::{
     Address, LeadStatus, PersonalInfo, ProjectDetails, RecordSource, Step, check_step_order,
 };
@@ -68,6 +70,8 @@ pub struct NewLead {
     pub referrer: Option<String>,
     pub utm: Utm,
     pub first_touch: Option<FirstTouch>,
+    /// The widget's first-party visitor id: the lead's touches are that visitor's visits.
+    pub visitor_id: Option<String>,
     pub address: Address,
     pub idempotency: Option<Idempotency>,
     /// Widget for homeowners; API and import leads are entered by the business.
@@ -276,6 +280,8 @@ struct LeadRow {
     attribution: String,
     attribution_note: Option<&'static str>,
     record_source: &'static str,
+    visitor_id: Option<String>,
+    touches: String,
 }
 
 struct EventRow {
@@ -308,6 +314,8 @@ impl PendingRows {
             "attribution",
             "attribution_note",
             "record_source",
+            "visitor_id",
+            "touches",
             "event_sequence",
             "created_at",
             "updated_at",
@@ -332,6 +340,8 @@ impl PendingRows {
                 .bind(r.attribution.as_str())
                 .bind(r.attribution_note)
                 .bind(r.record_source)
+                .bind(r.visitor_id.as_deref())
+                .bind(r.touches.as_str())
                 .bind(1_i64)
                 .bind(now)
                 .bind(now)
@@ -502,7 +512,9 @@ async fn create_lead(
             corrected: None,
         },
     );
+    let touches = lead_touches(tx, new, &arrival, derived, now).await?;
     let facts = LeadFacts::arrival(
+        &lead_id,
         &new.org,
         now,
         i64::from(arrival.widget.version.get()),
@@ -510,6 +522,7 @@ async fn create_lead(
         arrival.source.category.id(),
         derived.map(DerivedChannel::id),
         &arrival.source.name,
+        touches.clone(),
     );
     tx.roll_lead(&facts, Delta::one()).await?;
     let first_touch = attribution.first_touch.as_ref().map_or(
@@ -556,6 +569,8 @@ async fn create_lead(
         attribution: json_text(&attribution)?,
         attribution_note: arrival.note.map(AttributionNote::id),
         record_source: new.record_source.id(),
+        visitor_id: new.visitor_id.clone(),
+        touches: json_text(&touches)?,
     });
     pending.events.push(EventRow {
         id: prefixed_id("evt_"),
@@ -580,6 +595,31 @@ async fn create_lead(
         );
     }
     Ok(Ok(CaptureReply::Created(reply)))
+}
+
+/// The lead's touches: its visitor's visits within the longest lookback an organization can
+/// choose (the models apply the organization's own), then the arrival.
+async fn lead_touches(
+    tx: &mut WriteTx,
+    new: &NewLead,
+    arrival: &super::catalog::Attribution<'_>,
+    derived: Option<DerivedChannel>,
+    now: i64,
+) -> Result<Vec<TouchPoint>, StoreError> {
+    let lookback = i64::from(CreditSettings::MAX_LOOKBACK_DAYS) * 86_400_000;
+    let visits = match new.visitor_id.as_deref() {
+        Some(visitor) => visit_touches(tx, &new.org, visitor, now - lookback, now).await?,
+        None => Vec::new(),
+    };
+    let point = TouchPoint {
+        at: now,
+        key: TouchKey {
+            widget: arrival.widget.version.get(),
+            source: arrival.source.code.get(),
+            channel: derived,
+        },
+    };
+    Ok(gather(&visits, point, lookback))
 }
 
 /// What a step needs to know about the lead, read under the lead's row lock.

@@ -11,6 +11,7 @@ use crate::domain::channel::ChannelCategory;
 use crate::domain::estimate::Enrichment;
 use crate::domain::event::CorrectedSource;
 use crate::domain::ids::OrgId;
+use crate::domain::multi_touch::TouchPoint;
 use crate::domain::lead::{
     Address, ContactPreference, LeadStatus, PersonalInfo, ProjectDetails, RecordSource,
 };
@@ -51,6 +52,9 @@ pub struct LeadRecord {
     pub created_at: i64,
     pub updated_at: i64,
     pub enriched_at: Option<i64>,
+    /// The visitor's touches gathered when the lead arrived, oldest first, the arrival last
+    /// (empty for leads from before touches were kept).
+    pub touches: Vec<TouchPoint>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -70,7 +74,7 @@ const LEAD_COLUMNS: &str = "id, status, widget_version, widget_name, source_code
     source_category, derived_channel, first_touch, first_touch_widget_version, first_touch_source_code, \
     raw_params, address, project, personal, contact, enrichment, attribution, attribution_note, \
     record_source, self_reported, corrected_source, outcome, outcome_value, outcome_reason, \
-    outcome_changed_at, created_at, updated_at, enriched_at";
+    outcome_changed_at, created_at, updated_at, enriched_at, touches";
 
 fn opt_json<T: for<'de> serde::Deserialize<'de>>(
     row: &AnyRow,
@@ -131,6 +135,7 @@ fn lead_from_row(row: &AnyRow) -> Result<LeadRecord, StoreError> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         enriched_at: row.try_get("enriched_at")?,
+        touches: opt_json(row, "touches")?.unwrap_or_default(),
     })
 }
 

@@ -6,29 +6,23 @@ use std::collections::BTreeMap;
 
 use sqlx::Row;
 
-use super::rollups::Kind;
+use super::rollups::{Delta, Kind, LEAD_FACTS, LeadFacts};
 use super::{Store, StoreError, to_u32};
 use crate::domain::ids::OrgId;
+use crate::domain::multi_touch::{Credit, Model, TouchKey};
 use crate::domain::self_report::SelfReported;
 use crate::domain::time_zone::{DAY_MS, OrgTimeZone, date_of_day};
 use crate::domain::widget::WidgetVersion;
-
-/// Which arrival a lead is counted under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Touch {
-    #[default]
-    Last,
-    /// The first tracked source the visitor came through; a lead without one counts under
-    /// its own arrival, which was then its first touch.
-    First,
-}
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReportFilter {
     pub widget: Option<WidgetVersion>,
     pub from_ms: Option<i64>,
     pub to_ms: Option<i64>,
-    pub touch: Touch,
+    /// How leads are credited. Under first touch, a lead without a remembered first touch
+    /// counts under its own arrival, which was then its first touch; under the multi-touch
+    /// models, the widget filter applies to the touches' widgets.
+    pub model: Model,
     /// Count from the raw leads and visits even over whole days, never the rollups (audits,
     /// and the benchmark's naive baseline).
     pub raw_rows: bool,
@@ -38,36 +32,102 @@ pub struct ReportFilter {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
     pub visits: u64,
-    /// Leads credited to the source under the filter's touch.
-    pub leads: u64,
-    /// Leads whose first touch was this source, whatever the filter's touch.
+    /// Leads credited to the source under the filter's model.
+    pub leads: Credit,
+    /// Leads whose first touch was this source, whatever the filter's model.
     pub first_touch_leads: u64,
     /// Of `leads`: how far they got (step 2, 3 and 4 reached).
-    pub reached_project: u64,
-    pub reached_personal: u64,
-    pub contact_requested: u64,
-    pub enriched: u64,
-    /// Sum of the scores of the enriched leads.
+    pub reached_project: Credit,
+    pub reached_personal: Credit,
+    pub contact_requested: Credit,
+    pub enriched: Credit,
+    /// Sum of the scores of the enriched leads (under a multi-touch model, each score split
+    /// with the lead's credit).
     pub score_sum: u64,
     /// Sum of the estimate midpoints, whole currency units.
     pub pipeline_value: u64,
     /// Of `leads`, how many a person re-assigned to this source (last touch only).
     pub corrected: u64,
     /// Of `leads`, how many are won, and the sum of their job values (minor units).
-    pub won: u64,
+    pub won: Credit,
     pub revenue: u64,
+}
+
+impl Counts {
+    /// The lead counters of rollup columns summed: whole leads, or credit units.
+    fn set_leads(&mut self, row: &sqlx::any::AnyRow, units: bool) -> Result<(), StoreError> {
+        let credit = |col: &str| -> Result<Credit, StoreError> {
+            let n: Option<i64> = row.try_get(col)?;
+            let n = n.unwrap_or(0).max(0);
+            Ok(if units {
+                Credit::from_units(n)
+            } else {
+                Credit::whole(u64::try_from(n).unwrap_or(0))
+            })
+        };
+        self.leads = credit("n")?;
+        self.reached_project = credit("project")?;
+        self.reached_personal = credit("personal")?;
+        self.contact_requested = credit("contact")?;
+        self.enriched = credit("enriched")?;
+        self.won = credit("won")?;
+        self.score_sum = count(row, "score")?;
+        self.pipeline_value = count(row, "pipeline")?;
+        self.revenue = count(row, "revenue")?;
+        self.corrected = if units { 0 } else { count(row, "corrected")? };
+        Ok(())
+    }
+
+    /// Adds a model row's counters (credit units, amounts already apportioned).
+    fn add_credit(&mut self, d: &Delta) {
+        let units = |n: i64| Credit::from_units(n.max(0));
+        let amount = |n: i64| u64::try_from(n).unwrap_or(0);
+        self.leads += units(d.n);
+        self.reached_project += units(d.project);
+        self.reached_personal += units(d.personal);
+        self.contact_requested += units(d.contact);
+        self.enriched += units(d.enriched);
+        self.won += units(d.won);
+        self.score_sum += amount(d.score);
+        self.pipeline_value += amount(d.pipeline);
+        self.revenue += amount(d.revenue);
+    }
+
+    fn group(&self) -> GroupCounts {
+        GroupCounts {
+            visits: self.visits,
+            leads: self.leads,
+            enriched: self.enriched,
+            contact_requested: self.contact_requested,
+            pipeline_value: self.pipeline_value,
+            won: self.won,
+            revenue: self.revenue,
+        }
+    }
 }
 
 /// Lead counters of a group that is not a source (a channel category, a derived channel).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GroupCounts {
     pub visits: u64,
-    pub leads: u64,
-    pub enriched: u64,
-    pub contact_requested: u64,
+    pub leads: Credit,
+    pub enriched: Credit,
+    pub contact_requested: Credit,
     pub pipeline_value: u64,
-    pub won: u64,
+    pub won: Credit,
     pub revenue: u64,
+}
+
+impl GroupCounts {
+    fn add(&mut self, other: &GroupCounts) {
+        self.visits += other.visits;
+        self.leads += other.leads;
+        self.enriched += other.enriched;
+        self.contact_requested += other.contact_requested;
+        self.pipeline_value += other.pipeline_value;
+        self.won += other.won;
+        self.revenue += other.revenue;
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -227,11 +287,157 @@ impl Store {
         org: &OrgId,
         filter: &ReportFilter,
     ) -> Result<BTreeMap<(u32, u32), Counts>, StoreError> {
-        if filter.touch == Touch::Last
-            && let Some(days) = self.whole_days(org, filter).await?
-        {
-            return self.rolled_source_counts(org, filter, days).await;
+        let days = self.whole_days(org, filter).await?;
+        if !filter.model.is_multi_touch() {
+            return match days {
+                Some(days) if filter.model == Model::LastTouch => {
+                    self.rolled_source_counts(org, filter, days).await
+                }
+                _ => self.raw_source_counts(org, filter).await,
+            };
         }
+        let (mut out, credited) = match days {
+            Some(days) => (
+                self.rolled_visits_and_firsts(org, filter, &days).await?,
+                self.rolled_model_counts(org, filter, &days).await?,
+            ),
+            None => (
+                self.raw_source_counts(org, filter).await?,
+                self.raw_model_counts(org, filter).await?,
+            ),
+        };
+        for (key, delta) in credited {
+            out.entry((key.widget, key.source))
+                .or_default()
+                .add_credit(&delta);
+        }
+        out.retain(|_, c| *c != Counts::default());
+        Ok(out)
+    }
+
+    /// Visits and first touches from the rollups, lead counters left at zero.
+    async fn rolled_visits_and_firsts(
+        &self,
+        org: &OrgId,
+        filter: &ReportFilter,
+        days: &Days,
+    ) -> Result<BTreeMap<(u32, u32), Counts>, StoreError> {
+        let mut out: BTreeMap<(u32, u32), Counts> = BTreeMap::new();
+        let sql = format!(
+            "SELECT widget_version, source_code, {n} AS n FROM report_rollups \
+             WHERE {ROLLUP_RANGE} GROUP BY widget_version, source_code",
+            n = sum("n"),
+        );
+        for kind in [Kind::Visit, Kind::First] {
+            for row in &self.rolled(sql.clone(), org, filter, days, kind).await? {
+                let entry = out
+                    .entry(source_key(row, "widget_version", "source_code")?)
+                    .or_default();
+                match kind {
+                    Kind::Visit => entry.visits = count(row, "n")?,
+                    _ => entry.first_touch_leads = count(row, "n")?,
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Under a multi-touch model: the credit per touch key (widget, source, derived channel)
+    /// summed from the model's rollup rows.
+    async fn rolled_model_counts(
+        &self,
+        org: &OrgId,
+        filter: &ReportFilter,
+        days: &Days,
+    ) -> Result<BTreeMap<TouchKey, Delta>, StoreError> {
+        let sql = format!(
+            "SELECT widget_version, source_code, derived_channel, {n} AS n, \
+             {project} AS project, {personal} AS personal, {contact} AS contact, \
+             {enriched} AS enriched, {score} AS score, {pipeline} AS pipeline, {won} AS won, \
+             {revenue} AS revenue FROM report_rollups WHERE {ROLLUP_RANGE} \
+             GROUP BY widget_version, source_code, derived_channel",
+            n = sum("n"),
+            project = sum("project"),
+            personal = sum("personal"),
+            contact = sum("contact"),
+            enriched = sum("enriched"),
+            score = sum("score_sum"),
+            pipeline = sum("pipeline_value"),
+            won = sum("won"),
+            revenue = sum("revenue"),
+        );
+        let rows = self
+            .rolled(sql, org, filter, days, Kind::Model(filter.model))
+            .await?;
+        let mut out = BTreeMap::new();
+        for row in &rows {
+            let (widget, source) = source_key(row, "widget_version", "source_code")?;
+            let channel: String = row.try_get("derived_channel")?;
+            let get = |col: &str| -> Result<i64, StoreError> {
+                Ok(row.try_get::<Option<i64>, _>(col)?.unwrap_or(0))
+            };
+            let delta = Delta {
+                n: get("n")?,
+                project: get("project")?,
+                personal: get("personal")?,
+                contact: get("contact")?,
+                enriched: get("enriched")?,
+                score: get("score")?,
+                pipeline: get("pipeline")?,
+                corrected: 0,
+                won: get("won")?,
+                revenue: get("revenue")?,
+            };
+            if delta == Delta::default() {
+                continue;
+            }
+            let key = TouchKey {
+                widget,
+                source,
+                channel: crate::domain::attribution::DerivedChannel::from_id(&channel),
+            };
+            out.insert(key, delta);
+        }
+        Ok(out)
+    }
+
+    /// Under a multi-touch model: the credit per touch key recounted from the leads' own
+    /// touches (what the rollups must equal; and the answer for ranges that are not whole
+    /// days).
+    pub(crate) async fn raw_model_counts(
+        &self,
+        org: &OrgId,
+        filter: &ReportFilter,
+    ) -> Result<BTreeMap<TouchKey, Delta>, StoreError> {
+        let settings = self.credit_settings(org).await?;
+        let sql = format!(
+            "SELECT {LEAD_FACTS} FROM leads WHERE org_id = $1 \
+             AND ($2 IS NULL OR created_at >= $2) AND ($3 IS NULL OR created_at < $3)"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(org.as_str())
+            .bind(filter.from_ms)
+            .bind(filter.to_ms)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out: BTreeMap<TouchKey, Delta> = BTreeMap::new();
+        for row in &rows {
+            let lead = LeadFacts::from_row(row)?;
+            for (key, delta) in lead.credit_of(filter.model, settings) {
+                if filter.widget.is_none_or(|w| w.get() == key.widget) {
+                    out.entry(key).or_default().add(delta);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Visits, and leads under last or first touch, counted from the raw rows.
+    async fn raw_source_counts(
+        &self,
+        org: &OrgId,
+        filter: &ReportFilter,
+    ) -> Result<BTreeMap<(u32, u32), Counts>, StoreError> {
         let mut out: BTreeMap<(u32, u32), Counts> = BTreeMap::new();
         let widget = filter.widget.map(|w| i64::from(w.get()));
         let (from, to) = (filter.from_ms, filter.to_ms);
@@ -247,41 +453,36 @@ impl Store {
             "COALESCE(first_touch_widget_version, widget_version)",
             "COALESCE(first_touch_source_code, source_code)",
         );
-        let (wv, sc) = match filter.touch {
-            Touch::Last => ("widget_version", CREDITED_SOURCE),
-            Touch::First => first,
+        let (wv, sc) = match filter.model {
+            Model::FirstTouch => first,
+            _ => ("widget_version", CREDITED_SOURCE),
         };
-        let leads = format!(
-            "SELECT {wv} AS wv, {sc} AS sc, COUNT(*) AS leads, \
-             {project} AS project, {personal} AS personal, {contact} AS contact, \
-             {enriched} AS enriched, {score} AS score, {pipeline} AS pipeline, \
-             {corrected} AS corrected, {won} AS won, {revenue} AS revenue \
-             FROM leads WHERE {range} GROUP BY {wv}, {sc}",
-            project = sum("CASE WHEN step >= 2 THEN 1 ELSE 0 END"),
-            personal = sum("CASE WHEN step >= 3 THEN 1 ELSE 0 END"),
-            contact = sum("CASE WHEN step = 4 THEN 1 ELSE 0 END"),
-            enriched = sum("CASE WHEN enrichment_state = 'done' THEN 1 ELSE 0 END"),
-            score = sum("COALESCE(score, 0)"),
-            pipeline = sum(OPEN_PIPELINE),
-            corrected = sum("CASE WHEN corrected_source_code IS NOT NULL THEN 1 ELSE 0 END"),
-            won = sum(WON),
-            revenue = sum(REVENUE),
-            range = WHERE_RANGE.replace("widget_version", wv),
-        );
-        for row in &self.grouped(leads, org, widget, from, to).await? {
-            let key = source_key(row, "wv", "sc")?;
-            let entry = out.entry(key).or_default();
-            entry.leads = count(row, "leads")?;
-            entry.reached_project = count(row, "project")?;
-            entry.reached_personal = count(row, "personal")?;
-            entry.contact_requested = count(row, "contact")?;
-            entry.enriched = count(row, "enriched")?;
-            entry.score_sum = count(row, "score")?;
-            entry.pipeline_value = count(row, "pipeline")?;
-            entry.won = count(row, "won")?;
-            entry.revenue = count(row, "revenue")?;
-            if filter.touch == Touch::Last {
-                entry.corrected = count(row, "corrected")?;
+        if !filter.model.is_multi_touch() {
+            let leads = format!(
+                "SELECT {wv} AS wv, {sc} AS sc, COUNT(*) AS n, \
+                 {project} AS project, {personal} AS personal, {contact} AS contact, \
+                 {enriched} AS enriched, {score} AS score, {pipeline} AS pipeline, \
+                 {corrected} AS corrected, {won} AS won, {revenue} AS revenue \
+                 FROM leads WHERE {range} GROUP BY {wv}, {sc}",
+                project = sum("CASE WHEN step >= 2 THEN 1 ELSE 0 END"),
+                personal = sum("CASE WHEN step >= 3 THEN 1 ELSE 0 END"),
+                contact = sum("CASE WHEN step = 4 THEN 1 ELSE 0 END"),
+                enriched = sum("CASE WHEN enrichment_state = 'done' THEN 1 ELSE 0 END"),
+                score = sum("COALESCE(score, 0)"),
+                pipeline = sum(OPEN_PIPELINE),
+                corrected = sum("CASE WHEN corrected_source_code IS NOT NULL THEN 1 ELSE 0 END"),
+                won = sum(WON),
+                revenue = sum(REVENUE),
+                range = WHERE_RANGE.replace("widget_version", wv),
+            );
+            for row in &self.grouped(leads, org, widget, from, to).await? {
+                let key = source_key(row, "wv", "sc")?;
+                out.entry(key).or_default().set_leads(row, false)?;
+                if filter.model != Model::LastTouch
+                    && let Some(entry) = out.get_mut(&key)
+                {
+                    entry.corrected = 0;
+                }
             }
         }
         let firsts = format!(
@@ -304,7 +505,7 @@ impl Store {
         filter: &ReportFilter,
         days: Days,
     ) -> Result<BTreeMap<(u32, u32), Counts>, StoreError> {
-        let mut out: BTreeMap<(u32, u32), Counts> = BTreeMap::new();
+        let mut out = self.rolled_visits_and_firsts(org, filter, &days).await?;
         let sql = format!(
             "SELECT widget_version, source_code, {n} AS n, {project} AS project, \
              {personal} AS personal, {contact} AS contact, {enriched} AS enriched, \
@@ -322,27 +523,9 @@ impl Store {
             won = sum("won"),
             revenue = sum("revenue"),
         );
-        for kind in [Kind::Visit, Kind::Lead, Kind::First] {
-            for row in &self.rolled(sql.clone(), org, filter, &days, kind).await? {
-                let key = source_key(row, "widget_version", "source_code")?;
-                let entry = out.entry(key).or_default();
-                match kind {
-                    Kind::Visit => entry.visits = count(row, "n")?,
-                    Kind::First => entry.first_touch_leads = count(row, "n")?,
-                    Kind::Lead => {
-                        entry.leads = count(row, "n")?;
-                        entry.reached_project = count(row, "project")?;
-                        entry.reached_personal = count(row, "personal")?;
-                        entry.contact_requested = count(row, "contact")?;
-                        entry.enriched = count(row, "enriched")?;
-                        entry.score_sum = count(row, "score")?;
-                        entry.pipeline_value = count(row, "pipeline")?;
-                        entry.corrected = count(row, "corrected")?;
-                        entry.won = count(row, "won")?;
-                        entry.revenue = count(row, "revenue")?;
-                    }
-                }
-            }
+        for row in &self.rolled(sql, org, filter, &days, Kind::Lead).await? {
+            let key = source_key(row, "widget_version", "source_code")?;
+            out.entry(key).or_default().set_leads(row, false)?;
         }
         // Rows whose counters went back to zero (a lead corrected away) are not rows.
         out.retain(|_, c| *c != Counts::default());
@@ -385,6 +568,9 @@ impl Store {
         org: &OrgId,
         filter: &ReportFilter,
     ) -> Result<BTreeMap<String, GroupCounts>, StoreError> {
+        if filter.model.is_multi_touch() {
+            return self.derived_model_counts(org, filter).await;
+        }
         if let Some(days) = self.whole_days(org, filter).await? {
             let channel = "CASE WHEN derived_channel = '' THEN 'direct' ELSE derived_channel END";
             let sql = format!(
@@ -402,7 +588,9 @@ impl Store {
                 &self.rolled(sql, org, filter, &days, Kind::Visit).await?,
                 "channel",
             )? {
-                out.entry(channel).or_default().visits = visits.leads;
+                out.entry(channel).or_default().visits =
+                    u64::try_from(visits.leads.units() / crate::domain::multi_touch::UNIT)
+                        .unwrap_or(0);
             }
             out.retain(|_, c| *c != GroupCounts::default());
             return Ok(out);
@@ -426,6 +614,35 @@ impl Store {
         for row in &self.grouped(visits, org, widget, from, to).await? {
             out.entry(row.try_get("channel")?).or_default().visits = count(row, "n")?;
         }
+        Ok(out)
+    }
+
+    /// The Website's derived channels under a multi-touch model: the credit of its touches,
+    /// with the visits through each channel.
+    async fn derived_model_counts(
+        &self,
+        org: &OrgId,
+        filter: &ReportFilter,
+    ) -> Result<BTreeMap<String, GroupCounts>, StoreError> {
+        let last = ReportFilter {
+            model: Model::LastTouch,
+            ..*filter
+        };
+        let credited = match self.whole_days(org, filter).await? {
+            Some(days) => self.rolled_model_counts(org, filter, &days).await?,
+            None => self.raw_model_counts(org, filter).await?,
+        };
+        let mut out: BTreeMap<String, GroupCounts> = BTreeMap::new();
+        for (key, delta) in credited.iter().filter(|(k, _)| k.source == 1) {
+            let channel = key.channel.map_or("direct", |c| c.id()).to_owned();
+            let mut c = Counts::default();
+            c.add_credit(delta);
+            out.entry(channel).or_default().add(&c.group());
+        }
+        for (channel, counts) in Box::pin(self.derived_channel_counts(org, &last)).await? {
+            out.entry(channel).or_default().visits = counts.visits;
+        }
+        out.retain(|_, c| *c != GroupCounts::default());
         Ok(out)
     }
 
@@ -624,11 +841,11 @@ fn group_rows(
             row.try_get::<String, _>(column)?,
             GroupCounts {
                 visits: 0,
-                leads: count(row, "leads")?,
-                enriched: count(row, "enriched")?,
-                contact_requested: count(row, "contact")?,
+                leads: Credit::whole(count(row, "leads")?),
+                enriched: Credit::whole(count(row, "enriched")?),
+                contact_requested: Credit::whole(count(row, "contact")?),
                 pipeline_value: count(row, "pipeline")?,
-                won: count(row, "won")?,
+                won: Credit::whole(count(row, "won")?),
                 revenue: count(row, "revenue")?,
             },
         );

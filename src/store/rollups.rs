@@ -10,7 +10,11 @@ use std::collections::{BTreeMap, HashMap};
 use sqlx::Row;
 
 use super::{Backend, Store, StoreError, WriteTx};
+use crate::domain::attribution::DerivedChannel;
 use crate::domain::ids::OrgId;
+use crate::domain::multi_touch::{
+    CreditSettings, Model, TouchKey, TouchPoint, apportion, credit,
+};
 use crate::domain::time_zone::{DAY_MS, OrgTimeZone};
 
 /// What a rollup row counts.
@@ -22,6 +26,9 @@ pub(crate) enum Kind {
     Lead,
     /// Leads by their first touch.
     First,
+    /// Leads' credit under a multi-touch model, in millionths of a lead (value counters in
+    /// minor units, apportioned with the same weights), by touch source and derived channel.
+    Model(Model),
 }
 
 impl Kind {
@@ -30,6 +37,7 @@ impl Kind {
             Self::Visit => "visit",
             Self::Lead => "lead",
             Self::First => "first",
+            Self::Model(model) => model.id(),
         }
     }
 }
@@ -72,7 +80,7 @@ impl Delta {
         }
     }
 
-    fn add(&mut self, other: Delta) {
+    pub(crate) fn add(&mut self, other: Delta) {
         self.n += other.n;
         self.project += other.project;
         self.personal += other.personal;
@@ -100,6 +108,30 @@ impl Delta {
         }
     }
 
+    /// The delta as each touch's share: counts scaled by the touch's units (so a whole lead
+    /// becomes `UNIT`), amounts apportioned so the shares sum to the amount exactly.
+    fn spread(self, units: &[i64]) -> Vec<Delta> {
+        let score = apportion(self.score, units);
+        let pipeline = apportion(self.pipeline, units);
+        let revenue = apportion(self.revenue, units);
+        units
+            .iter()
+            .enumerate()
+            .map(|(i, u)| Delta {
+                n: self.n * u,
+                project: self.project * u,
+                personal: self.personal * u,
+                contact: self.contact * u,
+                enriched: self.enriched * u,
+                score: score[i],
+                pipeline: pipeline[i],
+                corrected: self.corrected * u,
+                won: self.won * u,
+                revenue: revenue[i],
+            })
+            .collect()
+    }
+
     /// What reaching `step` adds.
     pub(crate) fn step(step: i64) -> Self {
         Self {
@@ -112,12 +144,13 @@ impl Delta {
 }
 
 /// A lead's columns that decide its rollup row and its counters.
-pub(crate) const LEAD_FACTS: &str = "org_id, created_at, widget_version, source_code, \
+pub(crate) const LEAD_FACTS: &str = "id, org_id, created_at, widget_version, source_code, \
     source_name, source_category, derived_channel, corrected_source_code, \
     corrected_source_category, corrected_source, step, enrichment_state, score, pipeline_value, \
-    first_touch_widget_version, first_touch_source_code, outcome, outcome_value";
+    first_touch_widget_version, first_touch_source_code, outcome, outcome_value, touches";
 
 pub(crate) struct LeadFacts {
+    id: String,
     org: String,
     created_at: i64,
     widget: i64,
@@ -136,11 +169,15 @@ pub(crate) struct LeadFacts {
     closed: bool,
     /// The job's value when won.
     won: Option<i64>,
+    /// The touches gathered at arrival (the arrival last); empty for a lead without history.
+    touches: Vec<TouchPoint>,
 }
 
 impl LeadFacts {
     /// A lead as it arrives: step 1, credited to its arrival source.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn arrival(
+        id: &str,
         org: &OrgId,
         created_at: i64,
         widget: i64,
@@ -148,8 +185,10 @@ impl LeadFacts {
         category: &str,
         derived: Option<&str>,
         name: &str,
+        touches: Vec<TouchPoint>,
     ) -> Self {
         Self {
+            id: id.to_owned(),
             org: org.as_str().to_owned(),
             created_at,
             widget,
@@ -165,6 +204,7 @@ impl LeadFacts {
             first_touch: (widget, source),
             closed: false,
             won: None,
+            touches,
         }
     }
 
@@ -178,7 +218,12 @@ impl LeadFacts {
             .try_get::<Option<String>, _>("corrected_source")?
             .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
             .and_then(|v| v["source_label"].as_str().map(str::to_owned));
+        let touches = row
+            .try_get::<Option<String>, _>("touches")?
+            .and_then(|json| serde_json::from_str::<Vec<TouchPoint>>(&json).ok())
+            .unwrap_or_default();
         Ok(Self {
+            id: row.try_get("id")?,
             org: row.try_get("org_id")?,
             created_at: row.try_get("created_at")?,
             widget,
@@ -209,7 +254,47 @@ impl LeadFacts {
             ),
             closed: matches!(outcome.as_str(), "won" | "lost"),
             won: (outcome == "won").then(|| value.unwrap_or(0)),
+            touches,
         })
+    }
+
+    /// Where the lead stands in a recount's order.
+    fn position(&self) -> (i64, &str) {
+        (self.created_at, &self.id)
+    }
+
+    /// The touches the models credit: those kept on the lead within the organization's
+    /// lookback, ending with the source the lead is credited with (a person's correction
+    /// replaces the arrival).
+    pub(crate) fn credited_touches(&self, settings: CreditSettings) -> Vec<TouchPoint> {
+        let arrival = TouchPoint {
+            at: self.created_at,
+            key: TouchKey {
+                widget: u32::try_from(self.widget).unwrap_or(0),
+                source: u32::try_from(self.source).unwrap_or(0),
+                channel: if self.source == 1 {
+                    DerivedChannel::from_id(&self.derived)
+                } else {
+                    None
+                },
+            },
+        };
+        let from = self.created_at - settings.lookback_ms();
+        let before = self.touches.len().saturating_sub(1);
+        let mut out: Vec<TouchPoint> = self.touches[..before]
+            .iter()
+            .filter(|t| t.at >= from && t.at <= self.created_at)
+            .copied()
+            .collect();
+        match out.last() {
+            Some(last) if last.key == arrival.key => {
+                if let Some(last) = out.last_mut() {
+                    last.at = arrival.at;
+                }
+            }
+            _ => out.push(arrival),
+        }
+        out
     }
 
     /// What its enrichment adds to the lead's row (read after the enrichment is written).
@@ -242,29 +327,120 @@ impl LeadFacts {
             revenue: self.won.unwrap_or(0),
         }
     }
+
+    /// The lead's whole contribution split over its touch keys under a multi-touch `model`.
+    pub(crate) fn credit_of(&self, model: Model, settings: CreditSettings) -> Vec<(TouchKey, Delta)> {
+        self.spread_over_touches(model, self.whole(), settings)
+    }
+
+    fn spread_over_touches(
+        &self,
+        model: Model,
+        delta: Delta,
+        settings: CreditSettings,
+    ) -> Vec<(TouchKey, Delta)> {
+        let shares = credit(model, &self.credited_touches(settings), settings.half_life_ms());
+        let units: Vec<i64> = shares.iter().map(|(_, u)| *u).collect();
+        shares
+            .into_iter()
+            .map(|(key, _)| key)
+            .zip(delta.spread(&units))
+            .collect()
+    }
+
+    /// `delta` of the lead's own row, as the rows of its touch keys get it under each
+    /// multi-touch model.
+    fn model_rows(
+        &self,
+        delta: Delta,
+        settings: CreditSettings,
+        zone: &OrgTimeZone,
+    ) -> Vec<(Key, Delta)> {
+        let day = zone.day_of(self.created_at);
+        let mut out = Vec::new();
+        for model in Model::MULTI_TOUCH {
+            for (key, part) in self.spread_over_touches(model, delta, settings) {
+                out.push((
+                    Key {
+                        org: self.org.clone(),
+                        day,
+                        kind: Kind::Model(model),
+                        widget: i64::from(key.widget),
+                        source: i64::from(key.source),
+                        category: String::new(),
+                        derived: key.channel.map(|c| c.id().to_owned()).unwrap_or_default(),
+                        name: String::new(),
+                    },
+                    part,
+                ));
+            }
+        }
+        out
+    }
 }
 
 /// Rollup changes of one write transaction, added up and written when it commits.
 #[derive(Default)]
 pub(crate) struct Pending {
     rows: BTreeMap<Key, Delta>,
-    zones: HashMap<String, OrgTimeZone>,
+    /// Model rows, with the position of the lead they are for: a recount in progress counts
+    /// leads past its cursor itself, so their changes are left out when the transaction ends.
+    credits: Vec<((i64, String), Key, Delta)>,
+    orgs: HashMap<String, (OrgTimeZone, CreditSettings)>,
 }
 
+/// How far a recount of an organization's model rows has come: `None` when none is running;
+/// `Some(None)` when nothing is counted yet; else the last lead counted.
+type RecountCursor = Option<Option<(i64, String)>>;
+
 impl WriteTx {
+    /// The organization's time zone and credit settings, read once per transaction.
+    async fn org_facts(&mut self, org: &str) -> Result<(OrgTimeZone, CreditSettings), StoreError> {
+        if let Some(facts) = self.rollups.orgs.get(org) {
+            return Ok(facts.clone());
+        }
+        let row = sqlx::query(
+            "SELECT time_zone, credit_lookback_days, credit_half_life_days FROM organizations \
+             WHERE id = $1",
+        )
+        .bind(org)
+        .fetch_one(&mut **self)
+        .await?;
+        let zone = OrgTimeZone::parse(&row.try_get::<String, _>("time_zone")?)
+            .map_err(|e| StoreError::Corrupt(e.message))?;
+        let settings = CreditSettings::new(
+            row.try_get("credit_lookback_days")?,
+            row.try_get("credit_half_life_days")?,
+        )
+        .map_err(|e| StoreError::Corrupt(e.message))?;
+        self.rollups
+            .orgs
+            .insert(org.to_owned(), (zone.clone(), settings));
+        Ok((zone, settings))
+    }
+
     /// The organization's time zone, read once per transaction.
     pub(crate) async fn zone(&mut self, org: &str) -> Result<OrgTimeZone, StoreError> {
-        if let Some(zone) = self.rollups.zones.get(org) {
-            return Ok(zone.clone());
+        Ok(self.org_facts(org).await?.0)
+    }
+
+    async fn recount_cursor(&mut self, org: &str) -> Result<RecountCursor, StoreError> {
+        let row = sqlx::query(
+            "SELECT credit_recount_requested_at, credit_recount_at, credit_recount_lead \
+             FROM organizations WHERE id = $1",
+        )
+        .bind(org)
+        .fetch_one(&mut **self)
+        .await?;
+        if row
+            .try_get::<Option<i64>, _>("credit_recount_requested_at")?
+            .is_none()
+        {
+            return Ok(None);
         }
-        let name: String = sqlx::query("SELECT time_zone FROM organizations WHERE id = $1")
-            .bind(org)
-            .fetch_one(&mut **self)
-            .await?
-            .try_get("time_zone")?;
-        let zone = OrgTimeZone::parse(&name).map_err(|e| StoreError::Corrupt(e.message))?;
-        self.rollups.zones.insert(org.to_owned(), zone.clone());
-        Ok(zone)
+        let at: Option<i64> = row.try_get("credit_recount_at")?;
+        let lead: Option<String> = row.try_get("credit_recount_lead")?;
+        Ok(Some(at.zip(lead)))
     }
 
     pub(crate) async fn roll(
@@ -313,6 +489,11 @@ impl WriteTx {
             name: lead.name.clone(),
         };
         self.rollups.rows.entry(key).or_default().add(delta);
+        let (zone, settings) = self.org_facts(&lead.org).await?;
+        let (at, id) = lead.position();
+        for (key, part) in lead.model_rows(delta, settings, &zone) {
+            self.rollups.credits.push(((at, id.to_owned()), key, part));
+        }
         Ok(())
     }
 
@@ -344,12 +525,33 @@ impl WriteTx {
 
     /// Writes the transaction's rollup changes (called by `commit`).
     pub(super) async fn flush_rollups(&mut self) -> Result<(), StoreError> {
-        let rows = std::mem::take(&mut self.rollups.rows);
-        let mut orgs: Vec<&str> = rows.keys().map(|k| k.org.as_str()).collect();
+        let mut rows = std::mem::take(&mut self.rollups.rows);
+        let credits = std::mem::take(&mut self.rollups.credits);
+        let mut orgs: Vec<String> = rows.keys().map(|k| k.org.clone()).collect();
         orgs.dedup();
-        for org in orgs {
+        for org in &orgs {
             self.rollup_lock(org, LockMode::Shared).await?;
         }
+        // Read under the lock: a recount step commits before this or waits for it.
+        let mut cursors: HashMap<String, RecountCursor> = HashMap::new();
+        for (position, key, delta) in credits {
+            if !cursors.contains_key(&key.org) {
+                let cursor = self.recount_cursor(&key.org).await?;
+                cursors.insert(key.org.clone(), cursor);
+            }
+            let counted = match cursors.get(&key.org) {
+                Some(None) => true,
+                Some(Some(Some((at, id)))) => (position.0, position.1.as_str()) <= (*at, id.as_str()),
+                _ => false,
+            };
+            if counted {
+                rows.entry(key).or_default().add(delta);
+            }
+        }
+        self.write_rollups(rows).await
+    }
+
+    async fn write_rollups(&mut self, rows: BTreeMap<Key, Delta>) -> Result<(), StoreError> {
         for (key, delta) in rows {
             if delta == Delta::default() {
                 continue;
@@ -392,13 +594,35 @@ impl WriteTx {
     ) -> Result<(), StoreError> {
         self.rollup_lock(org.as_str(), LockMode::Exclusive).await?;
         self.rollups.rows.retain(|k, _| k.org != org.as_str());
+        self.rollups.credits.retain(|(_, k, _)| k.org != org.as_str());
+        self.rollups.orgs.remove(org.as_str());
+        let (_, settings) = self.org_facts(org.as_str()).await?;
         self.rollups
-            .zones
-            .insert(org.as_str().to_owned(), zone.clone());
+            .orgs
+            .insert(org.as_str().to_owned(), (zone.clone(), settings));
         sqlx::query("DELETE FROM report_rollups WHERE org_id = $1")
             .bind(org.as_str())
             .execute(&mut **self)
             .await?;
+        // Everything is counted anew here, model rows included: a recount in progress ends.
+        sqlx::query(
+            "UPDATE organizations SET credit_recount_requested_at = NULL, \
+             credit_recount_at = NULL, credit_recount_lead = NULL, credit_recount_done = 0 \
+             WHERE id = $1",
+        )
+        .bind(org.as_str())
+        .execute(&mut **self)
+        .await?;
+        let mut after = None;
+        loop {
+            let (n, last) = self
+                .count_model_rows(org, zone, settings, after, REBUILD_CHUNK)
+                .await?;
+            if n < REBUILD_CHUNK as usize {
+                break;
+            }
+            after = last;
+        }
         let mut bounds: Option<(i64, i64)> = None;
         for table in ["leads", "visits"] {
             let sql = format!(
@@ -481,6 +705,215 @@ impl WriteTx {
             }
         }
         Ok(())
+    }
+
+    /// Adds the model rows of up to `limit` leads after `after` in (created_at, id) order
+    /// (the caller holds the organization's rollup lock alone); returns how many leads there
+    /// were and the last of them.
+    async fn count_model_rows(
+        &mut self,
+        org: &OrgId,
+        zone: &OrgTimeZone,
+        settings: CreditSettings,
+        after: Option<(i64, String)>,
+        limit: i64,
+    ) -> Result<(usize, Option<(i64, String)>), StoreError> {
+        let sql = format!(
+            "SELECT {LEAD_FACTS} FROM leads WHERE org_id = $1 \
+             AND ($2 IS NULL OR created_at > $2 OR (created_at = $2 AND id > $3)) \
+             ORDER BY created_at, id LIMIT $4"
+        );
+        let (at, id) = after.map_or((None, String::new()), |(a, i)| (Some(a), i));
+        let leads = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(org.as_str())
+            .bind(at)
+            .bind(id)
+            .bind(limit)
+            .fetch_all(&mut **self)
+            .await?;
+        let mut rows: BTreeMap<Key, Delta> = BTreeMap::new();
+        let mut last = None;
+        for row in &leads {
+            let lead = LeadFacts::from_row(row)?;
+            for (key, delta) in lead.model_rows(lead.whole(), settings, zone) {
+                rows.entry(key).or_default().add(delta);
+            }
+            last = Some((lead.created_at, lead.id));
+        }
+        self.write_rollups(rows).await?;
+        Ok((leads.len(), last))
+    }
+}
+
+/// Leads read at a time when model rows are counted.
+const REBUILD_CHUNK: i64 = 5_000;
+
+/// Where a recount of model rows stands, for the pages that show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecountProgress {
+    /// Leads counted so far.
+    pub done: u64,
+    /// Leads of the organization.
+    pub total: u64,
+}
+
+/// What one step of the recount did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecountStep {
+    /// Counted this many leads of the organization; `finished` when its recount is done.
+    Counted { org: OrgId, leads: usize, finished: bool },
+    /// No organization waits for a recount.
+    Idle,
+}
+
+impl Store {
+    /// Changes the lookback and half-life the models use; the organization's model rows are
+    /// then recounted in the background (`recount_credit_step`). Unchanged settings change
+    /// nothing.
+    pub async fn update_credit_settings(
+        &self,
+        org: &OrgId,
+        settings: CreditSettings,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        tx.rollup_lock(org.as_str(), LockMode::Exclusive).await?;
+        let (_, current) = tx.org_facts(org.as_str()).await?;
+        if current != settings {
+            sqlx::query(
+                "UPDATE organizations SET credit_lookback_days = $2, credit_half_life_days = $3, \
+                 credit_recount_requested_at = $4, credit_recount_at = NULL, \
+                 credit_recount_lead = NULL, credit_recount_done = 0 WHERE id = $1",
+            )
+            .bind(org.as_str())
+            .bind(i64::from(settings.lookback_days()))
+            .bind(i64::from(settings.half_life_days()))
+            .bind(super::now_ms())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    /// The organization's credit settings.
+    pub async fn credit_settings(&self, org: &OrgId) -> Result<CreditSettings, StoreError> {
+        let row = sqlx::query(
+            "SELECT credit_lookback_days, credit_half_life_days FROM organizations WHERE id = $1",
+        )
+        .bind(org.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        CreditSettings::new(
+            row.try_get("credit_lookback_days")?,
+            row.try_get("credit_half_life_days")?,
+        )
+        .map_err(|e| StoreError::Corrupt(e.message))
+    }
+
+    /// How far the organization's recount has come; `None` when none is waiting or running.
+    pub async fn credit_recount(&self, org: &OrgId) -> Result<Option<RecountProgress>, StoreError> {
+        let row = sqlx::query(
+            "SELECT credit_recount_requested_at, credit_recount_done FROM organizations \
+             WHERE id = $1",
+        )
+        .bind(org.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        if row
+            .try_get::<Option<i64>, _>("credit_recount_requested_at")?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let done: i64 = row.try_get("credit_recount_done")?;
+        let total: i64 = sqlx::query("SELECT COUNT(*) AS n FROM leads WHERE org_id = $1")
+            .bind(org.as_str())
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        Ok(Some(RecountProgress {
+            done: u64::try_from(done).unwrap_or(0),
+            total: u64::try_from(total).unwrap_or(0),
+        }))
+    }
+
+    /// Counts the model rows of the next `limit` leads of the organization that has waited
+    /// longest for a recount, in one transaction that holds its rollup lock alone. Any node
+    /// may run it: a step reads where the last one stopped under that lock.
+    pub async fn recount_credit_step(&self, limit: i64) -> Result<RecountStep, StoreError> {
+        let waiting: Option<String> = sqlx::query(
+            "SELECT id FROM organizations WHERE credit_recount_requested_at IS NOT NULL \
+             ORDER BY credit_recount_requested_at, id LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|row| row.try_get("id"))
+        .transpose()?;
+        let Some(id) = waiting else {
+            return Ok(RecountStep::Idle);
+        };
+        let org = OrgId::from_stored(id);
+        let mut tx = self.begin_write().await?;
+        tx.rollup_lock(org.as_str(), LockMode::Exclusive).await?;
+        let Some(cursor) = tx.recount_cursor(org.as_str()).await? else {
+            // Another node finished it meanwhile.
+            tx.commit().await?;
+            return Ok(RecountStep::Counted {
+                org,
+                leads: 0,
+                finished: true,
+            });
+        };
+        if cursor.is_none() {
+            let kinds: Vec<String> = Model::MULTI_TOUCH
+                .iter()
+                .map(|m| format!("'{}'", m.id()))
+                .collect();
+            let sql = format!(
+                "DELETE FROM report_rollups WHERE org_id = $1 AND kind IN ({})",
+                kinds.join(", ")
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(org.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let (zone, settings) = tx.org_facts(org.as_str()).await?;
+        let (leads, last) = tx
+            .count_model_rows(&org, &zone, settings, cursor, limit)
+            .await?;
+        let finished = leads < usize::try_from(limit).unwrap_or(usize::MAX);
+        match last.filter(|_| !finished) {
+            Some((at, lead)) => {
+                sqlx::query(
+                    "UPDATE organizations SET credit_recount_at = $2, credit_recount_lead = $3, \
+                     credit_recount_done = credit_recount_done + $4 WHERE id = $1",
+                )
+                .bind(org.as_str())
+                .bind(at)
+                .bind(lead)
+                .bind(i64::try_from(leads).unwrap_or(0))
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {
+                sqlx::query(
+                    "UPDATE organizations SET credit_recount_requested_at = NULL, \
+                     credit_recount_at = NULL, credit_recount_lead = NULL, \
+                     credit_recount_done = 0 WHERE id = $1",
+                )
+                .bind(org.as_str())
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(RecountStep::Counted {
+            org,
+            leads,
+            finished,
+        })
     }
 }
 

@@ -3,11 +3,16 @@
 use super::rollups::Kind;
 use std::collections::HashMap;
 
+use sqlx::Row;
+
 use super::bulk::insert_rows;
 use super::catalog::OrgCatalog;
-use super::{Store, StoreError};
-use crate::domain::attribution::{Utm, derive_channel_on_page};
+use super::{Store, StoreError, WriteTx, to_u32};
+use crate::domain::attribution::{
+    DerivedChannel, Utm, derive_channel_on_page, is_internal_navigation,
+};
 use crate::domain::ids::OrgId;
+use crate::domain::multi_touch::{TouchKey, VisitTouch};
 use crate::domain::widget::WidgetVersion;
 
 #[derive(Debug, Clone)]
@@ -21,6 +26,55 @@ pub struct NewVisit {
     pub utm: Utm,
     pub visitor_id: Option<String>,
     pub at: i64,
+}
+
+/// Visits of one visitor read for a lead's touches, most recent first.
+const VISITS_PER_LEAD: i64 = 500;
+
+/// The visitor's visits to the organization in `[from, until]`, as touches (most recent
+/// `VISITS_PER_LEAD`). Scoped by organization: a visitor id sent with another organization's
+/// key names other visits.
+pub(super) async fn visit_touches(
+    tx: &mut WriteTx,
+    org: &OrgId,
+    visitor: &str,
+    from: i64,
+    until: i64,
+) -> Result<Vec<VisitTouch>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT widget_version, source_code, derived_channel, page_url, referrer, created_at \
+         FROM visits WHERE org_id = $1 AND visitor_id = $2 AND created_at >= $3 \
+         AND created_at <= $4 ORDER BY created_at DESC LIMIT $5",
+    )
+    .bind(org.as_str())
+    .bind(visitor)
+    .bind(from)
+    .bind(until)
+    .bind(VISITS_PER_LEAD)
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let source = to_u32(row.try_get("source_code")?, "source")?;
+            let channel: Option<String> = row.try_get("derived_channel")?;
+            let referrer: Option<String> = row.try_get("referrer")?;
+            let page: Option<String> = row.try_get("page_url")?;
+            Ok(VisitTouch {
+                at: row.try_get("created_at")?,
+                key: TouchKey {
+                    widget: to_u32(row.try_get("widget_version")?, "widget")?,
+                    source,
+                    channel: if source == 1 {
+                        channel.as_deref().and_then(DerivedChannel::from_id)
+                    } else {
+                        None
+                    },
+                },
+                internal: source == 1
+                    && is_internal_navigation(referrer.as_deref(), page.as_deref()),
+            })
+        })
+        .collect()
 }
 
 impl Store {

@@ -1,7 +1,9 @@
-//! Background work: the capture group-commit writer, the visit buffer, enrichment. (The
+//! Background work: the capture group-commit writer, the visit buffer, enrichment, the
+//! recount of multi-touch credit. (The
 //! webhook dispatcher lives with the rest of webhooks, in `crate::webhooks`.)
 //! Each can be driven step by step from tests (`run_once`, `flush`) instead of by sleeping.
 
 pub mod capture_writer;
+pub mod credit_recount;
 pub mod enrichment;
 pub mod visit_buffer;

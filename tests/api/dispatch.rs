@@ -75,6 +75,7 @@ async fn org_with_leads(store: &Store, url: &str, leads: usize) -> OrgId {
                 referrer: None,
                 utm: Default::default(),
                 first_touch: None,
+                visitor_id: None,
                 address: Address::parse("1 Main St", "Austin", "TX", "78701", None).unwrap(),
                 idempotency: None,
                 record_source: leadtrail::domain::lead::RecordSource::Widget,

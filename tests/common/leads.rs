@@ -21,6 +21,7 @@ pub fn arrival(org: &OrgId, embedding: Option<u32>, v: Option<&str>, s: Option<&
         referrer: None,
         utm: Utm::default(),
         first_touch: None,
+        visitor_id: None,
         address: Address::parse("1 Main St", "Austin", "TX", "78701", None).unwrap(),
         idempotency: None,
         record_source: leadtrail::domain::lead::RecordSource::Widget,

@@ -47,6 +47,7 @@ fn arrival(org: &OrgId) -> CaptureCommand {
         referrer: None,
         utm: Default::default(),
         first_touch: None,
+        visitor_id: None,
         address: Address::parse("1 Main St", "Austin", "TX", "78701", None).unwrap(),
         idempotency: None,
         record_source: leadtrail::domain::lead::RecordSource::Widget,

@@ -12,8 +12,9 @@ use leadtrail::domain::spend::{Month, SpendEntry, parse_import};
 use leadtrail::domain::tier::Tier;
 use leadtrail::domain::time_zone::OrgTimeZone;
 use leadtrail::reports::Report;
+use leadtrail::domain::multi_touch::{Credit, Model};
 use leadtrail::store::{
-    Conflict, Idempotency, LeadCreated, ReportFilter, SpendImport, Store, StoreError, Touch,
+    Conflict, Idempotency, LeadCreated, ReportFilter, SpendImport, Store, StoreError,
 };
 
 fn won(dollars: i64) -> Outcome {
@@ -431,7 +432,7 @@ async fn report_money_equals_hand_computed_figures(db: TestDb) {
         let m = s.money;
         assert_eq!(
             (s.leads, m.won, m.revenue),
-            (6, 3, 3_200_000),
+            (Credit::whole(6), Credit::whole(3), 3_200_000),
             "{from} {raw_rows}"
         );
         assert_eq!(m.close_rate, 0.5);
@@ -442,14 +443,17 @@ async fn report_money_equals_hand_computed_figures(db: TestDb) {
         assert_eq!(s.pipeline_value, signs_pipeline);
         // Website: no spend in September, so no costs at all, and no division by zero.
         let m = w.money;
-        assert_eq!((w.leads, m.won, m.revenue), (4, 0, 0));
+        assert_eq!((w.leads, m.won, m.revenue), (Credit::whole(4), Credit::ZERO, 0));
         assert_eq!(
             (m.spend, m.cost_per_lead, m.cost_per_won, m.roas),
             (None, None, None, None)
         );
         assert_eq!(w.pipeline_value, website_pipeline);
         let totals = report.totals();
-        assert_eq!((totals.money.won, totals.money.revenue), (3, 3_200_000));
+        assert_eq!(
+            (totals.money.won, totals.money.revenue),
+            (Credit::whole(3), 3_200_000)
+        );
         assert_eq!(totals.money.spend, Some(600_000));
         assert_eq!(totals.money.cost_per_lead, Some(60_000));
         let channel = report
@@ -457,13 +461,16 @@ async fn report_money_equals_hand_computed_figures(db: TestDb) {
             .iter()
             .find(|c| c.channel_category.id() == "paid_social")
             .unwrap();
-        assert_eq!((channel.money.won, channel.money.spend), (3, Some(600_000)));
+        assert_eq!(
+            (channel.money.won, channel.money.spend),
+            (Credit::whole(3), Some(600_000))
+        );
     }
     // Half of September: half its spend; first touch credits the same leads here.
     let half = ReportFilter {
         from_ms: Some(sept),
         to_ms: Some(sept + 15 * 86_400_000),
-        touch: Touch::First,
+        model: Model::FirstTouch,
         ..ReportFilter::default()
     };
     let report = Report::load(&store, &org, &half).await.unwrap().unwrap();
@@ -473,7 +480,10 @@ async fn report_money_equals_hand_computed_figures(db: TestDb) {
         .find(|r| r.source_code == "02")
         .unwrap();
     assert_eq!(s.money.spend, Some(300_000));
-    assert_eq!((s.leads, s.money.won, s.money.revenue), (6, 3, 3_200_000));
+    assert_eq!(
+        (s.leads, s.money.won, s.money.revenue),
+        (Credit::whole(6), Credit::whole(3), 3_200_000)
+    );
 }
 
 /// The estimate midpoints of the leads not won or lost.

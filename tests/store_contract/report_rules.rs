@@ -17,9 +17,10 @@ use leadtrail::domain::source::SourceName;
 use leadtrail::domain::tier::{Tier, TierLimits};
 use leadtrail::domain::time_zone::OrgTimeZone;
 use leadtrail::domain::widget::{WidgetName, WidgetStatus};
+use leadtrail::domain::multi_touch::{Credit, Model as Credited};
 use leadtrail::store::{
     Counts, FirstTouch, GroupCounts, Interval, LeadFilter, NewVisit, OrganizationPatch,
-    ReportFilter, SourcePatch, Store, Touch, WidgetPatch,
+    ReportFilter, SourcePatch, Store, WidgetPatch,
 };
 
 /// A small deterministic generator: a failing history is replayed from its seed.
@@ -324,10 +325,10 @@ async fn recount(
             .map_or(l.source_code.get(), |c| c.source_code.parse().unwrap());
         let step = l.status.step();
         let c = out.sources.entry((w, credited)).or_default();
-        c.leads += 1;
-        c.reached_project += u64::from(step >= 2);
-        c.reached_personal += u64::from(step >= 3);
-        c.contact_requested += u64::from(step == 4);
+        c.leads += one(true);
+        c.reached_project += one(step >= 2);
+        c.reached_personal += one(step >= 3);
+        c.contact_requested += one(step == 4);
         c.corrected += u64::from(l.corrected.is_some());
         // Pipeline: the estimates of leads not yet won or lost.
         let pipeline = match l.outcome.is_closed() {
@@ -340,11 +341,11 @@ async fn recount(
         let revenue = l.outcome.value().map_or(0, |v| v as u64);
         let won = u64::from(l.outcome.kind() == OutcomeKind::Won);
         if let Some(e) = &l.enrichment {
-            c.enriched += 1;
+            c.enriched += one(true);
             c.score_sum += u64::from(e.score);
             c.pipeline_value += pipeline;
         }
-        c.won += won;
+        c.won += one(won == 1);
         c.revenue += revenue;
         let first = (
             l.first_touch_widget_version.map_or(w, |v| v.get()),
@@ -358,11 +359,11 @@ async fn recount(
             .copied()
             .unwrap_or(l.source_category.id());
         let group = |g: &mut GroupCounts| {
-            g.leads += 1;
-            g.enriched += u64::from(l.enrichment.is_some());
-            g.contact_requested += u64::from(step == 4);
+            g.leads += one(true);
+            g.enriched += one(l.enrichment.is_some());
+            g.contact_requested += one(step == 4);
             g.pipeline_value += pipeline;
-            g.won += won;
+            g.won += one(won == 1);
             g.revenue += revenue;
         };
         group(out.channels.entry(category.to_owned()).or_default());
@@ -443,14 +444,14 @@ async fn reports_equal_a_recount_after_random_histories(db: TestDb) {
             .source_counts(
                 &org,
                 &ReportFilter {
-                    touch: Touch::First,
+                    model: Credited::FirstTouch,
                     ..ReportFilter::default()
                 },
             )
             .await
             .unwrap();
         for (key, c) in &first {
-            assert_eq!(c.leads, c.first_touch_leads, "seed {seed:#x} {key:?}");
+            assert_eq!(c.leads, Credit::whole(c.first_touch_leads), "seed {seed:#x} {key:?}");
         }
     }
 }
@@ -598,7 +599,7 @@ async fn a_recount_during_captures_loses_and_doubles_nothing(db: TestDb) {
         )
         .await
         .unwrap();
-    assert_eq!(raw[&(1, 2)].leads, 200);
+    assert_eq!(raw[&(1, 2)].leads, Credit::whole(200));
     assert_eq!(rolled, raw);
 }
 
@@ -607,3 +608,8 @@ on_both_backends!(
     reports_equal_a_recount_after_random_histories,
     local_days_are_exact_across_daylight_saving_and_half_hour_zones,
 );
+
+/// One whole lead when `counted`, else none.
+fn one(counted: bool) -> Credit {
+    Credit::whole(u64::from(counted))
+}

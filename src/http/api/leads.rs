@@ -49,6 +49,16 @@ pub struct FirstTouchBody {
     raw: FirstTouch,
 }
 
+/// One touch of the lead's journey.
+#[derive(Serialize, ToSchema)]
+pub struct TouchBody {
+    at: String,
+    widget_version: String,
+    source_code: String,
+    /// For the Website source (`01`): the channel read from referrer, UTM and click ids.
+    derived_channel: Option<DerivedChannel>,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct LeadBody {
     id: String,
@@ -91,6 +101,10 @@ pub struct LeadBody {
     /// Every outcome change, oldest first (on `GET /leads/{id}` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     outcome_history: Option<Vec<OutcomeChangeBody>>,
+    /// The visitor's tracked visits in the year before the lead, oldest first, ending with the
+    /// arrival: what the multi-touch models split the lead's credit over (within the
+    /// organization's lookback). Empty for leads from before touches were kept.
+    touches: Vec<TouchBody>,
     /// The raw arrival parameters, kept for audit.
     #[schema(value_type = Object)]
     raw_params: serde_json::Value,
@@ -118,6 +132,16 @@ impl From<LeadRecord> for LeadBody {
             lost_reason: l.outcome.lost_reason().map(|r| r.as_str().to_owned()),
             outcome_changed_at: l.outcome_changed_at.map(rfc3339),
             outcome_history: None,
+            touches: l
+                .touches
+                .iter()
+                .map(|t| TouchBody {
+                    at: rfc3339(t.at),
+                    widget_version: format!("{:02}", t.key.widget),
+                    source_code: format!("{:02}", t.key.source),
+                    derived_channel: t.key.channel,
+                })
+                .collect(),
             id: l.id,
             status: l.status,
             source_category: l.source_category.id().to_owned(),
@@ -415,6 +439,7 @@ pub async fn create_lead(
         referrer: None,
         utm: Default::default(),
         first_touch: None,
+        visitor_id: None,
         address,
         idempotency: idempotency(&headers, "POST /api/v1/leads", &body)?,
         record_source: RecordSource::Api,

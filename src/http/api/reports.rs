@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::IntoResponse;
 use axum::routing::get;
+
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -13,12 +14,13 @@ use crate::domain::ids::OrgId;
 use crate::domain::time_zone::{OrgTimeZone, date_of_day};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::extract::{ApiQuery, OrgAuth, widget_version};
+use crate::http::extract::{ApiJson, ApiQuery, OrgAuth, widget_version};
 use crate::reports::{
-    ChannelRow, DerivedChannelRow, Report, SelfReportedCell, SourceRow, self_reported_cells,
-    sources_csv,
+    ChannelRow, DerivedChannelRow, ModelRow, Report, SelfReportedCell, SourceRow,
+    compare_models, self_reported_cells, sources_csv,
 };
-use crate::store::{Interval, ReportFilter, Touch};
+use crate::domain::multi_touch::{CreditSettings, Model};
+use crate::store::{Interval, ReportFilter};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -28,6 +30,11 @@ pub fn router() -> Router<AppState> {
         .route("/reports/timeseries", get(timeseries_report))
         .route("/reports/self-reported", get(self_reported_report))
         .route("/reports/derived-channels", get(derived_channels_report))
+        .route("/reports/models", get(models_report))
+        .route(
+            "/reports/attribution",
+            get(attribution_settings).put(change_attribution_settings),
+        )
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -39,7 +46,10 @@ pub struct ReportQuery {
     from: Option<String>,
     /// RFC 3339 time or `YYYY-MM-DD` (exclusive).
     to: Option<String>,
-    /// `last` (default) or `first`.
+    /// How leads are credited: `last` (default), `first`, `linear`, `position_based` or
+    /// `time_decay`.
+    model: Option<String>,
+    /// The older name of `model`, for `last` or `first`.
     touch: Option<String>,
     /// Timeseries only: `day` (default) or `week`.
     interval: Option<String>,
@@ -58,13 +68,15 @@ fn instant(tz: &OrgTimeZone, field: &'static str, raw: &str) -> Result<i64, ApiE
 
 impl ReportQuery {
     fn filter(&self, tz: &OrgTimeZone) -> Result<ReportFilter, ApiError> {
-        let touch = match self.touch.as_deref() {
-            None | Some("last") => Touch::Last,
-            Some("first") => Touch::First,
-            Some(other) => {
+        let model = match (self.model.as_deref(), self.touch.as_deref()) {
+            (Some(model), _) => Model::parse(model)
+                .map_err(|e| ApiError::bad_request("invalid_query", e.message))?,
+            (None, None | Some("last")) => Model::LastTouch,
+            (None, Some("first")) => Model::FirstTouch,
+            (None, Some(other)) => {
                 return Err(ApiError::bad_request(
                     "invalid_query",
-                    format!("touch {other:?}: use last or first"),
+                    format!("touch {other:?}: use last or first (or model=…)"),
                 ));
             }
         };
@@ -80,7 +92,7 @@ impl ReportQuery {
                 .as_deref()
                 .map(|t| instant(tz, "to", t))
                 .transpose()?,
-            touch,
+            model,
             raw_rows: false,
         })
     }
@@ -153,6 +165,83 @@ pub async fn derived_channels_report(
     ApiQuery(q): ApiQuery<ReportQuery>,
 ) -> ApiResult<Json<Vec<DerivedChannelRow>>> {
     Ok(Json(report(&state, &org, &q).await?.derived))
+}
+
+/// Every source under every attribution model side by side: credited leads, won jobs,
+/// revenue, cost per lead and ROAS under last touch, first touch, linear, position-based and
+/// time decay (the `model` parameter is ignored)
+#[utoipa::path(get, path = "/reports/models", params(ReportQuery),
+    responses((status = 200, body = [ModelRow]), (status = 400, body = ErrorBody)))]
+pub async fn models_report(
+    State(state): State<AppState>,
+    OrgAuth(org): OrgAuth,
+    ApiQuery(q): ApiQuery<ReportQuery>,
+) -> ApiResult<Json<Vec<ModelRow>>> {
+    let tz = state.store.organization(&org).await?.time_zone;
+    let filter = q.filter(&tz)?;
+    let rows = compare_models(&state.store, &org, &filter)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(&format!("widget {}", q.widget.as_deref().unwrap_or("")))
+        })?;
+    Ok(Json(rows))
+}
+
+/// How the multi-touch models read a lead's touches.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttributionSettings {
+    /// Visits up to this many days before a lead are its touches (1–365; 90 by default).
+    lookback_days: i64,
+    /// Time decay: a touch this many days older weighs half as much (1–90; 7 by default).
+    half_life_days: i64,
+    /// While the model reports are recounted after a change: leads counted so far, and of
+    /// how many. Read-only.
+    #[serde(default, skip_deserializing)]
+    recount: Option<RecountBody>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RecountBody {
+    done: u64,
+    total: u64,
+}
+
+async fn settings_body(state: &AppState, org: &OrgId) -> Result<AttributionSettings, ApiError> {
+    let settings = state.store.credit_settings(org).await?;
+    let recount = state.store.credit_recount(org).await?;
+    Ok(AttributionSettings {
+        lookback_days: i64::from(settings.lookback_days()),
+        half_life_days: i64::from(settings.half_life_days()),
+        recount: recount.map(|r| RecountBody {
+            done: r.done,
+            total: r.total,
+        }),
+    })
+}
+
+/// The lookback window and time-decay half-life of the multi-touch models
+#[utoipa::path(get, path = "/reports/attribution",
+    responses((status = 200, body = AttributionSettings), (status = 401, body = ErrorBody)))]
+pub async fn attribution_settings(
+    State(state): State<AppState>,
+    OrgAuth(org): OrgAuth,
+) -> ApiResult<Json<AttributionSettings>> {
+    Ok(Json(settings_body(&state, &org).await?))
+}
+
+/// Change the lookback window or half-life; the model reports are recounted in the
+/// background (`recount` shows how far)
+#[utoipa::path(put, path = "/reports/attribution", request_body = AttributionSettings,
+    responses((status = 200, body = AttributionSettings), (status = 422, body = ErrorBody)))]
+pub async fn change_attribution_settings(
+    State(state): State<AppState>,
+    OrgAuth(org): OrgAuth,
+    ApiJson(body): ApiJson<AttributionSettings>,
+) -> ApiResult<Json<AttributionSettings>> {
+    let settings = CreditSettings::new(body.lookback_days, body.half_life_days)?;
+    state.store.update_credit_settings(&org, settings).await?;
+    Ok(Json(settings_body(&state, &org).await?))
 }
 
 /// Tracked source × "How did you hear about us?": leads per (credited source, answer)

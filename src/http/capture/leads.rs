@@ -60,6 +60,8 @@ pub struct CreateLeadBody {
     #[serde(default)]
     utm: Utm,
     first_touch: Option<FirstTouch>,
+    /// The widget's first-party visitor id (as its visit beacons carry).
+    visitor_id: Option<String>,
     address: AddressBody,
     /// Honeypot: hidden from people, filled in by form bots.
     #[serde(default)]
@@ -269,6 +271,7 @@ pub async fn create_lead(
         referrer: bounded(body.referrer, 2048),
         utm: body.utm.bounded(),
         first_touch,
+        visitor_id: bounded(body.visitor_id, 64),
         address,
         idempotency,
         record_source: RecordSource::Widget,

@@ -1,6 +1,8 @@
 //! The Leads tab: newest first, filtered, paged by keyset cursor; one lead expanded in place
 //! with where it came from (frozen at arrival), its steps and its enrichment.
 
+use std::collections::BTreeMap;
+
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::Response;
@@ -69,6 +71,9 @@ pub struct LeadRow {
     pub correct_action: String,
     /// The outcome's changes, oldest first (empty unless open).
     pub outcome_history: Vec<Field>,
+    /// The touches the lead's credit is split over: when, and through which source or
+    /// channel (empty unless open).
+    pub journey: Vec<(String, String)>,
     /// The outcome form, for editors (unless open, `None`).
     pub outcome_form: Option<OutcomeForm>,
 }
@@ -395,6 +400,42 @@ fn detail(lead: &LeadRecord) -> Detail {
     }
 }
 
+/// The lead's touches as the expanded lead lists them: local time, and the source (with its
+/// name today) or, for the Website source, the derived channel.
+async fn journey_of(
+    store: &crate::store::Store,
+    org: &crate::domain::ids::OrgId,
+    lead: &LeadRecord,
+    tz: &OrgTimeZone,
+) -> Result<Vec<(String, String)>, crate::store::StoreError> {
+    let mut names: BTreeMap<(u32, u32), String> = BTreeMap::new();
+    let mut widgets: Vec<u32> = lead.touches.iter().map(|t| t.key.widget).collect();
+    widgets.sort_unstable();
+    widgets.dedup();
+    for w in widgets.into_iter().filter_map(WidgetVersion::new) {
+        for (code, name) in store.source_labels(org, w).await? {
+            names.insert((w.get(), code.get()), name);
+        }
+    }
+    Ok(lead
+        .touches
+        .iter()
+        .map(|t| {
+            let code = SourceCode::new(t.key.source)
+                .map_or_else(|| t.key.source.to_string(), SourceCode::display_code);
+            let name = names
+                .get(&(t.key.widget, t.key.source))
+                .cloned()
+                .unwrap_or_default();
+            let through = match t.key.channel {
+                Some(channel) => format!("{:02}/{code} {name} · {}", t.key.widget, humanize(channel.id())),
+                None => format!("{:02}/{code} {name}", t.key.widget),
+            };
+            (tz.format(t.at), through)
+        })
+        .collect())
+}
+
 pub async fn show(
     State(state): State<crate::http::AppState>,
     session: Session,
@@ -455,10 +496,12 @@ pub async fn show(
     let mut correct_to = Vec::new();
     let mut outcome_history = Vec::new();
     let mut outcome_form = None;
+    let mut journey = Vec::new();
     if let Some(lead) = leads
         .iter()
         .find(|l| Some(l.id.as_str()) == q.open.as_deref())
     {
+        journey = journey_of(&state.store, org, lead, tz).await?;
         corrections = correction_fields(&state.store.corrections(org, &lead.id).await?, tz);
         outcome_history = outcome_fields(&state.store.outcome_history(org, &lead.id).await?, tz);
         if session.user.role.can_edit() {
@@ -553,6 +596,11 @@ pub async fn show(
                     Vec::new()
                 },
                 outcome_form: if open { outcome_form.take() } else { None },
+                journey: if open {
+                    std::mem::take(&mut journey)
+                } else {
+                    Vec::new()
+                },
             }
         })
         .collect();

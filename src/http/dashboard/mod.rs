@@ -55,6 +55,7 @@ pub fn router() -> Router<AppState> {
         .route("/app/leads", get(leads::show))
         .route("/app/reports", get(reports::show))
         .route("/app/reports.csv", get(reports::csv))
+        .route("/app/reports/attribution", post(reports::save_attribution))
         .route("/app/leads/{id}/source", post(leads::correct))
         .route("/app/leads/{id}/outcome", post(leads::set_outcome))
         .route("/app/webhooks", get(webhooks::show).post(webhooks::create))

@@ -1,7 +1,9 @@
 //! The Reports tab: which sources bring leads over a period of the organization's own days,
 //! as a stacked chart (server-rendered SVG with a table for screen readers), the source table
 //! with first and last touch side by side, the channel table and the Website's derived
-//! channels; a CSV of the source table as shown.
+//! channels; a CSV of the source table as shown. A model selector credits leads by last or
+//! first touch or over all their touches (linear, position-based, time decay), and a table
+//! puts every source under every model side by side.
 
 use std::collections::BTreeMap;
 
@@ -11,14 +13,18 @@ use axum::response::{IntoResponse, Response};
 use jiff::civil::Date;
 use serde::Deserialize;
 
-use super::page::{Chrome, PageError, Tab, encode, humanize, money, money_minor, render};
-use super::session::Session;
+use super::page::{
+    Chrome, PageError, Tab, encode, humanize, money, money_minor, render, see_other,
+};
+use super::session::{EditorForm, Session, Submitted};
 use crate::domain::time_zone::{OrgTimeZone, date_of_day, day_number};
 use crate::domain::widget::WidgetVersion;
 use crate::http::AppState;
 use crate::http::api::reports::csv_response;
 use crate::reports::{Report, Totals, sources_csv};
-use crate::store::{Interval, ReportFilter, Touch};
+use crate::domain::multi_touch::{CreditSettings, Model};
+use crate::reports::{ModelRow, compare_models};
+use crate::store::{Interval, RecountProgress, ReportFilter};
 
 #[derive(Deserialize, Default, Clone)]
 pub struct ReportsQuery {
@@ -26,15 +32,18 @@ pub struct ReportsQuery {
     preset: Option<String>,
     from: Option<String>,
     to: Option<String>,
+    model: Option<String>,
+    /// The older name of `model` (`last` or `first`), from links made before models.
     touch: Option<String>,
 }
 
-/// Which touch the page credits leads to.
-fn touch_of(q: &ReportsQuery) -> Touch {
-    match q.touch.as_deref() {
-        Some("first") => Touch::First,
-        _ => Touch::Last,
-    }
+/// Which model the page credits leads with; an unknown one shows last touch.
+fn model_of(q: &ReportsQuery) -> Model {
+    q.model
+        .as_deref()
+        .or(q.touch.as_deref())
+        .and_then(|m| Model::parse(m).ok())
+        .unwrap_or_default()
 }
 
 /// The date presets, in the order the page offers them.
@@ -251,8 +260,14 @@ pub struct ReportsPage {
     pub report: Report,
     pub chart: Chart,
     pub csv_href: String,
-    /// `true` when leads are credited to their first touch.
-    pub first_touch: bool,
+    /// How leads are credited, and the models to choose from.
+    pub model: Model,
+    pub models: Vec<Choice>,
+    /// Every source under every model, side by side.
+    pub comparison: Vec<ModelRow>,
+    pub settings: CreditSettings,
+    /// While the model rows are recounted after a settings change.
+    pub recount: Option<RecountProgress>,
 }
 
 impl ReportsPage {
@@ -282,6 +297,18 @@ impl ReportsPage {
 
     pub fn channel(&self, id: &str) -> String {
         humanize(id)
+    }
+
+    pub fn first_touch(&self) -> bool {
+        self.model == Model::FirstTouch
+    }
+
+    pub fn multi_touch(&self) -> bool {
+        self.model.is_multi_touch()
+    }
+
+    pub fn percent_done(&self, r: &RecountProgress) -> u64 {
+        (r.done * 100).checked_div(r.total).unwrap_or(0).min(100)
     }
 }
 
@@ -323,10 +350,10 @@ fn resolve(q: &ReportsQuery, tz: &OrgTimeZone) -> Resolved {
     }
 }
 
-fn filter_of(r: &Resolved, tz: &OrgTimeZone, touch: Touch) -> ReportFilter {
+fn filter_of(r: &Resolved, tz: &OrgTimeZone, model: Model) -> ReportFilter {
     ReportFilter {
         widget: r.widget,
-        touch,
+        model,
         from_ms: Some(tz.start_of(r.from)),
         to_ms: Some(tz.start_of(r.to.tomorrow().unwrap_or(r.to))),
         ..ReportFilter::default()
@@ -340,6 +367,7 @@ fn query_string(q: &ReportsQuery) -> String {
         ("preset", &q.preset),
         ("from", &q.from),
         ("to", &q.to),
+        ("model", &q.model),
         ("touch", &q.touch),
     ] {
         if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
@@ -358,10 +386,13 @@ pub async fn show(
     let organization = state.store.organization(org).await?;
     let tz = organization.time_zone.clone();
     let resolved = resolve(&q, &tz);
-    let filter = filter_of(&resolved, &tz, touch_of(&q));
+    let filter = filter_of(&resolved, &tz, model_of(&q));
     let report = Report::load(&state.store, org, &filter)
         .await?
         .ok_or_else(PageError::not_found)?;
+    let comparison = compare_models(&state.store, org, &filter)
+        .await?
+        .unwrap_or_default();
     let days = day_number(resolved.to) - day_number(resolved.from) + 1;
     let interval = if days > 62 {
         Interval::Week
@@ -430,10 +461,48 @@ pub async fn show(
         chart: chart(&periods, &counts, &names, interval),
         report,
         csv_href: format!("/app/reports.csv?{}", query_string(&q)),
-        first_touch: filter.touch == Touch::First,
+        model: filter.model,
+        models: Model::ALL
+            .iter()
+            .map(|m| Choice {
+                value: m.id().to_owned(),
+                label: m.label().to_owned(),
+                selected: *m == filter.model,
+            })
+            .collect(),
+        comparison,
+        settings: state.store.credit_settings(org).await?,
+        recount: state.store.credit_recount(org).await?,
         chrome: Chrome::new(&session, organization.name, Tab::Reports),
     };
     render(&page)
+}
+
+/// An editor changes the lookback window or the half-life; the model reports are then
+/// recounted in the background.
+pub async fn save_attribution(
+    State(state): State<AppState>,
+    EditorForm(Submitted { session, form }): EditorForm,
+) -> Result<Response, PageError> {
+    let number = |field: &str| form.text(field).trim().parse::<i64>().unwrap_or(-1);
+    match CreditSettings::new(number("lookback_days"), number("half_life_days")) {
+        Ok(settings) => {
+            state
+                .store
+                .update_credit_settings(session.org(), settings)
+                .await?;
+            Ok(see_other(
+                "/app/reports?model=linear",
+                &format!(
+                    "Multi-touch credit now looks back {} days with a {}-day half-life; the \
+                     reports are being recounted.",
+                    settings.lookback_days(),
+                    settings.half_life_days()
+                ),
+            ))
+        }
+        Err(e) => Ok(see_other("/app/reports", &format!("Not saved: {}.", e.message))),
+    }
 }
 
 /// The source table of the page with the same query, as CSV.
@@ -444,7 +513,7 @@ pub async fn csv(
 ) -> Result<Response, PageError> {
     let org = session.org();
     let tz = state.store.organization(org).await?.time_zone;
-    let filter = filter_of(&resolve(&q, &tz), &tz, touch_of(&q));
+    let filter = filter_of(&resolve(&q, &tz), &tz, model_of(&q));
     let report = Report::load(&state.store, org, &filter)
         .await?
         .ok_or_else(PageError::not_found)?;
