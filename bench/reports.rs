@@ -5,7 +5,9 @@
 //! over the raw rows answers it (median of 5), in the same run on the same database; the two
 //! answers must be equal. Targets: every rollup query
 //! under 20 ms and at least 20× faster than naive — the whole report (every source with its
-//! outcomes, revenue, spend and costs, channels, derived channels) included.
+//! outcomes, revenue, spend and costs, channels, derived channels) included, and the reports
+//! under the linear and time-decay models, every lead with three touches on average (the
+//! naive answer there recounts each lead's credit from its touches).
 //!
 //! Seeding: 2,000 leads and 20,000 visits go through the real capture path (attribution,
 //! steps, enrichment, first touches, corrections, self-reported answers, outcomes (won, lost,
@@ -33,6 +35,7 @@ use leadtrail::domain::ids::OrgId;
 use leadtrail::domain::lead::{
     Address, ContactPreference, PersonalInfo, ProjectDetails, ProjectInput, Step,
 };
+use leadtrail::domain::multi_touch::Model;
 use leadtrail::domain::organization::{BrandColor, OrgName, SiteUrl};
 use leadtrail::domain::outcome::{LostReason, Outcome};
 use leadtrail::domain::source::{SourceCode, SourceName};
@@ -115,8 +118,28 @@ async fn organization(store: &Store) -> Result<OrgId, BoxError> {
 
 /// Leads and visits through the real capture path, with steps, enrichment, first touches and
 /// corrections, so every rollup column has something in it.
-async fn capture(store: &Store, org: &OrgId) -> Result<(), BoxError> {
+async fn capture(store: &Store, org: &OrgId) -> Result<f64, BoxError> {
     let address = Address::parse("1 Main St", "Austin", "TX", "78701", None)?;
+    // Journeys: before converting, homeowner n visited through one to three other sources
+    // (two on average) in the hours before: with the arrival, three touches per lead.
+    let now = leadtrail::store::now_ms();
+    let journeys: Vec<NewVisit> = (0..CAPTURED_LEADS)
+        .flat_map(|n| (0..=n % 3).map(move |k| (n, k)))
+        .map(|(n, k)| NewVisit {
+            org: org.clone(),
+            embedding: Some(WidgetVersion::PRIMARY),
+            v: Some("01".into()),
+            s: Some(format!("{:02}", (n + 3 * k + 1) % 10 + 1)),
+            page_url: Some("https://bench.example/".into()),
+            referrer: None,
+            utm: Utm::default(),
+            visitor_id: Some(format!("b{n}")),
+            at: now - 6 * 3_600_000 + i64::try_from(k).unwrap_or(0) * 600_000,
+        })
+        .collect();
+    for chunk in journeys.chunks(2_000) {
+        store.insert_visits(chunk).await?;
+    }
     let mut created = Vec::new();
     for chunk in 0..CAPTURED_LEADS.div_ceil(250) {
         let commands: Vec<_> = (chunk * 250..CAPTURED_LEADS.min(chunk * 250 + 250))
@@ -138,6 +161,7 @@ async fn capture(store: &Store, org: &OrgId) -> Result<(), BoxError> {
                 if n % 10 == 0 {
                     new.referrer = Some("https://www.google.com/".into());
                 }
+                new.visitor_id = Some(format!("b{n}"));
                 CaptureCommand::CreateLead(new)
             })
             .collect();
@@ -237,7 +261,11 @@ async fn capture(store: &Store, org: &OrgId) -> Result<(), BoxError> {
             store.set_spend(org, &entry, "user:bench").await?;
         }
     }
-    let visits: Vec<_> = (0..CAPTURED_VISITS)
+    let mut touches = 0;
+    for lead in &created {
+        touches += store.lead(org, &lead.lead_id).await?.touches.len();
+    }
+    let visits: Vec<_> = (journeys.len()..CAPTURED_VISITS)
         .map(|i| NewVisit {
             org: org.clone(),
             embedding: Some(WidgetVersion::PRIMARY),
@@ -253,7 +281,7 @@ async fn capture(store: &Store, org: &OrgId) -> Result<(), BoxError> {
     for chunk in visits.chunks(2_000) {
         store.insert_visits(chunk).await?;
     }
-    Ok(())
+    Ok(touches as f64 / created.len() as f64)
 }
 
 /// The columns of a table, as the database lists them.
@@ -353,7 +381,7 @@ async fn run(
     let store = Store::connect(url).await?;
     store.migrate().await?;
     let org = organization(&store).await?;
-    capture(&store, &org).await?;
+    let touches = capture(&store, &org).await?;
     multiply(url, &org, "leads", leads / CAPTURED_LEADS - 1, postgres).await?;
     multiply(url, &org, "visits", visits / CAPTURED_VISITS - 1, postgres).await?;
     let seeded = seeding.elapsed();
@@ -368,7 +396,8 @@ async fn run(
     }
     println!(
         "\n{backend}: {leads} leads and {visits} visits over 10 sources and {DAYS} days, \
-         America/Denver (seeded in {:.0} s; rollups built in {:.1} s)",
+         America/Denver, {touches:.2} touches per lead (seeded in {:.0} s; rollups, those of \
+         the multi-touch models included, built in {:.1} s)",
         seeded.as_secs_f64(),
         rebuilt.as_secs_f64()
     );
@@ -384,19 +413,38 @@ async fn run(
         raw_rows: true,
         ..rolled
     };
+    let (rolled_linear, naive_linear, rolled_decay, naive_decay) = (
+        ReportFilter {
+            model: Model::Linear,
+            ..rolled
+        },
+        ReportFilter {
+            model: Model::Linear,
+            ..naive
+        },
+        ReportFilter {
+            model: Model::TimeDecay,
+            ..rolled
+        },
+        ReportFilter {
+            model: Model::TimeDecay,
+            ..naive
+        },
+    );
     println!(
         "  {:<28} {:>22} {:>24} {:>9}",
         "last 90 days", "rollups (ms)", "naive GROUP BY (ms)", "speed-up"
     );
     macro_rules! compare {
-        ($name:expr, $call:expr) => {{
+        ($name:expr, $call:expr) => {{ compare!($name, &rolled, &naive, $call) }};
+        ($name:expr, $rolled:expr, $naive:expr, $call:expr) => {{
             let (fast, a) = measure(RUNS, || {
-                let filter = &rolled;
+                let filter = $rolled;
                 $call(filter)
             })
             .await?;
             let (slow, b) = measure(NAIVE_RUNS, || {
-                let filter = &naive;
+                let filter = $naive;
                 $call(filter)
             })
             .await?;
@@ -424,6 +472,21 @@ async fn run(
     compare!("whole report, with outcomes and spend", |f| Report::load(
         &store, &org, f
     ));
+    compare!("by source, linear", &rolled_linear, &naive_linear, |f| {
+        store.source_counts(&org, f)
+    });
+    compare!("by source, time decay", &rolled_decay, &naive_decay, |f| {
+        store.source_counts(&org, f)
+    });
+    compare!(
+        "Website channels, linear",
+        &rolled_linear,
+        &naive_linear,
+        |f| store.derived_channel_counts(&org, f)
+    );
+    compare!("whole report, linear", &rolled_linear, &naive_linear, |f| {
+        Report::load(&store, &org, f)
+    });
     compare!("daily series", |f| store.period_counts(
         &org,
         f,

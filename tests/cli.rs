@@ -513,7 +513,10 @@ fn rollups_rebuild_recounts_reports_from_the_raw_rows() {
         (org, before)
     });
     assert_eq!(
-        before.values().map(|c| c.leads).sum::<leadtrail::domain::multi_touch::Credit>(),
+        before
+            .values()
+            .map(|c| c.leads)
+            .sum::<leadtrail::domain::multi_touch::Credit>(),
         leadtrail::domain::multi_touch::Credit::whole(5)
     );
     let out = Command::new(BIN)

@@ -408,8 +408,10 @@ pub fn derive_channel(
 /// arrival from somewhere.
 pub fn is_internal_navigation(referrer: Option<&str>, page_url: Option<&str>) -> bool {
     let host = |u: Option<&str>| {
-        u.and_then(|u| Url::parse(u).ok())
-            .and_then(|u| u.host_str().map(|h| h.trim_start_matches("www.").to_ascii_lowercase()))
+        u.and_then(|u| Url::parse(u).ok()).and_then(|u| {
+            u.host_str()
+                .map(|h| h.trim_start_matches("www.").to_ascii_lowercase())
+        })
     };
     matches!((host(referrer), host(page_url)), (Some(a), Some(b)) if a == b)
 }

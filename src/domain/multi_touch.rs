@@ -25,7 +25,11 @@ impl Credit {
     pub const ZERO: Credit = Credit(0);
 
     pub fn whole(n: u64) -> Self {
-        Self(i64::try_from(n).unwrap_or(i64::MAX / UNIT).saturating_mul(UNIT))
+        Self(
+            i64::try_from(n)
+                .unwrap_or(i64::MAX / UNIT)
+                .saturating_mul(UNIT),
+        )
     }
 
     pub fn from_units(units: i64) -> Self {
@@ -168,9 +172,7 @@ impl Model {
             .ok_or_else(|| {
                 DomainError::new(
                     "model",
-                    format!(
-                        "model {raw:?}: use last, first, linear, position_based or time_decay"
-                    ),
+                    format!("model {raw:?}: use last, first, linear, position_based or time_decay"),
                 )
             })
     }
@@ -319,7 +321,10 @@ pub fn gather(visits: &[VisitTouch], arrival: TouchPoint, lookback_ms: i64) -> V
 /// of its absolute value, so a change taken back cancels exactly.
 pub fn apportion(amount: i64, weights: &[i64]) -> Vec<i64> {
     if amount < 0 {
-        return apportion(-amount, weights).into_iter().map(|p| -p).collect();
+        return apportion(-amount, weights)
+            .into_iter()
+            .map(|p| -p)
+            .collect();
     }
     let total: i128 = weights.iter().map(|w| i128::from((*w).max(0))).sum();
     if total == 0 {
@@ -334,7 +339,10 @@ pub fn apportion(amount: i64, weights: &[i64]) -> Vec<i64> {
     }
     let left = amount - parts.iter().sum::<i64>();
     remainders.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    for (_, i) in remainders.into_iter().take(usize::try_from(left).unwrap_or(0)) {
+    for (_, i) in remainders
+        .into_iter()
+        .take(usize::try_from(left).unwrap_or(0))
+    {
         parts[i] += 1;
     }
     parts
@@ -445,7 +453,9 @@ mod tests {
 
     #[test]
     fn five_touches_by_hand() {
-        let t: Vec<TouchPoint> = (0..5).map(|i| touch(i * 7 * DAY_MS, key(2 + i as u32))).collect();
+        let t: Vec<TouchPoint> = (0..5)
+            .map(|i| touch(i * 7 * DAY_MS, key(2 + i as u32)))
+            .collect();
         assert_eq!(split(Model::Linear, &t), vec![200_000; 5]);
         // 40 % first and last; 20 % over three middles = 6.6667 % each, the leftover unit
         // to the earliest of the equal remainders.
@@ -466,7 +476,10 @@ mod tests {
     fn three_touches_split_in_thirds_that_sum_to_one() {
         let t = [touch(0, key(2)), touch(H, key(3)), touch(2 * H, key(4))];
         assert_eq!(split(Model::Linear, &t), vec![333_334, 333_333, 333_333]);
-        assert_eq!(split(Model::PositionBased, &t), vec![400_000, 200_000, 400_000]);
+        assert_eq!(
+            split(Model::PositionBased, &t),
+            vec![400_000, 200_000, 400_000]
+        );
     }
 
     #[test]
@@ -549,7 +562,10 @@ mod tests {
         assert_eq!(apportion(-100, &w), vec![-34, -33, -33]);
         assert_eq!(apportion(7, &[0, 0]), vec![0, 0]);
         assert_eq!(apportion(0, &w), vec![0, 0, 0]);
-        assert_eq!(apportion(1_999_999_999, &w).iter().sum::<i64>(), 1_999_999_999);
+        assert_eq!(
+            apportion(1_999_999_999, &w).iter().sum::<i64>(),
+            1_999_999_999
+        );
     }
 
     #[test]
@@ -558,9 +574,14 @@ mod tests {
         assert_eq!(Credit::whole(3).exact(), "3");
         assert_eq!(Credit::from_units(1_500_000).to_string(), "1.50");
         assert_eq!(Credit::whole(2).to_string(), "2");
-        assert_eq!(serde_json::to_string(&Credit::whole(2)).ok().as_deref(), Some("2"));
         assert_eq!(
-            serde_json::to_string(&Credit::from_units(333_333)).ok().as_deref(),
+            serde_json::to_string(&Credit::whole(2)).ok().as_deref(),
+            Some("2")
+        );
+        assert_eq!(
+            serde_json::to_string(&Credit::from_units(333_333))
+                .ok()
+                .as_deref(),
             Some("0.333333")
         );
     }
@@ -568,10 +589,22 @@ mod tests {
     #[test]
     fn settings_and_models_parse_or_say_why_not() {
         assert!(CreditSettings::new(90, 7).is_ok());
-        assert_eq!(CreditSettings::new(0, 7).map_err(|e| e.field), Err("lookback_days"));
-        assert_eq!(CreditSettings::new(366, 7).map_err(|e| e.field), Err("lookback_days"));
-        assert_eq!(CreditSettings::new(30, 0).map_err(|e| e.field), Err("half_life_days"));
-        assert_eq!(CreditSettings::new(30, 91).map_err(|e| e.field), Err("half_life_days"));
+        assert_eq!(
+            CreditSettings::new(0, 7).map_err(|e| e.field),
+            Err("lookback_days")
+        );
+        assert_eq!(
+            CreditSettings::new(366, 7).map_err(|e| e.field),
+            Err("lookback_days")
+        );
+        assert_eq!(
+            CreditSettings::new(30, 0).map_err(|e| e.field),
+            Err("half_life_days")
+        );
+        assert_eq!(
+            CreditSettings::new(30, 91).map_err(|e| e.field),
+            Err("half_life_days")
+        );
         assert_eq!(Model::parse("position_based"), Ok(Model::PositionBased));
         assert!(Model::parse("data_driven").is_err());
         for m in Model::ALL {

@@ -13,6 +13,7 @@ use super::bulk::insert_rows;
 use super::catalog::OrgCatalog;
 use super::dispatch::EventRow as OutboxEvent;
 use super::events::insert_lead_event;
+use super::visits::visit_touches;
 use super::{Backend, Store, StoreError, now_ms, rfc3339};
 use crate::domain::DomainError;
 use crate::domain::attribution::{
@@ -22,11 +23,10 @@ use crate::domain::estimate::{Estimate, estimate};
 use crate::domain::event::{self, CorrectedSource, EventType, LeadContext, SourceTracking};
 use crate::domain::ids::{OrgId, prefixed_id};
 use crate::domain::keys::api_key_digest;
-use crate::domain::multi_touch::{CreditSettings, TouchKey, TouchPoint, gather};
-use super::visits::visit_touches;
 use crate::domain::lead::{
     Address, LeadStatus, PersonalInfo, ProjectDetails, RecordSource, Step, check_step_order,
 };
+use crate::domain::multi_touch::{CreditSettings, TouchKey, TouchPoint, gather};
 use crate::domain::self_report::{SelfReportSetting, SelfReported};
 use crate::domain::source::SourceCode;
 use crate::domain::widget::WidgetVersion;

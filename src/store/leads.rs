@@ -11,10 +11,10 @@ use crate::domain::channel::ChannelCategory;
 use crate::domain::estimate::Enrichment;
 use crate::domain::event::CorrectedSource;
 use crate::domain::ids::OrgId;
-use crate::domain::multi_touch::TouchPoint;
 use crate::domain::lead::{
     Address, ContactPreference, LeadStatus, PersonalInfo, ProjectDetails, RecordSource,
 };
+use crate::domain::multi_touch::TouchPoint;
 use crate::domain::outcome::{Outcome, OutcomeKind};
 use crate::domain::self_report::SelfReported;
 use crate::domain::source::SourceCode;

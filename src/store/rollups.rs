@@ -12,9 +12,7 @@ use sqlx::Row;
 use super::{Backend, Store, StoreError, WriteTx};
 use crate::domain::attribution::DerivedChannel;
 use crate::domain::ids::OrgId;
-use crate::domain::multi_touch::{
-    CreditSettings, Model, TouchKey, TouchPoint, apportion, credit,
-};
+use crate::domain::multi_touch::{CreditSettings, Model, TouchKey, TouchPoint, apportion, credit};
 use crate::domain::time_zone::{DAY_MS, OrgTimeZone};
 
 /// What a rollup row counts.
@@ -283,7 +281,9 @@ impl LeadFacts {
         let before = self.touches.len().saturating_sub(1);
         let mut out: Vec<TouchPoint> = self.touches[..before]
             .iter()
-            .filter(|t| t.at >= from && t.at <= self.created_at)
+            // Touches were gathered up to the arrival; a lead whose time was moved back
+            // (backdated) keeps its journey, within the lookback of its new time.
+            .filter(|t| t.at >= from)
             .copied()
             .collect();
         match out.last() {
@@ -329,7 +329,11 @@ impl LeadFacts {
     }
 
     /// The lead's whole contribution split over its touch keys under a multi-touch `model`.
-    pub(crate) fn credit_of(&self, model: Model, settings: CreditSettings) -> Vec<(TouchKey, Delta)> {
+    pub(crate) fn credit_of(
+        &self,
+        model: Model,
+        settings: CreditSettings,
+    ) -> Vec<(TouchKey, Delta)> {
         self.spread_over_touches(model, self.whole(), settings)
     }
 
@@ -339,7 +343,11 @@ impl LeadFacts {
         delta: Delta,
         settings: CreditSettings,
     ) -> Vec<(TouchKey, Delta)> {
-        let shares = credit(model, &self.credited_touches(settings), settings.half_life_ms());
+        let shares = credit(
+            model,
+            &self.credited_touches(settings),
+            settings.half_life_ms(),
+        );
         let units: Vec<i64> = shares.iter().map(|(_, u)| *u).collect();
         shares
             .into_iter()
@@ -541,7 +549,11 @@ impl WriteTx {
             }
             let counted = match cursors.get(&key.org) {
                 Some(None) => true,
-                Some(Some(Some((at, id)))) => (position.0, position.1.as_str()) <= (*at, id.as_str()),
+                Some(Some(Some((at, id)))) => {
+                    (position.0, position.1.as_str()) <= (*at, id.as_str())
+                }
+                // Nothing counted yet: the recount's first step clears the model rows and
+                // counts every lead itself.
                 _ => false,
             };
             if counted {
@@ -594,7 +606,9 @@ impl WriteTx {
     ) -> Result<(), StoreError> {
         self.rollup_lock(org.as_str(), LockMode::Exclusive).await?;
         self.rollups.rows.retain(|k, _| k.org != org.as_str());
-        self.rollups.credits.retain(|(_, k, _)| k.org != org.as_str());
+        self.rollups
+            .credits
+            .retain(|(_, k, _)| k.org != org.as_str());
         self.rollups.orgs.remove(org.as_str());
         let (_, settings) = self.org_facts(org.as_str()).await?;
         self.rollups
@@ -761,7 +775,11 @@ pub struct RecountProgress {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecountStep {
     /// Counted this many leads of the organization; `finished` when its recount is done.
-    Counted { org: OrgId, leads: usize, finished: bool },
+    Counted {
+        org: OrgId,
+        leads: usize,
+        finished: bool,
+    },
     /// No organization waits for a recount.
     Idle,
 }

@@ -22,7 +22,10 @@ pub struct CreditRecount {
 
 impl CreditRecount {
     pub fn new(store: Store) -> Self {
-        Self { store, chunk: CHUNK }
+        Self {
+            store,
+            chunk: CHUNK,
+        }
     }
 
     pub fn with_chunk(mut self, chunk: i64) -> Self {
@@ -42,7 +45,11 @@ impl CreditRecount {
             }
             let idle = match self.run_once().await {
                 Ok(RecountStep::Idle) => true,
-                Ok(RecountStep::Counted { org, leads, finished }) => {
+                Ok(RecountStep::Counted {
+                    org,
+                    leads,
+                    finished,
+                }) => {
                     if finished {
                         tracing::info!(org = %org, "multi-touch credit recounted");
                     } else {

@@ -1012,6 +1012,7 @@ async fn state_of(app: &TestApp, key: &str, org: &leadtrail::domain::ids::OrgId)
         "/api/v1/webhooks",
         "/api/v1/leads",
         "/api/v1/spend",
+        "/api/v1/reports/attribution",
     ] {
         let (_, body) = app.call(reqwest::Method::GET, path, Some(key), None).await;
         seen.push(format!("{path}: {body}"));
@@ -1077,6 +1078,7 @@ const MUTATING_ROUTES: &[&str] = &[
     "/app/leads/{id}/outcome",
     "/app/sources/{widget}/{code}/spend",
     "/app/sources/{widget}/spend-import",
+    "/app/reports/attribution",
 ];
 
 #[test]
@@ -1392,6 +1394,8 @@ async fn a_viewer_can_change_nothing_through_any_dashboard_route(db: TestDb) {
         ("value", "1000"),
         ("month", "2026-10"),
         ("amount", "100"),
+        ("lookback_days", "30"),
+        ("half_life_days", "3"),
         (
             "csv",
             "widget_version,source_code,month,amount\n01,01,2026-10,5\n",

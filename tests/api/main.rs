@@ -12,6 +12,7 @@ mod capture;
 mod dashboard;
 mod dispatch;
 mod docs;
+mod multi_touch;
 mod no_5xx;
 mod operations;
 mod organizations;

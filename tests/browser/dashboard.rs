@@ -1134,3 +1134,120 @@ async fn an_editor_records_a_won_job_and_spend_and_the_report_shows_the_return()
     browser.phone(false).await;
     browser.close().await;
 }
+
+/// A homeowner comes through the Facebook ad, then the yard sign, then converts through the
+/// mailer's link: under linear credit the Reports page gives each a third, the side-by-side
+/// table shows every model, and the expanded lead lists the three touches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linear_credit_gives_each_of_three_tracking_urls_a_third() {
+    let Some((fixture, browser)) = Fixture::new().await else {
+        return;
+    };
+    let mut queries = Vec::new();
+    for (name, category) in [
+        ("Facebook Ads", "paid_social"),
+        ("Yard Signs", "print_outdoor"),
+        ("Mailer", "direct_mail"),
+    ] {
+        let (status, source) = fixture
+            .api(
+                reqwest::Method::POST,
+                "/api/v1/widgets/01/sources",
+                json!({"name": name, "channel_category": category}),
+            )
+            .await;
+        assert_eq!(status, 201, "{source}");
+        let url = source["tracking_url"].as_str().unwrap();
+        queries.push(url.split_once('?').unwrap().1.to_owned());
+    }
+    let site = crate::widget::host_page(&fixture.app.base, &fixture.public_key, "01").await;
+    // Two earlier visits, each counted before the next (the beacon is buffered ≤ 1 s).
+    for (i, query) in queries[..2].iter().enumerate() {
+        browser
+            .client
+            .goto(&format!("{site}/?{query}"))
+            .await
+            .unwrap();
+        let code = format!("{:02}", i + 2);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let report = fixture.get("/api/v1/reports/sources").await;
+            let visits = report
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["source_code"] == code.as_str())
+                .map_or(0, |r| r["visits"].as_u64().unwrap_or(0));
+            if visits == 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "visit {code} never counted");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // The mailer's link: the widget opens, the homeowner gives the address.
+    browser
+        .client
+        .goto(&format!("{site}/?{}", queries[2]))
+        .await
+        .unwrap();
+    crate::widget::type_into(&browser, "street", "12 Oak Lane").await;
+    crate::widget::type_into(&browser, "city", "Austin").await;
+    crate::widget::type_into(&browser, "state", "TX").await;
+    crate::widget::type_into(&browser, "postal_code", "78704").await;
+    crate::widget::continue_to(&browser, "select[name='roof_type']").await;
+
+    log_in(&browser, &fixture, OWNER, PASSWORD).await;
+    wait_for_path(&browser, "/app/sources").await;
+    browser
+        .client
+        .goto(&fixture.url("/app/reports?model=linear"))
+        .await
+        .unwrap();
+    for code in ["02", "03", "04"] {
+        browser
+            .wait_for_text(
+                &format!("#model-table tr[data-source='01-{code}'] td[data-model='linear']"),
+                "0.33",
+            )
+            .await;
+        browser
+            .wait_for_text(
+                &format!("#roi-table tr[data-source='01-{code}'] td[data-label='Leads']"),
+                "0.33",
+            )
+            .await;
+    }
+    browser
+        .wait_for_text(
+            "#model-table tr[data-source='01-04'] td[data-model='last']",
+            "1",
+        )
+        .await;
+    browser
+        .wait_for_text(
+            "#model-table tr[data-source='01-02'] td[data-model='first']",
+            "1",
+        )
+        .await;
+    browser.wait_for_text("#total-leads", "1").await;
+    browser.screenshot("reports-linear-desktop").await;
+
+    click_text(&browser, "Leads").await;
+    click(&browser, "a.toggle").await;
+    let touches = browser
+        .client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(fantoccini::Locator::Css("ol.journey"))
+        .await
+        .unwrap()
+        .find_all(fantoccini::Locator::Css("li"))
+        .await
+        .unwrap();
+    assert_eq!(touches.len(), 3);
+    let last = touches[2].text().await.unwrap();
+    assert!(last.contains("01/SRC-04 Mailer"), "{last}");
+    browser.screenshot("lead-touches-desktop").await;
+    browser.close().await;
+}

@@ -12,7 +12,7 @@ use crate::harness::Browser;
 use crate::helpers::TestApp;
 
 /// The subscriber's own site, on another origin than leadtrail: a plain page with the snippet.
-async fn host_page(leadtrail: &str, public_key: &str, widget: &str) -> String {
+pub(crate) async fn host_page(leadtrail: &str, public_key: &str, widget: &str) -> String {
     let html = format!(
         "<!doctype html><html><head><title>Acme Roofing</title>\
          <style>body{{font-family:serif}} input{{border:5px solid red}}</style></head>\
@@ -27,7 +27,7 @@ async fn host_page(leadtrail: &str, public_key: &str, widget: &str) -> String {
     base
 }
 
-async fn type_into(browser: &Browser, name: &str, text: &str) {
+pub(crate) async fn type_into(browser: &Browser, name: &str, text: &str) {
     let input = browser
         .in_shadow("[data-leadtrail]", &format!("[name='{name}']"))
         .await;
@@ -41,7 +41,7 @@ async fn choose(browser: &Browser, name: &str, value: &str) {
     select.select_by_value(value).await.unwrap();
 }
 
-async fn continue_to(browser: &Browser, next_field: &str) {
+pub(crate) async fn continue_to(browser: &Browser, next_field: &str) {
     let root = browser.shadow_root("[data-leadtrail]").await;
     root.find(Locator::Css("button.primary"))
         .await

@@ -7,6 +7,7 @@ mod common;
 mod account_rules;
 mod capture_rules;
 mod delivery_rules;
+mod multi_touch_rules;
 mod organization_rules;
 mod outcome_rules;
 mod report_rules;

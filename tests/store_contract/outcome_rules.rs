@@ -7,12 +7,12 @@ use crate::common::leads::{arrival, create, personal, project, step};
 use crate::on_both_backends;
 use crate::{PRIMARY, code, conflict, new_source, org, store, version};
 use leadtrail::domain::ids::OrgId;
+use leadtrail::domain::multi_touch::{Credit, Model};
 use leadtrail::domain::outcome::{LostReason, Outcome, OutcomeKind, OutcomeRefusal};
 use leadtrail::domain::spend::{Month, SpendEntry, parse_import};
 use leadtrail::domain::tier::Tier;
 use leadtrail::domain::time_zone::OrgTimeZone;
 use leadtrail::reports::Report;
-use leadtrail::domain::multi_touch::{Credit, Model};
 use leadtrail::store::{
     Conflict, Idempotency, LeadCreated, ReportFilter, SpendImport, Store, StoreError,
 };
@@ -443,7 +443,10 @@ async fn report_money_equals_hand_computed_figures(db: TestDb) {
         assert_eq!(s.pipeline_value, signs_pipeline);
         // Website: no spend in September, so no costs at all, and no division by zero.
         let m = w.money;
-        assert_eq!((w.leads, m.won, m.revenue), (Credit::whole(4), Credit::ZERO, 0));
+        assert_eq!(
+            (w.leads, m.won, m.revenue),
+            (Credit::whole(4), Credit::ZERO, 0)
+        );
         assert_eq!(
             (m.spend, m.cost_per_lead, m.cost_per_won, m.roas),
             (None, None, None, None)

@@ -12,12 +12,12 @@ use leadtrail::domain::attribution::{Utm, derive_channel_on_page};
 use leadtrail::domain::channel::ChannelCategory;
 use leadtrail::domain::estimate::enrich;
 use leadtrail::domain::ids::OrgId;
+use leadtrail::domain::multi_touch::{Credit, Model as Credited};
 use leadtrail::domain::outcome::{LostReason, Outcome, OutcomeKind};
 use leadtrail::domain::source::SourceName;
 use leadtrail::domain::tier::{Tier, TierLimits};
 use leadtrail::domain::time_zone::OrgTimeZone;
 use leadtrail::domain::widget::{WidgetName, WidgetStatus};
-use leadtrail::domain::multi_touch::{Credit, Model as Credited};
 use leadtrail::store::{
     Counts, FirstTouch, GroupCounts, Interval, LeadFilter, NewVisit, OrganizationPatch,
     ReportFilter, SourcePatch, Store, WidgetPatch,
@@ -451,7 +451,11 @@ async fn reports_equal_a_recount_after_random_histories(db: TestDb) {
             .await
             .unwrap();
         for (key, c) in &first {
-            assert_eq!(c.leads, Credit::whole(c.first_touch_leads), "seed {seed:#x} {key:?}");
+            assert_eq!(
+                c.leads,
+                Credit::whole(c.first_touch_leads),
+                "seed {seed:#x} {key:?}"
+            );
         }
     }
 }

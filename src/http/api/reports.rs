@@ -11,15 +11,15 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::leads::parse_time;
 use crate::domain::ids::OrgId;
+use crate::domain::multi_touch::{CreditSettings, Model};
 use crate::domain::time_zone::{OrgTimeZone, date_of_day};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::extract::{ApiJson, ApiQuery, OrgAuth, widget_version};
 use crate::reports::{
-    ChannelRow, DerivedChannelRow, ModelRow, Report, SelfReportedCell, SourceRow,
-    compare_models, self_reported_cells, sources_csv,
+    ChannelRow, DerivedChannelRow, ModelRow, Report, SelfReportedCell, SourceRow, compare_models,
+    self_reported_cells, sources_csv,
 };
-use crate::domain::multi_touch::{CreditSettings, Model};
 use crate::store::{Interval, ReportFilter};
 
 pub fn router() -> Router<AppState> {

@@ -428,7 +428,11 @@ async fn journey_of(
                 .cloned()
                 .unwrap_or_default();
             let through = match t.key.channel {
-                Some(channel) => format!("{:02}/{code} {name} · {}", t.key.widget, humanize(channel.id())),
+                Some(channel) => format!(
+                    "{:02}/{code} {name} · {}",
+                    t.key.widget,
+                    humanize(channel.id())
+                ),
                 None => format!("{:02}/{code} {name}", t.key.widget),
             };
             (tz.format(t.at), through)

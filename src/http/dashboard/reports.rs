@@ -17,13 +17,13 @@ use super::page::{
     Chrome, PageError, Tab, encode, humanize, money, money_minor, render, see_other,
 };
 use super::session::{EditorForm, Session, Submitted};
+use crate::domain::multi_touch::{CreditSettings, Model};
 use crate::domain::time_zone::{OrgTimeZone, date_of_day, day_number};
 use crate::domain::widget::WidgetVersion;
 use crate::http::AppState;
 use crate::http::api::reports::csv_response;
-use crate::reports::{Report, Totals, sources_csv};
-use crate::domain::multi_touch::{CreditSettings, Model};
 use crate::reports::{ModelRow, compare_models};
+use crate::reports::{Report, Totals, sources_csv};
 use crate::store::{Interval, RecountProgress, ReportFilter};
 
 #[derive(Deserialize, Default, Clone)]
@@ -501,7 +501,10 @@ pub async fn save_attribution(
                 ),
             ))
         }
-        Err(e) => Ok(see_other("/app/reports", &format!("Not saved: {}.", e.message))),
+        Err(e) => Ok(see_other(
+            "/app/reports",
+            &format!("Not saved: {}.", e.message),
+        )),
     }
 }
 
