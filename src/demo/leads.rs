@@ -103,6 +103,8 @@ fn steps_for(i: usize) -> anyhow::Result<Vec<Step>> {
 /// Creates the leads and their steps in a few large batches (one transaction each), enriches
 /// them, then moves each lead's history to its day in the last ninety.
 pub async fn seed(store: &Store, org: &OrgId) -> anyhow::Result<()> {
+    let now = now_ms();
+    seed_journeys(store, org, now).await?;
     let creates: Vec<CaptureCommand> = (0..DEMO_LEADS)
         .map(|i| {
             let (v, s) = source_of(i);
@@ -117,7 +119,7 @@ pub async fn seed(store: &Store, org: &OrgId) -> anyhow::Result<()> {
                 referrer: (s == "01").then(|| "https://www.google.com/".to_owned()),
                 utm: Utm::default(),
                 first_touch: None,
-                visitor_id: None,
+                visitor_id: Some(format!("demo-visitor-{i}")),
                 address: Address::parse(
                     &format!("{} {}", 100 + i, STREETS[i % STREETS.len()]),
                     "Austin",
@@ -172,23 +174,50 @@ pub async fn seed(store: &Store, org: &OrgId) -> anyhow::Result<()> {
                 .await?;
         }
     }
-    // Spread over the days with a mild upward trend, in business hours.
-    let now = now_ms();
     let dated: Vec<(String, i64)> = leads
         .iter()
         .enumerate()
-        .map(|(i, lead)| {
-            let n = i64::try_from(i).unwrap_or(0);
-            let total = i64::try_from(DEMO_LEADS).unwrap_or(1);
-            let day = DAYS - 1 - ((n * n) % (total * 3)) * DAYS / (total * 3);
-            let at = now - day * DAY_MS - ((n * 7919) % 36_000) * 1000 - 3_600_000;
-            (lead.lead_id.clone(), at)
-        })
+        .map(|(i, lead)| (lead.lead_id.clone(), arrival_time(i, now)))
         .collect();
     store.backdate_leads(org, &dated).await?;
     seed_outcomes(store, org, &leads, &plans).await?;
     seed_spend(store, org, now).await?;
     seed_visits(store, org, now).await
+}
+
+/// When the i-th lead arrived: spread over the days with a mild upward trend, in business
+/// hours.
+fn arrival_time(i: usize, now: i64) -> i64 {
+    let n = i64::try_from(i).unwrap_or(0);
+    let total = i64::try_from(DEMO_LEADS).unwrap_or(1);
+    let day = DAYS - 1 - ((n * n) % (total * 3)) * DAYS / (total * 3);
+    now - day * DAY_MS - ((n * 7919) % 36_000) * 1000 - 3_600_000
+}
+
+/// Journeys for the multi-touch reports: before the i-th lead, its homeowner came through
+/// none, one or two other sources (a few days apart, in the days before the lead).
+async fn seed_journeys(store: &Store, org: &OrgId, now: i64) -> anyhow::Result<()> {
+    let mut visits = Vec::new();
+    for i in 0..DEMO_LEADS {
+        let at = arrival_time(i, now);
+        for k in 0..i % 3 {
+            let (v, s) = source_of(i + 17 * (k + 1));
+            let days_before = i64::try_from(2 + (i + 5 * k) % 9)?;
+            visits.push(NewVisit {
+                org: org.clone(),
+                embedding: WidgetVersion::new(v.parse()?),
+                v: Some(v.to_owned()),
+                s: Some(s.to_owned()),
+                page_url: Some(format!("https://acme-roofing.example/?v={v}&s={s}")),
+                referrer: (s == "01").then(|| "https://www.google.com/".to_owned()),
+                utm: Utm::default(),
+                visitor_id: Some(format!("demo-visitor-{i}")),
+                at: at - days_before * DAY_MS * i64::try_from(k + 1)?,
+            });
+        }
+    }
+    store.insert_visits(&visits).await?;
+    Ok(())
 }
 
 /// What happened to the i-th lead, by its source: yard signs close often at good values (cheap

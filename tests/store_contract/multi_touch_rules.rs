@@ -203,6 +203,53 @@ async fn the_credit_of_one_journey_is_split_as_each_model_says(db: TestDb) {
     );
 }
 
+/// One visitor, two leads: each lead is credited over the journey before it, so the visits
+/// before the first lead count for both.
+async fn a_visitor_with_two_leads_credits_each_over_its_own_journey(db: TestDb) {
+    let store = store(&db).await;
+    let org = with_sources(&store, 3).await;
+    let now = leadtrail::store::now_ms();
+    store
+        .insert_visits(&[
+            visit(&org, "twice", Some("02"), now - 3 * DAY),
+            // The page view of the first lead's page.
+            visit(&org, "twice", Some("03"), now - 1_000),
+        ])
+        .await
+        .unwrap();
+    let first = create(&store, lead_of(&org, Some("twice"), "03"))
+        .await
+        .unwrap();
+    store
+        .insert_visits(&[visit(&org, "twice", Some("04"), leadtrail::store::now_ms())])
+        .await
+        .unwrap();
+    let second = create(&store, lead_of(&org, Some("twice"), "02"))
+        .await
+        .unwrap();
+    let sources = |lead: &leadtrail::store::LeadRecord| -> Vec<u32> {
+        lead.touches.iter().map(|t| t.key.source).collect()
+    };
+    let first = store.lead(&org, &first.lead_id).await.unwrap();
+    let second = store.lead(&org, &second.lead_id).await.unwrap();
+    assert_eq!(sources(&first), [2, 3]);
+    assert_eq!(sources(&second), [2, 3, 4, 2]);
+    // First lead: halves. Second: quarters, two of them the Facebook ad's.
+    assert_eq!(
+        credited(&store, &org, Model::Linear).await,
+        BTreeMap::from([((1, 2), UNIT), ((1, 3), 750_000), ((1, 4), 250_000)])
+    );
+    // Position-based: 50/50; then 40 / 10 / 10 / 40.
+    assert_eq!(
+        credited(&store, &org, Model::PositionBased).await,
+        BTreeMap::from([
+            ((1, 2), 500_000 + 800_000),
+            ((1, 3), 500_000 + 100_000),
+            ((1, 4), 100_000)
+        ])
+    );
+}
+
 /// The same visitor id sent with another organization's key names nothing of this one.
 async fn a_visitor_id_never_links_across_organizations(db: TestDb) {
     let store = store(&db).await;
@@ -405,5 +452,6 @@ async fn check_against_touches(store: &Store, org: &OrgId, settings: CreditSetti
 on_both_backends!(
     the_credit_of_one_journey_is_split_as_each_model_says,
     a_visitor_id_never_links_across_organizations,
+    a_visitor_with_two_leads_credits_each_over_its_own_journey,
     model_reports_equal_a_recount_from_the_touches,
 );
