@@ -183,8 +183,9 @@ async fn run(server: &Server, seconds: f64, connections: usize, repeats: usize) 
             "page_url": "https://bench.example/?roof-estimate=open&v=01&s=02", "visitor_id": "v1"})
         .to_string(),
     );
+    // As widget.js sends it: with the visitor id, whose visits the lead's touches are read from.
     let lead = Arc::new(
-        json!({"public_key": pk, "widget": "01", "v": "01", "s": "02",
+        json!({"public_key": pk, "widget": "01", "v": "01", "s": "02", "visitor_id": "homeowner-7",
             "address": {"street": "1 Main St", "city": "Austin", "state": "TX", "postal_code": "78701"}})
         .to_string(),
     );
