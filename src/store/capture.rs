@@ -514,7 +514,6 @@ async fn create_lead(
     );
     let touches = lead_touches(tx, new, &arrival, derived, now).await?;
     let facts = LeadFacts::arrival(
-        &lead_id,
         &new.org,
         now,
         i64::from(arrival.widget.version.get()),
@@ -522,8 +521,8 @@ async fn create_lead(
         arrival.source.category.id(),
         derived.map(DerivedChannel::id),
         &arrival.source.name,
-        touches.clone(),
-    );
+    )
+    .journey(&lead_id, touches.clone());
     tx.roll_lead(&facts, Delta::one()).await?;
     let first_touch = attribution.first_touch.as_ref().map_or(
         (arrival.widget.version.get(), arrival.source.code.get()),

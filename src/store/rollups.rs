@@ -172,10 +172,9 @@ pub(crate) struct LeadFacts {
 }
 
 impl LeadFacts {
-    /// A lead as it arrives: step 1, credited to its arrival source.
-    #[allow(clippy::too_many_arguments)]
+    /// A lead as it arrives: step 1, credited to its arrival source (its id and touches follow
+    /// with `journey`).
     pub(crate) fn arrival(
-        id: &str,
         org: &OrgId,
         created_at: i64,
         widget: i64,
@@ -183,10 +182,9 @@ impl LeadFacts {
         category: &str,
         derived: Option<&str>,
         name: &str,
-        touches: Vec<TouchPoint>,
     ) -> Self {
         Self {
-            id: id.to_owned(),
+            id: String::new(),
             org: org.as_str().to_owned(),
             created_at,
             widget,
@@ -202,8 +200,15 @@ impl LeadFacts {
             first_touch: (widget, source),
             closed: false,
             won: None,
-            touches,
+            touches: Vec::new(),
         }
+    }
+
+    /// The arriving lead's id and the touches gathered for it.
+    pub(crate) fn journey(mut self, id: &str, touches: Vec<TouchPoint>) -> Self {
+        self.id = id.to_owned();
+        self.touches = touches;
+        self
     }
 
     pub(crate) fn from_row(row: &sqlx::any::AnyRow) -> Result<Self, StoreError> {
@@ -216,6 +221,8 @@ impl LeadFacts {
             .try_get::<Option<String>, _>("corrected_source")?
             .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
             .and_then(|v| v["source_label"].as_str().map(str::to_owned));
+        // Touches this code did not write (none, or unreadable) leave the arrival alone as the
+        // lead's one touch rather than blocking its steps.
         let touches = row
             .try_get::<Option<String>, _>("touches")?
             .and_then(|json| serde_json::from_str::<Vec<TouchPoint>>(&json).ok())
@@ -627,16 +634,20 @@ impl WriteTx {
         .bind(org.as_str())
         .execute(&mut **self)
         .await?;
+        // Model rows of every lead, added up in memory (a few per local day, model, source
+        // and channel) and written once.
+        let mut rows: BTreeMap<Key, Delta> = BTreeMap::new();
         let mut after = None;
         loop {
             let (n, last) = self
-                .count_model_rows(org, zone, settings, after, REBUILD_CHUNK)
+                .count_model_rows(org, zone, settings, after, REBUILD_CHUNK, &mut rows)
                 .await?;
             if n < REBUILD_CHUNK as usize {
                 break;
             }
             after = last;
         }
+        self.write_rollups(rows).await?;
         let mut bounds: Option<(i64, i64)> = None;
         for table in ["leads", "visits"] {
             let sql = format!(
@@ -721,9 +732,9 @@ impl WriteTx {
         Ok(())
     }
 
-    /// Adds the model rows of up to `limit` leads after `after` in (created_at, id) order
-    /// (the caller holds the organization's rollup lock alone); returns how many leads there
-    /// were and the last of them.
+    /// Adds the model rows of up to `limit` leads after `after` in (created_at, id) order to
+    /// `rows` (the caller holds the organization's rollup lock alone, and writes them);
+    /// returns how many leads there were and the last of them.
     async fn count_model_rows(
         &mut self,
         org: &OrgId,
@@ -731,6 +742,7 @@ impl WriteTx {
         settings: CreditSettings,
         after: Option<(i64, String)>,
         limit: i64,
+        rows: &mut BTreeMap<Key, Delta>,
     ) -> Result<(usize, Option<(i64, String)>), StoreError> {
         let sql = format!(
             "SELECT {LEAD_FACTS} FROM leads WHERE org_id = $1 \
@@ -745,7 +757,6 @@ impl WriteTx {
             .bind(limit)
             .fetch_all(&mut **self)
             .await?;
-        let mut rows: BTreeMap<Key, Delta> = BTreeMap::new();
         let mut last = None;
         for row in &leads {
             let lead = LeadFacts::from_row(row)?;
@@ -754,7 +765,6 @@ impl WriteTx {
             }
             last = Some((lead.created_at, lead.id));
         }
-        self.write_rollups(rows).await?;
         Ok((leads.len(), last))
     }
 }
@@ -898,9 +908,11 @@ impl Store {
                 .await?;
         }
         let (zone, settings) = tx.org_facts(org.as_str()).await?;
+        let mut rows = BTreeMap::new();
         let (leads, last) = tx
-            .count_model_rows(&org, &zone, settings, cursor, limit)
+            .count_model_rows(&org, &zone, settings, cursor, limit, &mut rows)
             .await?;
+        tx.write_rollups(rows).await?;
         let finished = leads < usize::try_from(limit).unwrap_or(usize::MAX);
         match last.filter(|_| !finished) {
             Some((at, lead)) => {

@@ -275,7 +275,7 @@ pub struct PeriodRow {
 }
 
 /// A row per local day (or week from Monday) of the organization's time zone and source
-/// (last touch)
+/// (each lead once, under the source it arrived through, whatever `model` says)
 #[utoipa::path(get, path = "/reports/timeseries", params(ReportQuery),
     responses((status = 200, body = [PeriodRow]), (status = 400, body = ErrorBody)))]
 pub async fn timeseries_report(
