@@ -744,19 +744,34 @@ impl WriteTx {
         limit: i64,
         rows: &mut BTreeMap<Key, Delta>,
     ) -> Result<(usize, Option<(i64, String)>), StoreError> {
-        let sql = format!(
-            "SELECT {LEAD_FACTS} FROM leads WHERE org_id = $1 \
-             AND ($2 IS NULL OR created_at > $2 OR (created_at = $2 AND id > $3)) \
-             ORDER BY created_at, id LIMIT $4"
-        );
-        let (at, id) = after.map_or((None, String::new()), |(a, i)| (Some(a), i));
-        let leads = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(org.as_str())
-            .bind(at)
-            .bind(id)
-            .bind(limit)
-            .fetch_all(&mut **self)
-            .await?;
+        // A row-value bound, so each chunk is a range of the (org_id, created_at, id) index,
+        // not a scan of the organization's leads.
+        let leads = match after {
+            None => {
+                let sql = format!(
+                    "SELECT {LEAD_FACTS} FROM leads WHERE org_id = $1 \
+                     ORDER BY created_at, id LIMIT $2"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(org.as_str())
+                    .bind(limit)
+                    .fetch_all(&mut **self)
+                    .await?
+            }
+            Some((at, id)) => {
+                let sql = format!(
+                    "SELECT {LEAD_FACTS} FROM leads WHERE org_id = $1 \
+                     AND (created_at, id) > ($2, $3) ORDER BY created_at, id LIMIT $4"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(org.as_str())
+                    .bind(at)
+                    .bind(id)
+                    .bind(limit)
+                    .fetch_all(&mut **self)
+                    .await?
+            }
+        };
         let mut last = None;
         for row in &leads {
             let lead = LeadFacts::from_row(row)?;
