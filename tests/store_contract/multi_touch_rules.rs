@@ -138,6 +138,33 @@ async fn the_credit_of_one_journey_is_split_as_each_model_says(db: TestDb) {
             (4, None),
         ]
     );
+    // Corrected to the source of the touch before the arrival: that touch and the arrival are
+    // one, so under linear the journey is split over two (not three) touches.
+    let org2 = with_sources(&store, 3).await;
+    store
+        .insert_visits(&[
+            visit(&org2, "h", Some("02"), now - 2 * DAY),
+            visit(&org2, "h", Some("03"), now - DAY),
+        ])
+        .await
+        .unwrap();
+    let corrected = create(&store, lead_of(&org2, Some("h"), "04"))
+        .await
+        .unwrap();
+    store
+        .correct_source(
+            &org2,
+            &corrected.lead_id,
+            code(3),
+            "caller said so",
+            "user:test",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        credited(&store, &org2, Model::Linear).await,
+        BTreeMap::from([((1, 2), 500_000), ((1, 3), 500_000)])
+    );
     // A lead without a visitor id: one touch, its arrival.
     create(&store, lead_of(&org, None, "02")).await.unwrap();
 
@@ -367,6 +394,22 @@ async fn model_reports_equal_a_recount_from_the_touches(db: TestDb) {
                 .await
                 .unwrap();
         }
+        // Leads the recount has already counted (the oldest) and ones it has not yet reached
+        // change meanwhile.
+        if round % 3 == 1 && round < 30 {
+            let lead = &leads[(round * 7) % leads.len()];
+            let _ = store
+                .set_outcome(
+                    &org,
+                    &lead.lead_id,
+                    Outcome::Lost {
+                        reason: leadtrail::domain::outcome::LostReason::parse("price").unwrap(),
+                    },
+                    "user:test",
+                    None,
+                )
+                .await;
+        }
         if store.recount_credit_step(3).await.unwrap() == RecountStep::Idle {
             break;
         }
@@ -378,7 +421,22 @@ async fn model_reports_equal_a_recount_from_the_touches(db: TestDb) {
     check_against_touches(&store, &org, settings).await;
 }
 
-/// Every model's leads, won jobs and revenue per source, recounted from each lead's touches
+/// What a source is credited with under a model: credit units, and amounts split exactly.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Split {
+    leads: i64,
+    project: i64,
+    personal: i64,
+    contact: i64,
+    enriched: i64,
+    won: i64,
+    revenue: i64,
+    score: i64,
+    pipeline: i64,
+}
+
+/// Every model's counters per source (the funnel, enriched, won, revenue, score, pipeline),
+/// recounted from each lead's touches
 /// with the domain's split, equal the reports; and each lead's credit sums to one.
 async fn check_against_touches(store: &Store, org: &OrgId, settings: CreditSettings) {
     let records = store
@@ -392,7 +450,7 @@ async fn check_against_touches(store: &Store, org: &OrgId, settings: CreditSetti
         .await
         .unwrap();
     for model in Model::MULTI_TOUCH {
-        let mut expected: BTreeMap<(u32, u32), (i64, i64, u64)> = BTreeMap::new();
+        let mut expected: BTreeMap<(u32, u32), Split> = BTreeMap::new();
         for l in &records {
             let credited_source = l
                 .corrected
@@ -422,14 +480,31 @@ async fn check_against_touches(store: &Store, org: &OrgId, settings: CreditSetti
             let shares = credit(model, &touches, settings.half_life_ms());
             assert_eq!(shares.iter().map(|s| s.1).sum::<i64>(), UNIT, "{model:?}");
             let won = matches!(l.outcome, Outcome::Won { .. });
-            let revenue = l.outcome.value().unwrap_or(0);
+            let step = i64::from(l.status.step());
+            let (score, pipeline) = match &l.enrichment {
+                Some(e) if l.outcome.is_closed() => (i64::from(e.score), 0),
+                Some(e) => (i64::from(e.score), e.estimate.midpoint()),
+                None => (0, 0),
+            };
             let units: Vec<i64> = shares.iter().map(|s| s.1).collect();
-            let revenue_parts = leadtrail::domain::multi_touch::apportion(revenue, &units);
-            for ((key, units), revenue) in shares.iter().zip(revenue_parts) {
+            let split = |amount: i64| leadtrail::domain::multi_touch::apportion(amount, &units);
+            let (revenue, score, pipeline) = (
+                split(l.outcome.value().unwrap_or(0)),
+                split(score),
+                split(pipeline),
+            );
+            for (i, (key, units)) in shares.iter().enumerate() {
+                let counted = |yes: bool| if yes { *units } else { 0 };
                 let e = expected.entry((key.widget, key.source)).or_default();
-                e.0 += units;
-                e.1 += if won { *units } else { 0 };
-                e.2 += u64::try_from(revenue).unwrap();
+                e.leads += units;
+                e.project += counted(step >= 2);
+                e.personal += counted(step >= 3);
+                e.contact += counted(step >= 4);
+                e.enriched += counted(l.enrichment.is_some());
+                e.won += counted(won);
+                e.revenue += revenue[i];
+                e.score += score[i];
+                e.pipeline += pipeline[i];
             }
         }
         for raw_rows in [false, true] {
@@ -437,10 +512,24 @@ async fn check_against_touches(store: &Store, org: &OrgId, settings: CreditSetti
                 .source_counts(org, &model_filter(model, raw_rows))
                 .await
                 .unwrap();
-            let got: BTreeMap<(u32, u32), (i64, i64, u64)> = counts
+            let got: BTreeMap<(u32, u32), Split> = counts
                 .iter()
                 .filter(|(_, c)| c.leads != Credit::ZERO)
-                .map(|(k, c)| (*k, (c.leads.units(), c.won.units(), c.revenue)))
+                .map(|(k, c)| {
+                    let amount = |n: u64| i64::try_from(n).unwrap();
+                    let split = Split {
+                        leads: c.leads.units(),
+                        project: c.reached_project.units(),
+                        personal: c.reached_personal.units(),
+                        contact: c.contact_requested.units(),
+                        enriched: c.enriched.units(),
+                        won: c.won.units(),
+                        revenue: amount(c.revenue),
+                        score: amount(c.score_sum),
+                        pipeline: amount(c.pipeline_value),
+                    };
+                    (*k, split)
+                })
                 .collect();
             assert_eq!(got, expected, "{model:?} raw_rows={raw_rows}");
             let total: Credit = counts.values().map(|c| c.leads).sum();
