@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::common::TestDb;
-use crate::common::leads::{arrival, create, personal, project, step};
+use crate::common::leads::{arrival, contact, create, personal, project, step};
 use crate::on_both_backends;
 use crate::{PRIMARY, code, new_source, org, store};
 use leadtrail::domain::attribution::{DerivedChannel, Utm};
@@ -355,6 +355,9 @@ async fn model_reports_equal_a_recount_from_the_touches(db: TestDb) {
         if rng.below(2) == 0 {
             step(&store, lead, project(), None).await.unwrap();
             step(&store, lead, personal(true), None).await.unwrap();
+            if rng.below(2) == 0 {
+                step(&store, lead, contact(), None).await.unwrap();
+            }
         }
         if rng.below(5) == 0 {
             // Refused when the lead is already on it; either way the credit must add up.
