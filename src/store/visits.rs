@@ -44,7 +44,7 @@ pub(super) async fn visit_touches(
     let rows = sqlx::query(
         "SELECT widget_version, source_code, derived_channel, page_url, referrer, created_at \
          FROM visits WHERE org_id = $1 AND visitor_id = $2 AND created_at >= $3 \
-         AND created_at <= $4 ORDER BY created_at DESC LIMIT $5",
+         AND created_at <= $4 ORDER BY created_at DESC, id DESC LIMIT $5",
     )
     .bind(org.as_str())
     .bind(visitor)
@@ -53,7 +53,9 @@ pub(super) async fn visit_touches(
     .bind(VISITS_PER_LEAD)
     .fetch_all(&mut **tx)
     .await?;
+    // Oldest first; visits of one millisecond in the order they were written.
     rows.iter()
+        .rev()
         .map(|row| {
             let source = to_u32(row.try_get("source_code")?, "source")?;
             let channel: Option<String> = row.try_get("derived_channel")?;
