@@ -203,17 +203,13 @@ async fn seed_journeys(store: &Store, org: &OrgId, now: i64) -> anyhow::Result<(
         for k in 0..i % 3 {
             let (v, s) = source_of(i + 17 * (k + 1));
             let days_before = i64::try_from(2 + (i + 5 * k) % 9)?;
-            visits.push(NewVisit {
-                org: org.clone(),
-                embedding: WidgetVersion::new(v.parse()?),
-                v: Some(v.to_owned()),
-                s: Some(s.to_owned()),
-                page_url: Some(format!("https://acme-roofing.example/?v={v}&s={s}")),
-                referrer: (s == "01").then(|| "https://www.google.com/".to_owned()),
-                utm: Utm::default(),
-                visitor_id: Some(format!("demo-visitor-{i}")),
-                at: at - days_before * DAY_MS * i64::try_from(k + 1)?,
-            });
+            visits.push(demo_visit(
+                org,
+                (v, s),
+                Some("https://www.google.com/"),
+                Some(format!("demo-visitor-{i}")),
+                at - days_before * DAY_MS * i64::try_from(k + 1)?,
+            )?);
         }
     }
     store.insert_visits(&visits).await?;
@@ -342,6 +338,28 @@ fn visits_per_lead(v: &str, s: &str) -> i64 {
     }
 }
 
+/// A page view through widget `v`'s source `s`; `referrer` counts only for the Website source
+/// (a tracked link is its own channel).
+fn demo_visit(
+    org: &OrgId,
+    (v, s): (&str, &str),
+    referrer: Option<&str>,
+    visitor_id: Option<String>,
+    at: i64,
+) -> anyhow::Result<NewVisit> {
+    Ok(NewVisit {
+        org: org.clone(),
+        embedding: WidgetVersion::new(v.parse()?),
+        v: Some(v.to_owned()),
+        s: Some(s.to_owned()),
+        page_url: Some(format!("https://acme-roofing.example/?v={v}&s={s}")),
+        referrer: referrer.filter(|_| s == "01").map(str::to_owned),
+        utm: Utm::default(),
+        visitor_id,
+        at,
+    })
+}
+
 /// Page views over the same ninety days through the same sources as the leads (so many per
 /// lead of each source); Website traffic arrives from search, from social and directly.
 async fn seed_visits(store: &Store, org: &OrgId, now: i64) -> anyhow::Result<()> {
@@ -353,17 +371,13 @@ async fn seed_visits(store: &Store, org: &OrgId, now: i64) -> anyhow::Result<()>
             let day = (n * 7 + k * 13) % DAYS;
             let referrer = ["https://www.google.com/", "https://www.facebook.com/", ""]
                 [usize::try_from((n + k) % 3)?];
-            visits.push(NewVisit {
-                org: org.clone(),
-                embedding: WidgetVersion::new(v.parse()?),
-                v: Some(v.to_owned()),
-                s: Some(s.to_owned()),
-                page_url: Some(format!("https://acme-roofing.example/?v={v}&s={s}")),
-                referrer: (s == "01" && !referrer.is_empty()).then(|| referrer.to_owned()),
-                utm: Utm::default(),
-                visitor_id: None,
-                at: now - day * DAY_MS - ((n * 7919 + k * 104_729) % 36_000) * 1000 - 3_600_000,
-            });
+            visits.push(demo_visit(
+                org,
+                (v, s),
+                Some(referrer).filter(|r| !r.is_empty()),
+                None,
+                now - day * DAY_MS - ((n * 7919 + k * 104_729) % 36_000) * 1000 - 3_600_000,
+            )?);
         }
     }
     for chunk in visits.chunks(1000) {

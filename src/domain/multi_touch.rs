@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::DomainError;
 use super::attribution::DerivedChannel;
+use super::time_zone::DAY_MS;
 
 /// One lead of credit, in units.
 pub const UNIT: i64 = 1_000_000;
@@ -182,8 +183,6 @@ impl Model {
     }
 }
 
-const DAY_MS: i64 = 86_400_000;
-
 /// An organization's multi-touch settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CreditSettings {
@@ -243,6 +242,10 @@ impl CreditSettings {
     pub fn half_life_days(self) -> u32 {
         self.half_life_days
     }
+
+    /// The longest lookback an organization can choose: how far back a lead's touches are
+    /// gathered when it arrives.
+    pub const MAX_LOOKBACK_MS: i64 = Self::MAX_LOOKBACK_DAYS as i64 * DAY_MS;
 
     pub fn lookback_ms(self) -> i64 {
         i64::from(self.lookback_days) * DAY_MS

@@ -513,6 +513,7 @@ async fn create_lead(
         },
     );
     let touches = lead_touches(tx, new, &arrival, derived, now).await?;
+    let touches_json = json_text(&touches)?;
     let facts = LeadFacts::arrival(
         &new.org,
         now,
@@ -522,7 +523,7 @@ async fn create_lead(
         derived.map(DerivedChannel::id),
         &arrival.source.name,
     )
-    .journey(&lead_id, touches.clone());
+    .journey(&lead_id, touches);
     tx.roll_lead(&facts, Delta::one()).await?;
     let first_touch = attribution.first_touch.as_ref().map_or(
         (arrival.widget.version.get(), arrival.source.code.get()),
@@ -569,7 +570,7 @@ async fn create_lead(
         attribution_note: arrival.note.map(AttributionNote::id),
         record_source: new.record_source.id(),
         visitor_id: new.visitor_id.clone(),
-        touches: json_text(&touches)?,
+        touches: touches_json,
     });
     pending.events.push(EventRow {
         id: prefixed_id("evt_"),
@@ -605,7 +606,7 @@ async fn lead_touches(
     derived: Option<DerivedChannel>,
     now: i64,
 ) -> Result<Vec<TouchPoint>, StoreError> {
-    let lookback = i64::from(CreditSettings::MAX_LOOKBACK_DAYS) * 86_400_000;
+    let lookback = CreditSettings::MAX_LOOKBACK_MS;
     let visits = match new.visitor_id.as_deref() {
         Some(visitor) => visit_touches(tx, &new.org, visitor, now - lookback, now).await?,
         None => Vec::new(),

@@ -54,27 +54,20 @@ pub struct Counts {
 }
 
 impl Counts {
-    /// The lead counters of rollup columns summed: whole leads, or credit units.
-    fn set_leads(&mut self, row: &sqlx::any::AnyRow, units: bool) -> Result<(), StoreError> {
-        let credit = |col: &str| -> Result<Credit, StoreError> {
-            let n: Option<i64> = row.try_get(col)?;
-            let n = n.unwrap_or(0).max(0);
-            Ok(if units {
-                Credit::from_units(n)
-            } else {
-                Credit::whole(u64::try_from(n).unwrap_or(0))
-            })
-        };
-        self.leads = credit("n")?;
-        self.reached_project = credit("project")?;
-        self.reached_personal = credit("personal")?;
-        self.contact_requested = credit("contact")?;
-        self.enriched = credit("enriched")?;
-        self.won = credit("won")?;
+    /// The lead counters of a row of whole-lead sums (raw leads, or last-touch rollups).
+    fn set_leads(&mut self, row: &sqlx::any::AnyRow) -> Result<(), StoreError> {
+        let whole =
+            |col: &str| -> Result<Credit, StoreError> { Ok(Credit::whole(count(row, col)?)) };
+        self.leads = whole("n")?;
+        self.reached_project = whole("project")?;
+        self.reached_personal = whole("personal")?;
+        self.contact_requested = whole("contact")?;
+        self.enriched = whole("enriched")?;
+        self.won = whole("won")?;
         self.score_sum = count(row, "score")?;
         self.pipeline_value = count(row, "pipeline")?;
         self.revenue = count(row, "revenue")?;
-        self.corrected = if units { 0 } else { count(row, "corrected")? };
+        self.corrected = count(row, "corrected")?;
         Ok(())
     }
 
@@ -182,6 +175,25 @@ fn rolled_group_columns() -> String {
         sum("enriched"),
         sum("contact"),
         sum("pipeline_value"),
+        sum("won"),
+        sum("revenue"),
+    )
+}
+
+/// A lead row's counters summed from rollup rows, under the names `set_leads` and the model
+/// counts read.
+fn rolled_lead_columns() -> String {
+    format!(
+        "{} AS n, {} AS project, {} AS personal, {} AS contact, {} AS enriched, {} AS score, \
+         {} AS pipeline, {} AS corrected, {} AS won, {} AS revenue",
+        sum("n"),
+        sum("project"),
+        sum("personal"),
+        sum("contact"),
+        sum("enriched"),
+        sum("score_sum"),
+        sum("pipeline_value"),
+        sum("corrected"),
         sum("won"),
         sum("revenue"),
     )
@@ -351,20 +363,9 @@ impl Store {
         days: &Days,
     ) -> Result<BTreeMap<TouchKey, Delta>, StoreError> {
         let sql = format!(
-            "SELECT widget_version, source_code, derived_channel, {n} AS n, \
-             {project} AS project, {personal} AS personal, {contact} AS contact, \
-             {enriched} AS enriched, {score} AS score, {pipeline} AS pipeline, {won} AS won, \
-             {revenue} AS revenue FROM report_rollups WHERE {ROLLUP_RANGE} \
-             GROUP BY widget_version, source_code, derived_channel",
-            n = sum("n"),
-            project = sum("project"),
-            personal = sum("personal"),
-            contact = sum("contact"),
-            enriched = sum("enriched"),
-            score = sum("score_sum"),
-            pipeline = sum("pipeline_value"),
-            won = sum("won"),
-            revenue = sum("revenue"),
+            "SELECT widget_version, source_code, derived_channel, {} FROM report_rollups \
+             WHERE {ROLLUP_RANGE} GROUP BY widget_version, source_code, derived_channel",
+            rolled_lead_columns()
         );
         let rows = self
             .rolled(sql, org, filter, days, Kind::Model(filter.model))
@@ -477,7 +478,7 @@ impl Store {
             );
             for row in &self.grouped(leads, org, widget, from, to).await? {
                 let key = source_key(row, "wv", "sc")?;
-                out.entry(key).or_default().set_leads(row, false)?;
+                out.entry(key).or_default().set_leads(row)?;
                 if filter.model != Model::LastTouch
                     && let Some(entry) = out.get_mut(&key)
                 {
@@ -507,25 +508,13 @@ impl Store {
     ) -> Result<BTreeMap<(u32, u32), Counts>, StoreError> {
         let mut out = self.rolled_visits_and_firsts(org, filter, &days).await?;
         let sql = format!(
-            "SELECT widget_version, source_code, {n} AS n, {project} AS project, \
-             {personal} AS personal, {contact} AS contact, {enriched} AS enriched, \
-             {score} AS score, {pipeline} AS pipeline, {corrected} AS corrected, \
-             {won} AS won, {revenue} AS revenue \
-             FROM report_rollups WHERE {ROLLUP_RANGE} GROUP BY widget_version, source_code",
-            n = sum("n"),
-            project = sum("project"),
-            personal = sum("personal"),
-            contact = sum("contact"),
-            enriched = sum("enriched"),
-            score = sum("score_sum"),
-            pipeline = sum("pipeline_value"),
-            corrected = sum("corrected"),
-            won = sum("won"),
-            revenue = sum("revenue"),
+            "SELECT widget_version, source_code, {} FROM report_rollups \
+             WHERE {ROLLUP_RANGE} GROUP BY widget_version, source_code",
+            rolled_lead_columns()
         );
         for row in &self.rolled(sql, org, filter, &days, Kind::Lead).await? {
             let key = source_key(row, "widget_version", "source_code")?;
-            out.entry(key).or_default().set_leads(row, false)?;
+            out.entry(key).or_default().set_leads(row)?;
         }
         // Rows whose counters went back to zero (a lead corrected away) are not rows.
         out.retain(|_, c| *c != Counts::default());
