@@ -1,4 +1,4 @@
-//! The `leadtrail` binary: serve, migrate, default-config, user add.
+//! The `leadtrail` binary: serve, migrate, backup, default-config, user add, rollups rebuild.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +41,15 @@ enum Command {
     User {
         #[command(subcommand)]
         action: UserCommand,
+    },
+    /// Copy a live SQLite database to FILE while the service keeps serving (a consistent
+    /// snapshot: every lead acknowledged before the copy began). Restore by stopping the
+    /// service and putting the copy in the database file's place (README).
+    Backup {
+        #[command(flatten)]
+        settings: Settings,
+        /// Where to write the copy; an existing file is refused.
+        file: PathBuf,
     },
     /// Report rollups (the counters reports read).
     Rollups {
@@ -267,6 +276,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!(
                 "rebuilt the report rollups of {} organization(s) in {:.1} s",
                 rebuilt?,
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Command::Backup { settings, file } => {
+            let config = settings.resolve()?;
+            telemetry::init_logging(config.log_format);
+            // A backup of a file that is not there is a mistake, not an empty database.
+            let url = match leadtrail::store::Backend::from_url(&config.database_url)? {
+                leadtrail::store::Backend::Sqlite if !config.database_url.contains("mode=") => {
+                    let sep = if config.database_url.contains('?') {
+                        '&'
+                    } else {
+                        '?'
+                    };
+                    format!("{}{sep}mode=rw", config.database_url)
+                }
+                _ => config.database_url.clone(),
+            };
+            let store = leadtrail::store::Store::connect(&url).await?;
+            let started = std::time::Instant::now();
+            let copied = store.backup_into(&file).await;
+            store.close().await;
+            let copied = copied?;
+            println!(
+                "backed up {} organization(s) and {} lead(s) to {} ({} bytes) in {:.1} s",
+                copied.organizations,
+                copied.leads,
+                copied.path.display(),
+                copied.bytes,
                 started.elapsed().as_secs_f64()
             );
             Ok(())

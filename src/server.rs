@@ -99,7 +99,8 @@ pub async fn prepare(config: Config) -> anyhow::Result<Service> {
             token_failures.forget_old(std::time::Instant::now());
             manual_sends.retain_recent();
             // Hourly, and once shortly after start: planner statistics for the report queries,
-            // idempotency keys past their day, expired sessions and invite links.
+            // idempotency keys past their day, expired sessions and invite links, raw request
+            // data past each organization's retention.
             if minute % 60 == 1 {
                 if let Err(e) = planner.optimize().await {
                     tracing::warn!(error = %e, "refreshing planner statistics failed");
@@ -109,6 +110,11 @@ pub async fn prepare(config: Config) -> anyhow::Result<Service> {
                 }
                 if let Err(e) = planner.forget_expired_sessions().await {
                     tracing::warn!(error = %e, "forgetting expired sessions failed");
+                }
+                match planner.drop_expired_raw_data().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(rows = n, "raw request data past retention dropped"),
+                    Err(e) => tracing::warn!(error = %e, "dropping raw data past retention failed"),
                 }
             }
         }

@@ -3,7 +3,8 @@
 //! restart on the same database, several times over. Afterwards every acknowledged lead is
 //! there with its source snapshot and the steps that were acknowledged, and each of its events
 //! reached a real receiver at least once — a repeat always with the same `webhook-id`.
-//! On SQLite and on PostgreSQL.
+//! On SQLite and on PostgreSQL. And `leadtrail backup` taken under the same load: the copy,
+//! restored, holds every lead acknowledged before the backup began.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "common/mod.rs"]
@@ -33,7 +34,7 @@ const CLIENTS: usize = 12;
 const SETTLE: Duration = Duration::from_secs(150);
 
 /// What the service acknowledged: its answer reached the client.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Acked {
     created: BTreeSet<String>,
     /// Leads whose personal-info step was acknowledged: their enrichment is owed.
@@ -159,6 +160,30 @@ async fn api(base: &str, key: &str, method: reqwest::Method, path: &str, body: V
         .unwrap()
 }
 
+/// An organization with a Yard Signs source (`02`): its API key and public key.
+async fn acme(base: &str) -> (String, String) {
+    let org = api(
+        base,
+        OPERATOR,
+        reqwest::Method::POST,
+        "/api/v1/organizations",
+        json!({"name": "Acme Roofing", "tier": "premium",
+            "website_url": "https://acme.example", "brand_color": "#1A73E8"}),
+    )
+    .await;
+    let key = org["api_key"].as_str().unwrap().to_owned();
+    let public_key = org["public_key"].as_str().unwrap().to_owned();
+    api(
+        base,
+        &key,
+        reqwest::Method::POST,
+        "/api/v1/widgets/01/sources",
+        json!({"name": "Yard Signs", "channel_category": "print_outdoor"}),
+    )
+    .await;
+    (key, public_key)
+}
+
 /// Event types each acknowledged lead is owed, by lead.
 fn owed(acked: &Acked) -> BTreeMap<String, Vec<&'static str>> {
     acked
@@ -174,31 +199,45 @@ fn owed(acked: &Acked) -> BTreeMap<String, Vec<&'static str>> {
         .collect()
 }
 
+/// The acknowledged leads a node does not have; each one it has carries its source snapshot and
+/// at least the steps that were acknowledged.
+async fn lost_leads(base: &str, key: &str, acked: &Acked) -> Vec<String> {
+    let mut lost = Vec::new();
+    for lead in &acked.created {
+        let res = reqwest::Client::new()
+            .get(format!("{base}/api/v1/leads/{lead}"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        if res.status() != 200 {
+            lost.push(lead.clone());
+            continue;
+        }
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["source_tracking"]["source_code"], "02", "{body}");
+        assert_eq!(
+            body["source_tracking"]["source_label"], "Yard Signs",
+            "{body}"
+        );
+        let status = body["status"].as_str().unwrap();
+        if acked.personal.contains(lead) {
+            assert_ne!(status, "address_info_provided", "{lead}: {body}");
+            assert_ne!(status, "project_details_provided", "{lead}: {body}");
+        } else if acked.project.contains(lead) {
+            assert_ne!(status, "address_info_provided", "{lead}: {body}");
+        }
+    }
+    lost
+}
+
 async fn kill_restart_and_count(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else {
         return;
     };
     let receiver = Receiver::start(Arc::new(|_, _| 200)).await;
     let mut node = Node::start(db.url()).await;
-    let org = api(
-        &node.base,
-        OPERATOR,
-        reqwest::Method::POST,
-        "/api/v1/organizations",
-        json!({"name": "Acme Roofing", "tier": "premium",
-            "website_url": "https://acme.example", "brand_color": "#1A73E8"}),
-    )
-    .await;
-    let key = org["api_key"].as_str().unwrap().to_owned();
-    let public_key = org["public_key"].as_str().unwrap().to_owned();
-    api(
-        &node.base,
-        &key,
-        reqwest::Method::POST,
-        "/api/v1/widgets/01/sources",
-        json!({"name": "Yard Signs", "channel_category": "print_outdoor"}),
-    )
-    .await;
+    let (key, public_key) = acme(&node.base).await;
     api(
         &node.base,
         &key,
@@ -239,32 +278,7 @@ async fn kill_restart_and_count(backend: Backend) {
 
     // Every acknowledged lead, with its snapshot and its acknowledged steps.
     let acked = std::mem::take(&mut *acked.lock().unwrap());
-    let mut lost = Vec::new();
-    for lead in &acked.created {
-        let res = reqwest::Client::new()
-            .get(format!("{}/api/v1/leads/{lead}", node.base))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .unwrap();
-        if res.status() != 200 {
-            lost.push(lead.clone());
-            continue;
-        }
-        let body: Value = res.json().await.unwrap();
-        assert_eq!(body["source_tracking"]["source_code"], "02", "{body}");
-        assert_eq!(
-            body["source_tracking"]["source_label"], "Yard Signs",
-            "{body}"
-        );
-        let status = body["status"].as_str().unwrap();
-        if acked.personal.contains(lead) {
-            assert_ne!(status, "address_info_provided", "{lead}: {body}");
-            assert_ne!(status, "project_details_provided", "{lead}: {body}");
-        } else if acked.project.contains(lead) {
-            assert_ne!(status, "address_info_provided", "{lead}: {body}");
-        }
-    }
+    let lost = lost_leads(&node.base, &key, &acked).await;
     assert!(lost.is_empty(), "acknowledged leads lost: {lost:?}");
 
     // Every event each of them is owed, delivered at least once, repeats with the same id.
@@ -332,4 +346,87 @@ async fn sqlite_kill_9_under_load_loses_no_acknowledged_lead_or_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_kill_9_under_load_loses_no_acknowledged_lead_or_event() {
     kill_restart_and_count(Backend::Postgres).await;
+}
+
+/// `leadtrail backup` while homeowners keep arriving: the copy, put in place of the database
+/// and served, has every lead (and step) acknowledged before the backup started. SQLite only:
+/// PostgreSQL is backed up with its own tools.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_under_load_restores_every_lead_acknowledged_before_it() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let node = Node::start(db.url()).await;
+    let (key, public_key) = acme(&node.base).await;
+    let acked = Arc::new(Mutex::new(Acked::default()));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            tokio::spawn(homeowners(
+                node.base.clone(),
+                public_key.clone(),
+                acked.clone(),
+                2 * CREATES_PER_ROUND,
+            ))
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while acked.lock().unwrap().created.len() < CREATES_PER_ROUND {
+        assert!(Instant::now() < deadline, "the load stalled");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let before = acked.lock().unwrap().clone();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("backup.db");
+    let backup = |copy: std::path::PathBuf, url: String| {
+        tokio::task::spawn_blocking(move || {
+            Command::new(BIN)
+                .args(["backup", "--database-url", &url])
+                .arg(&copy)
+                .output()
+                .unwrap()
+        })
+    };
+    let out = backup(copy.clone(), db.url().to_owned()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("backed up 1 organization(s)"), "{stdout}");
+    for client in clients {
+        client.await.unwrap();
+    }
+
+    // A second backup to the same file is refused, and the first is left as it was.
+    let len = std::fs::metadata(&copy).unwrap().len();
+    let again = backup(copy.clone(), db.url().to_owned()).await.unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    assert_eq!(std::fs::metadata(&copy).unwrap().len(), len);
+    // So is a backup of a database file that is not there (it is not created empty).
+    let missing = dir.path().join("missing.db");
+    let none = backup(
+        dir.path().join("none.db"),
+        format!("sqlite://{}", missing.display()),
+    )
+    .await
+    .unwrap();
+    assert!(!none.status.success());
+    assert!(!missing.exists() && !dir.path().join("none.db").exists());
+    node.kill();
+
+    // Restore: the copy in place of a database file, served.
+    let restored = dir.path().join("restored.db");
+    std::fs::copy(&copy, &restored).unwrap();
+    let node = Node::start(&format!("sqlite://{}", restored.display())).await;
+    let lost = lost_leads(&node.base, &key, &before).await;
+    assert!(
+        lost.is_empty(),
+        "acknowledged leads missing from the backup: {lost:?}"
+    );
+    println!(
+        "backup under load: {} leads acknowledged before it, all restored; {} by the end",
+        before.created.len(),
+        acked.lock().unwrap().created.len()
+    );
+    node.kill();
 }

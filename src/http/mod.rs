@@ -1,6 +1,7 @@
 //! The axum application: feature routers merged at the root, one state, one error shape.
 
 pub mod api;
+pub mod api_docs;
 pub mod backoff;
 pub mod capture;
 pub mod client_ip;
@@ -81,6 +82,7 @@ pub fn router(state: AppState) -> Router {
     telemetry::metrics_handle();
     let router = Router::new()
         .merge(ops::router())
+        .merge(api_docs::router())
         .nest(
             "/api/v1",
             api::router().layer(DefaultBodyLimit::max(API_BODY_LIMIT)),

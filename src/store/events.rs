@@ -95,19 +95,36 @@ impl Store {
         .bind(org.as_str())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let payload: String = r.try_get("payload")?;
-                Ok(StoredEvent {
-                    id: r.try_get("id")?,
-                    event_type: r.try_get("event_type")?,
-                    lead_id: r.try_get("lead_id")?,
-                    sequence: r.try_get("sequence")?,
-                    payload: serde_json::from_str(&payload)
-                        .map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))?,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(event_from_row).collect()
     }
+
+    /// One lead's events, in their order.
+    pub async fn lead_events(
+        &self,
+        org: &OrgId,
+        lead_id: &str,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, event_type, lead_id, sequence, payload, created_at FROM events \
+             WHERE org_id = $1 AND lead_id = $2 ORDER BY sequence, created_at, id",
+        )
+        .bind(org.as_str())
+        .bind(lead_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+}
+
+fn event_from_row(r: &sqlx::any::AnyRow) -> Result<StoredEvent, StoreError> {
+    let payload: String = r.try_get("payload")?;
+    Ok(StoredEvent {
+        id: r.try_get("id")?,
+        event_type: r.try_get("event_type")?,
+        lead_id: r.try_get("lead_id")?,
+        sequence: r.try_get("sequence")?,
+        payload: serde_json::from_str(&payload)
+            .map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))?,
+        created_at: r.try_get("created_at")?,
+    })
 }

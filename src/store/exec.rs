@@ -228,7 +228,7 @@ impl Native {
         let conn = rusqlite::Connection::open(path)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-             PRAGMA busy_timeout = 10000; PRAGMA cache_size = -65536;",
+             PRAGMA busy_timeout = 10000; PRAGMA cache_size = -65536; PRAGMA secure_delete = FAST;",
         )?;
         conn.set_prepared_statement_cache_capacity(64);
         let (jobs, inbox) = mpsc::channel::<Job>();

@@ -55,6 +55,8 @@ pub struct LeadRecord {
     /// The visitor's touches gathered when the lead arrived, oldest first, the arrival last
     /// (empty for leads from before touches were kept).
     pub touches: Vec<TouchPoint>,
+    /// When the lead's personal data was erased on request (its attribution and counts stay).
+    pub erased_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -74,7 +76,7 @@ const LEAD_COLUMNS: &str = "id, status, widget_version, widget_name, source_code
     source_category, derived_channel, first_touch, first_touch_widget_version, first_touch_source_code, \
     raw_params, address, project, personal, contact, enrichment, attribution, attribution_note, \
     record_source, self_reported, corrected_source, outcome, outcome_value, outcome_reason, \
-    outcome_changed_at, created_at, updated_at, enriched_at, touches";
+    outcome_changed_at, created_at, updated_at, enriched_at, touches, erased_at";
 
 fn opt_json<T: for<'de> serde::Deserialize<'de>>(
     row: &AnyRow,
@@ -136,6 +138,7 @@ fn lead_from_row(row: &AnyRow) -> Result<LeadRecord, StoreError> {
         updated_at: row.try_get("updated_at")?,
         enriched_at: row.try_get("enriched_at")?,
         touches: opt_json(row, "touches")?.unwrap_or_default(),
+        erased_at: row.try_get("erased_at")?,
     })
 }
 

@@ -3,6 +3,7 @@
 //! the few real dialect differences live in `Backend`.
 
 mod accounts;
+mod backup;
 mod bulk;
 mod capture;
 mod catalog;
@@ -12,9 +13,11 @@ mod dispatch;
 mod enrichment;
 mod events;
 mod exec;
+mod import;
 mod leads;
 mod organizations;
 mod outcomes;
+mod privacy;
 mod records;
 mod reports;
 mod rollups;
@@ -35,6 +38,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use accounts::{Invite, Membership, PendingInvite, SessionRecord, User};
+pub use backup::BackupSummary;
 pub use capture::{
     CaptureCommand, CaptureRefusal, CaptureReply, CaptureResult, FirstTouch, HeardAbout,
     Idempotency, LeadCreated, NewLead, StepRecorded, StepUpdate,
@@ -46,8 +50,10 @@ pub use deliveries::{
 };
 pub use enrichment::EnrichmentJob;
 pub use events::StoredEvent;
+pub use import::{ImportOptions, LeadImport};
 pub use leads::{LeadFilter, LeadRecord};
 pub use outcomes::{OutcomeChange, OutcomeView};
+pub use privacy::{Erasure, VisitRecord};
 pub use records::*;
 pub use reports::{Counts, GroupCounts, Interval, ReportFilter};
 pub use rollups::{RecountProgress, RecountStep};
@@ -281,7 +287,8 @@ fn write_gate(url: &str) -> Arc<Semaphore> {
 
 impl Store {
     /// Connects by URL scheme. A SQLite file is created if missing and runs in WAL mode with
-    /// `synchronous=FULL`, so a commit that returned is on disk.
+    /// `synchronous=FULL`, so a commit that returned is on disk; `secure_delete=FAST` zeroes
+    /// what a change frees inside a page, so erased personal data does not linger in the file.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         Self::connect_with_size(url, None).await
     }
@@ -316,7 +323,7 @@ impl Store {
                         conn.execute(
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                              PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
-                             PRAGMA cache_size = -65536;",
+                             PRAGMA cache_size = -65536; PRAGMA secure_delete = FAST;",
                         )
                         .await?;
                     }

@@ -10,6 +10,7 @@ use super::{
     ApiKeyInfo, Conflict, CreatedOrganization, NewOrganization, Organization, OrganizationPatch,
     Store, StoreError, User, now_ms, to_u32,
 };
+use crate::domain::DomainError;
 use crate::domain::ids::{OrgId, prefixed_id};
 use crate::domain::keys::{NewApiKey, new_api_key, new_public_key};
 use crate::domain::source::{SYSTEM_SOURCE_CATEGORY, SYSTEM_SOURCE_NAME, SourceCode};
@@ -28,6 +29,10 @@ pub(super) fn org_from_row(row: &AnyRow) -> Result<Organization, StoreError> {
         public_key: row.try_get("public_key")?,
         time_zone: OrgTimeZone::parse(&row.try_get::<String, _>("time_zone")?)
             .map_err(|e| StoreError::Corrupt(e.message))?,
+        raw_data_retention_days: row
+            .try_get::<Option<i64>, _>("raw_data_retention_days")?
+            .map(|d| to_u32(d, "raw_data_retention_days"))
+            .transpose()?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -89,8 +94,8 @@ impl Store {
 
     pub async fn organization(&self, org: &OrgId) -> Result<Organization, StoreError> {
         let row = sqlx::query(
-            "SELECT id, name, website_url, brand_color, tier, public_key, time_zone, created_at, updated_at \
-             FROM organizations WHERE id = $1",
+            "SELECT id, name, website_url, brand_color, tier, public_key, time_zone, \
+             raw_data_retention_days, created_at, updated_at FROM organizations WHERE id = $1",
         )
         .bind(org.as_str())
         .fetch_optional(&self.pool)
@@ -105,19 +110,34 @@ impl Store {
         patch: OrganizationPatch,
     ) -> Result<Organization, StoreError> {
         let mut tx = self.begin_write().await?;
-        let previous_zone: Option<String> =
-            sqlx::query("SELECT time_zone FROM organizations WHERE id = $1")
+        let previous =
+            sqlx::query("SELECT time_zone, credit_lookback_days FROM organizations WHERE id = $1")
                 .bind(org.as_str())
                 .fetch_optional(&mut *tx)
                 .await?
-                .map(|row| row.try_get("time_zone"))
-                .transpose()?;
+                .ok_or(StoreError::NotFound)?;
+        let previous_zone: String = previous.try_get("time_zone")?;
+        let lookback: i64 = previous.try_get("credit_lookback_days")?;
+        if let Some(Some(retention)) = patch.raw_data_retention
+            && i64::from(retention.days()) < lookback
+        {
+            // New leads gather their touches from visits within the lookback.
+            return Err(DomainError::new(
+                "raw_data_retention_days",
+                format!(
+                    "keep raw data at least as long as the attribution lookback window \
+                     ({lookback} days): touches are gathered from it"
+                ),
+            )
+            .into());
+        }
         let done = sqlx::query(
             "UPDATE organizations SET \
                name = COALESCE($2, name), \
                website_url = COALESCE($3, website_url), \
                brand_color = COALESCE($4, brand_color), \
                time_zone = COALESCE($6, time_zone), \
+               raw_data_retention_days = CASE WHEN $7 THEN $8 ELSE raw_data_retention_days END, \
                updated_at = $5 \
              WHERE id = $1",
         )
@@ -127,6 +147,13 @@ impl Store {
         .bind(patch.brand_color.map(|c| c.to_string()))
         .bind(now_ms())
         .bind(patch.time_zone.as_ref().map(|z| z.name().to_owned()))
+        .bind(patch.raw_data_retention.is_some())
+        .bind(
+            patch
+                .raw_data_retention
+                .flatten()
+                .map(|d| i64::from(d.days())),
+        )
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
@@ -135,7 +162,7 @@ impl Store {
         // Report days follow the zone: the rollups are recounted in the new one, in this
         // transaction, so a report never mixes the two.
         if let Some(zone) = &patch.time_zone
-            && previous_zone.as_deref() != Some(zone.name())
+            && previous_zone != zone.name()
         {
             tx.rebuild_rollups(org, zone).await?;
         }

@@ -3,6 +3,7 @@
 use crate::domain::channel::ChannelCategory;
 use crate::domain::ids::OrgId;
 use crate::domain::organization::{BrandColor, OrgName, SiteUrl};
+use crate::domain::privacy::RetentionDays;
 use crate::domain::self_report::SelfReportSetting;
 use crate::domain::source::{SourceCode, SourceName, SourceStatus};
 use crate::domain::tier::Tier;
@@ -19,6 +20,8 @@ pub struct Organization {
     pub public_key: String,
     /// Where the organization's days begin: reports, date filters and times on the dashboard.
     pub time_zone: OrgTimeZone,
+    /// Days raw request data is kept (`None`: kept).
+    pub raw_data_retention_days: Option<u32>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -90,6 +93,8 @@ pub struct OrganizationPatch {
     pub website_url: Option<SiteUrl>,
     pub brand_color: Option<BrandColor>,
     pub time_zone: Option<OrgTimeZone>,
+    /// `Some(None)` clears the retention (raw data kept).
+    pub raw_data_retention: Option<Option<RetentionDays>>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -521,20 +521,30 @@ impl WriteTx {
     ) -> Result<(), StoreError> {
         self.roll_lead(was, was.whole().negated()).await?;
         self.roll_lead(moved, moved.whole()).await?;
-        for (lead, delta) in [(was, Delta::one().negated()), (moved, Delta::one())] {
-            let day = self.zone(&lead.org).await?.day_of(lead.created_at);
-            let key = Key {
-                org: lead.org.clone(),
-                day,
-                kind: Kind::First,
-                widget: lead.first_touch.0,
-                source: lead.first_touch.1,
-                category: String::new(),
-                derived: String::new(),
-                name: String::new(),
-            };
-            self.rollups.rows.entry(key).or_default().add(delta);
-        }
+        self.roll_first_touch(was, Delta::one().negated()).await?;
+        self.roll_first_touch(moved, Delta::one()).await
+    }
+
+    /// Counts a lead that arrives whole (an import): every step, enrichment and outcome it
+    /// has, under last touch, first touch and the models.
+    pub(crate) async fn add_lead(&mut self, lead: &LeadFacts) -> Result<(), StoreError> {
+        self.roll_lead(lead, lead.whole()).await?;
+        self.roll_first_touch(lead, Delta::one()).await
+    }
+
+    async fn roll_first_touch(&mut self, lead: &LeadFacts, delta: Delta) -> Result<(), StoreError> {
+        let day = self.zone(&lead.org).await?.day_of(lead.created_at);
+        let key = Key {
+            org: lead.org.clone(),
+            day,
+            kind: Kind::First,
+            widget: lead.first_touch.0,
+            source: lead.first_touch.1,
+            category: String::new(),
+            derived: String::new(),
+            name: String::new(),
+        };
+        self.rollups.rows.entry(key).or_default().add(delta);
         Ok(())
     }
 
@@ -821,6 +831,24 @@ impl Store {
         let mut tx = self.begin_write().await?;
         tx.rollup_lock(org.as_str(), LockMode::Exclusive).await?;
         let (_, current) = tx.org_facts(org.as_str()).await?;
+        let retention: Option<i64> =
+            sqlx::query_scalar("SELECT raw_data_retention_days FROM organizations WHERE id = $1")
+                .bind(org.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+        if let Some(days) = retention
+            && i64::from(settings.lookback_days()) > days
+        {
+            // Touches are gathered from visits, whose visitor ids go after the retention.
+            return Err(crate::domain::DomainError::new(
+                "lookback_days",
+                format!(
+                    "the lookback cannot be longer than raw data is kept ({days} days; see the \
+                     organization's raw_data_retention_days)"
+                ),
+            )
+            .into());
+        }
         if current != settings {
             sqlx::query(
                 "UPDATE organizations SET credit_lookback_days = $2, credit_half_life_days = $3, \

@@ -35,6 +35,8 @@ use crate::store::{OutcomeChange, OutcomeView, StoreError, rfc3339};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/leads", get(list_leads).post(create_lead))
+        .route("/leads/export.csv", get(super::lead_export::export_csv))
+        .route("/leads/export.jsonl", get(super::lead_export::export_jsonl))
         .route("/leads/{id}", get(get_lead))
         .route("/leads/{id}/source", post(correct_source))
         .route("/leads/{id}/outcome", patch(set_outcome))
@@ -111,6 +113,17 @@ pub struct LeadBody {
     created_at: String,
     updated_at: String,
     enriched_at: Option<String>,
+    /// When the lead's personal data (name, e-mail, phone, street, free text, raw request data)
+    /// was erased on request; its attribution, steps and outcome stay.
+    erased_at: Option<String>,
+}
+
+impl LeadBody {
+    /// The lead with its outcome changes, as `GET /leads/{id}` answers.
+    pub(super) fn with_outcome_history(mut self, history: Vec<OutcomeChange>) -> Self {
+        self.outcome_history = Some(history.into_iter().map(Into::into).collect());
+        self
+    }
 }
 
 impl From<LeadRecord> for LeadBody {
@@ -160,6 +173,7 @@ impl From<LeadRecord> for LeadBody {
             created_at: rfc3339(l.created_at),
             updated_at: rfc3339(l.updated_at),
             enriched_at: l.enriched_at.map(rfc3339),
+            erased_at: l.erased_at.map(rfc3339),
         }
     }
 }
@@ -181,6 +195,59 @@ pub struct LeadQuery {
     cursor: Option<String>,
     /// 1–200, default 50.
     limit: Option<i64>,
+}
+
+impl LeadQuery {
+    /// An export is every matching lead: paging parameters would silently mean nothing.
+    pub(super) fn refuse_paging(&self) -> Result<(), ApiError> {
+        if self.cursor.is_some() || self.limit.is_some() {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "an export holds every lead that matches the filters: drop cursor and limit",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The filters as the store takes them (every lead that matches: no cursor, no limit).
+    pub(super) fn export_filter(&self) -> Result<LeadFilter, ApiError> {
+        let outcome = self
+            .outcome
+            .as_deref()
+            .map(|o| {
+                OutcomeKind::from_id(o).ok_or_else(|| {
+                    ApiError::bad_request("invalid_query", format!("unknown outcome {o:?}"))
+                })
+            })
+            .transpose()?;
+        let status = self
+            .status
+            .as_deref()
+            .map(|s| {
+                LeadStatus::from_id(s).ok_or_else(|| {
+                    ApiError::bad_request("invalid_query", format!("unknown lead status {s:?}"))
+                })
+            })
+            .transpose()?;
+        Ok(LeadFilter {
+            widget: self.widget.as_deref().map(widget_version).transpose()?,
+            source: self.source.as_deref().map(source_code).transpose()?,
+            status,
+            outcome,
+            from_ms: self
+                .from
+                .as_deref()
+                .map(|t| parse_time("from", t))
+                .transpose()?,
+            to_ms: self
+                .to
+                .as_deref()
+                .map(|t| parse_time("to", t))
+                .transpose()?,
+            after: None,
+            limit: 0,
+        })
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -228,40 +295,14 @@ pub async fn list_leads(
     OrgAuth(org): OrgAuth,
     ApiQuery(q): ApiQuery<LeadQuery>,
 ) -> ApiResult<Json<LeadPage>> {
-    let outcome = q
-        .outcome
-        .as_deref()
-        .map(|o| {
-            OutcomeKind::from_id(o).ok_or_else(|| {
-                ApiError::bad_request("invalid_query", format!("unknown outcome {o:?}"))
-            })
-        })
-        .transpose()?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(DomainError::new("limit", "limit must be 1 to 200").into());
     }
     let filter = LeadFilter {
-        widget: q.widget.as_deref().map(widget_version).transpose()?,
-        source: q.source.as_deref().map(source_code).transpose()?,
-        status: q
-            .status
-            .as_deref()
-            .map(|s| {
-                LeadStatus::from_id(s).ok_or_else(|| {
-                    ApiError::bad_request("invalid_query", format!("unknown lead status {s:?}"))
-                })
-            })
-            .transpose()?,
-        outcome,
-        from_ms: q
-            .from
-            .as_deref()
-            .map(|t| parse_time("from", t))
-            .transpose()?,
-        to_ms: q.to.as_deref().map(|t| parse_time("to", t)).transpose()?,
         after: q.cursor.as_deref().map(decode_cursor).transpose()?,
         limit: limit + 1,
+        ..q.export_filter()?
     };
     let mut leads = state.store.leads(&org, &filter).await?;
     let more = leads.len() > usize::try_from(limit).unwrap_or(usize::MAX);
@@ -281,9 +322,8 @@ pub async fn get_lead(
     OrgAuth(org): OrgAuth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<LeadBody>> {
-    let mut lead: LeadBody = state.store.lead(&org, &id).await?.into();
-    let history = state.store.outcome_history(&org, &id).await?;
-    lead.outcome_history = Some(history.into_iter().map(Into::into).collect());
+    let lead = LeadBody::from(state.store.lead(&org, &id).await?)
+        .with_outcome_history(state.store.outcome_history(&org, &id).await?);
     Ok(Json(lead))
 }
 

@@ -1,8 +1,10 @@
 //! The JSON API under `/api/v1`, and the OpenAPI document generated from its handlers.
 
 mod api_keys;
+pub mod lead_export;
 mod leads;
 mod organizations;
+mod privacy;
 pub(crate) mod qr;
 pub mod reports;
 pub(crate) mod sources;
@@ -27,6 +29,7 @@ pub fn router() -> Router<AppState> {
         .merge(sources::router())
         .merge(qr::router())
         .merge(leads::router())
+        .merge(privacy::router())
         .merge(webhooks::router())
         .merge(reports::router())
         .merge(spend::router())
@@ -58,6 +61,10 @@ pub fn router() -> Router<AppState> {
         qr::download_svg,
         leads::list_leads,
         leads::get_lead,
+        lead_export::export_csv,
+        lead_export::export_jsonl,
+        privacy::erase_lead,
+        privacy::export_person,
         leads::create_lead,
         leads::correct_source,
         leads::set_outcome,

@@ -1,5 +1,6 @@
 //! Organizations: created by the operator, read and edited by their own API keys.
 
+use crate::domain::privacy::RetentionDays;
 use crate::domain::time_zone::OrgTimeZone;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -40,6 +41,9 @@ pub struct OrganizationBody {
     public_key: String,
     /// IANA time zone: where the organization's days begin in reports and date filters.
     time_zone: String,
+    /// Days raw request data (raw arrival parameters, visitor ids, visit pages and referrers)
+    /// is kept; `null` keeps it. Counts, attribution and touches are kept regardless.
+    raw_data_retention_days: Option<u32>,
     created_at: String,
     updated_at: String,
 }
@@ -54,6 +58,7 @@ impl From<Organization> for OrganizationBody {
             tier: o.tier,
             public_key: o.public_key,
             time_zone: o.time_zone.name().to_owned(),
+            raw_data_retention_days: o.raw_data_retention_days,
             created_at: rfc3339(o.created_at),
             updated_at: rfc3339(o.updated_at),
         }
@@ -180,9 +185,18 @@ pub struct UpdateOrganization {
     brand_color: Option<String>,
     /// IANA name, like `America/Denver`; `UTC` by default.
     time_zone: Option<String>,
+    /// 30 to 3650 days, at least the attribution lookback; `null` keeps raw data.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    raw_data_retention_days: Option<Option<i64>>,
 }
 
-/// Edit the organization's name, website, brand colour or time zone
+/// A field that may be sent as `null` to clear it: absent is `None`, `null` is `Some(None)`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(d).map(Some)
+}
+
+/// Edit the organization's name, website, brand colour, time zone or raw-data retention
 #[utoipa::path(patch, path = "/organization", request_body = UpdateOrganization,
     responses((status = 200, body = OrganizationBody), (status = 422, body = ErrorBody)))]
 pub async fn update_organization(
@@ -206,6 +220,10 @@ pub async fn update_organization(
             .time_zone
             .as_deref()
             .map(OrgTimeZone::parse)
+            .transpose()?,
+        raw_data_retention: body
+            .raw_data_retention_days
+            .map(|days| days.map(RetentionDays::parse).transpose())
             .transpose()?,
     };
     Ok(Json(

@@ -11,14 +11,16 @@ use serde::Deserialize;
 use super::page::{
     Chrome, PageError, Tab, encode, humanize, money, money_minor, refusal, render, see_other,
 };
-use super::session::{EditorForm, Session, Submitted};
+use super::session::{EditorForm, OwnerForm, Session, Submitted};
 use crate::domain::attribution::AttributionNote;
 use crate::domain::lead::LeadStatus;
 use crate::domain::money::{major_units, parse_major_units};
 use crate::domain::outcome::{ListedReason, LostReason, Outcome, OutcomeKind};
 use crate::domain::source::SourceCode;
 use crate::domain::time_zone::OrgTimeZone;
+use crate::domain::user::Role;
 use crate::domain::widget::WidgetVersion;
+use crate::http::api::lead_export::{ExportFormat, export_response};
 use crate::store::{Correction, LeadFilter, LeadRecord, OutcomeChange, StoreError};
 
 const PAGE_SIZE: i64 = 25;
@@ -76,6 +78,10 @@ pub struct LeadRow {
     pub journey: Vec<(String, String)>,
     /// The outcome form, for editors (unless open, `None`).
     pub outcome_form: Option<OutcomeForm>,
+    /// "Personal data erased …" once it was (open only).
+    pub erased: Option<String>,
+    /// Where an owner erases the lead's personal data (open, owners, not yet erased).
+    pub erase_action: Option<String>,
 }
 
 /// What the outcome form needs: the choices with the lead's current one selected, and what a
@@ -171,6 +177,8 @@ pub struct LeadsPage {
     pub to: String,
     pub rows: Vec<LeadRow>,
     pub filtered: bool,
+    /// The current filters as a query string, for the export links.
+    pub export_query: String,
     pub next_href: Option<String>,
     pub first_href: Option<String>,
 }
@@ -440,6 +448,55 @@ async fn journey_of(
         .collect())
 }
 
+/// The page's filters (days in the organization's zone), without paging.
+fn filter_of(q: &LeadsQuery, tz: &OrgTimeZone) -> LeadFilter {
+    LeadFilter {
+        widget: q.widget.as_deref().and_then(WidgetVersion::parse),
+        source: q.source.as_deref().and_then(SourceCode::parse),
+        status: q.status.as_deref().and_then(LeadStatus::from_id),
+        outcome: q.outcome.as_deref().and_then(OutcomeKind::from_id),
+        from_ms: q.from.as_deref().and_then(|d| day_start_ms(tz, d, 0)),
+        to_ms: q.to.as_deref().and_then(|d| day_start_ms(tz, d, 1)),
+        after: None,
+        limit: 0,
+    }
+}
+
+/// Every lead the page's filters match, as a streamed CSV download.
+pub async fn export_csv(
+    State(state): State<crate::http::AppState>,
+    session: Session,
+    Query(q): Query<LeadsQuery>,
+) -> Result<Response, PageError> {
+    export(state, session, q, ExportFormat::Csv).await
+}
+
+/// Every lead the page's filters match, as streamed JSON Lines.
+pub async fn export_jsonl(
+    State(state): State<crate::http::AppState>,
+    session: Session,
+    Query(q): Query<LeadsQuery>,
+) -> Result<Response, PageError> {
+    export(state, session, q, ExportFormat::JsonLines).await
+}
+
+async fn export(
+    state: crate::http::AppState,
+    session: Session,
+    q: LeadsQuery,
+    format: ExportFormat,
+) -> Result<Response, PageError> {
+    let org = session.org();
+    let tz = state.store.organization(org).await?.time_zone;
+    let filter = filter_of(&q, &tz);
+    Ok(export_response(
+        state.store.clone(),
+        org.clone(),
+        filter,
+        format,
+    ))
+}
+
 pub async fn show(
     State(state): State<crate::http::AppState>,
     session: Session,
@@ -449,26 +506,20 @@ pub async fn show(
     let organization = state.store.organization(org).await?;
     let tz = &organization.time_zone;
     let widgets = state.store.widgets(org).await?;
-    let widget = q.widget.as_deref().and_then(WidgetVersion::parse);
-    let source = q.source.as_deref().and_then(SourceCode::parse);
-    let status = q.status.as_deref().and_then(LeadStatus::from_id);
-    let outcome = q.outcome.as_deref().and_then(OutcomeKind::from_id);
     let from = q.from.clone().unwrap_or_default();
     let to = q.to.clone().unwrap_or_default();
-    let after = q.after.as_deref().and_then(|c| {
-        let (at, id) = c.split_once('.')?;
-        Some((at.parse::<i64>().ok()?, id.to_owned()))
-    });
     let filter = LeadFilter {
-        widget,
-        source,
-        status,
-        outcome,
-        from_ms: day_start_ms(tz, &from, 0),
-        to_ms: day_start_ms(tz, &to, 1),
-        after,
+        after: q.after.as_deref().and_then(|c| {
+            let (at, id) = c.split_once('.')?;
+            Some((at.parse::<i64>().ok()?, id.to_owned()))
+        }),
         limit: PAGE_SIZE + 1,
+        ..filter_of(&q, tz)
     };
+    let widget = filter.widget;
+    let status = filter.status;
+    let outcome = filter.outcome;
+    let source = filter.source;
     let mut leads = state.store.leads(org, &filter).await?;
     let more = leads.len() > PAGE_SIZE as usize;
     leads.truncate(PAGE_SIZE as usize);
@@ -543,10 +594,16 @@ pub async fn show(
             LeadRow {
                 id: l.id.clone(),
                 received: tz.format(l.created_at),
-                name: l.personal.as_ref().map_or("—".into(), |p| {
-                    format!("{} {}", p.first_name, p.last_name)
-                }),
-                address: format!("{}, {}", l.address.street, l.address.city),
+                name: match (&l.personal, l.erased_at) {
+                    (_, Some(_)) => "(erased)".into(),
+                    (Some(p), None) => format!("{} {}", p.first_name, p.last_name),
+                    (None, None) => "—".into(),
+                },
+                address: if l.address.street.is_empty() {
+                    l.address.city.clone()
+                } else {
+                    format!("{}, {}", l.address.street, l.address.city)
+                },
                 status: l.status.id(),
                 status_label: format!("Step {} of 4", l.status.step()),
                 estimate: l.enrichment.as_ref().map_or("—".into(), |e| {
@@ -600,6 +657,12 @@ pub async fn show(
                     Vec::new()
                 },
                 outcome_form: if open { outcome_form.take() } else { None },
+                erased: l
+                    .erased_at
+                    .filter(|_| open)
+                    .map(|at| format!("Personal data erased {}.", tz.format(at))),
+                erase_action: (open && l.erased_at.is_none() && session.user.role == Role::Owner)
+                    .then(|| format!("/app/leads/{}/erase", encode(&l.id))),
                 journey: if open {
                     std::mem::take(&mut journey)
                 } else {
@@ -649,6 +712,10 @@ pub async fn show(
             })
             .collect(),
         filtered: base != "/app/leads?",
+        export_query: base
+            .trim_start_matches("/app/leads?")
+            .trim_end_matches('&')
+            .to_owned(),
         from,
         to,
         rows,
@@ -689,6 +756,24 @@ pub async fn correct(
 
 /// An editor records what happened after the lead: the outcome, with the job's value when won
 /// and the reason when lost. The page comes back to the expanded lead.
+/// Erases the lead's personal data (owners only), on a homeowner's request.
+pub async fn erase(
+    State(state): State<crate::http::AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    OwnerForm(Submitted { session, .. }): OwnerForm,
+) -> Result<Response, PageError> {
+    let back = format!("/app/leads?open={}#lead-{}", encode(&id), encode(&id));
+    let actor = format!("user:{}", session.user.email);
+    match state.store.erase_lead(session.org(), &id, &actor).await {
+        Ok(_) => {
+            tracing::info!(org = %session.org(), lead = %id, by = %actor, "lead personal data erased");
+            Ok(see_other(&back, "Personal data erased."))
+        }
+        Err(StoreError::NotFound) => Err(PageError::not_found()),
+        Err(e) => Ok(see_other(&back, &refusal(e)?)),
+    }
+}
+
 pub async fn set_outcome(
     State(state): State<crate::http::AppState>,
     axum::extract::Path(id): axum::extract::Path<String>,

@@ -137,6 +137,11 @@ impl FormFields {
             .find_map(|(k, v)| (k == name).then_some(v.as_str()))
     }
 
+    /// Whether the form sent the field at all (even empty).
+    pub fn has(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
     /// The field's value, or empty when the form did not send it.
     pub fn text(&self, name: &str) -> &str {
         self.get(name).unwrap_or_default()

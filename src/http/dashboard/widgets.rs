@@ -1,6 +1,8 @@
 //! The Widgets tab (status, site URL, embed snippet) and Settings (name, website, brand colour
 //! with a live QR preview).
 
+use crate::domain::DomainError;
+use crate::domain::privacy::RetentionDays;
 use crate::domain::time_zone::OrgTimeZone;
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -226,6 +228,8 @@ pub struct SettingsPage {
     pub website: String,
     pub brand_color: String,
     pub time_zone: String,
+    /// Days raw request data is kept; empty keeps it.
+    pub retention: String,
     /// Suggestions for the time-zone field; any IANA name is accepted.
     pub zones: &'static [&'static str],
     pub tier: String,
@@ -244,10 +248,10 @@ pub async fn show_settings(
 async fn settings_page(
     state: &AppState,
     session: &Session,
-    typed: Option<([String; 4], String)>,
+    typed: Option<([String; 5], String)>,
 ) -> Result<SettingsPage, PageError> {
     let organization = state.store.organization(session.org()).await?;
-    let ([name, website, brand_color, time_zone], error) = match typed {
+    let ([name, website, brand_color, time_zone, retention], error) = match typed {
         Some((values, error)) => (values, Some(error)),
         None => (
             [
@@ -255,6 +259,10 @@ async fn settings_page(
                 organization.website_url,
                 organization.brand_color,
                 organization.time_zone.name().to_owned(),
+                organization
+                    .raw_data_retention_days
+                    .map(|d| d.to_string())
+                    .unwrap_or_default(),
             ],
             None,
         ),
@@ -265,6 +273,7 @@ async fn settings_page(
         website,
         brand_color,
         time_zone,
+        retention,
         zones: &SUGGESTED_ZONES,
         public_key: organization.public_key,
         chrome: Chrome::new(session, organization.name, Tab::Settings),
@@ -281,6 +290,7 @@ pub async fn save_settings(
         form.text("website_url").to_owned(),
         form.text("brand_color").trim().to_owned(),
         form.text("time_zone").trim().to_owned(),
+        form.text("raw_data_retention_days").trim().to_owned(),
     ];
     let result = async {
         let patch = OrganizationPatch {
@@ -290,6 +300,25 @@ pub async fn save_settings(
             // A form from before the field existed leaves the zone as it is.
             time_zone: (!typed[3].is_empty())
                 .then(|| OrgTimeZone::parse(&typed[3]))
+                .transpose()?,
+            // Empty keeps raw data; a form from before the field existed changes nothing.
+            raw_data_retention: form
+                .has("raw_data_retention_days")
+                .then(|| {
+                    let days = typed[4].as_str();
+                    (!days.is_empty())
+                        .then(|| {
+                            days.parse::<i64>()
+                                .map_err(|_| {
+                                    DomainError::new(
+                                        "raw_data_retention_days",
+                                        "raw data retention is a number of days",
+                                    )
+                                })
+                                .and_then(RetentionDays::parse)
+                        })
+                        .transpose()
+                })
                 .transpose()?,
         };
         state.store.update_organization(session.org(), patch).await
