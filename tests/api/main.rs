@@ -6,6 +6,7 @@ mod attribution;
 mod common;
 mod helpers;
 mod isolation;
+mod lead_data;
 
 mod bad_input;
 mod capture;

@@ -37,6 +37,7 @@ pub fn router() -> Router<AppState> {
         .route("/leads", get(list_leads).post(create_lead))
         .route("/leads/export.csv", get(super::lead_export::export_csv))
         .route("/leads/export.jsonl", get(super::lead_export::export_jsonl))
+        .route("/leads/import", super::lead_import::route())
         .route("/leads/{id}", get(get_lead))
         .route("/leads/{id}/source", post(correct_source))
         .route("/leads/{id}/outcome", patch(set_outcome))

@@ -2,6 +2,7 @@
 
 mod api_keys;
 pub mod lead_export;
+mod lead_import;
 mod leads;
 mod organizations;
 mod privacy;
@@ -63,6 +64,7 @@ pub fn router() -> Router<AppState> {
         leads::get_lead,
         lead_export::export_csv,
         lead_export::export_jsonl,
+        lead_import::import_leads,
         privacy::erase_lead,
         privacy::export_person,
         leads::create_lead,

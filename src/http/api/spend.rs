@@ -160,7 +160,7 @@ pub struct ImportRefused {
 
 #[derive(Serialize, ToSchema)]
 pub struct ImportRefusedDetail {
-    /// `spend_import_refused`.
+    /// `spend_import_refused` or `lead_import_refused`.
     code: &'static str,
     message: String,
     lines: Vec<RefusedLine>,
@@ -173,22 +173,27 @@ impl IntoResponse for ImportAnswer {
     fn into_response(self) -> Response {
         match self.0 {
             SpendImport::Imported(imported) => Json(SpendImported { imported }).into_response(),
-            SpendImport::Refused(lines) => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Json(ImportRefused {
-                    error: ImportRefusedDetail {
-                        code: "spend_import_refused",
-                        message: format!(
-                            "{} line(s) cannot be imported; nothing was written",
-                            lines.len()
-                        ),
-                        lines,
-                    },
-                }),
-            )
-                .into_response(),
+            SpendImport::Refused(lines) => refused_import("spend_import_refused", lines),
         }
     }
+}
+
+/// 422 with the error shape and every refused line of an import file.
+pub(super) fn refused_import(code: &'static str, lines: Vec<RefusedLine>) -> Response {
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Json(ImportRefused {
+            error: ImportRefusedDetail {
+                code,
+                message: format!(
+                    "{} line(s) cannot be imported; nothing was written",
+                    lines.len()
+                ),
+                lines,
+            },
+        }),
+    )
+        .into_response()
 }
 
 /// Import many months of spend from CSV (`Content-Type: text/csv`): a header
