@@ -10,6 +10,7 @@ mod delivery_rules;
 mod multi_touch_rules;
 mod organization_rules;
 mod outcome_rules;
+mod privacy_rules;
 mod report_rules;
 
 use common::TestDb;

@@ -1,0 +1,92 @@
+//! Raw request data past an organization's retention: dropped from leads and visits, while
+//! counts, attribution and touches stay; organizations without the setting keep theirs.
+
+use leadtrail::domain::attribution::Utm;
+use leadtrail::domain::ids::OrgId;
+use leadtrail::domain::privacy::RetentionDays;
+use leadtrail::domain::tier::Tier;
+use leadtrail::store::{NewVisit, OrganizationPatch, Store, now_ms};
+
+use crate::common::leads::{arrival, create};
+use crate::common::TestDb;
+use crate::on_both_backends;
+use crate::{PRIMARY, code, org, store};
+
+const DAY: i64 = 86_400_000;
+
+fn visit(org: &OrgId, visitor: &str, at: i64) -> NewVisit {
+    NewVisit {
+        org: org.clone(),
+        embedding: None,
+        v: None,
+        s: None,
+        page_url: Some("https://acme.example/?gclid=abc".into()),
+        referrer: Some("https://www.google.com/".into()),
+        utm: Utm::default(),
+        visitor_id: Some(visitor.to_owned()),
+        at,
+    }
+}
+
+/// A visitor with a visit 400 days ago and one 10 days ago, a lead of theirs from now and an
+/// old lead (moved 400 days back). Returns (recent lead, old lead).
+async fn history(store: &Store, org: &OrgId) -> (String, String) {
+    let now = now_ms();
+    store
+        .insert_visits(&[visit(org, "v1", now - 400 * DAY), visit(org, "v1", now - 10 * DAY)])
+        .await
+        .unwrap();
+    let mut recent = arrival(org, Some(1), None, None);
+    recent.visitor_id = Some("v1".into());
+    let recent = create(store, recent).await.unwrap().lead_id;
+    let mut old = arrival(org, Some(1), None, None);
+    old.visitor_id = Some("v2".into());
+    let old = create(store, old).await.unwrap().lead_id;
+    store
+        .backdate_leads(org, &[(old.clone(), now - 400 * DAY)])
+        .await
+        .unwrap();
+    (recent, old)
+}
+
+async fn raw_data_past_retention_is_dropped_and_the_counts_stay(db: TestDb) {
+    let store = store(&db).await;
+    let (kept_org, _) = org(&store, Tier::Starter).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let (kept_recent, kept_old) = history(&store, &kept_org).await;
+    let (recent, old) = history(&store, &org).await;
+    store
+        .update_organization(
+            &org,
+            OrganizationPatch {
+                raw_data_retention: Some(Some(RetentionDays::parse(365).unwrap())),
+                ..OrganizationPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    let visits_before = store.visit_count(&org, PRIMARY, code(1)).await.unwrap();
+    let touches_before = store.lead(&org, &recent).await.unwrap().touches;
+
+    let dropped = store.drop_expired_raw_data().await.unwrap();
+    // The old visit and the old lead: nothing else.
+    assert_eq!(dropped, 2);
+    let visits = store.visitor_visits(&org, "v1").await.unwrap();
+    assert_eq!(visits.len(), 1, "only the recent visit keeps its visitor");
+    assert_eq!(visits[0].page_url.as_deref(), Some("https://acme.example/?gclid=abc"));
+    assert_eq!(store.lead_visitor(&org, &old).await.unwrap(), None);
+    assert_eq!(store.lead(&org, &old).await.unwrap().raw_params, serde_json::json!({}));
+    assert_eq!(store.lead_visitor(&org, &recent).await.unwrap().as_deref(), Some("v1"));
+    assert_ne!(store.lead(&org, &recent).await.unwrap().raw_params, serde_json::json!({}));
+    // Visits are still counted; the recent lead keeps its touches.
+    assert_eq!(store.visit_count(&org, PRIMARY, code(1)).await.unwrap(), visits_before);
+    assert_eq!(store.lead(&org, &recent).await.unwrap().touches, touches_before);
+    // The organization without the setting keeps everything.
+    assert_eq!(store.visitor_visits(&kept_org, "v1").await.unwrap().len(), 2);
+    assert_eq!(store.lead_visitor(&kept_org, &kept_old).await.unwrap().as_deref(), Some("v2"));
+    assert_eq!(store.lead_visitor(&kept_org, &kept_recent).await.unwrap().as_deref(), Some("v1"));
+    // A second sweep finds nothing left to drop.
+    assert_eq!(store.drop_expired_raw_data().await.unwrap(), 0);
+}
+
+on_both_backends!(raw_data_past_retention_is_dropped_and_the_counts_stay);
