@@ -1251,3 +1251,102 @@ async fn linear_credit_gives_each_of_three_tracking_urls_a_third() {
     browser.screenshot("lead-touches-desktop").await;
     browser.close().await;
 }
+
+/// An owner downloads the Leads page's CSV, erases a homeowner from the expanded lead, and
+/// reads the API reference the dashboard links to: a page built from the served OpenAPI
+/// document that loads nothing from anywhere else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_exports_leads_erases_a_homeowner_and_reads_the_api_reference() {
+    let Some((fixture, browser)) = Fixture::new().await else {
+        return;
+    };
+    let (status, lead) = fixture
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/leads",
+            json!({"widget": "01", "source": "01",
+                "address": {"street": "9 Juniper Court", "city": "Austin", "state": "TX", "postal_code": "78704"},
+                "project": {"roof_type": "repair", "material": "metal", "stories": 1, "urgency": "emergency"},
+                "personal": {"first_name": "Marisol", "last_name": "Okafor", "email": "marisol@example.com",
+                    "phone": "5125550123", "owner_occupied": true}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{lead}");
+    let id = lead["id"].as_str().unwrap().to_owned();
+    log_in(&browser, &fixture, OWNER, PASSWORD).await;
+    wait_for_path(&browser, "/app/sources").await;
+    click_text(&browser, "Leads").await;
+    browser.wait_for("tbody tr").await;
+
+    let downloads = tempfile::tempdir().unwrap();
+    browser
+        .cdp(
+            "Browser.setDownloadBehavior",
+            json!({"behavior": "allow", "downloadPath": downloads.path().to_str().unwrap()}),
+        )
+        .await;
+    click_text(&browser, "Export CSV").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let file = loop {
+        let found = std::fs::read_dir(downloads.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "csv"));
+        if let Some(file) = found {
+            break file;
+        }
+        assert!(Instant::now() < deadline, "the export never downloaded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    wait_for_file(&file).await;
+    let csv = std::fs::read_to_string(&file).unwrap();
+    assert!(csv.starts_with("id,created_at,status"), "{csv}");
+    assert!(csv.contains(&id) && csv.contains("Marisol"), "{csv}");
+
+    // Erase from the expanded lead (the browser asks first).
+    click(&browser, "a.toggle").await;
+    click_text(&browser, "Erase personal data").await;
+    browser.client.accept_alert().await.unwrap();
+    browser
+        .wait_for_text("p.notice", "Personal data erased.")
+        .await;
+    let text = page_text(&browser).await;
+    assert!(
+        !text.contains("Marisol") && !text.contains("Juniper"),
+        "{text}"
+    );
+    assert!(text.contains("(erased)"), "{text}");
+    let stored = fixture.get(&format!("/api/v1/leads/{id}")).await;
+    assert_eq!(stored["personal"]["first_name"], "");
+    assert!(stored["erased_at"].is_string());
+
+    // The API reference, from the dashboard's footer.
+    click_text(&browser, "API reference").await;
+    wait_for_path(&browser, "/api/docs").await;
+    let title = browser.wait_for("h1").await.text().await.unwrap();
+    assert_eq!(title, "leadtrail API reference");
+    click_text(&browser, "POST /leads/{id}/erase").await;
+    let section = browser
+        .wait_for("section#post--leads--id--erase")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        section.contains("Erase the lead's personal data"),
+        "{section}"
+    );
+    let foreign = browser
+        .client
+        .execute(
+            "return performance.getEntriesByType('resource')\
+             .map(e => e.name).filter(n => !n.startsWith(location.origin));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(foreign, json!([]), "the page fetched from elsewhere");
+    browser.screenshot("api-reference-desktop").await;
+    browser.close().await;
+}

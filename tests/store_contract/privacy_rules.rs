@@ -7,8 +7,8 @@ use leadtrail::domain::privacy::RetentionDays;
 use leadtrail::domain::tier::Tier;
 use leadtrail::store::{NewVisit, OrganizationPatch, Store, now_ms};
 
-use crate::common::leads::{arrival, create};
 use crate::common::TestDb;
+use crate::common::leads::{arrival, create};
 use crate::on_both_backends;
 use crate::{PRIMARY, code, org, store};
 
@@ -33,7 +33,10 @@ fn visit(org: &OrgId, visitor: &str, at: i64) -> NewVisit {
 async fn history(store: &Store, org: &OrgId) -> (String, String) {
     let now = now_ms();
     store
-        .insert_visits(&[visit(org, "v1", now - 400 * DAY), visit(org, "v1", now - 10 * DAY)])
+        .insert_visits(&[
+            visit(org, "v1", now - 400 * DAY),
+            visit(org, "v1", now - 10 * DAY),
+        ])
         .await
         .unwrap();
     let mut recent = arrival(org, Some(1), None, None);
@@ -73,18 +76,53 @@ async fn raw_data_past_retention_is_dropped_and_the_counts_stay(db: TestDb) {
     assert_eq!(dropped, 2);
     let visits = store.visitor_visits(&org, "v1").await.unwrap();
     assert_eq!(visits.len(), 1, "only the recent visit keeps its visitor");
-    assert_eq!(visits[0].page_url.as_deref(), Some("https://acme.example/?gclid=abc"));
+    assert_eq!(
+        visits[0].page_url.as_deref(),
+        Some("https://acme.example/?gclid=abc")
+    );
     assert_eq!(store.lead_visitor(&org, &old).await.unwrap(), None);
-    assert_eq!(store.lead(&org, &old).await.unwrap().raw_params, serde_json::json!({}));
-    assert_eq!(store.lead_visitor(&org, &recent).await.unwrap().as_deref(), Some("v1"));
-    assert_ne!(store.lead(&org, &recent).await.unwrap().raw_params, serde_json::json!({}));
+    assert_eq!(
+        store.lead(&org, &old).await.unwrap().raw_params,
+        serde_json::json!({})
+    );
+    assert_eq!(
+        store.lead_visitor(&org, &recent).await.unwrap().as_deref(),
+        Some("v1")
+    );
+    assert_ne!(
+        store.lead(&org, &recent).await.unwrap().raw_params,
+        serde_json::json!({})
+    );
     // Visits are still counted; the recent lead keeps its touches.
-    assert_eq!(store.visit_count(&org, PRIMARY, code(1)).await.unwrap(), visits_before);
-    assert_eq!(store.lead(&org, &recent).await.unwrap().touches, touches_before);
+    assert_eq!(
+        store.visit_count(&org, PRIMARY, code(1)).await.unwrap(),
+        visits_before
+    );
+    assert_eq!(
+        store.lead(&org, &recent).await.unwrap().touches,
+        touches_before
+    );
     // The organization without the setting keeps everything.
-    assert_eq!(store.visitor_visits(&kept_org, "v1").await.unwrap().len(), 2);
-    assert_eq!(store.lead_visitor(&kept_org, &kept_old).await.unwrap().as_deref(), Some("v2"));
-    assert_eq!(store.lead_visitor(&kept_org, &kept_recent).await.unwrap().as_deref(), Some("v1"));
+    assert_eq!(
+        store.visitor_visits(&kept_org, "v1").await.unwrap().len(),
+        2
+    );
+    assert_eq!(
+        store
+            .lead_visitor(&kept_org, &kept_old)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("v2")
+    );
+    assert_eq!(
+        store
+            .lead_visitor(&kept_org, &kept_recent)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("v1")
+    );
     // A second sweep finds nothing left to drop.
     assert_eq!(store.drop_expired_raw_data().await.unwrap(), 0);
 }
