@@ -1,11 +1,13 @@
 //! The API reference page at `/api/docs`, rendered on the server from the very OpenAPI
-//! document `/api/v1/openapi.json` serves: no script, no font, nothing fetched from elsewhere,
-//! so it works offline and behind any content policy.
+//! document `/api/v1/openapi.json` serves: no script, no font, its one stylesheet compiled into
+//! the binary, nothing fetched from elsewhere, so it works offline and under the dashboard's
+//! content policy (the dashboard router serves it, with its security headers).
 
 use std::sync::OnceLock;
 
 use askama::Template;
 use axum::Router;
+use axum::http::HeaderMap;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -15,8 +17,15 @@ use utoipa::OpenApi;
 use super::AppState;
 use super::api::ApiDoc;
 
+const CSS: &str = include_str!("../../assets/api_docs.css");
+
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/docs", get(page))
+    Router::new().route("/api/docs", get(page)).route(
+        "/api/docs/style.css",
+        get(|h: HeaderMap| async move {
+            super::dashboard::assets::asset(&h, CSS, "text/css; charset=utf-8")
+        }),
+    )
 }
 
 async fn page() -> Response {

@@ -82,7 +82,6 @@ pub fn router(state: AppState) -> Router {
     telemetry::metrics_handle();
     let router = Router::new()
         .merge(ops::router())
-        .merge(api_docs::router())
         .nest(
             "/api/v1",
             api::router().layer(DefaultBodyLimit::max(API_BODY_LIMIT)),

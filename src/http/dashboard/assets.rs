@@ -25,7 +25,11 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-fn asset(headers: &HeaderMap, body: &'static str, content_type: &'static str) -> Response {
+pub(crate) fn asset(
+    headers: &HeaderMap,
+    body: &'static str,
+    content_type: &'static str,
+) -> Response {
     let etag = format!("\"{}\"", &hex::encode(Sha256::digest(body))[..16]);
     let cache = [(CACHE_CONTROL, "public, max-age=300, must-revalidate")];
     if headers

@@ -1,7 +1,7 @@
 //! The subscriber's dashboard: server-rendered pages (askama), plain forms that work without
 //! JavaScript, and a small script that only adds comfort (copy buttons, live previews).
 
-mod assets;
+pub(crate) mod assets;
 mod auth;
 mod leads;
 pub mod page;
@@ -102,6 +102,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(pages)
         .merge(assets::router())
+        .merge(crate::http::api_docs::router())
         .layer(SetResponseHeaderLayer::overriding(
             CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CSP),
