@@ -1076,6 +1076,7 @@ const MUTATING_ROUTES: &[&str] = &[
     "/app/team/{id}/remove",
     "/app/leads/{id}/source",
     "/app/leads/{id}/outcome",
+    "/app/leads/{id}/erase",
     "/app/sources/{widget}/{code}/spend",
     "/app/sources/{widget}/spend-import",
     "/app/reports/attribution",
@@ -1409,7 +1410,8 @@ async fn a_viewer_can_change_nothing_through_any_dashboard_route(db: TestDb) {
             MUTATING_ROUTES
                 .iter()
                 .copied()
-                .filter(|r| r.starts_with("/app/team"))
+                // Owners only: the team, and erasing a homeowner's data.
+                .filter(|r| r.starts_with("/app/team") || r.ends_with("/erase"))
                 .collect(),
         ),
     ] {

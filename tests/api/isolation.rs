@@ -19,6 +19,7 @@ fn routed() -> BTreeSet<(String, String)> {
         include_str!("../../src/http/api/api_keys.rs"),
         include_str!("../../src/http/api/leads.rs"),
         include_str!("../../src/http/api/organizations.rs"),
+        include_str!("../../src/http/api/privacy.rs"),
         include_str!("../../src/http/api/qr.rs"),
         include_str!("../../src/http/api/reports.rs"),
         include_str!("../../src/http/api/sources.rs"),

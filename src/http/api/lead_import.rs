@@ -2,10 +2,9 @@
 //! then written all or nothing.
 
 use axum::Json;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, post};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -18,10 +17,6 @@ use crate::store::{ImportOptions, LeadImport, now_ms};
 
 /// Largest import file: about 50,000 leads of the export's columns.
 pub const IMPORT_BODY_LIMIT: usize = 32 * 1024 * 1024;
-
-pub fn route() -> MethodRouter<AppState> {
-    post(import_leads).layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT))
-}
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

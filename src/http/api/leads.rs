@@ -1,6 +1,6 @@
 //! Leads: the list with filters and cursor pagination, and one lead with everything known.
 
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
@@ -37,7 +37,11 @@ pub fn router() -> Router<AppState> {
         .route("/leads", get(list_leads).post(create_lead))
         .route("/leads/export.csv", get(super::lead_export::export_csv))
         .route("/leads/export.jsonl", get(super::lead_export::export_jsonl))
-        .route("/leads/import", super::lead_import::route())
+        .route(
+            "/leads/import",
+            post(super::lead_import::import_leads)
+                .layer(DefaultBodyLimit::max(super::lead_import::IMPORT_BODY_LIMIT)),
+        )
         .route("/leads/{id}", get(get_lead))
         .route("/leads/{id}/source", post(correct_source))
         .route("/leads/{id}/outcome", patch(set_outcome))
