@@ -62,7 +62,7 @@ fn line(out: &mut String, i: usize, n: usize, now: i64) {
         i % 9_000 + 1,
         i % 12
     );
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         let _ = write!(
             out,
             ",replacement,asphalt_shingle,2,within_1_month,Ann,Lee{},ann{i}@example.com,5125550100,true",
