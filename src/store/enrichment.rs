@@ -81,7 +81,7 @@ impl Store {
             "UPDATE leads SET enrichment = $2, enrichment_state = 'done', enriched_at = $3, updated_at = $3, \
              score = $4, pipeline_value = $5 \
              WHERE id = $1 AND enrichment_state = 'pending' \
-             RETURNING address, contact, widget_name, {LEAD_FACTS}",
+             RETURNING address, contact, personal, widget_name, {LEAD_FACTS}",
         )))
         .bind(&job.lead_id)
         .bind(serde_json::to_string(enrichment).map_err(|e| StoreError::Corrupt(e.to_string()))?)
@@ -99,6 +99,12 @@ impl Store {
         tx.roll_lead(&facts, facts.enrichment()).await?;
         let address: Address = from_json(&row.try_get::<String, _>("address")?, "address")?;
         let contact: Option<String> = row.try_get("contact")?;
+        // The lead as it is now, not as the job read it: a lead erased while it was being
+        // enriched sends its events without the personal data.
+        let personal: PersonalInfo = match row.try_get::<Option<String>, _>("personal")? {
+            Some(p) => from_json(&p, "personal")?,
+            None => job.personal.clone(),
+        };
         let tracking = tracking_from_row(&row)?;
         let created_at = rfc3339(row.try_get("created_at")?);
         let lead = EnrichedLead {
@@ -106,7 +112,7 @@ impl Store {
             created_at: &created_at,
             address: &address,
             project: &job.project,
-            personal: &job.personal,
+            personal: &personal,
             enrichment,
             tracking: &tracking,
         };
@@ -120,7 +126,7 @@ impl Store {
             now,
         )
         .await?;
-        if !job.personal.owner_occupied {
+        if !personal.owner_occupied {
             emit_next(
                 &mut tx,
                 org,
@@ -135,7 +141,7 @@ impl Store {
         // back so it follows `lead.enriched`.
         if let Some(contact) = contact {
             let contact: ContactPreference = from_json(&contact, "contact")?;
-            let payload = event::contact_requested(id, &job.personal, &contact, &tracking);
+            let payload = event::contact_requested(id, &personal, &contact, &tracking);
             emit_next(
                 &mut tx,
                 org,

@@ -8,9 +8,10 @@ use leadtrail::domain::tier::Tier;
 use leadtrail::store::{NewVisit, OrganizationPatch, Store, now_ms};
 
 use crate::common::TestDb;
-use crate::common::leads::{arrival, create};
+use crate::common::leads::{arrival, create, personal, project, step};
 use crate::on_both_backends;
 use crate::{PRIMARY, code, org, store};
+use leadtrail::domain::estimate::enrich;
 
 const DAY: i64 = 86_400_000;
 
@@ -127,4 +128,49 @@ async fn raw_data_past_retention_is_dropped_and_the_counts_stay(db: TestDb) {
     assert_eq!(store.drop_expired_raw_data().await.unwrap(), 0);
 }
 
-on_both_backends!(raw_data_past_retention_is_dropped_and_the_counts_stay);
+/// A lead erased while its enrichment runs: the enrichment is still written (the lead's
+/// estimate and score are not personal), and its events carry none of the erased data.
+async fn an_enrichment_finishing_after_an_erasure_sends_no_personal_data(db: TestDb) {
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let lead = create(&store, arrival(&org, Some(1), None, None))
+        .await
+        .unwrap();
+    step(&store, &lead, project(), None).await.unwrap();
+    step(&store, &lead, personal(false), None).await.unwrap();
+    let jobs = store.claim_enrichment(10, 60_000).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    let erased = store
+        .erase_lead(&org, &lead.lead_id, "user:owner@acme.example")
+        .await
+        .unwrap();
+    assert!(erased.erased_now);
+    let enrichment = enrich(&jobs[0].project, &jobs[0].personal);
+    assert!(store.write_enrichment(&jobs[0], &enrichment).await.unwrap());
+    let events = store.lead_events(&org, &lead.lead_id).await.unwrap();
+    let enriched: Vec<_> = events
+        .iter()
+        .filter(|e| e.event_type == "lead.enriched" || e.event_type == "lead.rental_alert")
+        .collect();
+    assert_eq!(enriched.len(), 2, "{events:?}");
+    let the_person = &jobs[0].personal;
+    for e in enriched {
+        let text = e.payload.to_string();
+        for value in [
+            &the_person.first_name,
+            &the_person.last_name,
+            &the_person.email,
+            &the_person.phone,
+        ] {
+            assert!(!text.contains(value.as_str()), "{value} in {text}");
+        }
+    }
+    let stored = store.lead(&org, &lead.lead_id).await.unwrap();
+    assert_eq!(stored.enrichment.map(|e| e.score), Some(enrichment.score));
+    assert!(stored.erased_at.is_some());
+}
+
+on_both_backends!(
+    raw_data_past_retention_is_dropped_and_the_counts_stay,
+    an_enrichment_finishing_after_an_erasure_sends_no_personal_data,
+);
