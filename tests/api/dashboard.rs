@@ -1077,6 +1077,7 @@ const MUTATING_ROUTES: &[&str] = &[
     "/app/leads/{id}/source",
     "/app/leads/{id}/outcome",
     "/app/leads/{id}/erase",
+    "/app/leads/import",
     "/app/sources/{widget}/{code}/spend",
     "/app/sources/{widget}/spend-import",
     "/app/reports/attribution",

@@ -179,6 +179,22 @@ async fn log_in(browser: &Browser, fixture: &Fixture, email: &str, password: &st
     click(browser, "button[type=submit]").await;
 }
 
+/// The page shown now, to tell when a form post has replaced it.
+async fn current_page(browser: &Browser) -> Element {
+    browser.wait_for("html").await
+}
+
+/// Waits until `page` has been replaced by the page a post led to, then for that page's
+/// notice. (Waiting for any notice could read the page before, which may show one too.)
+async fn new_notice(browser: &Browser, page: Element) -> Element {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while page.tag_name().await.is_ok() {
+        assert!(Instant::now() < deadline, "the page was never replaced");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    browser.wait_for("p.notice").await
+}
+
 async fn add_source(browser: &Browser, name: &str, category: &str, qr: bool) {
     click_text(browser, "Add Source").await;
     fill(browser, "#source-name", name).await;
@@ -192,8 +208,9 @@ async fn add_source(browser: &Browser, name: &str, category: &str, qr: bool) {
     if checkbox.is_selected().await.unwrap() != qr {
         checkbox.click().await.unwrap();
     }
+    let page = current_page(browser).await;
     click_text(browser, "Save").await;
-    browser.wait_for("p.notice").await;
+    new_notice(browser, page).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -329,7 +346,10 @@ async fn every_lead_sources_action_works_in_the_browser() {
         .click()
         .await
         .unwrap();
-    browser.wait_for("p.notice").await;
+    // The rows below must be the new page's.
+    browser
+        .wait_for_text("p.notice", "QR code ready for Google Ads.")
+        .await;
     browser
         .cdp(
             "Browser.setDownloadBehavior",
@@ -355,8 +375,9 @@ async fn every_lead_sources_action_works_in_the_browser() {
     click(&browser, "tr[data-code='03'] details.menu summary").await;
     click_text(&browser, "Edit").await;
     fill(&browser, "#source-name", "Google Search Ads").await;
+    let page = current_page(&browser).await;
     click_text(&browser, "Save").await;
-    browser.wait_for("p.notice").await;
+    new_notice(&browser, page).await;
     assert!(
         row(&browser, "03")
             .await
@@ -377,8 +398,9 @@ async fn every_lead_sources_action_works_in_the_browser() {
 
     // Archive, find it under Archived, restore it.
     click(&browser, "tr[data-code='03'] details.menu summary").await;
+    let page = current_page(&browser).await;
     click_text(&browser, "Archive").await;
-    browser.wait_for("p.notice").await;
+    new_notice(&browser, page).await;
     assert!(
         browser
             .client
@@ -389,8 +411,9 @@ async fn every_lead_sources_action_works_in_the_browser() {
     click(&browser, ".views a[href$='view=archived']").await;
     wait_for_path(&browser, "/app/sources?widget=01&view=archived").await;
     click(&browser, "tr[data-code='03'] details.menu summary").await;
+    let page = current_page(&browser).await;
     click_text(&browser, "Restore").await;
-    browser.wait_for("p.notice").await;
+    new_notice(&browser, page).await;
     row(&browser, "03").await;
 
     // A hostile name is shown as text, never run.
@@ -670,8 +693,9 @@ async fn webhook_events_keep_lead_enriched_checked_and_locked() {
         "form[action='/app/webhooks'] input[value='lead.contact_requested']",
     )
     .await;
+    let page = current_page(&browser).await;
     click_text(&browser, "Add endpoint").await;
-    browser.wait_for("p.notice").await;
+    new_notice(&browser, page).await;
     // The secret is revealed once after creating, ready to copy.
     let secret = browser
         .wait_for("code[id^='secret-']")
@@ -1013,8 +1037,9 @@ async fn the_row_menu_and_the_slide_over_work_from_the_keyboard() {
     let name = browser.wait_for("#source-name").await;
     name.clear().await.unwrap();
     name.send_keys("Lawn Signs").await.unwrap();
+    let page = current_page(&browser).await;
     name.send_keys(&enter).await.unwrap();
-    let notice = browser.wait_for("p.notice").await.text().await.unwrap();
+    let notice = new_notice(&browser, page).await.text().await.unwrap();
     assert_eq!(notice, "Saved SRC-02 Lawn Signs.");
     let renamed = row(&browser, "02").await.text().await.unwrap();
     assert!(renamed.contains("Lawn Signs"), "{renamed}");
@@ -1103,8 +1128,9 @@ async fn an_editor_records_a_won_job_and_spend_and_the_report_shows_the_return()
     click(&browser, "a[aria-label='Spend of SRC-02']").await;
     fill(&browser, "#spend-amount", "2500").await;
     browser.screenshot("source-spend-desktop").await;
+    let page = current_page(&browser).await;
     click_text(&browser, "Save spend").await;
-    browser.wait_for("p.notice").await;
+    new_notice(&browser, page).await;
     let spend = row(&browser, "02")
         .await
         .find(Locator::Css("td[data-label^='Spend']"))
@@ -1348,5 +1374,82 @@ async fn an_owner_exports_leads_erases_a_homeowner_and_reads_the_api_reference()
         .unwrap();
     assert_eq!(foreign, json!([]), "the page fetched from elsewhere");
     browser.screenshot("api-reference-desktop").await;
+    browser.close().await;
+}
+
+/// An owner imports leads from a CSV file on the Leads page: the check lists the bad line,
+/// the fixed file checks clean, and the import (without choosing the file again) writes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_checks_and_imports_a_csv_of_leads() {
+    let Some((fixture, browser)) = Fixture::new().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let header =
+        "created_at,widget_version,source_code,street,city,state,postal_code,outcome,outcome_value";
+    let bad = dir.path().join("old-crm.csv");
+    std::fs::write(
+        &bad,
+        format!("{header}\n2025-04-01,01,01,1 Elm St,Austin,TX,78701,won,950000\n2025-04-02,01,01,2 Elm St,Austin,TX,787,,\n"),
+    )
+    .unwrap();
+    let good = dir.path().join("old-crm-fixed.csv");
+    std::fs::write(
+        &good,
+        format!("{header}\n2025-04-01,01,01,1 Elm St,Austin,TX,78701,won,950000\n2025-04-02,01,01,2 Elm St,Austin,TX,78702,,\n"),
+    )
+    .unwrap();
+    log_in(&browser, &fixture, OWNER, PASSWORD).await;
+    wait_for_path(&browser, "/app/sources").await;
+    click_text(&browser, "Leads").await;
+    click_text(&browser, "Import leads").await;
+    wait_for_path(&browser, "/app/leads/import").await;
+    let choose = |path: std::path::PathBuf| {
+        let browser = &browser;
+        async move {
+            browser
+                .wait_for("#import-file")
+                .await
+                .send_keys(path.to_str().unwrap())
+                .await
+                .unwrap();
+        }
+    };
+    choose(bad).await;
+    click_text(&browser, "Check file").await;
+    let refused = browser
+        .wait_for("ul.refused-lines")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        refused.contains("Line 3") && refused.contains("postal_code"),
+        "{refused}"
+    );
+    choose(good).await;
+    click_text(&browser, "Check file").await;
+    browser
+        .wait_for_text(
+            "p.notice",
+            "All 2 lead(s) in old-crm-fixed.csv can be imported.",
+        )
+        .await;
+    assert!(
+        fixture.get("/api/v1/leads").await["leads"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    click_text(&browser, "Import").await;
+    browser
+        .wait_for_text("p.notice", "Imported 2 lead(s).")
+        .await;
+    let leads = fixture.get("/api/v1/leads").await;
+    let leads = leads["leads"].as_array().unwrap();
+    assert_eq!(leads.len(), 2);
+    assert!(leads.iter().all(|l| l["record_source"] == "import"));
+    assert_eq!(leads[1]["created_at"], "2025-04-01T00:00:00Z");
+    assert_eq!(leads[1]["outcome_value"], 950_000);
     browser.close().await;
 }

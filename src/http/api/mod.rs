@@ -3,6 +3,7 @@
 mod api_keys;
 pub mod lead_export;
 mod lead_import;
+pub use lead_import::IMPORT_BODY_LIMIT;
 mod leads;
 mod organizations;
 mod privacy;

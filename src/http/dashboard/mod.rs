@@ -3,6 +3,7 @@
 
 pub(crate) mod assets;
 mod auth;
+mod lead_import;
 mod leads;
 pub mod page;
 mod reports;
@@ -14,6 +15,7 @@ mod webhooks;
 mod widgets;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderValue;
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
@@ -53,6 +55,12 @@ pub fn router() -> Router<AppState> {
         .route("/app/sources/{widget}/spend-import", post(spend::import))
         .route("/app/sources/{widget}/{code}/qr.svg", get(sources::qr_svg))
         .route("/app/leads", get(leads::show))
+        .route(
+            "/app/leads/import",
+            get(lead_import::show)
+                .post(lead_import::submit)
+                .layer(DefaultBodyLimit::max(crate::http::api::IMPORT_BODY_LIMIT)),
+        )
         .route("/app/leads/export.csv", get(leads::export_csv))
         .route("/app/leads/export.jsonl", get(leads::export_jsonl))
         .route("/app/reports", get(reports::show))

@@ -6,8 +6,8 @@
 
 use std::net::IpAddr;
 
-use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::header::{COOKIE, HOST, ORIGIN};
+use axum::extract::{FromRequest, FromRequestParts, Multipart, Request};
+use axum::http::header::{CONTENT_TYPE, COOKIE, HOST, ORIGIN};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 
@@ -172,12 +172,62 @@ fn same_origin(headers: &HeaderMap) -> bool {
     matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
-async fn read_form(req: Request) -> Result<(Parts, FormFields), PageError> {
+async fn read_form(req: Request) -> Result<(HeaderMap, FormFields), PageError> {
+    let multipart = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("multipart/form-data"));
+    if multipart {
+        return read_multipart(req).await;
+    }
     let (parts, body) = req.into_parts();
     let bytes = axum::body::to_bytes(body, FORM_LIMIT)
         .await
-        .map_err(|_| PageError::new(StatusCode::PAYLOAD_TOO_LARGE, "That form is too large."))?;
-    Ok((parts, FormFields::parse(&bytes)))
+        .map_err(|_| too_large())?;
+    Ok((parts.headers, FormFields::parse(&bytes)))
+}
+
+fn too_large() -> PageError {
+    PageError::new(StatusCode::PAYLOAD_TOO_LARGE, "That form is too large.")
+}
+
+/// A form with a file (the lead import): every part is read as text, the file's content under
+/// its field's name. How large it may be is the route's body limit (2 MB unless it says more).
+async fn read_multipart(req: Request) -> Result<(HeaderMap, FormFields), PageError> {
+    let headers = req.headers().clone();
+    let unreadable = || PageError::new(StatusCode::BAD_REQUEST, "That form could not be read.");
+    let mut multipart = Multipart::from_request(req, &())
+        .await
+        .map_err(|_| unreadable())?;
+    let mut fields = Vec::new();
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large()),
+            Err(_) => return Err(unreadable()),
+        };
+        let name = field.name().unwrap_or_default().to_owned();
+        if let Some(file) = field.file_name() {
+            fields.push((format!("{name}_name"), file.replace('\0', "")));
+        }
+        let bytes = field.bytes().await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                too_large()
+            } else {
+                unreadable()
+            }
+        })?;
+        let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
+            PageError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "That file is not UTF-8 text: save it as \"CSV UTF-8\" and try again.",
+            )
+        })?;
+        fields.push((name, text.replace('\0', "")));
+    }
+    Ok((headers, FormFields(fields)))
 }
 
 fn csrf_refused() -> PageError {
@@ -255,15 +305,15 @@ impl FromRequest<AppState> for AnonymousForm {
         if !same_origin(req.headers()) {
             return Err(csrf_refused());
         }
-        let (parts, form) = read_form(req).await?;
-        let expected = cookie(&parts.headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
+        let (headers, form) = read_form(req).await?;
+        let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
         let given = form.get("_csrf").unwrap_or_default();
         if expected.is_empty() || !tokens_match(given, expected) {
             return Err(csrf_refused());
         }
         Ok(Self {
             form,
-            headers: parts.headers,
+            headers,
             peer,
         })
     }
