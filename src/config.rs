@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::domain::tier::TierLimits;
 use crate::domain::tracking_url::OpenParameter;
 use crate::http::client_ip::TrustedProxies;
+use crate::store::DatabaseSettings;
 use crate::webhooks::target::{AllowedPorts, TargetPolicy};
 
 /// The commented defaults that `leadtrail default-config` prints.
@@ -65,6 +66,9 @@ pub struct Config {
     pub webhook_manual_sends_per_minute: u32,
     /// A delivery due for longer than this is logged as late.
     pub webhook_lag_warning: Duration,
+    /// Database connections of this node, and how long one statement or one lock wait may
+    /// take while serving.
+    pub database: DatabaseSettings,
 }
 
 impl Config {
@@ -107,6 +111,9 @@ pub struct ConfigLayer {
     pub webhook_max_endpoints: Option<u32>,
     pub webhook_manual_sends_per_minute: Option<u32>,
     pub webhook_lag_warning: Option<String>,
+    pub database_pool_size: Option<u32>,
+    pub database_statement_timeout: Option<String>,
+    pub database_lock_timeout: Option<String>,
 }
 
 impl ConfigLayer {
@@ -145,6 +152,11 @@ impl ConfigLayer {
                 .webhook_manual_sends_per_minute
                 .or(under.webhook_manual_sends_per_minute),
             webhook_lag_warning: self.webhook_lag_warning.or(under.webhook_lag_warning),
+            database_pool_size: self.database_pool_size.or(under.database_pool_size),
+            database_statement_timeout: self
+                .database_statement_timeout
+                .or(under.database_statement_timeout),
+            database_lock_timeout: self.database_lock_timeout.or(under.database_lock_timeout),
         }
     }
 
@@ -273,6 +285,16 @@ impl Config {
                 l.webhook_lag_warning,
                 "webhook_lag_warning",
             )?)?,
+            database: DatabaseSettings {
+                pool_size: match l.database_pool_size {
+                    Some(0) => {
+                        return Err(ConfigError("database_pool_size must be at least 1".into()));
+                    }
+                    other => other,
+                },
+                statement_timeout: optional_duration(l.database_statement_timeout)?,
+                lock_timeout: optional_duration(l.database_lock_timeout)?,
+            },
         })
     }
 
@@ -282,6 +304,14 @@ impl Config {
             database_url: Some(database_url.to_owned()),
             ..ConfigLayer::default()
         })
+    }
+}
+
+/// A duration where `0` (or nothing) means no limit.
+fn optional_duration(value: Option<String>) -> Result<Option<Duration>, ConfigError> {
+    match value.as_deref().map(str::trim) {
+        None | Some("" | "0") => Ok(None),
+        Some(raw) => parse_duration(raw).map(Some),
     }
 }
 

@@ -150,6 +150,13 @@ struct Settings {
     webhook_manual_sends_per_minute: Option<u32>,
     #[arg(long, env = "LEADTRAIL_WEBHOOK_LAG_WARNING")]
     webhook_lag_warning: Option<String>,
+    /// Database connections of this node (default 8 on SQLite, 16 on PostgreSQL).
+    #[arg(long, env = "LEADTRAIL_DATABASE_POOL_SIZE")]
+    database_pool_size: Option<u32>,
+    #[arg(long, env = "LEADTRAIL_DATABASE_STATEMENT_TIMEOUT")]
+    database_statement_timeout: Option<String>,
+    #[arg(long, env = "LEADTRAIL_DATABASE_LOCK_TIMEOUT")]
+    database_lock_timeout: Option<String>,
 }
 
 impl Settings {
@@ -185,6 +192,9 @@ impl Settings {
             webhook_max_endpoints: self.webhook_max_endpoints,
             webhook_manual_sends_per_minute: self.webhook_manual_sends_per_minute,
             webhook_lag_warning: self.webhook_lag_warning,
+            database_pool_size: self.database_pool_size,
+            database_statement_timeout: self.database_statement_timeout,
+            database_lock_timeout: self.database_lock_timeout,
         };
         Ok(Config::resolve(flags.over(file))?)
     }

@@ -44,11 +44,19 @@ pub async fn prepare(config: Config) -> anyhow::Result<Service> {
     let wake_enrichment = Arc::new(Notify::new());
     // Every store of this node wakes the dispatcher after a commit that made deliveries due.
     let wake_dispatch = Arc::new(Notify::new());
-    let store = Store::connect(&config.database_url)
+    // Migrations run without the serving limits: an index over a large table may take longer
+    // than any request should.
+    let migrator = Store::connect(&config.database_url).await?;
+    let migrated = migrator.migrate().await;
+    migrator.close().await;
+    migrated?;
+    let store = Store::connect_with(&config.database_url, config.database)
         .await?
         .waking(wake_dispatch.clone());
-    store.migrate().await?;
     store.take_back_leases_after_restart().await?;
+    if let Some((statement, lock)) = store.postgres_limits().await? {
+        tracing::info!(%statement, %lock, "PostgreSQL statement_timeout and lock_timeout");
+    }
     for d in store.sqlite_durability().await? {
         tracing::info!(
             connection = d.connection,
@@ -59,6 +67,7 @@ pub async fn prepare(config: Config) -> anyhow::Result<Service> {
     }
     let (capture, writer) = CaptureWriter::start(
         &config.database_url,
+        config.database,
         wake_enrichment.clone(),
         wake_dispatch.clone(),
     )

@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Transaction};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use accounts::{Invite, Membership, PendingInvite, SessionRecord, User};
@@ -59,6 +59,7 @@ pub use reports::{Counts, GroupCounts, Interval, ReportFilter};
 pub use rollups::{RecountProgress, RecountStep};
 pub use spend::{SpendImport, SpendRow};
 pub use visits::NewVisit;
+
 pub use webhooks::{Endpoint, EndpointPatch, ROTATION_OVERLAP_MS};
 
 use crate::domain::DomainError;
@@ -159,10 +160,12 @@ impl StoreError {
                 | sqlx::Error::Io(_)
                 | sqlx::Error::Tls(_),
             ) => true,
-            // Connection exceptions (08…) and the server shutting down or starting (57P0…).
-            StoreError::Database(sqlx::Error::Database(db)) => db
-                .code()
-                .is_some_and(|c| c.starts_with("08") || c.starts_with("57P0")),
+            // Connection exceptions (08…), the server shutting down or starting (57P0…), and
+            // this node's own limits: a statement past `statement_timeout` (57014) or a lock
+            // not granted within `lock_timeout` (55P03) — worth retrying, not a fault.
+            StoreError::Database(sqlx::Error::Database(db)) => db.code().is_some_and(|c| {
+                c.starts_with("08") || c.starts_with("57P0") || c == "57014" || c == "55P03"
+            }),
             _ => false,
         }
     }
@@ -254,6 +257,23 @@ impl DerefMut for WriteTx {
     }
 }
 
+/// What every new connection runs first: SQLite's pragmas, PostgreSQL's timeouts.
+fn session_sql(backend: Backend, settings: DatabaseSettings) -> String {
+    let ms = |d: Duration| d.as_millis().max(1);
+    match backend {
+        Backend::Sqlite => format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+             PRAGMA busy_timeout = {}; PRAGMA cache_size = -65536; PRAGMA secure_delete = FAST;",
+            settings.lock_timeout.map_or(10_000, ms)
+        ),
+        Backend::Postgres => format!(
+            "SET statement_timeout = {}; SET lock_timeout = {};",
+            settings.statement_timeout.map_or(0, ms),
+            settings.lock_timeout.map_or(0, ms)
+        ),
+    }
+}
+
 /// `sqlite://path/to/file.db?mode=rwc` → `path/to/file.db`.
 fn sqlite_file(url: &str) -> String {
     url.trim_start_matches("sqlite:")
@@ -285,20 +305,52 @@ fn write_gate(url: &str) -> Arc<Semaphore> {
     gate
 }
 
+/// How this node uses the database: connections, and how long a statement or a lock wait may
+/// take before it is given up (so a stuck query or a held lock surfaces as an error, not as a
+/// request that hangs past its deadline).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DatabaseSettings {
+    /// Connections in this node's pool; `None`: 8 on SQLite, 16 on PostgreSQL.
+    pub pool_size: Option<u32>,
+    /// PostgreSQL `statement_timeout`; `None`: no limit (migrations, rebuilds, the CLI).
+    pub statement_timeout: Option<Duration>,
+    /// PostgreSQL `lock_timeout`, SQLite's busy timeout; `None`: PostgreSQL waits as long as
+    /// it takes, SQLite 10 s.
+    pub lock_timeout: Option<Duration>,
+}
+
+impl DatabaseSettings {
+    /// No limits beyond SQLite's default busy timeout: for migrations and one-off commands.
+    pub const UNBOUNDED: DatabaseSettings = DatabaseSettings {
+        pool_size: None,
+        statement_timeout: None,
+        lock_timeout: None,
+    };
+}
+
 impl Store {
-    /// Connects by URL scheme. A SQLite file is created if missing and runs in WAL mode with
-    /// `synchronous=FULL`, so a commit that returned is on disk; `secure_delete=FAST` zeroes
-    /// what a change frees inside a page, so erased personal data does not linger in the file.
+    /// Connects by URL scheme, without statement or lock limits (see `connect_with`).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        Self::connect_with_size(url, None).await
+        Self::connect_with(url, DatabaseSettings::UNBOUNDED).await
     }
 
     /// A pool of two connections, for a single sequential writer.
-    pub async fn connect_small(url: &str) -> Result<Self, StoreError> {
-        Self::connect_with_size(url, Some(2)).await
+    pub async fn connect_small(url: &str, settings: DatabaseSettings) -> Result<Self, StoreError> {
+        Self::connect_with(
+            url,
+            DatabaseSettings {
+                pool_size: Some(2),
+                ..settings
+            },
+        )
+        .await
     }
 
-    async fn connect_with_size(url: &str, size: Option<u32>) -> Result<Self, StoreError> {
+    /// Connects by URL scheme. A SQLite file is created if missing and runs in WAL mode with
+    /// `synchronous=FULL`, so a commit that returned is on disk; `secure_delete=FAST` zeroes
+    /// what a change frees inside a page, so erased personal data does not linger in the file.
+    /// Every PostgreSQL connection gets the settings' statement and lock timeouts.
+    pub async fn connect_with(url: &str, settings: DatabaseSettings) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
         let gate = (backend == Backend::Sqlite).then(|| write_gate(url));
@@ -311,22 +363,19 @@ impl Store {
             _ => url.to_owned(),
         };
         let options = AnyConnectOptions::from_str(&url)?;
+        let session = session_sql(backend, settings);
         let pool = AnyPoolOptions::new()
-            .max_connections(size.unwrap_or(match backend {
+            .max_connections(settings.pool_size.unwrap_or(match backend {
                 Backend::Sqlite => 8,
                 Backend::Postgres => 16,
             }))
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _meta| {
+                let session = session.clone();
                 Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
-                             PRAGMA cache_size = -65536; PRAGMA secure_delete = FAST;",
-                        )
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(session))
+                        .execute(&mut *conn)
                         .await?;
-                    }
                     Ok(())
                 })
             })
@@ -352,20 +401,25 @@ impl Store {
         self
     }
 
+    /// Brings the schema up to this version. A database migrated by a newer leadtrail (it has a
+    /// migration this binary does not know) is refused before anything runs: an older node must
+    /// not serve a schema it does not understand (rolling upgrades add columns first and stop
+    /// old nodes before anything they rely on goes).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        match self.backend {
-            Backend::Sqlite => {
-                sqlx::migrate!("./migrations/sqlite")
-                    .run(&self.pool)
-                    .await?
+        let migrator = match self.backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
+        match migrator.run(&self.pool).await {
+            Err(sqlx::migrate::MigrateError::VersionMissing(version)) => {
+                Err(StoreError::Config(format!(
+                    "this database was migrated by a newer leadtrail (it has migration {version}, \
+                     which this version does not know); run that version or a newer one — this \
+                     one will not serve or change it"
+                )))
             }
-            Backend::Postgres => {
-                sqlx::migrate!("./migrations/postgres")
-                    .run(&self.pool)
-                    .await?
-            }
+            other => Ok(other?),
         }
-        Ok(())
     }
 
     /// Refreshes the query planner's statistics where that is the application's job (SQLite;
@@ -417,6 +471,25 @@ impl Store {
             wake: self.wake.clone(),
             rollups: rollups::Pending::default(),
         })
+    }
+}
+
+impl Store {
+    /// PostgreSQL's `statement_timeout` and `lock_timeout` as a connection of this pool really
+    /// has them (`None` on SQLite): read back, not taken from the settings, so the log and the
+    /// tests say what is in force.
+    pub async fn postgres_limits(&self) -> Result<Option<(String, String)>, StoreError> {
+        if self.backend != Backend::Postgres {
+            return Ok(None);
+        }
+        let mut conn = self.pool.acquire().await?;
+        let statement: String = sqlx::query_scalar("SHOW statement_timeout")
+            .fetch_one(&mut *conn)
+            .await?;
+        let lock: String = sqlx::query_scalar("SHOW lock_timeout")
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(Some((statement, lock)))
     }
 }
 

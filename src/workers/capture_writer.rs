@@ -64,6 +64,7 @@ impl CaptureWriter {
     /// drained.
     pub async fn start(
         database_url: &str,
+        settings: crate::store::DatabaseSettings,
         enrichment: std::sync::Arc<Notify>,
         dispatch: std::sync::Arc<Notify>,
     ) -> Result<(Self, std::thread::JoinHandle<()>), StoreError> {
@@ -85,7 +86,7 @@ impl CaptureWriter {
                     }
                 };
                 runtime.block_on(async move {
-                    let store = match Store::connect_small(&url).await {
+                    let store = match Store::connect_small(&url, settings).await {
                         Ok(store) => store.waking(dispatch),
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));

@@ -12,6 +12,7 @@ mod organization_rules;
 mod outcome_rules;
 mod privacy_rules;
 mod report_rules;
+mod scale_rules;
 
 use common::TestDb;
 use leadtrail::domain::channel::ChannelCategory;
