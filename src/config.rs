@@ -69,6 +69,10 @@ pub struct Config {
     /// Database connections of this node, and how long one statement or one lock wait may
     /// take while serving.
     pub database: DatabaseSettings,
+    /// How often the dispatcher looks for work nobody woke it for (other nodes' deliveries
+    /// without a wake-up, held deliveries); `None`: 500 ms on SQLite, 5 s on PostgreSQL, where
+    /// other nodes' work arrives by `LISTEN/NOTIFY`.
+    pub webhook_poll_interval: Option<Duration>,
 }
 
 impl Config {
@@ -114,6 +118,7 @@ pub struct ConfigLayer {
     pub database_pool_size: Option<u32>,
     pub database_statement_timeout: Option<String>,
     pub database_lock_timeout: Option<String>,
+    pub webhook_poll_interval: Option<String>,
 }
 
 impl ConfigLayer {
@@ -157,6 +162,7 @@ impl ConfigLayer {
                 .database_statement_timeout
                 .or(under.database_statement_timeout),
             database_lock_timeout: self.database_lock_timeout.or(under.database_lock_timeout),
+            webhook_poll_interval: self.webhook_poll_interval.or(under.webhook_poll_interval),
         }
     }
 
@@ -295,6 +301,7 @@ impl Config {
                 statement_timeout: optional_duration(l.database_statement_timeout)?,
                 lock_timeout: optional_duration(l.database_lock_timeout)?,
             },
+            webhook_poll_interval: optional_duration(l.webhook_poll_interval)?,
         })
     }
 

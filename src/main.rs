@@ -157,6 +157,8 @@ struct Settings {
     database_statement_timeout: Option<String>,
     #[arg(long, env = "LEADTRAIL_DATABASE_LOCK_TIMEOUT")]
     database_lock_timeout: Option<String>,
+    #[arg(long, env = "LEADTRAIL_WEBHOOK_POLL_INTERVAL")]
+    webhook_poll_interval: Option<String>,
 }
 
 impl Settings {
@@ -195,6 +197,7 @@ impl Settings {
             database_pool_size: self.database_pool_size,
             database_statement_timeout: self.database_statement_timeout,
             database_lock_timeout: self.database_lock_timeout,
+            webhook_poll_interval: self.webhook_poll_interval,
         };
         Ok(Config::resolve(flags.over(file))?)
     }

@@ -12,12 +12,13 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::http::listen::ConnectionLimits;
 use crate::http::{self, AppState};
-use crate::store::Store;
+use crate::store::{Backend, Store};
 use crate::webhooks::dispatcher::{DispatchSettings, Dispatcher};
 use crate::workers::capture_writer::CaptureWriter;
 use crate::workers::credit_recount::CreditRecount;
 use crate::workers::enrichment::{EnrichmentWorker, ExternalEnricher};
 use crate::workers::visit_buffer::VisitBuffer;
+use crate::workers::wakeups;
 
 /// A prepared service: its state (for seeding and tests) and its background tasks.
 pub struct Service {
@@ -32,6 +33,8 @@ struct Tasks {
     /// Recounts multi-touch credit after a settings change.
     recount: JoinHandle<()>,
     dispatcher: JoinHandle<()>,
+    /// Hears other nodes' work (PostgreSQL only).
+    wakeups: Option<JoinHandle<()>>,
     /// Tells enrichment, the recount and the dispatcher to stop after the round in hand.
     stop_workers: watch::Sender<bool>,
     /// Forgets idle rate-limit keys and old idempotency keys, refreshes planner statistics;
@@ -85,6 +88,18 @@ pub async fn prepare(config: Config) -> anyhow::Result<Service> {
         None => None,
     };
     let (stop_workers, stop) = watch::channel(false);
+    // Other nodes' work, heard of at once (PostgreSQL): one listening connection per node.
+    let wakeups = (store.backend() == Backend::Postgres).then(|| {
+        let wake = wakeups::Wake {
+            dispatcher: wake_dispatch.clone(),
+            enrichment: wake_enrichment.clone(),
+        };
+        tokio::spawn(wakeups::listen(
+            config.database_url.clone(),
+            wake,
+            stop.clone(),
+        ))
+    });
     let enrichment = tokio::spawn(
         EnrichmentWorker::new(store.clone(), external).run(wake_enrichment, stop.clone()),
     );
@@ -136,6 +151,7 @@ pub async fn prepare(config: Config) -> anyhow::Result<Service> {
             enrichment,
             recount,
             dispatcher,
+            wakeups,
             stop_workers,
             janitor,
         },
@@ -163,6 +179,9 @@ pub async fn serve(
     let _ = tasks.enrichment.await;
     let _ = tasks.recount.await;
     let _ = tasks.dispatcher.await;
+    if let Some(wakeups) = tasks.wakeups {
+        let _ = wakeups.await;
+    }
     tasks.janitor.abort();
     store.close().await;
     tracing::info!("stopped cleanly");

@@ -227,6 +227,14 @@ impl WriteTx {
             let made = dispatch::fan_out_events(&mut self, &outbox, now_ms()).await?;
             self.queued |= made > 0;
         }
+        if self.queued && self.backend == Backend::Postgres {
+            // Other nodes' dispatchers hear of it when (and only if) this commits.
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(crate::workers::wakeups::CHANNEL)
+                .bind(crate::workers::wakeups::DELIVERIES)
+                .execute(&mut *self.tx)
+                .await?;
+        }
         let WriteTx {
             tx, queued, wake, ..
         } = self;
@@ -475,6 +483,19 @@ impl Store {
 }
 
 impl Store {
+    /// Tells every node's enrichment worker (PostgreSQL) that jobs are waiting; a no-op on
+    /// SQLite, where one process does all the work.
+    pub async fn announce_enrichment(&self) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(crate::workers::wakeups::CHANNEL)
+                .bind(crate::workers::wakeups::ENRICHMENT)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// PostgreSQL's `statement_timeout` and `lock_timeout` as a connection of this pool really
     /// has them (`None` on SQLite): read back, not taken from the settings, so the log and the
     /// tests say what is in force.

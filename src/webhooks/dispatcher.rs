@@ -32,8 +32,11 @@ use crate::store::{
 const FAN_OUT_BATCH: i64 = 500;
 /// Longer than the 15 s request timeout, so a live attempt never loses its lease.
 const LEASE: Duration = Duration::from_secs(60);
-/// How often other nodes' work, due retries and held deliveries are looked for without a wake.
-const POLL: Duration = Duration::from_millis(500);
+/// How often other nodes' work, due retries and held deliveries are looked for without a wake:
+/// one process on SQLite; on PostgreSQL other nodes' work arrives by `LISTEN/NOTIFY`
+/// (`workers::wakeups`) and the poll is the safety net.
+const POLL_SQLITE: Duration = Duration::from_millis(500);
+const POLL_POSTGRES: Duration = Duration::from_secs(5);
 /// How often the backlog is measured for metrics and late-delivery warnings: twice per
 /// warning threshold, within these bounds.
 const REPORT_EVERY: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(10));
@@ -62,6 +65,8 @@ pub struct DispatchSettings {
     pub concurrency: usize,
     pub lag_warning: Duration,
     pub lease: Duration,
+    /// How often to look for work without a wake-up.
+    pub poll: Duration,
 }
 
 impl DispatchSettings {
@@ -77,6 +82,12 @@ impl DispatchSettings {
             concurrency: config.webhook_concurrency,
             lag_warning: config.webhook_lag_warning,
             lease: LEASE,
+            poll: config.webhook_poll_interval.unwrap_or(
+                match crate::store::Backend::from_url(&config.database_url) {
+                    Ok(crate::store::Backend::Postgres) => POLL_POSTGRES,
+                    _ => POLL_SQLITE,
+                },
+            ),
         }
     }
 }
@@ -161,8 +172,10 @@ impl Dispatcher {
     pub async fn run(self, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
         let mut flight = Flight::default();
         let mut want = Wanted::everything();
-        let mut timers =
-            Timers::new((self.settings.lag_warning / 2).clamp(REPORT_EVERY.0, REPORT_EVERY.1));
+        let mut timers = Timers::new(
+            (self.settings.lag_warning / 2).clamp(REPORT_EVERY.0, REPORT_EVERY.1),
+            self.settings.poll,
+        );
         let mut lag = LagReport::default();
         loop {
             flight.collect_finished();
@@ -230,7 +243,7 @@ impl Dispatcher {
                 () = tokio::time::sleep_until(wait_until.into()) => {
                     let now = Instant::now();
                     if now >= timers.poll_at {
-                        timers.poll_at = now + POLL;
+                        timers.poll_at = now + self.settings.poll;
                         want = Wanted { more_due: want.more_due, ..Wanted::everything() };
                     } else if timers.due_at.is_some_and(|at| now >= at) {
                         // A retry fell due: claim it, and look again for the next one.
@@ -355,10 +368,10 @@ struct Timers {
 }
 
 impl Timers {
-    fn new(report_every: Duration) -> Self {
+    fn new(report_every: Duration, poll: Duration) -> Self {
         let now = Instant::now();
         Self {
-            poll_at: now + POLL,
+            poll_at: now + poll,
             due_at: None,
             report_at: now + report_every,
             report_every,

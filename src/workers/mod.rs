@@ -7,3 +7,4 @@ pub mod capture_writer;
 pub mod credit_recount;
 pub mod enrichment;
 pub mod visit_buffer;
+pub mod wakeups;

@@ -21,6 +21,7 @@ mod outcomes;
 mod qr;
 mod receiver;
 mod reports;
+mod scale;
 mod slow_clients;
 mod sources;
 mod webhook_isolation;

@@ -1,0 +1,92 @@
+//! Cross-node wake-ups on PostgreSQL. A transaction that makes deliveries due sends
+//! `NOTIFY leadtrail_work, 'deliveries'` (delivered only if it commits); a capture batch that
+//! makes enrichment due sends `'enrichment'`. Every node listens on one dedicated connection and
+//! wakes its own dispatcher or enrichment worker, so work written by one node is picked up by
+//! another at once instead of at its next poll; polling stays as the safety net.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::PgListener;
+use tokio::sync::{Notify, watch};
+
+/// The channel every node listens on.
+pub const CHANNEL: &str = "leadtrail_work";
+/// The payloads.
+pub const DELIVERIES: &str = "deliveries";
+pub const ENRICHMENT: &str = "enrichment";
+
+/// Waits between attempts to (re)connect the listener.
+const RECONNECT: (Duration, Duration) = (Duration::from_millis(250), Duration::from_secs(10));
+
+/// What the listener wakes.
+#[derive(Clone)]
+pub struct Wake {
+    pub dispatcher: Arc<Notify>,
+    pub enrichment: Arc<Notify>,
+}
+
+impl Wake {
+    fn everything(&self) {
+        self.dispatcher.notify_one();
+        self.enrichment.notify_one();
+    }
+
+    fn by_payload(&self, payload: &str) {
+        match payload {
+            DELIVERIES => self.dispatcher.notify_one(),
+            ENRICHMENT => self.enrichment.notify_one(),
+            _ => self.everything(),
+        }
+    }
+}
+
+/// Listens until `stop`, reconnecting by itself with a growing pause. After every (re)connect
+/// both workers are woken once: notifications sent while the connection was down are lost, and
+/// one look at the database finds what they announced.
+pub async fn listen(url: String, wake: Wake, mut stop: watch::Receiver<bool>) {
+    let mut pause = RECONNECT.0;
+    while !*stop.borrow() {
+        let listener = async {
+            let mut listener = PgListener::connect(&url).await?;
+            listener.listen(CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let mut listener = match listener.await {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?pause, "cross-node wake-ups: cannot listen");
+                tokio::select! {
+                    _ = stop.changed() => {}
+                    () = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(RECONNECT.1);
+                continue;
+            }
+        };
+        tracing::info!(channel = CHANNEL, "cross-node wake-ups: listening");
+        metrics::counter!("wakeup_listener_connects_total").increment(1);
+        pause = RECONNECT.0;
+        wake.everything();
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                received = listener.try_recv() => match received {
+                    Ok(Some(notification)) => {
+                        metrics::counter!("wakeups_received_total").increment(1);
+                        wake.by_payload(notification.payload());
+                    }
+                    // The connection dropped; `try_recv` reconnects on the next call.
+                    Ok(None) => {
+                        tracing::warn!("cross-node wake-ups: connection lost, reconnecting");
+                        wake.everything();
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cross-node wake-ups: listener failed");
+                        break;
+                    }
+                },
+            }
+        }
+    }
+}
