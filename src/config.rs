@@ -73,6 +73,9 @@ pub struct Config {
     /// without a wake-up, held deliveries); `None`: 500 ms on SQLite, 5 s on PostgreSQL, where
     /// other nodes' work arrives by `LISTEN/NOTIFY`.
     pub webhook_poll_interval: Option<Duration>,
+    /// On PostgreSQL, hear other nodes' work at once through `LISTEN/NOTIFY` (off for poolers
+    /// without sessions or databases without it: polling alone, every 500 ms).
+    pub cross_node_wakeups: bool,
 }
 
 impl Config {
@@ -119,6 +122,7 @@ pub struct ConfigLayer {
     pub database_statement_timeout: Option<String>,
     pub database_lock_timeout: Option<String>,
     pub webhook_poll_interval: Option<String>,
+    pub cross_node_wakeups: Option<bool>,
 }
 
 impl ConfigLayer {
@@ -163,6 +167,7 @@ impl ConfigLayer {
                 .or(under.database_statement_timeout),
             database_lock_timeout: self.database_lock_timeout.or(under.database_lock_timeout),
             webhook_poll_interval: self.webhook_poll_interval.or(under.webhook_poll_interval),
+            cross_node_wakeups: self.cross_node_wakeups.or(under.cross_node_wakeups),
         }
     }
 
@@ -302,6 +307,7 @@ impl Config {
                 lock_timeout: optional_duration(l.database_lock_timeout)?,
             },
             webhook_poll_interval: optional_duration(l.webhook_poll_interval)?,
+            cross_node_wakeups: l.cross_node_wakeups.unwrap_or(true),
         })
     }
 

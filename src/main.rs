@@ -159,6 +159,8 @@ struct Settings {
     database_lock_timeout: Option<String>,
     #[arg(long, env = "LEADTRAIL_WEBHOOK_POLL_INTERVAL")]
     webhook_poll_interval: Option<String>,
+    #[arg(long, env = "LEADTRAIL_CROSS_NODE_WAKEUPS")]
+    cross_node_wakeups: Option<bool>,
 }
 
 impl Settings {
@@ -198,6 +200,7 @@ impl Settings {
             database_statement_timeout: self.database_statement_timeout,
             database_lock_timeout: self.database_lock_timeout,
             webhook_poll_interval: self.webhook_poll_interval,
+            cross_node_wakeups: self.cross_node_wakeups,
         };
         Ok(Config::resolve(flags.over(file))?)
     }

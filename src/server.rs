@@ -89,7 +89,7 @@ pub async fn prepare(config: Config) -> anyhow::Result<Service> {
     };
     let (stop_workers, stop) = watch::channel(false);
     // Other nodes' work, heard of at once (PostgreSQL): one listening connection per node.
-    let wakeups = (store.backend() == Backend::Postgres).then(|| {
+    let wakeups = (store.backend() == Backend::Postgres && config.cross_node_wakeups).then(|| {
         let wake = wakeups::Wake {
             dispatcher: wake_dispatch.clone(),
             enrichment: wake_enrichment.clone(),

@@ -84,7 +84,9 @@ impl DispatchSettings {
             lease: LEASE,
             poll: config.webhook_poll_interval.unwrap_or(
                 match crate::store::Backend::from_url(&config.database_url) {
-                    Ok(crate::store::Backend::Postgres) => POLL_POSTGRES,
+                    Ok(crate::store::Backend::Postgres) if config.cross_node_wakeups => {
+                        POLL_POSTGRES
+                    }
                     _ => POLL_SQLITE,
                 },
             ),

@@ -1,0 +1,406 @@
+//! Scale-out on one PostgreSQL, in one run: the release binary as 1, 2 and 3 nodes on a fresh
+//! database each, with a webhook receiver in this process.
+//!
+//! - capacity: 32 clients capture leads as fast as they go for a fixed time, round robin over
+//!   the nodes (closed loop: the figure is what the nodes sustained), then every lead's
+//!   `lead.address_preview` is awaited: leads/s captured and deliveries/s (leads ÷ time from
+//!   the start until the last delivery), three runs each, median and range;
+//! - wake-up latency: leads written by another node (this process, through the library's
+//!   store, which sends no HTTP and runs no dispatcher) at an open-loop 10/s, delivered by two
+//!   serving nodes: commit→receipt p50/p99 with `LISTEN/NOTIFY` and with polling alone (the
+//!   dispatcher's 500 ms poll), against a single node's own commit→receipt (the capture's 201
+//!   to the receipt) as the baseline.
+//!
+//! On a 2-core machine the nodes share the cores, so the point is that throughput does not fall
+//! as nodes are added and that cross-node latency stays near the single-node figure. Targets:
+//! 2 and 3 nodes capture at least 0.8× what one node does; cross-node p50 with wake-ups within
+//! 50 ms of the single-node p50. Exit code 1 if a target is missed or a capture fails.
+//!
+//! Run: `cargo bench --bench nodes` (PostgreSQL at `LEADTRAIL_TEST_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/test`; each phase gets a fresh database, dropped after).
+
+#[path = "support/harness.rs"]
+mod harness;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::routing::post;
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+use harness::{ADMIN, BenchResult, Server, Summary, Targets, ms, open_loop, own_cpu, percentile};
+use leadtrail::domain::attribution::Utm;
+use leadtrail::domain::ids::OrgId;
+use leadtrail::domain::lead::{Address, RecordSource};
+use leadtrail::domain::widget::WidgetVersion;
+use leadtrail::store::{CaptureCommand, CaptureReply, NewLead, Store};
+
+const CLIENTS: usize = 32;
+const CAPTURE_FOR: Duration = Duration::from_secs(8);
+const RUNS: usize = 3;
+const LATENCY_RATE: f64 = 10.0;
+const LATENCY_LEADS: usize = 100;
+
+fn admin_url() -> String {
+    std::env::var("LEADTRAIL_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A fresh database, dropped when this goes.
+struct Database {
+    name: String,
+    url: String,
+}
+
+impl Database {
+    async fn create(label: &str) -> BenchResult<Database> {
+        let admin = admin_url();
+        let name = format!("lt_nodes_bench_{}_{label}", std::process::id());
+        let mut conn = sqlx::PgConnection::connect(&admin).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await?;
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        Ok(Database {
+            url: format!("{base}/{name}"),
+            name,
+        })
+    }
+
+    async fn drop_now(self) {
+        if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )))
+            .execute(&mut conn)
+            .await;
+        }
+    }
+}
+
+/// First arrival of each lead's event at the receiver.
+#[derive(Clone, Default)]
+struct Arrivals {
+    first: Arc<Mutex<HashMap<String, Instant>>>,
+}
+
+impl Arrivals {
+    fn at(&self, lead: &str) -> Option<Instant> {
+        self.first.lock().ok().and_then(|m| m.get(lead).copied())
+    }
+
+    fn last(&self) -> Option<Instant> {
+        self.first
+            .lock()
+            .ok()
+            .and_then(|m| m.values().max().copied())
+    }
+}
+
+async fn receiver() -> BenchResult<(String, Arrivals)> {
+    let arrivals = Arrivals::default();
+    async fn receive(State(a): State<Arrivals>, body: String) -> &'static str {
+        let now = Instant::now();
+        if let Ok(json) = serde_json::from_str::<Value>(&body)
+            && let Some(lead) = json["data"]["lead_id"].as_str()
+            && let Ok(mut map) = a.first.lock()
+        {
+            map.entry(lead.to_owned()).or_insert(now);
+        }
+        "ok"
+    }
+    let app = axum::Router::new()
+        .route("/hook", post(receive))
+        .with_state(arrivals.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hook", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((url, arrivals))
+}
+
+/// `n` nodes on `url`, an organization subscribed to `lead.address_preview` at the receiver.
+async fn cluster(
+    url: &str,
+    n: usize,
+    env: &[(&str, &str)],
+    hook: &str,
+) -> BenchResult<(Vec<Server>, String, String, String)> {
+    let mut vars = vec![("LEADTRAIL_DATABASE_URL", url)];
+    vars.extend_from_slice(env);
+    let nodes = (0..n)
+        .map(|_| Server::start(&vars))
+        .collect::<BenchResult<Vec<_>>>()?;
+    let client = reqwest::Client::new();
+    let org: Value = client
+        .post(format!("{}/api/v1/organizations", nodes[0].base))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "Acme Roofing", "tier": "premium",
+            "website_url": "https://acme.example/", "brand_color": "#1A73E8"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let key = org["api_key"].as_str().ok_or("no api key")?.to_owned();
+    let res = client
+        .post(format!("{}/api/v1/webhooks", nodes[0].base))
+        .bearer_auth(&key)
+        .json(&json!({"url": hook, "events": ["lead.address_preview"]}))
+        .send()
+        .await?;
+    if !res.status().is_success() {
+        return Err(format!("webhook: {}", res.text().await?).into());
+    }
+    Ok((
+        nodes,
+        org["public_key"]
+            .as_str()
+            .ok_or("no public key")?
+            .to_owned(),
+        org["id"].as_str().ok_or("no id")?.to_owned(),
+        key,
+    ))
+}
+
+fn lead_body(public_key: &str) -> Value {
+    json!({"public_key": public_key, "v": "01", "s": "01",
+        "address": {"street": "1 Main St", "city": "Austin", "state": "TX", "postal_code": "78701"}})
+}
+
+/// Captures for `for_` with `CLIENTS` clients round robin over `bases`; the ids and 201 times.
+async fn capture(
+    bases: &[String],
+    public_key: &str,
+    for_: Duration,
+) -> BenchResult<Vec<(String, Instant)>> {
+    let client = reqwest::Client::new();
+    let until = Instant::now() + for_;
+    let failures = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        let (client, bases, body) = (client.clone(), bases.to_vec(), lead_body(public_key));
+        let failures = failures.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut made = Vec::new();
+            let mut i = c;
+            while Instant::now() < until {
+                let base = &bases[i % bases.len()];
+                i += 1;
+                match client
+                    .post(format!("{base}/c/v1/leads"))
+                    .json(&body)
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == 201 => {
+                        let at = Instant::now();
+                        if let Ok(v) = r.json::<Value>().await
+                            && let Some(id) = v["lead_id"].as_str()
+                        {
+                            made.push((id.to_owned(), at));
+                        }
+                    }
+                    _ => {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            made
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await?);
+    }
+    let failed = failures.load(Ordering::Relaxed);
+    if failed > 0 {
+        return Err(format!("{failed} captures failed").into());
+    }
+    Ok(all)
+}
+
+async fn delivered(arrivals: &Arrivals, leads: &[(String, Instant)]) -> BenchResult<Instant> {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while leads.iter().any(|(id, _)| arrivals.at(id).is_none()) {
+        if Instant::now() > deadline {
+            return Err("deliveries never all arrived".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    arrivals.last().ok_or_else(|| "nothing arrived".into())
+}
+
+/// Leads/s and deliveries/s of `n` nodes (medians and ranges of `RUNS` runs).
+async fn capacity(n: usize) -> BenchResult<(Summary, Summary)> {
+    let db = Database::create(&format!("capacity{n}")).await?;
+    let (hook, arrivals) = receiver().await?;
+    let (nodes, public_key, _, _) = cluster(&db.url, n, &[], &hook).await?;
+    let bases: Vec<String> = nodes.iter().map(|s| s.base.clone()).collect();
+    // Warm-up.
+    let warm = capture(&bases, &public_key, Duration::from_secs(2)).await?;
+    delivered(&arrivals, &warm).await?;
+    let (mut captured, mut sent) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        let leads = capture(&bases, &public_key, CAPTURE_FOR).await?;
+        let took = start.elapsed().as_secs_f64();
+        let last = delivered(&arrivals, &leads).await?;
+        captured.push(leads.len() as f64 / took);
+        sent.push(leads.len() as f64 / last.duration_since(start).as_secs_f64());
+    }
+    drop(nodes);
+    db.drop_now().await;
+    Ok((Summary::of(&captured), Summary::of(&sent)))
+}
+
+/// Commit→receipt of leads written by another node (this process) at an open-loop rate.
+async fn cross_node_latency(wakeups: bool) -> BenchResult<(Vec<Duration>, f64)> {
+    let label = if wakeups { "notify" } else { "poll" };
+    let db = Database::create(&format!("latency_{label}")).await?;
+    let (hook, arrivals) = receiver().await?;
+    let env: &[(&str, &str)] = if wakeups {
+        &[]
+    } else {
+        &[("LEADTRAIL_CROSS_NODE_WAKEUPS", "false")]
+    };
+    let (nodes, _, org, _) = cluster(&db.url, 2, env, &hook).await?;
+    let writer = Store::connect(&db.url).await?;
+    let org = OrgId::parse(&org).ok_or("bad org id")?;
+    let address = Address::parse("1 Main St", "Austin", "TX", "78701", None)?;
+    let run = open_loop(LATENCY_RATE, LATENCY_LEADS, |_| {
+        let (writer, org, address) = (writer.clone(), org.clone(), address.clone());
+        async move {
+            let command = CaptureCommand::CreateLead(Box::new(NewLead {
+                org,
+                embedding: WidgetVersion::new(1),
+                v: Some("01".into()),
+                s: Some("01".into()),
+                page_url: None,
+                referrer: None,
+                utm: Utm::default(),
+                first_touch: None,
+                visitor_id: None,
+                address,
+                idempotency: None,
+                record_source: RecordSource::Api,
+            }));
+            let replies = writer.apply_capture(&[command]).await.ok()?;
+            let at = Instant::now();
+            match replies.into_iter().next()? {
+                Ok(CaptureReply::Created(c)) => Some((c.lead_id, at)),
+                _ => None,
+            }
+        }
+    })
+    .await;
+    let leads: Vec<(String, Instant)> = run.results.into_iter().flatten().collect();
+    if leads.len() != LATENCY_LEADS {
+        return Err(format!("only {} of {LATENCY_LEADS} writes succeeded", leads.len()).into());
+    }
+    delivered(&arrivals, &leads).await?;
+    let mut waits: Vec<Duration> = leads
+        .iter()
+        .filter_map(|(id, at)| Some(arrivals.at(id)?.saturating_duration_since(*at)))
+        .collect();
+    waits.sort();
+    writer.close().await;
+    drop(nodes);
+    db.drop_now().await;
+    Ok((waits, run.achieved_rate))
+}
+
+/// A single node's own commit→receipt: the capture's 201 to the receipt, open loop.
+async fn single_node_latency() -> BenchResult<(Vec<Duration>, f64)> {
+    let db = Database::create("latency_single").await?;
+    let (hook, arrivals) = receiver().await?;
+    let (nodes, public_key, _, _) = cluster(&db.url, 1, &[], &hook).await?;
+    let client = reqwest::Client::new();
+    let base = nodes[0].base.clone();
+    let run = open_loop(LATENCY_RATE, LATENCY_LEADS, |_| {
+        let (client, base, body) = (client.clone(), base.clone(), lead_body(&public_key));
+        async move {
+            let r = client
+                .post(format!("{base}/c/v1/leads"))
+                .json(&body)
+                .send()
+                .await
+                .ok()?;
+            let at = Instant::now();
+            let v: Value = r.json().await.ok()?;
+            Some((v["lead_id"].as_str()?.to_owned(), at))
+        }
+    })
+    .await;
+    let leads: Vec<(String, Instant)> = run.results.into_iter().flatten().collect();
+    if leads.len() != LATENCY_LEADS {
+        return Err(format!("only {} of {LATENCY_LEADS} captures succeeded", leads.len()).into());
+    }
+    delivered(&arrivals, &leads).await?;
+    let mut waits: Vec<Duration> = leads
+        .iter()
+        .filter_map(|(id, at)| Some(arrivals.at(id)?.saturating_duration_since(*at)))
+        .collect();
+    waits.sort();
+    drop(nodes);
+    db.drop_now().await;
+    Ok((waits, run.achieved_rate))
+}
+
+#[tokio::main]
+async fn main() -> BenchResult<()> {
+    let mut targets = Targets::default();
+    let cpu_before = own_cpu();
+    let mut one = None;
+    for n in 1..=3 {
+        let (leads, sent) = capacity(n).await?;
+        let base = *one.get_or_insert(leads.median);
+        let ratio = leads.median / base;
+        let verdict = if n == 1 {
+            "baseline"
+        } else {
+            targets.check(&format!("{n} nodes capture ≥ 0.8× one node"), ratio >= 0.8)
+        };
+        println!(
+            "{n} node(s): captured {:.0} leads/s (range {:.0}–{:.0}) = {ratio:.2}× one node: {verdict}; \
+             delivered {:.0}/s (range {:.0}–{:.0})",
+            leads.median, leads.min, leads.max, sent.median, sent.min, sent.max
+        );
+    }
+    let (single, rate) = single_node_latency().await?;
+    let single_p50 = ms(percentile(&single, 0.5));
+    println!(
+        "one node, its own capture→receipt at {rate:.1}/s: p50 {single_p50:.1} ms, p99 {:.1} ms",
+        ms(percentile(&single, 0.99))
+    );
+    for wakeups in [true, false] {
+        let (waits, rate) = cross_node_latency(wakeups).await?;
+        let p50 = ms(percentile(&waits, 0.5));
+        let how = if wakeups {
+            "LISTEN/NOTIFY"
+        } else {
+            "polling alone (500 ms)"
+        };
+        let verdict = if wakeups {
+            targets.check(
+                "cross-node p50 within 50 ms of one node's",
+                p50 <= single_p50 + 50.0,
+            )
+        } else {
+            "for comparison"
+        };
+        println!(
+            "another node's commit→receipt, two serving nodes, {how}, at {rate:.1}/s: p50 {p50:.1} ms, \
+             p99 {:.1} ms: {verdict}",
+            ms(percentile(&waits, 0.99))
+        );
+    }
+    println!("load generator CPU: {:.1} s", own_cpu() - cpu_before);
+    if !targets.missed().is_empty() {
+        std::process::exit(1);
+    }
+    Ok(())
+}
