@@ -227,8 +227,12 @@ impl WriteTx {
             let made = dispatch::fan_out_events(&mut self, &outbox, now_ms()).await?;
             self.queued |= made > 0;
         }
-        if self.queued && self.backend == Backend::Postgres {
-            // Other nodes' dispatchers hear of it when (and only if) this commits.
+        if self.queued && self.backend == Backend::Postgres && self.wake.is_none() {
+            // A writer without a dispatcher of its own (a tool, a node that only writes) tells
+            // the other nodes, when (and only if) this commits. A serving node wakes its own
+            // dispatcher instead, which asks the others for help when it has more due than it
+            // can take (`announce_deliveries`): waking every node for every commit would make
+            // them all race for the same rows.
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(crate::workers::wakeups::CHANNEL)
                 .bind(crate::workers::wakeups::DELIVERIES)
@@ -483,13 +487,23 @@ impl Store {
 }
 
 impl Store {
-    /// Tells every node's enrichment worker (PostgreSQL) that jobs are waiting; a no-op on
-    /// SQLite, where one process does all the work.
+    /// Asks the other nodes' dispatchers for help (PostgreSQL): more deliveries are due than
+    /// this node can take now. A no-op on SQLite, where one process does all the work.
+    pub async fn announce_deliveries(&self) -> Result<(), StoreError> {
+        self.announce(crate::workers::wakeups::DELIVERIES).await
+    }
+
+    /// Asks the other nodes' enrichment workers for help (PostgreSQL): this node's worker
+    /// took a full batch and more may be waiting.
     pub async fn announce_enrichment(&self) -> Result<(), StoreError> {
+        self.announce(crate::workers::wakeups::ENRICHMENT).await
+    }
+
+    async fn announce(&self, payload: &str) -> Result<(), StoreError> {
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(crate::workers::wakeups::CHANNEL)
-                .bind(crate::workers::wakeups::ENRICHMENT)
+                .bind(payload)
                 .execute(&self.pool)
                 .await?;
         }

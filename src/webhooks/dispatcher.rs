@@ -48,6 +48,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// in one round.
 const GATHER: Duration = Duration::from_millis(2);
 const GATHER_GAP: Duration = Duration::from_micros(500);
+/// A saturated node asks the other nodes for help at most this often.
+const HELP_EVERY: Duration = Duration::from_millis(100);
 /// After a failed store call, wait this long before trying again.
 const BACKOFF: Duration = Duration::from_millis(250);
 
@@ -179,6 +181,7 @@ impl Dispatcher {
             self.settings.poll,
         );
         let mut lag = LagReport::default();
+        let mut asked_for_help: Option<Instant> = None;
         loop {
             flight.collect_finished();
             if *stop.borrow() {
@@ -217,6 +220,15 @@ impl Dispatcher {
                             want.claim = false;
                             want.sweep = false;
                             want.more_due = done.claimed.more_due;
+                            // More is due than this node can take: idle nodes can help.
+                            if want.more_due
+                                && asked_for_help.is_none_or(|at| at.elapsed() >= HELP_EVERY)
+                            {
+                                asked_for_help = Some(Instant::now());
+                                if let Err(e) = self.store.announce_deliveries().await {
+                                    tracing::debug!(error = %e, "asking other nodes for help failed; they poll");
+                                }
+                            }
                             for delivery in done.claimed.due {
                                 let id = delivery.id.clone();
                                 let task =

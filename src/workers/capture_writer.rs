@@ -147,10 +147,6 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Job>, enrichment: std::sync::A
         // if that made deliveries due.)
         if wake {
             enrichment.notify_one();
-            // And the other nodes': whichever is free takes the job.
-            if let Err(e) = store.announce_enrichment().await {
-                tracing::debug!(error = %e, "announcing enrichment to other nodes failed; they poll");
-            }
         }
     }
 }

@@ -128,7 +128,15 @@ impl EnrichmentWorker {
                 break;
             }
             match self.run_once().await {
-                Ok(Progress::Enriched(_)) => continue,
+                Ok(Progress::Enriched(n)) => {
+                    // A full batch: more may be waiting, and idle nodes can take some.
+                    if i64::try_from(n).unwrap_or(i64::MAX) >= BATCH
+                        && let Err(e) = self.store.announce_enrichment().await
+                    {
+                        tracing::debug!(error = %e, "asking other nodes for help failed; they poll");
+                    }
+                    continue;
+                }
                 Ok(Progress::Idle) => {}
                 Err(e) => tracing::error!(error = %e, "enrichment batch failed"),
             }

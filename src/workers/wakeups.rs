@@ -1,8 +1,10 @@
-//! Cross-node wake-ups on PostgreSQL. A transaction that makes deliveries due sends
-//! `NOTIFY leadtrail_work, 'deliveries'` (delivered only if it commits); a capture batch that
-//! makes enrichment due sends `'enrichment'`. Every node listens on one dedicated connection and
-//! wakes its own dispatcher or enrichment worker, so work written by one node is picked up by
-//! another at once instead of at its next poll; polling stays as the safety net.
+//! Cross-node wake-ups on PostgreSQL. A serving node wakes its own workers for its own work;
+//! the others are told (`NOTIFY leadtrail_work`) when a writer has no dispatcher of its own
+//! (`'deliveries'`, sent in the transaction, so heard only if it commits), or when a node has
+//! more due than it can take — a dispatcher whose claim left deliveries waiting, an enrichment
+//! worker that took a full batch — so idle nodes help at once instead of at their next poll.
+//! Waking every node for every commit would make them all race for the same rows. Every node
+//! listens on one dedicated connection; polling stays as the safety net.
 
 use std::sync::Arc;
 use std::time::Duration;
