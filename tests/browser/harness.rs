@@ -48,38 +48,60 @@ impl Browser {
             crate::common::say_skipped("chromium or chromedriver is not installed");
             return None;
         };
-        let port = free_port();
-        let driver = Command::new(driver_bin)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let profile = tempfile::tempdir().unwrap();
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": chromium,
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-background-networking", "--no-first-run", "--disable-component-update",
-                    "--disable-sync", "--disable-quic", "--window-size=1280,900",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
-            }),
-        );
-        let client = ClientBuilder::rustls()
-            .unwrap()
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .expect("WebDriver session");
+        // A free port can be taken by a parallel test's chromedriver between asking and
+        // binding (ours then exits, and the port answers for the other test's driver until it
+        // closes): a driver that is not ours, or a session that cannot start, is retried on a
+        // new port.
+        let mut attempt = 0;
+        let (client, driver, profile) = loop {
+            attempt += 1;
+            let port = free_port();
+            let mut driver = Command::new(&driver_bin)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start chromedriver");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "chromedriver did not start");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let profile = tempfile::tempdir().unwrap();
+            let mut caps = serde_json::Map::new();
+            caps.insert(
+                "goog:chromeOptions".into(),
+                json!({
+                    "binary": chromium,
+                    "args": [
+                        "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                        "--disable-background-networking", "--no-first-run", "--disable-component-update",
+                        "--disable-sync", "--disable-quic", "--window-size=1280,900",
+                        format!("--user-data-dir={}", profile.path().display()),
+                    ],
+                }),
+            );
+            let ours = matches!(driver.try_wait(), Ok(None));
+            let session = if ours {
+                ClientBuilder::rustls()
+                    .unwrap()
+                    .capabilities(caps)
+                    .connect(&format!("http://127.0.0.1:{port}"))
+                    .await
+                    .map_err(|e| e.to_string())
+            } else {
+                Err("chromedriver exited (its port was taken)".to_owned())
+            };
+            match session {
+                Ok(client) => break (client, driver, profile),
+                Err(e) if attempt < 3 => {
+                    let _ = driver.kill();
+                    let _ = driver.wait();
+                    eprintln!("WebDriver session on port {port} failed ({e}); retrying");
+                }
+                Err(e) => panic!("WebDriver session: {e}"),
+            }
+        };
         Some(Browser {
             client,
             driver,
