@@ -16,7 +16,7 @@ mod harness;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use harness::{ADMIN, BenchResult, Server, Summary, Targets, ms, own_cpu, percentile};
+use harness::{ADMIN, BenchResult, Server, Summary, Targets, batch_stats, ms, own_cpu, percentile};
 use serde_json::{Value, json};
 
 /// One run of one phase.
@@ -261,27 +261,4 @@ async fn run(server: &Server, seconds: f64, connections: usize, repeats: usize) 
         return Err(format!("targets missed: {}", targets.missed().join(", ")).into());
     }
     Ok(())
-}
-
-/// `capture_batch_size` sum and count from the server's metrics.
-async fn batch_stats(client: &reqwest::Client, server: &Server) -> BenchResult<(f64, f64)> {
-    let metrics = client
-        .get(format!("{}/metrics", server.base))
-        .bearer_auth(harness::METRICS)
-        .send()
-        .await?
-        .text()
-        .await?;
-    let stat = |name: &str| {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    Ok((
-        stat("capture_batch_size_sum"),
-        stat("capture_batch_size_count"),
-    ))
 }

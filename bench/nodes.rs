@@ -32,7 +32,9 @@ use axum::routing::post;
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-use harness::{ADMIN, BenchResult, Server, Summary, Targets, ms, open_loop, own_cpu, percentile};
+use harness::{
+    ADMIN, BenchResult, Server, Summary, Targets, batch_stats, ms, open_loop, own_cpu, percentile,
+};
 use leadtrail::domain::attribution::Utm;
 use leadtrail::domain::ids::OrgId;
 use leadtrail::domain::lead::{Address, RecordSource};
@@ -234,8 +236,29 @@ async fn delivered(arrivals: &Arrivals, leads: &[(String, Instant)]) -> BenchRes
     arrivals.last().ok_or_else(|| "nothing arrived".into())
 }
 
-/// Leads/s and deliveries/s of `n` nodes (medians and ranges of `RUNS` runs).
-async fn capacity(n: usize) -> BenchResult<(Summary, Summary)> {
+/// What the nodes did during the measured runs: capture batches (commits) and their average
+/// size, and the nodes' CPU seconds, summed over the nodes.
+struct Work {
+    batches: f64,
+    batch_size: f64,
+    cpu: f64,
+}
+
+async fn work_so_far(nodes: &[Server]) -> BenchResult<(f64, f64, f64)> {
+    let client = reqwest::Client::new();
+    let (mut sum, mut count, mut cpu) = (0.0, 0.0, 0.0);
+    for node in nodes {
+        let (s, c) = batch_stats(&client, node).await?;
+        sum += s;
+        count += c;
+        cpu += node.cpu();
+    }
+    Ok((sum, count, cpu))
+}
+
+/// Leads/s and deliveries/s of `n` nodes (medians and ranges of `RUNS` runs), and the work
+/// behind them.
+async fn capacity(n: usize) -> BenchResult<(Summary, Summary, Work)> {
     let db = Database::create(&format!("capacity{n}")).await?;
     let (hook, arrivals) = receiver().await?;
     let (nodes, public_key, _, _) = cluster(&db.url, n, &[], &hook).await?;
@@ -244,6 +267,7 @@ async fn capacity(n: usize) -> BenchResult<(Summary, Summary)> {
     let warm = capture(&bases, &public_key, Duration::from_secs(2)).await?;
     delivered(&arrivals, &warm).await?;
     let (mut captured, mut sent) = (Vec::new(), Vec::new());
+    let before = work_so_far(&nodes).await?;
     for _ in 0..RUNS {
         let start = Instant::now();
         let leads = capture(&bases, &public_key, CAPTURE_FOR).await?;
@@ -252,9 +276,20 @@ async fn capacity(n: usize) -> BenchResult<(Summary, Summary)> {
         captured.push(leads.len() as f64 / took);
         sent.push(leads.len() as f64 / last.duration_since(start).as_secs_f64());
     }
+    let after = work_so_far(&nodes).await?;
+    let batches = after.1 - before.1;
+    let work = Work {
+        batches,
+        batch_size: if batches > 0.0 {
+            (after.0 - before.0) / batches
+        } else {
+            0.0
+        },
+        cpu: after.2 - before.2,
+    };
     drop(nodes);
     db.drop_now().await;
-    Ok((Summary::of(&captured), Summary::of(&sent)))
+    Ok((Summary::of(&captured), Summary::of(&sent), work))
 }
 
 /// Commit→receipt of leads written by another node (this process) at an open-loop rate.
@@ -356,7 +391,7 @@ async fn main() -> BenchResult<()> {
     let cpu_before = own_cpu();
     let mut one = None;
     for n in 1..=3 {
-        let (leads, sent) = capacity(n).await?;
+        let (leads, sent, work) = capacity(n).await?;
         let base = *one.get_or_insert(leads.median);
         let ratio = leads.median / base;
         let verdict = if n == 1 {
@@ -366,8 +401,17 @@ async fn main() -> BenchResult<()> {
         };
         println!(
             "{n} node(s): captured {:.0} leads/s (range {:.0}–{:.0}) = {ratio:.2}× one node: {verdict}; \
-             delivered {:.0}/s (range {:.0}–{:.0})",
-            leads.median, leads.min, leads.max, sent.median, sent.min, sent.max
+             delivered {:.0}/s (range {:.0}–{:.0}); in the measured runs the nodes committed {:.0} \
+             capture batches of {:.1} on average and used {:.1} CPU-s",
+            leads.median,
+            leads.min,
+            leads.max,
+            sent.median,
+            sent.min,
+            sent.max,
+            work.batches,
+            work.batch_size,
+            work.cpu
         );
     }
     let (single, rate) = single_node_latency().await?;

@@ -217,3 +217,26 @@ where
         results,
     }
 }
+
+/// `capture_batch_size` sum and count from the server's metrics.
+pub async fn batch_stats(client: &reqwest::Client, server: &Server) -> BenchResult<(f64, f64)> {
+    let metrics = client
+        .get(format!("{}/metrics", server.base))
+        .bearer_auth(METRICS)
+        .send()
+        .await?
+        .text()
+        .await?;
+    let stat = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    Ok((
+        stat("capture_batch_size_sum"),
+        stat("capture_batch_size_count"),
+    ))
+}
