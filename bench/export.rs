@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use leadtrail::store::rfc3339;
+
 use harness::{ADMIN, BenchResult, Server, Summary, Targets};
 
 const IMPORT_FILE: usize = 50_000;
@@ -43,16 +45,6 @@ fn leads_wanted() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000)
-}
-
-fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
 
 /// Lead `i` of `n` as an import line: spread evenly over the year, every fourth source,

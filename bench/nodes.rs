@@ -292,6 +292,25 @@ async fn capacity(n: usize) -> BenchResult<(Summary, Summary, Work)> {
     Ok((Summary::of(&captured), Summary::of(&sent), work))
 }
 
+/// Each lead's wait from its commit to its receipt, sorted; every one of the leads written.
+async fn commit_to_receipt(
+    arrivals: &Arrivals,
+    written: Vec<Option<(String, Instant)>>,
+    what: &str,
+) -> BenchResult<Vec<Duration>> {
+    let leads: Vec<(String, Instant)> = written.into_iter().flatten().collect();
+    if leads.len() != LATENCY_LEADS {
+        return Err(format!("only {} of {LATENCY_LEADS} {what} succeeded", leads.len()).into());
+    }
+    delivered(arrivals, &leads).await?;
+    let mut waits: Vec<Duration> = leads
+        .iter()
+        .filter_map(|(id, at)| Some(arrivals.at(id)?.saturating_duration_since(*at)))
+        .collect();
+    waits.sort();
+    Ok(waits)
+}
+
 /// Commit→receipt of leads written by another node (this process) at an open-loop rate.
 async fn cross_node_latency(wakeups: bool) -> BenchResult<(Vec<Duration>, f64)> {
     let label = if wakeups { "notify" } else { "poll" };
@@ -332,16 +351,7 @@ async fn cross_node_latency(wakeups: bool) -> BenchResult<(Vec<Duration>, f64)> 
         }
     })
     .await;
-    let leads: Vec<(String, Instant)> = run.results.into_iter().flatten().collect();
-    if leads.len() != LATENCY_LEADS {
-        return Err(format!("only {} of {LATENCY_LEADS} writes succeeded", leads.len()).into());
-    }
-    delivered(&arrivals, &leads).await?;
-    let mut waits: Vec<Duration> = leads
-        .iter()
-        .filter_map(|(id, at)| Some(arrivals.at(id)?.saturating_duration_since(*at)))
-        .collect();
-    waits.sort();
+    let waits = commit_to_receipt(&arrivals, run.results, "writes").await?;
     writer.close().await;
     drop(nodes);
     db.drop_now().await;
@@ -370,16 +380,7 @@ async fn single_node_latency() -> BenchResult<(Vec<Duration>, f64)> {
         }
     })
     .await;
-    let leads: Vec<(String, Instant)> = run.results.into_iter().flatten().collect();
-    if leads.len() != LATENCY_LEADS {
-        return Err(format!("only {} of {LATENCY_LEADS} captures succeeded", leads.len()).into());
-    }
-    delivered(&arrivals, &leads).await?;
-    let mut waits: Vec<Duration> = leads
-        .iter()
-        .filter_map(|(id, at)| Some(arrivals.at(id)?.saturating_duration_since(*at)))
-        .collect();
-    waits.sort();
+    let waits = commit_to_receipt(&arrivals, run.results, "captures").await?;
     drop(nodes);
     db.drop_now().await;
     Ok((waits, run.achieved_rate))

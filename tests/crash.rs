@@ -103,6 +103,17 @@ fn address() -> Value {
     json!({"street": "1 Main St", "city": "Austin", "state": "TX", "postal_code": "78701"})
 }
 
+/// The widget's steps after the address: project, contact details, contact preference.
+fn steps() -> [Value; 3] {
+    [
+        json!({"step": "project_details", "roof_type": "replacement",
+            "material": "asphalt_shingle", "stories": 2, "urgency": "within_1_month"}),
+        json!({"step": "personal_info", "first_name": "Ann", "last_name": "Lee",
+            "email": "ann@example.com", "phone": "(512) 555-0100", "owner_occupied": true}),
+        json!({"step": "contact_preference", "contact_method": "phone", "contact_time": "morning"}),
+    ]
+}
+
 /// One homeowner after another through the widget's three steps, until the node dies or the
 /// round has enough acknowledged creations.
 async fn homeowners(base: String, public_key: String, acked: Arc<Mutex<Acked>>, target: usize) {
@@ -126,13 +137,7 @@ async fn homeowners(base: String, public_key: String, acked: Arc<Mutex<Acked>>, 
         let lead = body["lead_id"].as_str().unwrap().to_owned();
         let token = body["capture_token"].as_str().unwrap().to_owned();
         acked.lock().unwrap().created.insert(lead.clone());
-        let steps = [
-            json!({"step": "project_details", "roof_type": "replacement",
-                "material": "asphalt_shingle", "stories": 2, "urgency": "within_1_month"}),
-            json!({"step": "personal_info", "first_name": "Ann", "last_name": "Lee",
-                "email": "ann@example.com", "phone": "(512) 555-0100", "owner_occupied": true}),
-        ];
-        for (i, step) in steps.iter().enumerate() {
+        for (i, step) in steps().iter().take(2).enumerate() {
             let answered = client
                 .patch(format!("{base}/c/v1/leads/{lead}"))
                 .bearer_auth(&token)
@@ -476,14 +481,7 @@ async fn homeowners_across(
         let lead = body["lead_id"].as_str().unwrap().to_owned();
         let token = body["capture_token"].as_str().unwrap().to_owned();
         acked.lock().unwrap().created.insert(lead.clone());
-        let steps = [
-            json!({"step": "project_details", "roof_type": "replacement",
-                "material": "asphalt_shingle", "stories": 2, "urgency": "within_1_month"}),
-            json!({"step": "personal_info", "first_name": "Ann", "last_name": "Lee",
-                "email": "ann@example.com", "phone": "(512) 555-0100", "owner_occupied": true}),
-            json!({"step": "contact_preference", "contact_method": "phone", "contact_time": "morning"}),
-        ];
-        for (i, step) in steps.iter().enumerate() {
+        for (i, step) in steps().iter().enumerate() {
             let answered = client
                 .patch(format!("{}/c/v1/leads/{lead}", pick()))
                 .bearer_auth(&token)

@@ -94,7 +94,7 @@ impl Store {
                 &mut tx,
                 &scrubber,
                 "SELECT id AS k, payload AS doc FROM events WHERE org_id = $1 AND lead_id = $2",
-                "UPDATE events SET payload = $2 WHERE id = $1",
+                "UPDATE events SET payload = $2 WHERE id = $1 AND org_id = $3",
                 org,
                 lead_id,
             )
@@ -103,7 +103,7 @@ impl Store {
                 &mut tx,
                 &scrubber,
                 "SELECT id AS k, body AS doc FROM deliveries WHERE org_id = $1 AND lead_id = $2",
-                "UPDATE deliveries SET body = $2 WHERE id = $1",
+                "UPDATE deliveries SET body = $2 WHERE id = $1 AND org_id = $3",
                 org,
                 lead_id,
             )
@@ -375,11 +375,12 @@ async fn scrub_column(
         let key: String = row.try_get("k")?;
         let doc: String = row.try_get("doc")?;
         if let Some(scrubbed) = scrubber.json(&doc) {
-            let mut query = sqlx::query(update).bind(&key).bind(scrubbed);
-            if update.contains("$3") {
-                query = query.bind(org.as_str());
-            }
-            query.execute(&mut **tx).await?;
+            sqlx::query(update)
+                .bind(&key)
+                .bind(scrubbed)
+                .bind(org.as_str())
+                .execute(&mut **tx)
+                .await?;
             changed += 1;
         }
     }

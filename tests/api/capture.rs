@@ -17,7 +17,7 @@ fn address() -> Value {
     json!({"street": "1 Main St", "city": "Austin", "state": "TX", "postal_code": "78701"})
 }
 
-async fn capture(
+pub(crate) async fn capture(
     app: &TestApp,
     method: Method,
     path: &str,

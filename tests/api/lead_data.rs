@@ -2,13 +2,13 @@
 //! that reads it back (dry run, refusals, all or nothing, no webhook storm), a homeowner's
 //! erasure and data export, the raw-data retention setting — each kept to its organization.
 
-use std::time::{Duration, Instant};
-
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use crate::capture::capture;
 use crate::common::{Backend, TestDb};
 use crate::helpers::{Tenant, TestApp, error_code};
+use crate::multi_touch::eventually;
 use crate::on_both_backends;
 use crate::receiver::Receiver;
 
@@ -19,29 +19,6 @@ const EMAIL: &str = "zeb.quagmire@example.com";
 const PHONE: &str = "(512) 555-0199";
 const PHONE_STORED: &str = "5125550199";
 const STREET: &str = "742 Evergreen Terrace";
-
-async fn send(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    token: Option<&str>,
-    idempotency: Option<&str>,
-    body: &Value,
-) -> (StatusCode, Value) {
-    let mut req = app
-        .client
-        .request(method, format!("{}{path}", app.base))
-        .json(body);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(k) = idempotency {
-        req = req.header("Idempotency-Key", k);
-    }
-    let res = req.send().await.unwrap();
-    let status = res.status();
-    (status, res.json().await.unwrap_or(Value::Null))
-}
 
 /// A homeowner through the widget: steps 1 to `steps`, with a visitor id and campaign tags.
 /// Returns the lead id and its capture token.
@@ -57,7 +34,7 @@ async fn homeowner(
     visitor: &str,
 ) -> (String, String) {
     let pk = org.body["public_key"].as_str().unwrap();
-    let (status, created) = send(
+    let (status, created) = capture(
         app,
         Method::POST,
         "/c/v1/leads",
@@ -82,24 +59,11 @@ async fn homeowner(
     for (i, body) in bodies.iter().take(steps.saturating_sub(1)).enumerate() {
         let key = format!("{id}-step-{i}");
         let path = format!("/c/v1/leads/{id}");
-        let (status, reply) = send(app, Method::PATCH, &path, Some(&token), Some(&key), body).await;
+        let (status, reply) =
+            capture(app, Method::PATCH, &path, Some(&token), Some(&key), body).await;
         assert_eq!(status, StatusCode::OK, "{reply}");
     }
     (id, token)
-}
-
-/// Polls `path` until `done` holds (enrichment and delivery run in the background).
-async fn eventually(org: &Tenant<'_>, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, body) = org.get(path).await;
-        assert_eq!(status, StatusCode::OK, "{path}: {body}");
-        if done(&body) {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "{path} never got there: {body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn text(org: &Tenant<'_>, path: &str) -> (StatusCode, String, String) {
@@ -496,7 +460,7 @@ async fn erasure_removes_a_homeowners_data_everywhere_and_keeps_the_reports(db: 
         "https://acme-roofing.example/?s=02",
         &format!("https://acme-roofing.example/?email={EMAIL}"),
     ] {
-        let (status, _) = send(&app, Method::POST, "/c/v1/visits", None, None,
+        let (status, _) = capture(&app, Method::POST, "/c/v1/visits", None, None,
             &json!({"public_key": pk, "widget": "01", "v": "01", "s": "02", "page_url": page, "visitor_id": "visitor-zeb"})).await;
         assert_eq!(status, StatusCode::NO_CONTENT);
     }
@@ -586,7 +550,7 @@ async fn erasure_removes_a_homeowners_data_everywhere_and_keeps_the_reports(db: 
         (StatusCode::OK, &json!(false))
     );
     // The capture token no longer opens the lead.
-    let (status, _) = send(&app, Method::PATCH, &format!("/c/v1/leads/{id}"), Some(&token), None,
+    let (status, _) = capture(&app, Method::PATCH, &format!("/c/v1/leads/{id}"), Some(&token), None,
         &json!({"step": "contact_preference", "contact_method": "email", "contact_time": "evening"})).await;
     assert!(status.is_client_error(), "{status}");
 

@@ -27,7 +27,11 @@ fn row<'a>(rows: &'a Value, code: &str) -> &'a Value {
 }
 
 /// Polls `path` until `done` holds (visits are buffered; the recount runs in the background).
-async fn eventually(org: &Tenant<'_>, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn eventually(
+    org: &Tenant<'_>,
+    path: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (status, body) = org.get(path).await;

@@ -288,6 +288,22 @@ pub fn export_response(
         .into_response()
 }
 
+/// The API's export: the Leads filters, without paging.
+fn export(
+    state: &AppState,
+    org: OrgId,
+    q: &LeadQuery,
+    format: ExportFormat,
+) -> ApiResult<Response> {
+    q.refuse_paging()?;
+    Ok(export_response(
+        state.store.clone(),
+        org,
+        q.export_filter()?,
+        format,
+    ))
+}
+
 /// Every lead matching the filters as CSV: the snapshot, attribution, steps, enrichment,
 /// outcome; cells that could run as formulas are neutralised. Streamed
 #[utoipa::path(get, path = "/leads/export.csv", params(LeadQuery),
@@ -297,14 +313,7 @@ pub async fn export_csv(
     OrgAuth(org): OrgAuth,
     ApiQuery(q): ApiQuery<LeadQuery>,
 ) -> ApiResult<Response> {
-    q.refuse_paging()?;
-    let filter = q.export_filter()?;
-    Ok(export_response(
-        state.store.clone(),
-        org,
-        filter,
-        ExportFormat::Csv,
-    ))
+    export(&state, org, &q, ExportFormat::Csv)
 }
 
 /// Every lead matching the filters as JSON Lines: one `GET /leads/{id}` object per line.
@@ -316,12 +325,5 @@ pub async fn export_jsonl(
     OrgAuth(org): OrgAuth,
     ApiQuery(q): ApiQuery<LeadQuery>,
 ) -> ApiResult<Response> {
-    q.refuse_paging()?;
-    let filter = q.export_filter()?;
-    Ok(export_response(
-        state.store.clone(),
-        org,
-        filter,
-        ExportFormat::JsonLines,
-    ))
+    export(&state, org, &q, ExportFormat::JsonLines)
 }

@@ -7,8 +7,6 @@ use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::DomainError;
@@ -262,22 +260,10 @@ pub struct LeadPage {
     next_cursor: Option<String>,
 }
 
+/// A query's time: RFC 3339 or `YYYY-MM-DD` (the same reading as an import's times).
 pub(super) fn parse_time(field: &'static str, raw: &str) -> Result<i64, ApiError> {
-    let parsed = OffsetDateTime::parse(raw, &Rfc3339).or_else(|_| {
-        time::Date::parse(
-            raw,
-            time::macros::format_description!("[year]-[month]-[day]"),
-        )
-        .map(|d| d.midnight().assume_utc())
-    });
-    parsed
-        .map(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX))
-        .map_err(|_| {
-            ApiError::bad_request(
-                "invalid_query",
-                format!("{field} must be an RFC 3339 time or YYYY-MM-DD"),
-            )
-        })
+    crate::domain::lead_import::parse_time(field, raw)
+        .map_err(|e| ApiError::bad_request("invalid_query", e.message))
 }
 
 fn encode_cursor(lead: &LeadRecord) -> String {
