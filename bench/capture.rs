@@ -7,16 +7,30 @@
 //! is printed beside the server's. Targets are evaluated; a missed one, or any failed request,
 //! makes the bench exit non-zero.
 //!
+//! After the lead phase, a raw-insert baseline writes the rows the service stored (leads, their
+//! events, the rollup upserts of a batch) straight into the database at the batch size the
+//! service formed (see `support/raw_insert.rs`): the service's durable rate is judged against
+//! what the database does with the same writes.
+//!
+//! The whole run happens on SQLite (the embedded default, whose targets are evaluated) and then
+//! on a fresh PostgreSQL database (`LEADTRAIL_TEST_POSTGRES_URL`, else the local server; figures
+//! for comparison).
+//!
 //! Run: `cargo bench --bench capture` (optional: `CAPTURE_BENCH_SECONDS=5`,
-//! `CAPTURE_BENCH_CONNECTIONS=64`, `CAPTURE_BENCH_REPEATS=3`)
+//! `CAPTURE_BENCH_CONNECTIONS=64`, `CAPTURE_BENCH_REPEATS=3`,
+//! `CAPTURE_BENCH_BACKENDS=sqlite,postgres`)
 
 #[path = "support/harness.rs"]
 mod harness;
+#[path = "support/raw_insert.rs"]
+mod raw_insert;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use harness::{ADMIN, BenchResult, Server, Summary, Targets, batch_stats, ms, own_cpu, percentile};
+use harness::{
+    ADMIN, BenchResult, Database, Server, Summary, Targets, batch_stats, ms, own_cpu, percentile,
+};
 use serde_json::{Value, json};
 
 /// One run of one phase.
@@ -98,6 +112,74 @@ async fn drive(server: &Server, load: &Load, connections: usize, seconds: f64) -
     }
 }
 
+/// The same rows written straight into the database (see `raw_insert`) at the batch size the
+/// service formed, and at larger batches for context; the service's durable rate against the
+/// first. The 0.7× target is the embedded default's (SQLite); on PostgreSQL the ratio is shown.
+async fn raw_baseline(
+    server: &Server,
+    raw: &Raw,
+    leads: &Row,
+    formed: f64,
+    repeats: usize,
+    targets: &mut Targets,
+) -> BenchResult<()> {
+    const TOTAL: usize = 20_000;
+    let formed_size = (formed.round() as usize).max(1);
+    let mut sizes = vec![formed_size];
+    sizes.extend([64, 256].into_iter().filter(|&s| s > formed_size));
+    let how = match raw {
+        Raw::Sqlite => "rusqlite, prepared statements",
+        Raw::Postgres { .. } => "one multi-row INSERT per table and batch",
+    };
+    println!(
+        "  raw-insert baseline (the service's rows, schema and durability, {how}; {TOTAL} leads per run):"
+    );
+    let sample = match raw {
+        Raw::Sqlite => Baseline::Sqlite(raw_insert::Sample::read(&server.database_path(), TOTAL)?),
+        Raw::Postgres { service_url } => {
+            Baseline::Postgres(raw_insert::PgSample::read(service_url, TOTAL).await?)
+        }
+    };
+    for size in sizes {
+        let mut rates = Vec::with_capacity(repeats);
+        for run in 0..repeats.max(1) {
+            rates.push(match &sample {
+                Baseline::Sqlite(sqlite) => sqlite.write(server.scratch_dir(), size, TOTAL)?,
+                Baseline::Postgres(postgres) => {
+                    let db = Database::create(&format!("capture_raw_{size}_{run}")).await?;
+                    let rate = postgres.write(&db.url, size, TOTAL).await;
+                    db.drop_now().await;
+                    rate?
+                }
+            });
+        }
+        let raw_rate = Summary::of(&rates);
+        if size == formed_size {
+            let ratio = leads.rps.median / raw_rate.median;
+            let verdict = match raw {
+                Raw::Sqlite => format!(
+                    "  (target >= 0.7×: {})",
+                    targets.check(
+                        "durable leads >= 0.7× raw insert at the same batch size",
+                        ratio >= 0.7
+                    )
+                ),
+                Raw::Postgres { .. } => String::new(),
+            };
+            println!(
+                "    {size:>4} leads per transaction (as the service formed)  {} leads/s  service {ratio:.2}× raw{verdict}",
+                raw_rate.show(0),
+            );
+        } else {
+            println!(
+                "    {size:>4} leads per transaction                         {} leads/s",
+                raw_rate.show(0)
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Warm-up, then `repeats` runs.
 async fn phase(
     server: &Server,
@@ -142,21 +224,82 @@ fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+/// How long and how hard each phase runs.
+#[derive(Clone, Copy)]
+struct Settings {
+    seconds: f64,
+    connections: usize,
+    repeats: usize,
+}
+
+/// Where the raw-insert baseline reads the service's rows and writes its own.
+enum Raw {
+    Sqlite,
+    Postgres { service_url: String },
+}
+
+/// The service's rows, read back for the raw-insert baseline.
+enum Baseline {
+    Sqlite(raw_insert::Sample),
+    Postgres(raw_insert::PgSample),
+}
+
 fn main() -> BenchResult<()> {
-    let seconds: f64 = env_num("CAPTURE_BENCH_SECONDS", 5.0);
-    let connections: usize = env_num("CAPTURE_BENCH_CONNECTIONS", 64);
-    let repeats: usize = env_num("CAPTURE_BENCH_REPEATS", 3);
-    let server = Server::start(&[])?;
+    let settings = Settings {
+        seconds: env_num("CAPTURE_BENCH_SECONDS", 5.0),
+        connections: env_num("CAPTURE_BENCH_CONNECTIONS", 64),
+        repeats: env_num("CAPTURE_BENCH_REPEATS", 3),
+    };
+    let backends =
+        std::env::var("CAPTURE_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
     // Two threads for the load generator; the server has the machine's cores. Both share them,
     // so the generator's own CPU is printed with every figure.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(run(&server, seconds, connections, repeats))
+    let mut failed = Vec::new();
+    for backend in backends.split(',').map(str::trim) {
+        let outcome = match backend {
+            "sqlite" => Server::start(&[])
+                .and_then(|server| rt.block_on(run(&server, Raw::Sqlite, settings))),
+            "postgres" => rt.block_on(on_postgres(settings)),
+            other => Err(format!("unknown backend {other:?} (sqlite, postgres)").into()),
+        };
+        if let Err(e) = outcome {
+            println!("  {backend}: FAILED: {e}");
+            failed.push(format!("{backend}: {e}"));
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("; ").into())
+    }
 }
 
-async fn run(server: &Server, seconds: f64, connections: usize, repeats: usize) -> BenchResult<()> {
+/// The same phases on a fresh PostgreSQL database (dropped after).
+async fn on_postgres(settings: Settings) -> BenchResult<()> {
+    let db = Database::create("capture").await?;
+    let outcome = match Server::start(&[("LEADTRAIL_DATABASE_URL", db.url.as_str())]) {
+        Ok(server) => {
+            let raw = Raw::Postgres {
+                service_url: db.url.clone(),
+            };
+            run(&server, raw, settings).await
+        }
+        Err(e) => Err(e),
+    };
+    db.drop_now().await;
+    outcome
+}
+
+async fn run(server: &Server, raw: Raw, settings: Settings) -> BenchResult<()> {
+    let Settings {
+        seconds,
+        connections,
+        repeats,
+    } = settings;
     let client = reqwest::Client::new();
     let org: Value = client
         .post(format!("{}/api/v1/organizations", server.base))
@@ -189,9 +332,13 @@ async fn run(server: &Server, seconds: f64, connections: usize, repeats: usize) 
             "address": {"street": "1 Main St", "city": "Austin", "state": "TX", "postal_code": "78701"}})
         .to_string(),
     );
+    let on = match raw {
+        Raw::Sqlite => "a fresh SQLite file (WAL, synchronous=FULL)",
+        Raw::Postgres { .. } => "a fresh PostgreSQL database (synchronous_commit on)",
+    };
     println!(
         "capture benchmark: {connections} connections (closed loop), {seconds:.0} s per run, {repeats} runs after a warm-up, \
-         release binary on a fresh SQLite file (WAL, synchronous=FULL); median (range)"
+         release binary on {on}; median (range)"
     );
     let ceiling = summarize(&phase(server, &Load::Health, connections, seconds, repeats).await);
     let visits =
@@ -247,15 +394,22 @@ async fn run(server: &Server, seconds: f64, connections: usize, repeats: usize) 
         metrics_after.0 - metrics_before.0,
         metrics_after.1 - metrics_before.1,
     );
-    if count > 0.0 {
-        println!(
-            "  group commit during the lead runs: {count:.0} transactions, {:.1} captures per transaction on average",
-            sum / count
-        );
+    if count == 0.0 {
+        return Err("the server reported no capture batches".into());
     }
+    let formed = sum / count;
+    println!(
+        "  group commit during the lead runs: {count:.0} transactions, {formed:.1} captures per transaction on average"
+    );
+    raw_baseline(server, &raw, &leads, formed, repeats, &mut targets).await?;
     let errors = ceiling.errors + visits.errors + leads.errors;
     if errors > 0 {
         return Err(format!("{errors} requests failed").into());
+    }
+    if matches!(raw, Raw::Postgres { .. }) {
+        // The targets are the embedded default's; PostgreSQL's figures are for comparison.
+        println!("  (PostgreSQL: targets shown for reference, not required)");
+        return Ok(());
     }
     if !targets.missed().is_empty() {
         return Err(format!("targets missed: {}", targets.missed().join(", ")).into());

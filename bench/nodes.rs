@@ -30,10 +30,10 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::routing::post;
 use serde_json::{Value, json};
-use sqlx::Connection;
 
 use harness::{
-    ADMIN, BenchResult, Server, Summary, Targets, batch_stats, ms, open_loop, own_cpu, percentile,
+    ADMIN, BenchResult, Database, Server, Summary, Targets, batch_stats, ms, open_loop, own_cpu,
+    percentile,
 };
 use leadtrail::domain::attribution::Utm;
 use leadtrail::domain::ids::OrgId;
@@ -46,44 +46,6 @@ const CAPTURE_FOR: Duration = Duration::from_secs(8);
 const RUNS: usize = 3;
 const LATENCY_RATE: f64 = 10.0;
 const LATENCY_LEADS: usize = 100;
-
-fn admin_url() -> String {
-    std::env::var("LEADTRAIL_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-/// A fresh database, dropped when this goes.
-struct Database {
-    name: String,
-    url: String,
-}
-
-impl Database {
-    async fn create(label: &str) -> BenchResult<Database> {
-        let admin = admin_url();
-        let name = format!("lt_nodes_bench_{}_{label}", std::process::id());
-        let mut conn = sqlx::PgConnection::connect(&admin).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await?;
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-        Ok(Database {
-            url: format!("{base}/{name}"),
-            name,
-        })
-    }
-
-    async fn drop_now(self) {
-        if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            )))
-            .execute(&mut conn)
-            .await;
-        }
-    }
-}
 
 /// First arrival of each lead's event at the receiver.
 #[derive(Clone, Default)]
@@ -259,7 +221,7 @@ async fn work_so_far(nodes: &[Server]) -> BenchResult<(f64, f64, f64)> {
 /// Leads/s and deliveries/s of `n` nodes (medians and ranges of `RUNS` runs), and the work
 /// behind them.
 async fn capacity(n: usize) -> BenchResult<(Summary, Summary, Work)> {
-    let db = Database::create(&format!("capacity{n}")).await?;
+    let db = Database::create(&format!("nodes_capacity{n}")).await?;
     let (hook, arrivals) = receiver().await?;
     let (nodes, public_key, _, _) = cluster(&db.url, n, &[], &hook).await?;
     let bases: Vec<String> = nodes.iter().map(|s| s.base.clone()).collect();
@@ -314,7 +276,7 @@ async fn commit_to_receipt(
 /// Commit→receipt of leads written by another node (this process) at an open-loop rate.
 async fn cross_node_latency(wakeups: bool) -> BenchResult<(Vec<Duration>, f64)> {
     let label = if wakeups { "notify" } else { "poll" };
-    let db = Database::create(&format!("latency_{label}")).await?;
+    let db = Database::create(&format!("nodes_latency_{label}")).await?;
     let (hook, arrivals) = receiver().await?;
     let env: &[(&str, &str)] = if wakeups {
         &[]
@@ -360,7 +322,7 @@ async fn cross_node_latency(wakeups: bool) -> BenchResult<(Vec<Duration>, f64)> 
 
 /// A single node's own commit→receipt: the capture's 201 to the receipt, open loop.
 async fn single_node_latency() -> BenchResult<(Vec<Duration>, f64)> {
-    let db = Database::create("latency_single").await?;
+    let db = Database::create("nodes_latency_single").await?;
     let (hook, arrivals) = receiver().await?;
     let (nodes, public_key, _, _) = cluster(&db.url, 1, &[], &hook).await?;
     let client = reqwest::Client::new();

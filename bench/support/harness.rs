@@ -60,6 +60,16 @@ impl Server {
         })
     }
 
+    /// The SQLite file the server writes.
+    pub fn database_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("bench.db")
+    }
+
+    /// A directory of this run, removed with the server.
+    pub fn scratch_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -239,4 +249,46 @@ pub async fn batch_stats(client: &reqwest::Client, server: &Server) -> BenchResu
         stat("capture_batch_size_sum"),
         stat("capture_batch_size_count"),
     ))
+}
+
+/// The PostgreSQL server the benchmarks use (`LEADTRAIL_TEST_POSTGRES_URL`, else this
+/// project's local one).
+pub fn postgres_admin_url() -> String {
+    std::env::var("LEADTRAIL_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A fresh PostgreSQL database, dropped by `drop_now`.
+pub struct Database {
+    name: String,
+    pub url: String,
+}
+
+impl Database {
+    pub async fn create(label: &str) -> BenchResult<Database> {
+        use sqlx::Connection;
+        let admin = postgres_admin_url();
+        let name = format!("lt_bench_{}_{label}", std::process::id());
+        let mut conn = sqlx::PgConnection::connect(&admin).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await?;
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        Ok(Database {
+            url: format!("{base}/{name}"),
+            name,
+        })
+    }
+
+    pub async fn drop_now(self) {
+        use sqlx::Connection;
+        if let Ok(mut conn) = sqlx::PgConnection::connect(&postgres_admin_url()).await {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )))
+            .execute(&mut conn)
+            .await;
+        }
+    }
 }

@@ -4,6 +4,7 @@
 
 use super::rollups::{Delta, Kind, LEAD_FACTS, LeadFacts};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -13,7 +14,7 @@ use super::bulk::insert_rows;
 use super::catalog::OrgCatalog;
 use super::dispatch::EventRow as OutboxEvent;
 use super::events::insert_lead_event;
-use super::visits::visit_touches;
+use super::visits::visitors_touches;
 use super::{Backend, Store, StoreError, now_ms, rfc3339};
 use crate::domain::DomainError;
 use crate::domain::attribution::{
@@ -26,7 +27,7 @@ use crate::domain::keys::api_key_digest;
 use crate::domain::lead::{
     Address, LeadStatus, PersonalInfo, ProjectDetails, RecordSource, Step, check_step_order,
 };
-use crate::domain::multi_touch::{CreditSettings, TouchKey, TouchPoint, gather};
+use crate::domain::multi_touch::{CreditSettings, TouchKey, TouchPoint, VisitTouch, gather};
 use crate::domain::self_report::{SelfReportSetting, SelfReported};
 use crate::domain::source::SourceCode;
 use crate::domain::widget::WidgetVersion;
@@ -171,20 +172,13 @@ impl Store {
     ) -> Result<Vec<CaptureResult>, StoreError> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
-        let mut catalogs: HashMap<OrgId, OrgCatalog> = HashMap::new();
+        let reads = BatchReads::load(self, &mut tx, commands, now).await?;
         let mut pending = PendingRows::default();
         let mut results = Vec::with_capacity(commands.len());
         for command in commands {
             let result = match command {
                 CaptureCommand::CreateLead(new) => {
-                    if !catalogs.contains_key(&new.org) {
-                        let catalog = OrgCatalog::load(&mut tx, &new.org).await?;
-                        catalogs.insert(new.org.clone(), catalog);
-                    }
-                    let catalog = catalogs
-                        .get(&new.org)
-                        .ok_or_else(|| StoreError::Corrupt("catalog".into()))?;
-                    create_lead(&mut tx, catalog, new, &mut pending, now).await?
+                    create_lead(&mut tx, &reads, new, &mut pending, now).await?
                 }
                 CaptureCommand::Step(update) => apply_step(&mut tx, update, now).await?,
             };
@@ -193,6 +187,65 @@ impl Store {
         pending.flush(self.backend, &mut tx, now).await?;
         tx.commit().await?;
         Ok(results)
+    }
+}
+
+/// What a batch's new leads read, read for the whole batch at its start: each organization's
+/// catalog once (from the cache when its version says it is current), and the visits of every
+/// visitor of an organization in one statement. Visits are written by the visit buffer, never
+/// by a capture batch, so reading them first sees what reading them lead by lead would.
+struct BatchReads {
+    catalogs: HashMap<OrgId, Arc<OrgCatalog>>,
+    visits: HashMap<OrgId, HashMap<String, Vec<VisitTouch>>>,
+}
+
+impl BatchReads {
+    async fn load(
+        store: &Store,
+        tx: &mut WriteTx,
+        commands: &[CaptureCommand],
+        now: i64,
+    ) -> Result<Self, StoreError> {
+        let mut visitors: HashMap<&OrgId, Vec<&str>> = HashMap::new();
+        for command in commands {
+            if let CaptureCommand::CreateLead(new) = command {
+                let of_org = visitors.entry(&new.org).or_default();
+                if let Some(visitor) = new.visitor_id.as_deref()
+                    && !of_org.contains(&visitor)
+                {
+                    of_org.push(visitor);
+                }
+            }
+        }
+        let mut reads = Self {
+            catalogs: HashMap::with_capacity(visitors.len()),
+            visits: HashMap::with_capacity(visitors.len()),
+        };
+        let lookback = CreditSettings::MAX_LOOKBACK_MS;
+        for (org, visitors) in visitors {
+            let catalog = store.catalogs.get(tx, org).await?;
+            reads.catalogs.insert(org.clone(), catalog);
+            if !visitors.is_empty() {
+                let visits = visitors_touches(tx, org, &visitors, now - lookback, now).await?;
+                reads.visits.insert(org.clone(), visits);
+            }
+        }
+        Ok(reads)
+    }
+
+    fn catalog(&self, org: &OrgId) -> Result<&OrgCatalog, StoreError> {
+        self.catalogs
+            .get(org)
+            .map(Arc::as_ref)
+            .ok_or_else(|| StoreError::Corrupt("catalog not read for the batch".into()))
+    }
+
+    /// The visitor's visits in the longest lookback an organization can choose.
+    fn visits(&self, org: &OrgId, visitor: Option<&str>) -> &[VisitTouch] {
+        visitor
+            .and_then(|v| self.visits.get(org)?.get(v))
+            .map(Vec::as_slice)
+            .unwrap_or_default()
     }
 }
 
@@ -415,7 +468,7 @@ impl PendingRows {
 
 async fn create_lead(
     tx: &mut WriteTx,
-    catalog: &OrgCatalog,
+    reads: &BatchReads,
     new: &NewLead,
     pending: &mut PendingRows,
     now: i64,
@@ -451,6 +504,7 @@ async fn create_lead(
         reply.capture_token = token;
         return Ok(Ok(CaptureReply::Created(reply)));
     }
+    let catalog = reads.catalog(&new.org)?;
     let arrival = catalog.attribute(new.embedding, new.v.as_deref(), new.s.as_deref())?;
     let derived = arrival.source.code.is_system().then(|| {
         derive_channel_on_page(&new.utm, new.referrer.as_deref(), new.page_url.as_deref())
@@ -512,7 +566,12 @@ async fn create_lead(
             corrected: None,
         },
     );
-    let touches = lead_touches(tx, new, &arrival, derived, now).await?;
+    let touches = lead_touches(
+        reads.visits(&new.org, new.visitor_id.as_deref()),
+        &arrival,
+        derived,
+        now,
+    );
     let touches_json = json_text(&touches)?;
     let facts = LeadFacts::arrival(
         &new.org,
@@ -599,18 +658,12 @@ async fn create_lead(
 
 /// The lead's touches: its visitor's visits within the longest lookback an organization can
 /// choose (the models apply the organization's own), then the arrival.
-async fn lead_touches(
-    tx: &mut WriteTx,
-    new: &NewLead,
+fn lead_touches(
+    visits: &[VisitTouch],
     arrival: &super::catalog::Attribution<'_>,
     derived: Option<DerivedChannel>,
     now: i64,
-) -> Result<Vec<TouchPoint>, StoreError> {
-    let lookback = CreditSettings::MAX_LOOKBACK_MS;
-    let visits = match new.visitor_id.as_deref() {
-        Some(visitor) => visit_touches(tx, &new.org, visitor, now - lookback, now).await?,
-        None => Vec::new(),
-    };
+) -> Vec<TouchPoint> {
     let point = TouchPoint {
         at: now,
         key: TouchKey {
@@ -619,7 +672,7 @@ async fn lead_touches(
             channel: derived,
         },
     };
-    Ok(gather(&visits, point, lookback))
+    gather(visits, point, CreditSettings::MAX_LOOKBACK_MS)
 }
 
 /// What a step needs to know about the lead, read under the lead's row lock.

@@ -1,6 +1,9 @@
-//! An organization's widgets and sources, read once per capture batch to resolve attribution.
+//! An organization's widgets and sources, against which attribution resolves: kept in memory
+//! between capture batches and read again only when the organization's catalog version (moved
+//! by every change to its widgets or sources, in the changing transaction) says it changed.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use sqlx::Row;
 
@@ -25,8 +28,48 @@ pub(super) struct Attribution<'a> {
     pub note: Option<AttributionNote>,
 }
 
+/// The catalogs this process read last, each with the version it was read at.
+#[derive(Default)]
+pub(crate) struct CatalogCache {
+    entries: Mutex<HashMap<OrgId, (i64, Arc<OrgCatalog>)>>,
+}
+
+/// Organizations kept; past it the cache starts over (each organization costs one read again).
+const CACHED_ORGANIZATIONS: usize = 10_000;
+
+impl CatalogCache {
+    /// The organization's catalog as `tx` sees it: the kept copy if the version `tx` reads is
+    /// the one it was read at, else read now. The version is read before the catalog, so a
+    /// copy is never older than the version it is kept under.
+    pub(super) async fn get(
+        &self,
+        tx: &mut WriteTx,
+        org: &OrgId,
+    ) -> Result<Arc<OrgCatalog>, StoreError> {
+        let version = tx.catalog_version(org.as_str()).await?;
+        if let Some(catalog) = self.kept(org, version) {
+            return Ok(catalog);
+        }
+        let catalog = Arc::new(OrgCatalog::load(tx, org).await?);
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= CACHED_ORGANIZATIONS {
+            entries.clear();
+        }
+        entries.insert(org.clone(), (version, catalog.clone()));
+        Ok(catalog)
+    }
+
+    fn kept(&self, org: &OrgId, version: i64) -> Option<Arc<OrgCatalog>> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        match entries.get(org) {
+            Some((kept, catalog)) if *kept == version => Some(catalog.clone()),
+            _ => None,
+        }
+    }
+}
+
 impl OrgCatalog {
-    pub(super) async fn load(tx: &mut WriteTx, org: &OrgId) -> Result<Self, StoreError> {
+    async fn load(tx: &mut WriteTx, org: &OrgId) -> Result<Self, StoreError> {
         let widget_rows =
             sqlx::query("SELECT version, name, status FROM widgets WHERE org_id = $1")
                 .bind(org.as_str())

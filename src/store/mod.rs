@@ -199,6 +199,8 @@ pub struct Store {
     native: Arc<tokio::sync::OnceCell<exec::Native>>,
     /// Woken after a commit that made deliveries due (this node's dispatcher).
     wake: Option<Arc<tokio::sync::Notify>>,
+    /// Organizations' widgets and sources as capture last read them (see `catalog`).
+    catalogs: Arc<catalog::CatalogCache>,
 }
 
 /// A write transaction. On SQLite it also holds this process's turn to write the file, given
@@ -400,6 +402,7 @@ impl Store {
             sqlite_path,
             native: Arc::default(),
             wake: None,
+            catalogs: Arc::default(),
         })
     }
 

@@ -402,6 +402,8 @@ pub(crate) struct Pending {
     /// leads past its cursor itself, so their changes are left out when the transaction ends.
     credits: Vec<((i64, String), Key, Delta)>,
     orgs: HashMap<String, (OrgTimeZone, CreditSettings)>,
+    /// Each organization's catalog version as this transaction read it.
+    catalog_versions: HashMap<String, i64>,
 }
 
 /// How far a recount of an organization's model rows has come: `None` when none is running;
@@ -414,13 +416,31 @@ impl WriteTx {
         if let Some(facts) = self.rollups.orgs.get(org) {
             return Ok(facts.clone());
         }
+        Ok(self.read_org_facts(org).await?.0)
+    }
+
+    /// The version of the organization's catalog (its widgets and sources) this transaction
+    /// sees, read with the time zone and credit settings: a capture batch needs all three of
+    /// the organization, in one statement.
+    pub(crate) async fn catalog_version(&mut self, org: &str) -> Result<i64, StoreError> {
+        if let Some(version) = self.rollups.catalog_versions.get(org) {
+            return Ok(*version);
+        }
+        Ok(self.read_org_facts(org).await?.1)
+    }
+
+    async fn read_org_facts(
+        &mut self,
+        org: &str,
+    ) -> Result<((OrgTimeZone, CreditSettings), i64), StoreError> {
         let row = sqlx::query(
-            "SELECT time_zone, credit_lookback_days, credit_half_life_days FROM organizations \
-             WHERE id = $1",
+            "SELECT time_zone, credit_lookback_days, credit_half_life_days, catalog_version \
+             FROM organizations WHERE id = $1",
         )
         .bind(org)
-        .fetch_one(&mut **self)
-        .await?;
+        .fetch_optional(&mut **self)
+        .await?
+        .ok_or(StoreError::NotFound)?;
         let zone = OrgTimeZone::parse(&row.try_get::<String, _>("time_zone")?)
             .map_err(|e| StoreError::Corrupt(e.message))?;
         let settings = CreditSettings::new(
@@ -428,10 +448,14 @@ impl WriteTx {
             row.try_get("credit_half_life_days")?,
         )
         .map_err(|e| StoreError::Corrupt(e.message))?;
+        let version: i64 = row.try_get("catalog_version")?;
         self.rollups
             .orgs
             .insert(org.to_owned(), (zone.clone(), settings));
-        Ok((zone, settings))
+        self.rollups
+            .catalog_versions
+            .insert(org.to_owned(), version);
+        Ok(((zone, settings), version))
     }
 
     /// The organization's time zone, read once per transaction.

@@ -128,6 +128,7 @@ impl Store {
     ) -> Result<Source, StoreError> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
+        lock_organization(&mut tx, org).await?;
         // Reserving the code locks the widget row, serializing creates on one widget. If the
         // transaction is refused below, the reservation rolls back with it, so codes stay gap-free
         // among sources that were actually created and are still never reused.
@@ -264,13 +265,27 @@ impl Store {
     }
 }
 
-/// Locks the widget row, then finds the source; the system source is refused.
+/// Locks the organization's row (PostgreSQL). A change to a source moves the organization's
+/// catalog version (a trigger, see migration 0015), which locks that row; taking it first keeps
+/// the order of every catalog change organization, widget, source, as widget changes already
+/// take it, so two changes never wait for each other in a circle.
+async fn lock_organization(tx: &mut WriteTx, org: &OrgId) -> Result<(), StoreError> {
+    sqlx::query("UPDATE organizations SET catalog_version = catalog_version WHERE id = $1")
+        .bind(org.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Locks the organization's and the widget's rows, then finds the source; the system source
+/// is refused.
 async fn lock_custom_source(
     tx: &mut WriteTx,
     org: &OrgId,
     version: WidgetVersion,
     code: SourceCode,
 ) -> Result<(i64, SourceStatus), StoreError> {
+    lock_organization(tx, org).await?;
     let widget_id: i64 = sqlx::query(
         "UPDATE widgets SET next_source_code = next_source_code \
          WHERE org_id = $1 AND version = $2 RETURNING id",

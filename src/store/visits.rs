@@ -2,11 +2,11 @@
 
 use super::rollups::Kind;
 use std::collections::HashMap;
-
-use sqlx::Row;
+use std::sync::Arc;
 
 use super::bulk::insert_rows;
 use super::catalog::OrgCatalog;
+use super::exec::{Cells, Exec, Val};
 use super::{Store, StoreError, WriteTx, to_u32};
 use crate::domain::attribution::{
     DerivedChannel, Utm, derive_channel_on_page, is_internal_navigation,
@@ -31,40 +31,43 @@ pub struct NewVisit {
 /// Visits of one visitor read for a lead's touches, most recent first.
 const VISITS_PER_LEAD: i64 = 500;
 
-/// The visitor's visits to the organization in `[from, until]`, as touches (most recent
-/// `VISITS_PER_LEAD`). Scoped by organization: a visitor id sent with another organization's
-/// key names other visits.
-pub(super) async fn visit_touches(
+/// Visitor ids looked up in one statement.
+const VISITORS_PER_QUERY: usize = 256;
+
+/// Each of `visitors`' visits to the organization in `[from, until]`, as touches (the most
+/// recent `VISITS_PER_LEAD` of each, oldest first; visits of one millisecond in the order they
+/// were written): one statement for a whole capture batch instead of one per lead. Scoped by
+/// organization: a visitor id sent with another organization's key names other visits.
+pub(super) async fn visitors_touches(
     tx: &mut WriteTx,
     org: &OrgId,
-    visitor: &str,
+    visitors: &[&str],
     from: i64,
     until: i64,
-) -> Result<Vec<VisitTouch>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT widget_version, source_code, derived_channel, page_url, referrer, created_at \
-         FROM visits WHERE org_id = $1 AND visitor_id = $2 AND created_at >= $3 \
-         AND created_at <= $4 ORDER BY created_at DESC, id DESC LIMIT $5",
-    )
-    .bind(org.as_str())
-    .bind(visitor)
-    .bind(from)
-    .bind(until)
-    .bind(VISITS_PER_LEAD)
-    .fetch_all(&mut **tx)
-    .await?;
-    // Oldest first; visits of one millisecond in the order they were written.
-    rows.iter()
-        .rev()
-        .map(|row| {
-            let source = to_u32(row.try_get("source_code")?, "source")?;
-            let channel: Option<String> = row.try_get("derived_channel")?;
-            let referrer: Option<String> = row.try_get("referrer")?;
-            let page: Option<String> = row.try_get("page_url")?;
-            Ok(VisitTouch {
-                at: row.try_get("created_at")?,
+) -> Result<HashMap<String, Vec<VisitTouch>>, StoreError> {
+    let mut touches: HashMap<String, Vec<VisitTouch>> = HashMap::new();
+    for chunk in visitors.chunks(VISITORS_PER_QUERY) {
+        let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 4)).collect();
+        let sql = format!(
+            "SELECT visitor_id, widget_version, source_code, derived_channel, page_url, referrer, \
+             created_at FROM (SELECT visitor_id, widget_version, source_code, derived_channel, \
+             page_url, referrer, created_at, id, ROW_NUMBER() OVER (PARTITION BY visitor_id \
+             ORDER BY created_at DESC, id DESC) AS nth FROM visits WHERE org_id = $1 \
+             AND visitor_id IS NOT NULL AND visitor_id IN ({}) AND created_at >= $2 \
+             AND created_at <= $3) AS recent WHERE nth <= {VISITS_PER_LEAD} \
+             ORDER BY visitor_id, created_at, id",
+            list.join(", ")
+        );
+        let mut params: Vec<Val> = vec![org.as_str().into(), from.into(), until.into()];
+        params.extend(chunk.iter().map(|v| Val::from(*v)));
+        for row in tx.rows(&sql, params).await? {
+            let source = to_u32(row.int(2)?, "source")?;
+            let channel = row.opt_text(3)?;
+            let (page, referrer) = (row.opt_text(4)?, row.opt_text(5)?);
+            touches.entry(row.text(0)?).or_default().push(VisitTouch {
+                at: row.int(6)?,
                 key: TouchKey {
-                    widget: to_u32(row.try_get("widget_version")?, "widget")?,
+                    widget: to_u32(row.int(1)?, "widget")?,
                     source,
                     channel: if source == 1 {
                         channel.as_deref().and_then(DerivedChannel::from_id)
@@ -74,9 +77,10 @@ pub(super) async fn visit_touches(
                 },
                 internal: source == 1
                     && is_internal_navigation(referrer.as_deref(), page.as_deref()),
-            })
-        })
-        .collect()
+            });
+        }
+    }
+    Ok(touches)
 }
 
 impl Store {
@@ -86,11 +90,11 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.begin_write().await?;
-        let mut catalogs: HashMap<OrgId, OrgCatalog> = HashMap::new();
+        let mut catalogs: HashMap<OrgId, Arc<OrgCatalog>> = HashMap::new();
         let mut rows = Vec::with_capacity(visits.len());
         for visit in visits {
             if !catalogs.contains_key(&visit.org) {
-                let catalog = OrgCatalog::load(&mut tx, &visit.org).await?;
+                let catalog = self.catalogs.get(&mut tx, &visit.org).await?;
                 catalogs.insert(visit.org.clone(), catalog);
             }
             let Some(catalog) = catalogs.get(&visit.org) else {

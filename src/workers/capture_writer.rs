@@ -7,11 +7,6 @@
 //! batch is a handful of sequential statements, and on the shared runtime each of their awaits
 //! queued behind dozens of HTTP tasks: measured, a batch took ~3 ms while the database thread
 //! was busy for about a third of it.
-//!
-//! The writer runs on a thread of its own with its own small runtime and connection pool. A
-//! batch is a handful of sequential statements, and on the shared runtime each of their awaits
-//! queued behind dozens of HTTP tasks: measured, a batch took ~3 ms of which the database was
-//! busy for about a third.
 
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -19,6 +14,11 @@ use crate::store::{CaptureCommand, CaptureReply, CaptureResult, Store, StoreErro
 
 /// Most commands in one transaction: bounds how long the write lock is held.
 const MAX_BATCH: usize = 256;
+
+/// Commands waiting for the writer at most. A full queue is several batches of work (a few
+/// hundred milliseconds at the rates measured here): a request that would wait longer is
+/// answered 503 with `Retry-After` at once, so waiting requests never pile up in memory.
+const QUEUE: usize = 8 * MAX_BATCH;
 
 type Job = (
     CaptureCommand,
@@ -51,6 +51,8 @@ pub struct CaptureWriter {
 pub enum WriteError {
     #[error("the capture writer has stopped")]
     Stopped,
+    #[error("the capture queue is full")]
+    Busy,
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
     #[error("storage failed: {0}")]
@@ -68,7 +70,7 @@ impl CaptureWriter {
         enrichment: std::sync::Arc<Notify>,
         dispatch: std::sync::Arc<Notify>,
     ) -> Result<(Self, std::thread::JoinHandle<()>), StoreError> {
-        let (tx, rx) = mpsc::channel::<Job>(8 * MAX_BATCH);
+        let (tx, rx) = mpsc::channel::<Job>(QUEUE);
         let (ready_tx, ready_rx) = oneshot::channel::<Result<(), StoreError>>();
         let url = database_url.to_owned();
         let thread = std::thread::Builder::new()
@@ -105,13 +107,17 @@ impl CaptureWriter {
         Ok((Self { tx }, thread))
     }
 
-    /// Queues a command and waits until it is committed (or refused).
+    /// Queues a command and waits until it is committed (or refused); `Busy` at once when
+    /// the queue is full.
     pub async fn submit(&self, command: CaptureCommand) -> Result<CaptureResult, WriteError> {
         let (done, answer) = oneshot::channel();
-        self.tx
-            .send((command, done))
-            .await
-            .map_err(|_| WriteError::Stopped)?;
+        self.tx.try_send((command, done)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                metrics::counter!("capture_busy_total").increment(1);
+                WriteError::Busy
+            }
+            mpsc::error::TrySendError::Closed(_) => WriteError::Stopped,
+        })?;
         match answer.await {
             Ok(Ok(result)) => Ok(result),
             Ok(Err(e)) if e.unavailable => Err(WriteError::Unavailable(e.detail)),

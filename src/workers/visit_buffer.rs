@@ -24,10 +24,28 @@ impl VisitBuffer {
         (Self { tx }, tokio::spawn(run(store, rx)))
     }
 
-    /// Queues a visit; waits only if the buffer is full (the writer is behind).
-    pub async fn record(&self, visit: NewVisit) -> bool {
-        self.tx.send(visit).await.is_ok()
+    /// Queues a visit. A full buffer (the writer is tens of thousands of visits behind) refuses
+    /// it at once rather than letting waiting requests pile up in memory.
+    pub fn record(&self, visit: NewVisit) -> Queued {
+        match self.tx.try_send(visit) {
+            Ok(()) => Queued::Yes,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics::counter!("visits_busy_total").increment(1);
+                Queued::Full
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Queued::Stopped,
+        }
     }
+}
+
+/// Whether a visit was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    Yes,
+    /// The buffer is full: retry in a moment.
+    Full,
+    /// The service is shutting down.
+    Stopped,
 }
 
 async fn run(store: Store, mut rx: mpsc::Receiver<NewVisit>) {

@@ -585,6 +585,97 @@ async fn concurrent_creates_in_one_batch_each_get_their_own_lead(db: TestDb) {
     assert_eq!(sources[0].lead_count, 50);
 }
 
+/// Capture keeps each organization's catalog in memory between batches; a change made through
+/// another connection (another node) is seen by the very next capture: a new source credits
+/// its leads and visits, a rename and a new category are in the next snapshot, a new widget's
+/// links resolve, and a change that rolled back (a refused create) changes nothing.
+async fn a_catalog_change_by_another_node_is_seen_by_the_next_capture(db: TestDb) {
+    let node_a = store(&db).await;
+    let node_b = Store::connect(db.url()).await.unwrap();
+    let (org, _) = org(&node_a, Tier::Premium).await;
+    // Node A reads and keeps the catalog: 01 has only SRC-01.
+    let before = create(&node_a, arrival(&org, Some(1), Some("01"), Some("02")))
+        .await
+        .unwrap();
+    assert_eq!(snapshot(&node_a, &org, &before).await.2, "01");
+    node_b
+        .create_source(&org, PRIMARY, new_source("Facebook Ads"))
+        .await
+        .unwrap();
+    let after = create(&node_a, arrival(&org, Some(1), Some("01"), Some("02")))
+        .await
+        .unwrap();
+    assert_eq!(
+        snapshot(&node_a, &org, &after).await,
+        (
+            "01".into(),
+            "Primary".into(),
+            "02".into(),
+            "Facebook Ads".into()
+        )
+    );
+    node_b
+        .update_source(
+            &org,
+            PRIMARY,
+            code(2),
+            SourcePatch {
+                name: Some(SourceName::parse("Meta Ads").unwrap()),
+                channel_category: Some(ChannelCategory::PaidSearch),
+            },
+        )
+        .await
+        .unwrap();
+    let renamed = create(&node_a, arrival(&org, Some(1), Some("01"), Some("02")))
+        .await
+        .unwrap();
+    assert_eq!(snapshot(&node_a, &org, &renamed).await.3, "Meta Ads");
+    let record = node_a.lead(&org, &renamed.lead_id).await.unwrap();
+    assert_eq!(record.source_category, ChannelCategory::PaidSearch);
+    let limits = TierLimits::default();
+    let w2 = node_b
+        .create_widget(&org, &WidgetName::parse("Second").unwrap(), None, &limits)
+        .await
+        .unwrap();
+    let on_two = create(&node_a, arrival(&org, Some(1), Some("02"), None))
+        .await
+        .unwrap();
+    assert_eq!(
+        snapshot(&node_a, &org, &on_two).await.0,
+        w2.version.to_string()
+    );
+    // A refused change rolls its version back with it; the catalog is the same.
+    node_b
+        .create_source(&org, PRIMARY, new_source("Meta Ads"))
+        .await
+        .unwrap_err();
+    let again = create(&node_a, arrival(&org, Some(1), Some("01"), Some("02")))
+        .await
+        .unwrap();
+    assert_eq!(snapshot(&node_a, &org, &again).await.3, "Meta Ads");
+    // Visits resolve against the same kept catalog.
+    node_b
+        .create_source(&org, PRIMARY, new_source("Yard Signs"))
+        .await
+        .unwrap();
+    node_a
+        .insert_visits(&[NewVisit {
+            org: org.clone(),
+            embedding: WidgetVersion::new(1),
+            v: Some("01".into()),
+            s: Some("03".into()),
+            page_url: None,
+            referrer: None,
+            utm: Utm::default(),
+            visitor_id: None,
+            at: leadtrail::store::now_ms(),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(node_a.visit_count(&org, PRIMARY, code(3)).await.unwrap(), 1);
+    node_b.close().await;
+}
+
 async fn visits_are_attributed_like_leads(db: TestDb) {
     let store = store(&db).await;
     let org = two_widgets(&store).await;
@@ -630,6 +721,7 @@ on_both_backends!(
     a_second_write_back_of_the_same_job_changes_nothing,
     concurrent_creates_in_one_batch_each_get_their_own_lead,
     visits_are_attributed_like_leads,
+    a_catalog_change_by_another_node_is_seen_by_the_next_capture,
 );
 
 mod housekeeping {

@@ -18,7 +18,8 @@ use leadtrail::domain::multi_touch::{
 use leadtrail::domain::outcome::Outcome;
 use leadtrail::domain::tier::Tier;
 use leadtrail::store::{
-    LeadCreated, LeadFilter, NewLead, NewVisit, RecountStep, ReportFilter, Store,
+    CaptureCommand, CaptureReply, LeadCreated, LeadFilter, NewLead, NewVisit, RecountStep,
+    ReportFilter, Store,
 };
 
 const DAY: i64 = 86_400_000;
@@ -304,6 +305,69 @@ async fn a_visitor_id_never_links_across_organizations(db: TestDb) {
     assert!(store.lead(&ours, &lead.lead_id).await.is_err());
 }
 
+/// A capture batch reads every visitor's visits at once: in one batch, each lead gets its own
+/// visitor's journey (the most recent `VISITS_PER_LEAD` of a long one), a lead without a
+/// visitor gets only its arrival, and the same visitor id under another organization names
+/// only that organization's visits.
+async fn one_batch_reads_each_visitors_own_journey(db: TestDb) {
+    let store = store(&db).await;
+    let ours = with_sources(&store, 3).await;
+    let theirs = with_sources(&store, 3).await;
+    let now = leadtrail::store::now_ms();
+    let mut visits = vec![
+        visit(&ours, "alice", Some("02"), now - 2 * DAY),
+        visit(&ours, "alice", Some("03"), now - DAY),
+        visit(&ours, "bob", Some("04"), now - DAY),
+        visit(&theirs, "alice", Some("04"), now - DAY),
+    ];
+    // A long journey: 600 page views through 02 and 03 by turns, the oldest 100 of them
+    // beyond the 500 a lead reads, the first of all through 04.
+    visits.push(visit(&ours, "carol", Some("04"), now - 5 * DAY));
+    for i in 1..600_i64 {
+        let s = if i % 2 == 0 { "02" } else { "03" };
+        visits.push(visit(&ours, "carol", Some(s), now - 4 * DAY + i * 60_000));
+    }
+    store.insert_visits(&visits).await.unwrap();
+    let commands: Vec<CaptureCommand> = [
+        lead_of(&ours, Some("alice"), "04"),
+        lead_of(&ours, Some("bob"), "02"),
+        lead_of(&ours, None, "03"),
+        lead_of(&theirs, Some("alice"), "02"),
+        lead_of(&ours, Some("carol"), "02"),
+    ]
+    .into_iter()
+    .map(|new| CaptureCommand::CreateLead(Box::new(new)))
+    .collect();
+    let results = store.apply_capture(&commands).await.unwrap();
+    let mut journeys = Vec::new();
+    for (result, org) in results
+        .into_iter()
+        .zip([&ours, &ours, &ours, &theirs, &ours])
+    {
+        let Ok(CaptureReply::Created(created)) = result else {
+            panic!("{result:?}");
+        };
+        let lead = store.lead(org, &created.lead_id).await.unwrap();
+        journeys.push(
+            lead.touches
+                .iter()
+                .map(|t| t.key.source)
+                .collect::<Vec<u32>>(),
+        );
+    }
+    assert_eq!(journeys[0], [2, 3, 4], "alice");
+    assert_eq!(journeys[1], [4, 2], "bob");
+    assert_eq!(journeys[2], [3], "no visitor");
+    assert_eq!(journeys[3], [4, 2], "alice at the other organization");
+    // Carol: the 500 most recent views alternate 02 / 03 (the first source of the long
+    // journey, 04, is older than those and not read); runs through one source are one touch
+    // each, and a lead keeps at most 50 touches (the first and the most recent).
+    let carol = &journeys[4];
+    assert!(!carol.contains(&4), "{carol:?}");
+    assert_eq!(carol.len(), leadtrail::domain::multi_touch::MAX_TOUCHES);
+    assert_eq!(carol.last(), Some(&2));
+}
+
 /// A small deterministic generator: a failing history is replayed from its seed.
 struct Rng(u64);
 
@@ -544,6 +608,7 @@ async fn check_against_touches(store: &Store, org: &OrgId, settings: CreditSetti
 on_both_backends!(
     the_credit_of_one_journey_is_split_as_each_model_says,
     a_visitor_id_never_links_across_organizations,
+    one_batch_reads_each_visitors_own_journey,
     a_visitor_with_two_leads_credits_each_over_its_own_journey,
     model_reports_equal_a_recount_from_the_touches,
 );

@@ -16,6 +16,7 @@ use crate::http::AppState;
 use crate::http::client_ip::ClientIp;
 use crate::http::error::ApiError;
 use crate::store::{NewVisit, now_ms};
+use crate::workers::visit_buffer::Queued;
 
 #[derive(Deserialize)]
 pub struct VisitBody {
@@ -60,14 +61,23 @@ pub async fn record_visit(
         visitor_id: bounded(body.visitor_id, 64),
         at: now_ms(),
     };
-    if !state.visits.record(visit).await {
-        return Err(ApiError::new(
+    match state.visits.record(visit) {
+        Queued::Yes => Ok(StatusCode::NO_CONTENT.into_response()),
+        Queued::Full => {
+            let mut error = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "visits_busy",
+                "too many visits are waiting to be written; retry in a moment",
+            );
+            error.retry_after = Some(1);
+            Err(error)
+        }
+        Queued::Stopped => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting_down",
             "the service is shutting down",
-        ));
+        )),
     }
-    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// The organization behind an embed snippet's public key, within its rate limit.
