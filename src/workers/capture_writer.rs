@@ -13,12 +13,12 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use crate::store::{CaptureCommand, CaptureReply, CaptureResult, Store, StoreError};
 
 /// Most commands in one transaction: bounds how long the write lock is held.
-const MAX_BATCH: usize = 256;
+pub const MAX_BATCH: usize = 256;
 
 /// Commands waiting for the writer at most. A full queue is several batches of work (a few
 /// hundred milliseconds at the rates measured here): a request that would wait longer is
 /// answered 503 with `Retry-After` at once, so waiting requests never pile up in memory.
-const QUEUE: usize = 8 * MAX_BATCH;
+pub const QUEUE: usize = 8 * MAX_BATCH;
 
 type Job = (
     CaptureCommand,

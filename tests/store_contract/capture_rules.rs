@@ -585,6 +585,114 @@ async fn concurrent_creates_in_one_batch_each_get_their_own_lead(db: TestDb) {
     assert_eq!(sources[0].lead_count, 50);
 }
 
+/// Holds back every capture write of an organization from outside the writer: SQLite's write
+/// lock on the file, or the organization's row on PostgreSQL (a new lead's foreign key check
+/// waits for it).
+enum Blocker {
+    Sqlite(rusqlite::Connection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl Blocker {
+    async fn hold(db: &TestDb, org: &OrgId) -> Blocker {
+        use sqlx::Connection;
+        match db {
+            TestDb::Sqlite { url, .. } => {
+                let path = url.trim_start_matches("sqlite://");
+                let conn = rusqlite::Connection::open(path).unwrap();
+                conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+                Blocker::Sqlite(conn)
+            }
+            TestDb::Postgres { url, .. } => {
+                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::raw_sql("BEGIN").execute(&mut conn).await.unwrap();
+                sqlx::query("SELECT 1 FROM organizations WHERE id = $1 FOR UPDATE")
+                    .bind(org.as_str())
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                Blocker::Postgres(conn)
+            }
+        }
+    }
+
+    async fn release(self) {
+        match self {
+            Blocker::Sqlite(conn) => conn.execute_batch("ROLLBACK").unwrap(),
+            Blocker::Postgres(mut conn) => {
+                sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.unwrap();
+            }
+        }
+    }
+}
+
+/// A writer that cannot keep up (here: held back by a lock) queues a bounded number of
+/// captures; past that a capture hears `Busy` at once (503 with `Retry-After` at the edge)
+/// instead of waiting in memory, and every capture it did take is written once it can go on.
+async fn a_full_capture_queue_refuses_at_once_and_writes_everything_it_took(db: TestDb) {
+    use leadtrail::workers::capture_writer::{CaptureWriter, MAX_BATCH, QUEUE, WriteError};
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let settings = leadtrail::store::DatabaseSettings {
+        lock_timeout: Some(Duration::from_secs(120)),
+        ..leadtrail::store::DatabaseSettings::UNBOUNDED
+    };
+    let (writer, thread) =
+        CaptureWriter::start(db.url(), settings, Default::default(), Default::default())
+            .await
+            .unwrap();
+    let blocker = Blocker::hold(&db, &org).await;
+    // More than the queue and the batch the writer may already hold can take.
+    let over = 20;
+    let total = QUEUE + MAX_BATCH + over;
+    let (done, mut answers) = tokio::sync::mpsc::unbounded_channel();
+    for _ in 0..total {
+        let (writer, done) = (writer.clone(), done.clone());
+        let command = CaptureCommand::CreateLead(Box::new(arrival(&org, Some(1), None, None)));
+        tokio::spawn(async move {
+            let _ = done.send(writer.submit(command).await);
+        });
+    }
+    drop(done);
+    let mut results = Vec::with_capacity(total);
+    // The refusals come while the writer is still held.
+    let mut busy = 0;
+    while busy < over {
+        let answer = tokio::time::timeout(Duration::from_secs(60), answers.recv())
+            .await
+            .expect("refusals come at once")
+            .expect("an answer");
+        if matches!(answer, Err(WriteError::Busy)) {
+            busy += 1;
+        } else {
+            panic!("nothing is written while the writer is held: {answer:?}");
+        }
+        results.push(answer);
+    }
+    blocker.release().await;
+    while let Some(answer) = answers.recv().await {
+        results.push(answer);
+    }
+    assert_eq!(results.len(), total);
+    let refused = results
+        .iter()
+        .filter(|r| matches!(r, Err(WriteError::Busy)))
+        .count();
+    let written = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Ok(CaptureReply::Created(_)))))
+        .count();
+    assert_eq!(refused + written, total, "every other answer is a lead");
+    assert!(written >= QUEUE, "a full queue was taken: {written}");
+    let sources = store
+        .sources(&org, PRIMARY, leadtrail::store::SourceFilter::Active)
+        .await
+        .unwrap();
+    assert_eq!(sources[0].lead_count, written as u64);
+    drop(writer);
+    thread.join().unwrap();
+}
+
 /// Capture keeps each organization's catalog in memory between batches; a change made through
 /// another connection (another node) is seen by the very next capture: a new source credits
 /// its leads and visits, a rename and a new category are in the next snapshot, a new widget's
@@ -722,6 +830,7 @@ on_both_backends!(
     concurrent_creates_in_one_batch_each_get_their_own_lead,
     visits_are_attributed_like_leads,
     a_catalog_change_by_another_node_is_seen_by_the_next_capture,
+    a_full_capture_queue_refuses_at_once_and_writes_everything_it_took,
 );
 
 mod housekeeping {
