@@ -6,6 +6,7 @@ use sqlx::query::Query;
 use sqlx::{Any, AssertSqlSafe};
 
 use super::WriteTx;
+use super::exec::{Exec, Val};
 use super::{Backend, StoreError};
 
 /// `INSERT INTO table (cols) VALUES ($1, …), (…)` for `rows` rows. Only placeholders are
@@ -50,6 +51,39 @@ pub(super) fn param(backend: Backend, n: usize) -> String {
         Backend::Sqlite => "?".to_owned(),
         Backend::Postgres => format!("${n}"),
     }
+}
+
+/// Inserts `rows` (each the values of `columns`, in order) through `db`. On PostgreSQL one
+/// multi-row statement per chunk (a round trip each); on SQLite, whose statements run in the
+/// same thread without a round trip, one cached single-row statement per row: a multi-row
+/// text differs with every batch size and would be prepared anew each time.
+pub(super) async fn insert_values<E: Exec>(
+    db: &mut E,
+    table: &str,
+    columns: &[&str],
+    rows: Vec<Vec<Val>>,
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    match db.backend() {
+        Backend::Sqlite => {
+            let sql = insert_sql(Backend::Sqlite, table, columns, 1);
+            for row in rows {
+                db.exec(&sql, row).await?;
+            }
+        }
+        Backend::Postgres => {
+            let per_chunk = (30_000 / columns.len()).max(1);
+            let mut rows = rows.into_iter().peekable();
+            while rows.peek().is_some() {
+                let chunk: Vec<Vec<Val>> = rows.by_ref().take(per_chunk).collect();
+                let sql = insert_sql(Backend::Postgres, table, columns, chunk.len());
+                db.exec(&sql, chunk.into_iter().flatten().collect()).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Inserts `rows` in chunks small enough for either database's parameter limit.

@@ -7,13 +7,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
-use super::WriteTx;
-use super::bulk::insert_rows;
-use super::catalog::OrgCatalog;
+use super::bulk::insert_values;
+use super::catalog::{CatalogCache, OrgCatalog};
+use super::exec::{Cells, Exec, Named, NativeTx};
+use super::rollups::Pending;
+use super::{TxParts, WriteTx};
 use super::dispatch::EventRow as OutboxEvent;
-use super::events::insert_lead_event;
+use super::events::write_lead_event;
 use super::visits::visitors_touches;
 use super::{Backend, Store, StoreError, now_ms, rfc3339};
 use crate::domain::DomainError;
@@ -170,24 +171,74 @@ impl Store {
         &self,
         commands: &[CaptureCommand],
     ) -> Result<Vec<CaptureResult>, StoreError> {
-        let now = now_ms();
-        let mut tx = self.begin_write().await?;
-        let reads = BatchReads::load(self, &mut tx, commands, now).await?;
-        let mut pending = PendingRows::default();
-        let mut results = Vec::with_capacity(commands.len());
-        for command in commands {
-            let result = match command {
-                CaptureCommand::CreateLead(new) => {
-                    create_lead(&mut tx, &reads, new, &mut pending, now).await?
-                }
-                CaptureCommand::Step(update) => apply_step(&mut tx, update, now).await?,
-            };
-            results.push(result);
-        }
-        pending.flush(self.backend, &mut tx, now).await?;
-        tx.commit().await?;
-        Ok(results)
+        self.apply_capture_batch(Arc::from(commands)).await
     }
+
+    /// `apply_capture` for a batch shared with the caller (the capture writer keeps it to
+    /// retry command by command if the batch fails). On SQLite the whole transaction runs on
+    /// the native connection's thread, statement after statement without a hop between
+    /// threads (see `exec`); on PostgreSQL through sqlx.
+    pub async fn apply_capture_batch(
+        &self,
+        commands: Arc<[CaptureCommand]>,
+    ) -> Result<Vec<CaptureResult>, StoreError> {
+        match self.backend {
+            Backend::Sqlite => {
+                let catalogs = self.catalogs.clone();
+                let (results, made) = self
+                    .native_write(move |tx, now| {
+                        let (mut rollups, mut outbox) = (Pending::default(), Vec::new());
+                        let mut parts = TxParts {
+                            db: NativeTx { tx },
+                            rollups: &mut rollups,
+                            outbox: &mut outbox,
+                        };
+                        futures::executor::block_on(async {
+                            let results =
+                                capture_batch(&mut parts, &catalogs, &commands, now).await?;
+                            let made = parts.before_commit(now).await?;
+                            Ok((results, made))
+                        })
+                    })
+                    .await?;
+                if made > 0 {
+                    self.deliveries_due();
+                }
+                Ok(results)
+            }
+            Backend::Postgres => {
+                let now = now_ms();
+                let mut tx = self.begin_write().await?;
+                let results = capture_batch(&mut tx.parts(), &self.catalogs, &commands, now).await?;
+                tx.commit().await?;
+                Ok(results)
+            }
+        }
+    }
+}
+
+/// One batch of captures in one transaction: reads for the whole batch, each command in order,
+/// then the new leads' rows.
+async fn capture_batch<E: Exec>(
+    w: &mut TxParts<'_, E>,
+    catalogs: &CatalogCache,
+    commands: &[CaptureCommand],
+    now: i64,
+) -> Result<Vec<CaptureResult>, StoreError> {
+    let reads = BatchReads::load(w, catalogs, commands, now).await?;
+    let mut pending = PendingRows::default();
+    let mut results = Vec::with_capacity(commands.len());
+    for command in commands {
+        let result = match command {
+            CaptureCommand::CreateLead(new) => {
+                create_lead(w, &reads, new, &mut pending, now).await?
+            }
+            CaptureCommand::Step(update) => apply_step(w, update, now).await?,
+        };
+        results.push(result);
+    }
+    pending.flush(w, now).await?;
+    Ok(results)
 }
 
 /// What a batch's new leads read, read for the whole batch at its start: each organization's
@@ -200,9 +251,9 @@ struct BatchReads {
 }
 
 impl BatchReads {
-    async fn load(
-        store: &Store,
-        tx: &mut WriteTx,
+    async fn load<E: Exec>(
+        w: &mut TxParts<'_, E>,
+        catalogs: &CatalogCache,
         commands: &[CaptureCommand],
         now: i64,
     ) -> Result<Self, StoreError> {
@@ -223,10 +274,11 @@ impl BatchReads {
         };
         let lookback = CreditSettings::MAX_LOOKBACK_MS;
         for (org, visitors) in visitors {
-            let catalog = store.catalogs.get(tx, org).await?;
+            let catalog = catalogs.get(&mut w.db, w.rollups, org).await?;
             reads.catalogs.insert(org.clone(), catalog);
             if !visitors.is_empty() {
-                let visits = visitors_touches(tx, org, &visitors, now - lookback, now).await?;
+                let visits =
+                    visitors_touches(&mut w.db, org, &visitors, now - lookback, now).await?;
                 reads.visits.insert(org.clone(), visits);
             }
         }
@@ -257,50 +309,48 @@ fn new_capture_token() -> (String, String) {
 }
 
 /// Looks up a stored answer for a retried request; `Some(Err)` when the key was reused.
-pub(super) async fn replay<T: for<'de> Deserialize<'de>>(
-    tx: &mut WriteTx,
+pub(super) async fn replay<T: for<'de> Deserialize<'de>, E: Exec>(
+    db: &mut E,
     org: &OrgId,
     idempotency: Option<&Idempotency>,
 ) -> Result<Option<Result<T, CaptureRefusal>>, StoreError> {
     let Some(idem) = idempotency else {
         return Ok(None);
     };
-    let row = sqlx::query(
-        "SELECT request_hash, response FROM idempotency_keys WHERE org_id = $1 AND key = $2",
-    )
-    .bind(org.as_str())
-    .bind(&idem.key)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(row) = row else {
+    let rows = db
+        .rows(
+            "SELECT request_hash, response FROM idempotency_keys WHERE org_id = $1 AND key = $2",
+            vec![org.as_str().into(), idem.key.as_str().into()],
+        )
+        .await?;
+    let Some(row) = rows.first() else {
         return Ok(None);
     };
-    let hash: String = row.try_get("request_hash")?;
-    if hash != idem.request_hash {
+    if row.text(0)? != idem.request_hash {
         return Ok(Some(Err(CaptureRefusal::IdempotencyKeyReused)));
     }
-    let response: String = row.try_get("response")?;
-    Ok(Some(Ok(from_json(&response, "idempotent response")?)))
+    Ok(Some(Ok(from_json(&row.text(1)?, "idempotent response")?)))
 }
 
-pub(super) async fn remember(
-    tx: &mut WriteTx,
+pub(super) async fn remember<E: Exec>(
+    db: &mut E,
     org: &OrgId,
     idempotency: Option<&Idempotency>,
     response: &impl Serialize,
     now: i64,
 ) -> Result<(), StoreError> {
     if let Some(idem) = idempotency {
-        sqlx::query(
+        db.exec(
             "INSERT INTO idempotency_keys (org_id, key, request_hash, status, response, created_at) \
              VALUES ($1, $2, $3, 200, $4, $5)",
+            vec![
+                org.as_str().into(),
+                idem.key.as_str().into(),
+                idem.request_hash.as_str().into(),
+                json_text(response)?.into(),
+                now.into(),
+            ],
         )
-        .bind(org.as_str())
-        .bind(&idem.key)
-        .bind(&idem.request_hash)
-        .bind(json_text(response)?)
-        .bind(now)
-        .execute(&mut **tx)
         .await?;
     }
     Ok(())
@@ -346,7 +396,7 @@ struct EventRow {
 }
 
 impl PendingRows {
-    async fn flush(self, backend: Backend, tx: &mut WriteTx, now: i64) -> Result<(), StoreError> {
+    async fn flush<E: Exec>(self, w: &mut TxParts<'_, E>, now: i64) -> Result<(), StoreError> {
         const LEAD_COLUMNS: &[&str] = &[
             "id",
             "org_id",
@@ -373,33 +423,39 @@ impl PendingRows {
             "created_at",
             "updated_at",
         ];
-        insert_rows(backend, tx, "leads", LEAD_COLUMNS, &self.leads, |q, r| {
-            q.bind(r.id.as_str())
-                .bind(r.org.as_str())
-                .bind(r.token_digest.as_str())
-                .bind(LeadStatus::AddressInfoProvided.id())
-                .bind(1_i64)
-                .bind(r.widget_version)
-                .bind(r.widget_name.as_str())
-                .bind(r.source_code)
-                .bind(r.source_name.as_str())
-                .bind(r.source_category)
-                .bind(r.derived_channel)
-                .bind(r.first_touch_widget_version)
-                .bind(r.first_touch_source_code)
-                .bind(r.first_touch.as_deref())
-                .bind(r.raw_params.as_str())
-                .bind(r.address.as_str())
-                .bind(r.attribution.as_str())
-                .bind(r.attribution_note)
-                .bind(r.record_source)
-                .bind(r.visitor_id.as_deref())
-                .bind(r.touches.as_str())
-                .bind(1_i64)
-                .bind(now)
-                .bind(now)
-        })
-        .await?;
+        let leads = self
+            .leads
+            .into_iter()
+            .map(|r| {
+                vec![
+                    r.id.into(),
+                    r.org.as_str().into(),
+                    r.token_digest.into(),
+                    LeadStatus::AddressInfoProvided.id().into(),
+                    1_i64.into(),
+                    r.widget_version.into(),
+                    r.widget_name.into(),
+                    r.source_code.into(),
+                    r.source_name.into(),
+                    r.source_category.into(),
+                    r.derived_channel.into(),
+                    r.first_touch_widget_version.into(),
+                    r.first_touch_source_code.into(),
+                    r.first_touch.into(),
+                    r.raw_params.into(),
+                    r.address.into(),
+                    r.attribution.into(),
+                    r.attribution_note.into(),
+                    r.record_source.into(),
+                    r.visitor_id.into(),
+                    r.touches.into(),
+                    1_i64.into(),
+                    now.into(),
+                    now.into(),
+                ]
+            })
+            .collect();
+        insert_values(&mut w.db, "leads", LEAD_COLUMNS, leads).await?;
         const EVENT_COLUMNS: &[&str] = &[
             "id",
             "org_id",
@@ -410,26 +466,25 @@ impl PendingRows {
             "created_at",
             "fanned_out",
         ];
-        insert_rows(
-            backend,
-            tx,
-            "events",
-            EVENT_COLUMNS,
-            &self.events,
-            |q, e| {
-                q.bind(e.id.as_str())
-                    .bind(e.org.as_str())
-                    .bind(e.event_type)
-                    .bind(e.lead_id.as_str())
-                    .bind(1_i64)
-                    .bind(e.payload.as_str())
-                    .bind(now)
-                    .bind(1_i64)
-            },
-        )
-        .await?;
+        let events = self
+            .events
+            .iter()
+            .map(|e| {
+                vec![
+                    e.id.as_str().into(),
+                    e.org.as_str().into(),
+                    e.event_type.into(),
+                    e.lead_id.as_str().into(),
+                    1_i64.into(),
+                    e.payload.as_str().into(),
+                    now.into(),
+                    1_i64.into(),
+                ]
+            })
+            .collect();
+        insert_values(&mut w.db, "events", EVENT_COLUMNS, events).await?;
         // Fanned out to the subscribed endpoints when the batch commits.
-        tx.outbox
+        w.outbox
             .extend(self.events.into_iter().map(|e| OutboxEvent {
                 id: e.id,
                 org: e.org.as_str().to_owned(),
@@ -438,7 +493,6 @@ impl PendingRows {
                 sequence: Some(1),
                 payload: e.payload,
             }));
-        let answered: Vec<_> = self.answered.into_iter().collect();
         const KEY_COLUMNS: &[&str] = &[
             "org_id",
             "key",
@@ -447,27 +501,26 @@ impl PendingRows {
             "response",
             "created_at",
         ];
-        insert_rows(
-            backend,
-            tx,
-            "idempotency_keys",
-            KEY_COLUMNS,
-            &answered,
-            |q, ((org, key), (hash, response))| {
-                q.bind(org.as_str())
-                    .bind(key.as_str())
-                    .bind(hash.as_str())
-                    .bind(200_i64)
-                    .bind(response.as_str())
-                    .bind(now)
-            },
-        )
-        .await
+        let keys = self
+            .answered
+            .into_iter()
+            .map(|((org, key), (hash, response))| {
+                vec![
+                    org.as_str().into(),
+                    key.into(),
+                    hash.into(),
+                    200_i64.into(),
+                    response.into(),
+                    now.into(),
+                ]
+            })
+            .collect();
+        insert_values(&mut w.db, "idempotency_keys", KEY_COLUMNS, keys).await
     }
 }
 
-async fn create_lead(
-    tx: &mut WriteTx,
+async fn create_lead<E: Exec>(
+    w: &mut TxParts<'_, E>,
     reads: &BatchReads,
     new: &NewLead,
     pending: &mut PendingRows,
@@ -487,7 +540,9 @@ async fn create_lead(
         reply.capture_token = token;
         return Ok(Ok(CaptureReply::Created(reply)));
     }
-    if let Some(previous) = replay::<LeadCreated>(tx, &new.org, new.idempotency.as_ref()).await? {
+    if let Some(previous) =
+        replay::<LeadCreated, _>(&mut w.db, &new.org, new.idempotency.as_ref()).await?
+    {
         let mut reply = match previous {
             Ok(reply) => reply,
             Err(refused) => return Ok(Err(refused)),
@@ -495,12 +550,15 @@ async fn create_lead(
         // The stored answer keeps no token (a secret in plain text for a day): the retry gets
         // a fresh one, which replaces the first.
         let (token, digest) = new_capture_token();
-        sqlx::query("UPDATE leads SET capture_token_digest = $1 WHERE org_id = $2 AND id = $3")
-            .bind(&digest)
-            .bind(new.org.as_str())
-            .bind(&reply.lead_id)
-            .execute(&mut **tx)
-            .await?;
+        w.db.exec(
+            "UPDATE leads SET capture_token_digest = $1 WHERE org_id = $2 AND id = $3",
+            vec![
+                digest.into(),
+                new.org.as_str().into(),
+                reply.lead_id.as_str().into(),
+            ],
+        )
+        .await?;
         reply.capture_token = token;
         return Ok(Ok(CaptureReply::Created(reply)));
     }
@@ -583,7 +641,7 @@ async fn create_lead(
         &arrival.source.name,
     )
     .journey(&lead_id, touches);
-    tx.roll_lead(&facts, Delta::one()).await?;
+    w.rollups.roll_lead(&mut w.db, &facts, Delta::one()).await?;
     let first_touch = attribution.first_touch.as_ref().map_or(
         (arrival.widget.version.get(), arrival.source.code.get()),
         |t| {
@@ -595,15 +653,16 @@ async fn create_lead(
             )
         },
     );
-    tx.roll(
-        new.org.as_str(),
-        now,
-        Kind::First,
-        i64::from(first_touch.0),
-        i64::from(first_touch.1),
-        None,
-    )
-    .await?;
+    w.rollups
+        .roll(
+            &mut w.db,
+            new.org.as_str(),
+            now,
+            Kind::First,
+            (i64::from(first_touch.0), i64::from(first_touch.1)),
+            None,
+        )
+        .await?;
     pending.leads.push(LeadRow {
         id: lead_id.clone(),
         org: new.org.clone(),
@@ -683,39 +742,45 @@ struct LeadState {
     personal: Option<PersonalInfo>,
 }
 
-async fn apply_step(
-    tx: &mut WriteTx,
+async fn apply_step<E: Exec>(
+    w: &mut TxParts<'_, E>,
     update: &StepUpdate,
     now: i64,
 ) -> Result<CaptureResult, StoreError> {
     // A no-op UPDATE takes the row lock on PostgreSQL (SQLite's writer lock is already held),
     // so a concurrent step and the enrichment write-back see each other's committed state.
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE leads SET updated_at = updated_at WHERE id = $1 \
-             RETURNING capture_token_digest, status, project, personal, {LEAD_FACTS}"
-    )))
-    .bind(&update.lead_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(row) = row else {
+    let rows = w
+        .db
+        .rows(
+            &format!(
+                "UPDATE leads SET updated_at = updated_at WHERE id = $1 \
+                 RETURNING capture_token_digest, status, project, personal, {LEAD_FACTS}"
+            ),
+            vec![update.lead_id.as_str().into()],
+        )
+        .await?;
+    let Some(row) = rows.first() else {
         return Ok(Err(CaptureRefusal::LeadNotFound));
     };
-    let digest: String = row.try_get("capture_token_digest")?;
+    let digest = row.text_of("capture_token_digest")?;
     if !crate::domain::keys::tokens_match(&api_key_digest(&update.capture_token), &digest) {
         return Ok(Err(CaptureRefusal::BadToken));
     }
-    let status: String = row.try_get("status")?;
-    let project: Option<String> = row.try_get("project")?;
-    let personal: Option<String> = row.try_get("personal")?;
     let lead = LeadState {
-        org: OrgId::from_stored(row.try_get("org_id")?),
-        status: LeadStatus::from_id(&status)
+        org: OrgId::from_stored(row.text_of("org_id")?),
+        status: LeadStatus::from_id(&row.text_of("status")?)
             .ok_or_else(|| StoreError::Corrupt("lead status".into()))?,
-        project: project.map(|p| from_json(&p, "project")).transpose()?,
-        personal: personal.map(|p| from_json(&p, "personal")).transpose()?,
+        project: row
+            .named_text("project")?
+            .map(|p| from_json(&p, "project"))
+            .transpose()?,
+        personal: row
+            .named_text("personal")?
+            .map(|p| from_json(&p, "personal"))
+            .transpose()?,
     };
     if let Some(previous) =
-        replay::<StepRecorded>(tx, &lead.org, update.idempotency.as_ref()).await?
+        replay::<StepRecorded, _>(&mut w.db, &lead.org, update.idempotency.as_ref()).await?
     {
         return Ok(previous.map(CaptureReply::Step));
     }
@@ -723,17 +788,20 @@ async fn apply_step(
         return Ok(Err(e.into()));
     }
     let status = update.step.status();
-    let facts = LeadFacts::from_row(&row)?;
+    let facts = LeadFacts::from_row(row)?;
     let mut instant_estimate = None;
     match &update.step {
         Step::ProjectDetails(project) => {
-            sqlx::query("UPDATE leads SET project = $2, status = $3, step = 2, updated_at = $4 WHERE id = $1")
-                .bind(&update.lead_id)
-                .bind(json_text(project)?)
-                .bind(status.id())
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
+            w.db.exec(
+                "UPDATE leads SET project = $2, status = $3, step = 2, updated_at = $4 WHERE id = $1",
+                vec![
+                    update.lead_id.as_str().into(),
+                    json_text(project)?.into(),
+                    status.id().into(),
+                    now.into(),
+                ],
+            )
+            .await?;
         }
         Step::PersonalInfo(personal) => {
             let project = lead
@@ -741,7 +809,7 @@ async fn apply_step(
                 .as_ref()
                 .ok_or_else(|| StoreError::Corrupt("step 3 without project details".into()))?;
             let self_reported = match &update.heard_about {
-                Some(answer) => match self_report_of(tx, &update.lead_id)
+                Some(answer) => match self_report_of(&mut w.db, &update.lead_id)
                     .await?
                     .answer(&answer.choice, answer.other.as_deref())
                 {
@@ -751,44 +819,52 @@ async fn apply_step(
                 None => None,
             };
             instant_estimate = Some(estimate(project, personal));
-            sqlx::query(
+            w.db.exec(
                 "UPDATE leads SET personal = $2, owner_occupied = $3, status = $4, step = 3, \
                  enrichment_state = 'pending', enrichment_lease_until = 0, updated_at = $5, \
                  self_reported = $6 WHERE id = $1",
+                vec![
+                    update.lead_id.as_str().into(),
+                    json_text(personal)?.into(),
+                    i64::from(personal.owner_occupied).into(),
+                    status.id().into(),
+                    now.into(),
+                    self_reported.into(),
+                ],
             )
-            .bind(&update.lead_id)
-            .bind(json_text(personal)?)
-            .bind(i64::from(personal.owner_occupied))
-            .bind(status.id())
-            .bind(now)
-            .bind(self_reported)
-            .execute(&mut **tx)
             .await?;
         }
         Step::ContactPreference(contact) => {
-            let row = sqlx::query(
-                "UPDATE leads SET contact = $2, status = $3, step = 4, updated_at = $4 WHERE id = $1 \
-                 RETURNING enrichment_state, widget_version, widget_name, source_code, source_name",
-            )
-            .bind(&update.lead_id)
-            .bind(json_text(contact)?)
-            .bind(status.id())
-            .bind(now)
-            .fetch_one(&mut **tx)
-            .await?;
+            let rows = w
+                .db
+                .rows(
+                    "UPDATE leads SET contact = $2, status = $3, step = 4, updated_at = $4 \
+                     WHERE id = $1 \
+                     RETURNING enrichment_state, widget_version, widget_name, source_code, \
+                     source_name",
+                    vec![
+                        update.lead_id.as_str().into(),
+                        json_text(contact)?.into(),
+                        status.id().into(),
+                        now.into(),
+                    ],
+                )
+                .await?;
+            let row = rows
+                .first()
+                .ok_or_else(|| StoreError::Corrupt("the stepped lead is gone".into()))?;
             // `lead.contact_requested` never precedes `lead.enriched`: if enrichment is still
             // running, its write-back emits this event right after its own.
-            let state: String = row.try_get("enrichment_state")?;
-            if state == "done" {
+            if row.text_of("enrichment_state")? == "done" {
                 let personal = lead
                     .personal
                     .as_ref()
                     .ok_or_else(|| StoreError::Corrupt("step 4 without personal info".into()))?;
-                let tracking = tracking_from_row(&row)?;
+                let tracking = tracking_from_row(row)?;
                 let payload =
                     event::contact_requested(&update.lead_id, personal, contact, &tracking);
-                emit_next(
-                    tx,
+                next_lead_event(
+                    w,
                     &lead.org,
                     &update.lead_id,
                     EventType::LeadContactRequested,
@@ -800,52 +876,54 @@ async fn apply_step(
         }
     }
     // The step moves the lead's report counters in the same transaction.
-    tx.roll_lead(&facts, Delta::step(i64::from(status.step())))
+    w.rollups
+        .roll_lead(&mut w.db, &facts, Delta::step(i64::from(status.step())))
         .await?;
     let reply = StepRecorded {
         lead_id: update.lead_id.clone(),
         status,
         estimate: instant_estimate,
     };
-    remember(tx, &lead.org, update.idempotency.as_ref(), &reply, now).await?;
+    remember(&mut w.db, &lead.org, update.idempotency.as_ref(), &reply, now).await?;
     Ok(Ok(CaptureReply::Step(reply)))
 }
 
 /// The "How did you hear about us?" setting of the widget a lead arrived on.
-async fn self_report_of(tx: &mut WriteTx, lead_id: &str) -> Result<SelfReportSetting, StoreError> {
-    let setting: Option<String> = sqlx::query(
-        "SELECT w.self_report FROM leads l JOIN widgets w ON w.org_id = l.org_id \
-         AND w.version = l.widget_version WHERE l.id = $1",
-    )
-    .bind(lead_id)
-    .fetch_one(&mut **tx)
-    .await?
-    .try_get("self_report")?;
-    match setting {
+async fn self_report_of<E: Exec>(db: &mut E, lead_id: &str) -> Result<SelfReportSetting, StoreError> {
+    let rows = db
+        .rows(
+            "SELECT w.self_report FROM leads l JOIN widgets w ON w.org_id = l.org_id \
+             AND w.version = l.widget_version WHERE l.id = $1",
+            vec![lead_id.into()],
+        )
+        .await?;
+    let row = rows
+        .first()
+        .ok_or_else(|| StoreError::Corrupt("the lead's widget is gone".into()))?;
+    match row.opt_text(0)? {
         Some(text) => from_json(&text, "self_report"),
         None => Ok(SelfReportSetting::default()),
     }
 }
 
-pub(super) fn tracking_from_row(row: &sqlx::any::AnyRow) -> Result<SourceTracking, StoreError> {
-    let version = super::to_u32(row.try_get("widget_version")?, "widget version")?;
-    let code = super::to_u32(row.try_get("source_code")?, "source code")?;
+pub(super) fn tracking_from_row(row: &impl Named) -> Result<SourceTracking, StoreError> {
+    let version = super::to_u32(row.int_of("widget_version")?, "widget version")?;
+    let code = super::to_u32(row.int_of("source_code")?, "source code")?;
     Ok(SourceTracking {
         widget_version: WidgetVersion::new(version)
             .ok_or_else(|| StoreError::Corrupt("widget version".into()))?
             .to_string(),
-        widget_name: row.try_get("widget_name")?,
+        widget_name: row.text_of("widget_name")?,
         source_code: SourceCode::new(code)
             .ok_or_else(|| StoreError::Corrupt("source code".into()))?
             .to_string(),
-        source_label: row.try_get("source_name")?,
+        source_label: row.text_of("source_name")?,
     })
 }
 
-/// Appends the lead's next event, taking the next number of its gap-free sequence.
-/// Every lead event after the first: it takes the lead's next sequence number, and carries
-/// the lead's context (attribution, record source, self-reported source, correction) beside
-/// the payload's own fields, read from the lead in the same statement.
+/// Every lead event after the first: it takes the lead's next sequence number (gap-free),
+/// and carries the lead's context (attribution, record source, self-reported source,
+/// correction) beside the payload's own fields, read from the lead in the same statement.
 pub(super) async fn emit_next(
     tx: &mut WriteTx,
     org: &OrgId,
@@ -854,19 +932,35 @@ pub(super) async fn emit_next(
     payload: &serde_json::Value,
     now: i64,
 ) -> Result<(), StoreError> {
-    let row = sqlx::query(
-        "UPDATE leads SET event_sequence = event_sequence + 1 WHERE id = $1 \
-         RETURNING event_sequence, widget_version, source_code, attribution, record_source, \
-         self_reported, corrected_source",
-    )
-    .bind(lead_id)
-    .fetch_one(&mut **tx)
-    .await?;
-    let sequence: i64 = row.try_get("event_sequence")?;
-    let context = StoredContext::from_row(&row)?;
+    next_lead_event(&mut tx.parts(), org, lead_id, event_type, payload, now).await
+}
+
+/// `emit_next` through any connection.
+async fn next_lead_event<E: Exec>(
+    w: &mut TxParts<'_, E>,
+    org: &OrgId,
+    lead_id: &str,
+    event_type: EventType,
+    payload: &serde_json::Value,
+    now: i64,
+) -> Result<(), StoreError> {
+    let rows = w
+        .db
+        .rows(
+            "UPDATE leads SET event_sequence = event_sequence + 1 WHERE id = $1 \
+             RETURNING event_sequence, widget_version, source_code, attribution, record_source, \
+             self_reported, corrected_source",
+            vec![lead_id.into()],
+        )
+        .await?;
+    let row = rows
+        .first()
+        .ok_or_else(|| StoreError::Corrupt("the lead of an event is gone".into()))?;
+    let sequence = row.int_of("event_sequence")?;
+    let context = StoredContext::from_row(row)?;
     let mut payload = payload.clone();
     event::with_lead_context(&mut payload, &context.borrowed());
-    insert_lead_event(tx, org, event_type, lead_id, sequence, &payload, now).await
+    write_lead_event(w, org, event_type, lead_id, sequence, &payload, now).await
 }
 
 /// A lead's context as stored (see `event::LeadContext`).
@@ -881,13 +975,12 @@ impl StoredContext {
     /// From a row with `widget_version`, `source_code`, `attribution`, `record_source`,
     /// `self_reported` and `corrected_source`. A lead stored before attribution detail was
     /// kept gets the part its snapshot knows.
-    pub(super) fn from_row(row: &sqlx::any::AnyRow) -> Result<Self, StoreError> {
-        let attribution: Option<String> = row.try_get("attribution")?;
-        let attribution = match attribution {
+    pub(super) fn from_row(row: &impl Named) -> Result<Self, StoreError> {
+        let attribution = match row.named_text("attribution")? {
             Some(text) => from_json(&text, "attribution")?,
             None => {
-                let version = super::to_u32(row.try_get("widget_version")?, "widget version")?;
-                let code = super::to_u32(row.try_get("source_code")?, "source code")?;
+                let version = super::to_u32(row.int_of("widget_version")?, "widget version")?;
+                let code = super::to_u32(row.int_of("source_code")?, "source code")?;
                 Attribution {
                     last_touch: Touch {
                         widget_version: WidgetVersion::new(version)
@@ -902,17 +995,16 @@ impl StoredContext {
                 }
             }
         };
-        let record_source: String = row.try_get("record_source")?;
-        let self_reported: Option<String> = row.try_get("self_reported")?;
-        let corrected: Option<String> = row.try_get("corrected_source")?;
         Ok(Self {
             attribution,
-            record_source: RecordSource::from_id(&record_source)
+            record_source: RecordSource::from_id(&row.text_of("record_source")?)
                 .ok_or_else(|| StoreError::Corrupt("record source".into()))?,
-            self_reported: self_reported
+            self_reported: row
+                .named_text("self_reported")?
                 .map(|s| from_json(&s, "self_reported"))
                 .transpose()?,
-            corrected: corrected
+            corrected: row
+                .named_text("corrected_source")?
                 .map(|c| from_json(&c, "corrected_source"))
                 .transpose()?,
         })

@@ -5,9 +5,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use sqlx::Row;
-
-use super::WriteTx;
+use super::exec::{Cells, Exec};
+use super::rollups::Pending;
 use super::{StoreError, to_u32};
 use crate::domain::attribution::{AttributionNote, SourceFacts, WidgetFacts, resolve_arrival};
 use crate::domain::channel::ChannelCategory;
@@ -41,16 +40,17 @@ impl CatalogCache {
     /// The organization's catalog as `tx` sees it: the kept copy if the version `tx` reads is
     /// the one it was read at, else read now. The version is read before the catalog, so a
     /// copy is never older than the version it is kept under.
-    pub(super) async fn get(
+    pub(super) async fn get<E: Exec>(
         &self,
-        tx: &mut WriteTx,
+        db: &mut E,
+        facts: &mut Pending,
         org: &OrgId,
     ) -> Result<Arc<OrgCatalog>, StoreError> {
-        let version = tx.catalog_version(org.as_str()).await?;
+        let version = facts.catalog_version(db, org.as_str()).await?;
         if let Some(catalog) = self.kept(org, version) {
             return Ok(catalog);
         }
-        let catalog = Arc::new(OrgCatalog::load(tx, org).await?);
+        let catalog = Arc::new(OrgCatalog::load(db, org).await?);
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= CACHED_ORGANIZATIONS {
             entries.clear();
@@ -69,46 +69,47 @@ impl CatalogCache {
 }
 
 impl OrgCatalog {
-    async fn load(tx: &mut WriteTx, org: &OrgId) -> Result<Self, StoreError> {
-        let widget_rows =
-            sqlx::query("SELECT version, name, status FROM widgets WHERE org_id = $1")
-                .bind(org.as_str())
-                .fetch_all(&mut **tx)
-                .await?;
+    async fn load<E: Exec>(db: &mut E, org: &OrgId) -> Result<Self, StoreError> {
+        let widget_rows = db
+            .rows(
+                "SELECT version, name, status FROM widgets WHERE org_id = $1",
+                vec![org.as_str().into()],
+            )
+            .await?;
+        let version_of = |n: i64| {
+            WidgetVersion::new(to_u32(n, "widget version")?)
+                .ok_or_else(|| StoreError::Corrupt("widget version".into()))
+        };
         let mut widgets = Vec::with_capacity(widget_rows.len());
         for row in &widget_rows {
-            let version = to_u32(row.try_get("version")?, "widget version")?;
-            let status: String = row.try_get("status")?;
             widgets.push(WidgetFacts {
-                version: WidgetVersion::new(version)
-                    .ok_or_else(|| StoreError::Corrupt("widget version".into()))?,
-                name: row.try_get("name")?,
-                status: WidgetStatus::from_id(&status)
+                version: version_of(row.int(0)?)?,
+                name: row.text(1)?,
+                status: WidgetStatus::from_id(&row.text(2)?)
                     .ok_or_else(|| StoreError::Corrupt("widget status".into()))?,
             });
         }
-        let source_rows = sqlx::query(
-            "SELECT w.version, s.code, s.name, s.channel_category, s.status \
-             FROM sources s JOIN widgets w ON w.id = s.widget_id WHERE s.org_id = $1",
-        )
-        .bind(org.as_str())
-        .fetch_all(&mut **tx)
-        .await?;
+        let source_rows = db
+            .rows(
+                "SELECT w.version, s.code, s.name, s.channel_category, s.status \
+                 FROM sources s JOIN widgets w ON w.id = s.widget_id WHERE s.org_id = $1",
+                vec![org.as_str().into()],
+            )
+            .await?;
         let mut sources: HashMap<WidgetVersion, Vec<SourceFacts>> = HashMap::new();
         for row in &source_rows {
-            let version = WidgetVersion::new(to_u32(row.try_get("version")?, "widget version")?)
-                .ok_or_else(|| StoreError::Corrupt("widget version".into()))?;
-            let category: String = row.try_get("channel_category")?;
-            let status: String = row.try_get("status")?;
-            sources.entry(version).or_default().push(SourceFacts {
-                code: SourceCode::new(to_u32(row.try_get("code")?, "source code")?)
-                    .ok_or_else(|| StoreError::Corrupt("source code".into()))?,
-                name: row.try_get("name")?,
-                category: ChannelCategory::from_id(&category)
-                    .ok_or_else(|| StoreError::Corrupt("channel category".into()))?,
-                status: SourceStatus::from_id(&status)
-                    .ok_or_else(|| StoreError::Corrupt("source status".into()))?,
-            });
+            sources
+                .entry(version_of(row.int(0)?)?)
+                .or_default()
+                .push(SourceFacts {
+                    code: SourceCode::new(to_u32(row.int(1)?, "source code")?)
+                        .ok_or_else(|| StoreError::Corrupt("source code".into()))?,
+                    name: row.text(2)?,
+                    category: ChannelCategory::from_id(&row.text(3)?)
+                        .ok_or_else(|| StoreError::Corrupt("channel category".into()))?,
+                    status: SourceStatus::from_id(&row.text(4)?)
+                        .ok_or_else(|| StoreError::Corrupt("source status".into()))?,
+                });
         }
         Ok(Self { widgets, sources })
     }

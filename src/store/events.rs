@@ -3,7 +3,8 @@
 use sqlx::Row;
 
 use super::dispatch::EventRow;
-use super::{Store, StoreError, WriteTx};
+use super::exec::Exec;
+use super::{Store, StoreError, TxParts, WriteTx};
 use crate::domain::event::EventType;
 use crate::domain::ids::{OrgId, prefixed_id};
 
@@ -51,8 +52,8 @@ pub(super) async fn insert_event(
 }
 
 /// Appends a lead's event with its per-lead sequence number (fanned out at commit, too).
-pub(super) async fn insert_lead_event(
-    tx: &mut WriteTx,
+pub(super) async fn write_lead_event<E: Exec>(
+    w: &mut TxParts<'_, E>,
     org: &OrgId,
     event_type: EventType,
     lead_id: &str,
@@ -68,20 +69,21 @@ pub(super) async fn insert_lead_event(
         sequence: Some(sequence),
         payload: payload.to_string(),
     };
-    sqlx::query(
-        "INSERT INTO events (id, org_id, event_type, lead_id, sequence, payload, created_at, fanned_out) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 1)",
+    w.db.exec(
+        "INSERT INTO events (id, org_id, event_type, lead_id, sequence, payload, created_at, \
+         fanned_out) VALUES ($1, $2, $3, $4, $5, $6, $7, 1)",
+        vec![
+            event.id.as_str().into(),
+            event.org.as_str().into(),
+            event.event_type.as_str().into(),
+            lead_id.into(),
+            sequence.into(),
+            event.payload.as_str().into(),
+            now.into(),
+        ],
     )
-    .bind(&event.id)
-    .bind(&event.org)
-    .bind(&event.event_type)
-    .bind(lead_id)
-    .bind(sequence)
-    .bind(&event.payload)
-    .bind(now)
-    .execute(&mut **tx)
     .await?;
-    tx.outbox.push(event);
+    w.outbox.push(event);
     Ok(())
 }
 

@@ -47,6 +47,12 @@ impl From<Option<i64>> for Val {
     }
 }
 
+impl From<Option<String>> for Val {
+    fn from(v: Option<String>) -> Self {
+        v.map_or(Val::NullText, Val::Text)
+    }
+}
+
 impl From<Option<&str>> for Val {
     fn from(v: Option<&str>) -> Self {
         v.map_or(Val::NullText, Val::from)
@@ -69,13 +75,40 @@ pub(crate) trait Cells {
     }
 }
 
+/// A result row, read by column name (rows whose columns come from shared lists such as
+/// `LEAD_FACTS`).
+pub(crate) trait Named {
+    fn named_int(&self, name: &str) -> Result<Option<i64>, StoreError>;
+    fn named_text(&self, name: &str) -> Result<Option<String>, StoreError>;
+
+    fn int_of(&self, name: &str) -> Result<i64, StoreError> {
+        self.named_int(name)?
+            .ok_or_else(|| StoreError::Corrupt(format!("{name} is NULL")))
+    }
+
+    fn text_of(&self, name: &str) -> Result<String, StoreError> {
+        self.named_text(name)?
+            .ok_or_else(|| StoreError::Corrupt(format!("{name} is NULL")))
+    }
+}
+
+impl Named for AnyRow {
+    fn named_int(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+
+    fn named_text(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+}
+
 /// Somewhere a transaction's statements run.
 #[allow(
     async_fn_in_trait,
     reason = "used only through concrete types inside this crate"
 )]
 pub(crate) trait Exec {
-    type Row: Cells;
+    type Row: Cells + Named;
 
     fn backend(&self) -> Backend;
 
@@ -108,7 +141,13 @@ fn bind<'q>(
     query
 }
 
-impl Exec for WriteTx {
+/// A connection reached through sqlx (a `WriteTx`'s, without its pending state).
+pub(crate) struct SqlxDb<'c> {
+    pub(crate) conn: &'c mut sqlx::AnyConnection,
+    pub(crate) backend: Backend,
+}
+
+impl Exec for SqlxDb<'_> {
     type Row = AnyRow;
 
     fn backend(&self) -> Backend {
@@ -118,13 +157,29 @@ impl Exec for WriteTx {
     async fn rows(&mut self, sql: &str, params: Vec<Val>) -> Result<Vec<AnyRow>, StoreError> {
         let sql = dialect(self.backend, sql);
         let query = bind(sqlx::query(AssertSqlSafe(sql)), params);
-        Ok(query.fetch_all(&mut **self).await?)
+        Ok(query.fetch_all(&mut *self.conn).await?)
     }
 
     async fn exec(&mut self, sql: &str, params: Vec<Val>) -> Result<u64, StoreError> {
         let sql = dialect(self.backend, sql);
         let query = bind(sqlx::query(AssertSqlSafe(sql)), params);
-        Ok(query.execute(&mut **self).await?.rows_affected())
+        Ok(query.execute(&mut *self.conn).await?.rows_affected())
+    }
+}
+
+impl Exec for WriteTx {
+    type Row = AnyRow;
+
+    fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    async fn rows(&mut self, sql: &str, params: Vec<Val>) -> Result<Vec<AnyRow>, StoreError> {
+        self.parts().db.rows(sql, params).await
+    }
+
+    async fn exec(&mut self, sql: &str, params: Vec<Val>) -> Result<u64, StoreError> {
+        self.parts().db.exec(sql, params).await
     }
 }
 
@@ -168,8 +223,33 @@ impl rusqlite::ToSql for Val {
     }
 }
 
+/// A row of the native connection: its values and the statement's column names.
+pub(crate) struct NativeRow {
+    names: std::sync::Arc<[String]>,
+    values: Vec<rusqlite::types::Value>,
+}
+
+impl Named for NativeRow {
+    fn named_int(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        self.opt_int(self.position(name)?)
+    }
+
+    fn named_text(&self, name: &str) -> Result<Option<String>, StoreError> {
+        self.opt_text(self.position(name)?)
+    }
+}
+
+impl NativeRow {
+    fn position(&self, name: &str) -> Result<usize, StoreError> {
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .ok_or_else(|| StoreError::Corrupt(format!("no column {name}")))
+    }
+}
+
 impl Exec for NativeTx<'_> {
-    type Row = Vec<rusqlite::types::Value>;
+    type Row = NativeRow;
 
     fn backend(&self) -> Backend {
         Backend::Sqlite
@@ -177,9 +257,19 @@ impl Exec for NativeTx<'_> {
 
     async fn rows(&mut self, sql: &str, params: Vec<Val>) -> Result<Vec<Self::Row>, StoreError> {
         let mut statement = self.tx.prepare_cached(&sqlite_text(sql))?;
-        let columns = statement.column_count();
+        let names: std::sync::Arc<[String]> = statement
+            .column_names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let columns = names.len();
         let rows = statement.query_map(rusqlite::params_from_iter(params.iter()), |row| {
-            (0..columns).map(|i| row.get(i)).collect()
+            Ok(NativeRow {
+                names: names.clone(),
+                values: (0..columns)
+                    .map(|i| row.get(i))
+                    .collect::<Result<_, _>>()?,
+            })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
@@ -191,10 +281,10 @@ impl Exec for NativeTx<'_> {
     }
 }
 
-impl Cells for Vec<rusqlite::types::Value> {
+impl Cells for NativeRow {
     fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
         use rusqlite::types::Value;
-        match self.get(i) {
+        match self.values.get(i) {
             Some(Value::Integer(v)) => Ok(Some(*v)),
             Some(Value::Null) => Ok(None),
             other => Err(StoreError::Corrupt(format!(
@@ -205,7 +295,7 @@ impl Cells for Vec<rusqlite::types::Value> {
 
     fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
         use rusqlite::types::Value;
-        match self.get(i) {
+        match self.values.get(i) {
             Some(Value::Text(v)) => Ok(Some(v.clone())),
             Some(Value::Null) => Ok(None),
             other => Err(StoreError::Corrupt(format!(

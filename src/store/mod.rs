@@ -219,16 +219,35 @@ pub(crate) struct WriteTx {
     rollups: rollups::Pending,
 }
 
+/// A write transaction taken apart: where its statements run (sqlx, or SQLite's native
+/// connection), and the rollup changes and events that wait for its end. Code written against
+/// it runs on either.
+struct TxParts<'t, E> {
+    db: E,
+    rollups: &'t mut rollups::Pending,
+    /// Events written, fanned out to their endpoints just before the commit.
+    outbox: &'t mut Vec<dispatch::EventRow>,
+}
+
+impl<E: exec::Exec> TxParts<'_, E> {
+    /// What every write transaction does last: writes its rollup changes and fans its events
+    /// out to their endpoints. Returns how many deliveries became due.
+    async fn before_commit(&mut self, now: i64) -> Result<usize, StoreError> {
+        self.rollups.flush(&mut self.db).await?;
+        let outbox = std::mem::take(self.outbox);
+        if outbox.is_empty() {
+            return Ok(0);
+        }
+        dispatch::fan_out_events(&mut self.db, &outbox, now).await
+    }
+}
+
 impl WriteTx {
     /// Fans this transaction's events out, commits, and wakes this node's dispatcher if any
     /// delivery became due.
     pub(crate) async fn commit(mut self) -> Result<(), StoreError> {
-        self.flush_rollups().await?;
-        let outbox = std::mem::take(&mut self.outbox);
-        if !outbox.is_empty() {
-            let made = dispatch::fan_out_events(&mut self, &outbox, now_ms()).await?;
-            self.queued |= made > 0;
-        }
+        let made = self.parts().before_commit(now_ms()).await?;
+        self.queued |= made > 0;
         if self.queued && self.backend == Backend::Postgres && self.wake.is_none() {
             // A writer without a dispatcher of its own (a tool, a node that only writes) tells
             // the other nodes, when (and only if) this commits. A serving node wakes its own
@@ -249,6 +268,18 @@ impl WriteTx {
             wake.notify_one();
         }
         Ok(())
+    }
+
+    /// The connection, and beside it what waits for the commit.
+    fn parts(&mut self) -> TxParts<'_, exec::SqlxDb<'_>> {
+        TxParts {
+            db: exec::SqlxDb {
+                conn: &mut self.tx,
+                backend: self.backend,
+            },
+            rollups: &mut self.rollups,
+            outbox: &mut self.outbox,
+        }
     }
 
     /// Says this transaction made deliveries due, so the dispatcher is woken after commit.
@@ -408,6 +439,13 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// A commit outside a `WriteTx` (the native connection's) made deliveries due.
+    fn deliveries_due(&self) {
+        if let Some(wake) = &self.wake {
+            wake.notify_one();
+        }
     }
 
     /// Wakes `dispatcher` after every commit of this store that made deliveries due.

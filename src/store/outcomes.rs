@@ -62,7 +62,7 @@ impl Store {
     ) -> Result<OutcomeView, StoreError> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
-        match replay::<OutcomeView>(&mut tx, org, idempotency).await? {
+        match replay::<OutcomeView, _>(&mut tx, org, idempotency).await? {
             Some(Ok(answer)) => return Ok(answer),
             Some(Err(_)) => return Err(Conflict::IdempotencyKeyReused.into()),
             None => {}

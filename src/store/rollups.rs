@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use sqlx::Row;
 
+use super::exec::{Cells, Exec, Named, Val};
 use super::{Backend, Store, StoreError, WriteTx};
 use crate::domain::attribution::DerivedChannel;
 use crate::domain::ids::OrgId;
@@ -211,51 +212,46 @@ impl LeadFacts {
         self
     }
 
-    pub(crate) fn from_row(row: &sqlx::any::AnyRow) -> Result<Self, StoreError> {
-        let corrected_code: Option<i64> = row.try_get("corrected_source_code")?;
-        let outcome: String = row.try_get("outcome")?;
-        let value: Option<i64> = row.try_get("outcome_value")?;
-        let widget: i64 = row.try_get("widget_version")?;
-        let arrival: i64 = row.try_get("source_code")?;
+    pub(crate) fn from_row(row: &impl Named) -> Result<Self, StoreError> {
+        let corrected_code = row.named_int("corrected_source_code")?;
+        let outcome = row.text_of("outcome")?;
+        let value = row.named_int("outcome_value")?;
+        let widget = row.int_of("widget_version")?;
+        let arrival = row.int_of("source_code")?;
         let corrected_name = row
-            .try_get::<Option<String>, _>("corrected_source")?
+            .named_text("corrected_source")?
             .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
             .and_then(|v| v["source_label"].as_str().map(str::to_owned));
         // Touches this code did not write (none, or unreadable) leave the arrival alone as the
         // lead's one touch rather than blocking its steps.
         let touches = row
-            .try_get::<Option<String>, _>("touches")?
+            .named_text("touches")?
             .and_then(|json| serde_json::from_str::<Vec<TouchPoint>>(&json).ok())
             .unwrap_or_default();
         Ok(Self {
-            id: row.try_get("id")?,
-            org: row.try_get("org_id")?,
-            created_at: row.try_get("created_at")?,
+            id: row.text_of("id")?,
+            org: row.text_of("org_id")?,
+            created_at: row.int_of("created_at")?,
             widget,
             source: corrected_code.unwrap_or(arrival),
-            category: match row.try_get::<Option<String>, _>("corrected_source_category")? {
+            category: match row.named_text("corrected_source_category")? {
                 Some(c) => c,
-                None => row.try_get("source_category")?,
+                None => row.text_of("source_category")?,
             },
-            derived: row
-                .try_get::<Option<String>, _>("derived_channel")?
-                .unwrap_or_default(),
+            derived: row.named_text("derived_channel")?.unwrap_or_default(),
             name: match corrected_name {
                 Some(name) => name,
-                None => row.try_get("source_name")?,
+                None => row.text_of("source_name")?,
             },
-            step: row.try_get("step")?,
-            enriched: row.try_get::<String, _>("enrichment_state")? == "done",
-            score: row.try_get::<Option<i64>, _>("score")?.unwrap_or(0),
-            pipeline: row
-                .try_get::<Option<i64>, _>("pipeline_value")?
-                .unwrap_or(0),
+            step: row.int_of("step")?,
+            enriched: row.text_of("enrichment_state")? == "done",
+            score: row.named_int("score")?.unwrap_or(0),
+            pipeline: row.named_int("pipeline_value")?.unwrap_or(0),
             corrected: corrected_code.is_some(),
             first_touch: (
-                row.try_get::<Option<i64>, _>("first_touch_widget_version")?
+                row.named_int("first_touch_widget_version")?
                     .unwrap_or(widget),
-                row.try_get::<Option<i64>, _>("first_touch_source_code")?
-                    .unwrap_or(arrival),
+                row.named_int("first_touch_source_code")?.unwrap_or(arrival),
             ),
             closed: matches!(outcome.as_str(), "won" | "lost"),
             won: (outcome == "won").then(|| value.unwrap_or(0)),
@@ -410,88 +406,84 @@ pub(crate) struct Pending {
 /// `Some(None)` when nothing is counted yet; else the last lead counted.
 type RecountCursor = Option<Option<(i64, String)>>;
 
-impl WriteTx {
+impl Pending {
     /// The organization's time zone and credit settings, read once per transaction.
-    async fn org_facts(&mut self, org: &str) -> Result<(OrgTimeZone, CreditSettings), StoreError> {
-        if let Some(facts) = self.rollups.orgs.get(org) {
+    async fn org_facts<E: Exec>(
+        &mut self,
+        db: &mut E,
+        org: &str,
+    ) -> Result<(OrgTimeZone, CreditSettings), StoreError> {
+        if let Some(facts) = self.orgs.get(org) {
             return Ok(facts.clone());
         }
-        Ok(self.read_org_facts(org).await?.0)
+        Ok(self.read_org_facts(db, org).await?.0)
     }
 
     /// The version of the organization's catalog (its widgets and sources) this transaction
     /// sees, read with the time zone and credit settings: a capture batch needs all three of
     /// the organization, in one statement.
-    pub(crate) async fn catalog_version(&mut self, org: &str) -> Result<i64, StoreError> {
-        if let Some(version) = self.rollups.catalog_versions.get(org) {
+    pub(crate) async fn catalog_version<E: Exec>(
+        &mut self,
+        db: &mut E,
+        org: &str,
+    ) -> Result<i64, StoreError> {
+        if let Some(version) = self.catalog_versions.get(org) {
             return Ok(*version);
         }
-        Ok(self.read_org_facts(org).await?.1)
+        Ok(self.read_org_facts(db, org).await?.1)
     }
 
-    async fn read_org_facts(
+    async fn read_org_facts<E: Exec>(
         &mut self,
+        db: &mut E,
         org: &str,
     ) -> Result<((OrgTimeZone, CreditSettings), i64), StoreError> {
-        let row = sqlx::query(
-            "SELECT time_zone, credit_lookback_days, credit_half_life_days, catalog_version \
-             FROM organizations WHERE id = $1",
-        )
-        .bind(org)
-        .fetch_optional(&mut **self)
-        .await?
-        .ok_or(StoreError::NotFound)?;
-        let zone = OrgTimeZone::parse(&row.try_get::<String, _>("time_zone")?)
+        let rows = db
+            .rows(
+                "SELECT time_zone, credit_lookback_days, credit_half_life_days, catalog_version \
+                 FROM organizations WHERE id = $1",
+                vec![org.into()],
+            )
+            .await?;
+        let row = rows.first().ok_or(StoreError::NotFound)?;
+        let zone = OrgTimeZone::parse(&row.text(0)?).map_err(|e| StoreError::Corrupt(e.message))?;
+        let settings = CreditSettings::new(row.int(1)?, row.int(2)?)
             .map_err(|e| StoreError::Corrupt(e.message))?;
-        let settings = CreditSettings::new(
-            row.try_get("credit_lookback_days")?,
-            row.try_get("credit_half_life_days")?,
-        )
-        .map_err(|e| StoreError::Corrupt(e.message))?;
-        let version: i64 = row.try_get("catalog_version")?;
-        self.rollups
-            .orgs
-            .insert(org.to_owned(), (zone.clone(), settings));
-        self.rollups
-            .catalog_versions
-            .insert(org.to_owned(), version);
+        let version = row.int(3)?;
+        self.orgs.insert(org.to_owned(), (zone.clone(), settings));
+        self.catalog_versions.insert(org.to_owned(), version);
         Ok(((zone, settings), version))
     }
 
-    /// The organization's time zone, read once per transaction.
-    pub(crate) async fn zone(&mut self, org: &str) -> Result<OrgTimeZone, StoreError> {
-        Ok(self.org_facts(org).await?.0)
-    }
-
-    async fn recount_cursor(&mut self, org: &str) -> Result<RecountCursor, StoreError> {
-        let row = sqlx::query(
-            "SELECT credit_recount_requested_at, credit_recount_at, credit_recount_lead \
-             FROM organizations WHERE id = $1",
-        )
-        .bind(org)
-        .fetch_one(&mut **self)
-        .await?;
-        if row
-            .try_get::<Option<i64>, _>("credit_recount_requested_at")?
-            .is_none()
-        {
+    async fn recount_cursor<E: Exec>(
+        db: &mut E,
+        org: &str,
+    ) -> Result<RecountCursor, StoreError> {
+        let rows = db
+            .rows(
+                "SELECT credit_recount_requested_at, credit_recount_at, credit_recount_lead \
+                 FROM organizations WHERE id = $1",
+                vec![org.into()],
+            )
+            .await?;
+        let row = rows.first().ok_or(StoreError::NotFound)?;
+        if row.opt_int(0)?.is_none() {
             return Ok(None);
         }
-        let at: Option<i64> = row.try_get("credit_recount_at")?;
-        let lead: Option<String> = row.try_get("credit_recount_lead")?;
-        Ok(Some(at.zip(lead)))
+        Ok(Some(row.opt_int(1)?.zip(row.opt_text(2)?)))
     }
 
-    pub(crate) async fn roll(
+    /// Counts one more of `kind` (a visit, a first touch) on the day of `at`.
+    pub(crate) async fn roll<E: Exec>(
         &mut self,
+        db: &mut E,
         org: &str,
         at: i64,
         kind: Kind,
-        widget: i64,
-        source: i64,
+        (widget, source): (i64, i64),
         derived: Option<&str>,
     ) -> Result<(), StoreError> {
-        let day = self.zone(org).await?.day_of(at);
+        let day = self.org_facts(db, org).await?.0.day_of(at);
         let key = Key {
             org: org.to_owned(),
             day,
@@ -502,20 +494,21 @@ impl WriteTx {
             derived: derived.unwrap_or_default().to_owned(),
             name: String::new(),
         };
-        self.rollups.rows.entry(key).or_default().add(Delta::one());
+        self.rows.entry(key).or_default().add(Delta::one());
         Ok(())
     }
 
-    /// Adds `delta` to the lead's (last-touch) row.
-    pub(crate) async fn roll_lead(
+    /// Adds `delta` to the lead's (last-touch) row and its model rows.
+    pub(crate) async fn roll_lead<E: Exec>(
         &mut self,
+        db: &mut E,
         lead: &LeadFacts,
         delta: Delta,
     ) -> Result<(), StoreError> {
-        let day = self.zone(&lead.org).await?.day_of(lead.created_at);
+        let (zone, settings) = self.org_facts(db, &lead.org).await?;
         let key = Key {
             org: lead.org.clone(),
-            day,
+            day: zone.day_of(lead.created_at),
             kind: Kind::Lead,
             widget: lead.widget,
             source: lead.source,
@@ -527,37 +520,21 @@ impl WriteTx {
             },
             name: lead.name.clone(),
         };
-        self.rollups.rows.entry(key).or_default().add(delta);
-        let (zone, settings) = self.org_facts(&lead.org).await?;
+        self.rows.entry(key).or_default().add(delta);
         let (at, id) = lead.position();
         for (key, part) in lead.model_rows(delta, settings, &zone) {
-            self.rollups.credits.push(((at, id.to_owned()), key, part));
+            self.credits.push(((at, id.to_owned()), key, part));
         }
         Ok(())
     }
 
-    /// Moves a lead's whole contribution (last and first touch) from the day it was on to the
-    /// day of `moved` (the same lead after its time changed).
-    pub(crate) async fn move_lead(
+    async fn roll_first_touch<E: Exec>(
         &mut self,
-        was: &LeadFacts,
-        moved: &LeadFacts,
+        db: &mut E,
+        lead: &LeadFacts,
+        delta: Delta,
     ) -> Result<(), StoreError> {
-        self.roll_lead(was, was.whole().negated()).await?;
-        self.roll_lead(moved, moved.whole()).await?;
-        self.roll_first_touch(was, Delta::one().negated()).await?;
-        self.roll_first_touch(moved, Delta::one()).await
-    }
-
-    /// Counts a lead that arrives whole (an import): every step, enrichment and outcome it
-    /// has, under last touch, first touch and the models.
-    pub(crate) async fn add_lead(&mut self, lead: &LeadFacts) -> Result<(), StoreError> {
-        self.roll_lead(lead, lead.whole()).await?;
-        self.roll_first_touch(lead, Delta::one()).await
-    }
-
-    async fn roll_first_touch(&mut self, lead: &LeadFacts, delta: Delta) -> Result<(), StoreError> {
-        let day = self.zone(&lead.org).await?.day_of(lead.created_at);
+        let day = self.org_facts(db, &lead.org).await?.0.day_of(lead.created_at);
         let key = Key {
             org: lead.org.clone(),
             day,
@@ -568,24 +545,24 @@ impl WriteTx {
             derived: String::new(),
             name: String::new(),
         };
-        self.rollups.rows.entry(key).or_default().add(delta);
+        self.rows.entry(key).or_default().add(delta);
         Ok(())
     }
 
-    /// Writes the transaction's rollup changes (called by `commit`).
-    pub(super) async fn flush_rollups(&mut self) -> Result<(), StoreError> {
-        let mut rows = std::mem::take(&mut self.rollups.rows);
-        let credits = std::mem::take(&mut self.rollups.credits);
+    /// Writes the transaction's rollup changes (just before it commits).
+    pub(crate) async fn flush<E: Exec>(&mut self, db: &mut E) -> Result<(), StoreError> {
+        let mut rows = std::mem::take(&mut self.rows);
+        let credits = std::mem::take(&mut self.credits);
         let mut orgs: Vec<String> = rows.keys().map(|k| k.org.clone()).collect();
         orgs.dedup();
         for org in &orgs {
-            self.rollup_lock(org, LockMode::Shared).await?;
+            rollup_lock(db, org, LockMode::Shared).await?;
         }
         // Read under the lock: a recount step commits before this or waits for it.
         let mut cursors: HashMap<String, RecountCursor> = HashMap::new();
         for (position, key, delta) in credits {
             if !cursors.contains_key(&key.org) {
-                let cursor = self.recount_cursor(&key.org).await?;
+                let cursor = Self::recount_cursor(db, &key.org).await?;
                 cursors.insert(key.org.clone(), cursor);
             }
             let counted = match cursors.get(&key.org) {
@@ -601,43 +578,142 @@ impl WriteTx {
                 rows.entry(key).or_default().add(delta);
             }
         }
-        self.write_rollups(rows).await
+        write_rollups(db, rows).await
+    }
+}
+
+async fn write_rollups<E: Exec>(db: &mut E, rows: BTreeMap<Key, Delta>) -> Result<(), StoreError> {
+    let sql = format!(
+        "INSERT INTO report_rollups ({ROLLUP_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+         {UPSERT}"
+    );
+    for (key, delta) in rows {
+        if delta == Delta::default() {
+            continue;
+        }
+        let params: Vec<Val> = vec![
+            key.org.into(),
+            key.day.into(),
+            key.kind.id().into(),
+            key.widget.into(),
+            key.source.into(),
+            key.category.into(),
+            key.derived.into(),
+            key.name.into(),
+            delta.n.into(),
+            delta.project.into(),
+            delta.personal.into(),
+            delta.contact.into(),
+            delta.enriched.into(),
+            delta.score.into(),
+            delta.pipeline.into(),
+            delta.corrected.into(),
+            delta.won.into(),
+            delta.revenue.into(),
+        ];
+        db.exec(&sql, params).await?;
+    }
+    Ok(())
+}
+
+/// On PostgreSQL, many nodes write rollups at once; a recount deletes and rebuilds an
+/// organization's rows from what is committed, so a change committed in between would be
+/// counted twice (or lost). Writers of changes hold the organization's rollup lock shared
+/// and a recount holds it alone, both until their transaction ends. SQLite transactions
+/// already run one at a time.
+async fn rollup_lock<E: Exec>(db: &mut E, org: &str, mode: LockMode) -> Result<(), StoreError> {
+    if db.backend() != Backend::Postgres {
+        return Ok(());
+    }
+    let sql = match mode {
+        LockMode::Shared => {
+            "SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock_shared(hashtext($1))) AS l"
+        }
+        LockMode::Exclusive => {
+            "SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(hashtext($1))) AS l"
+        }
+    };
+    db.rows(sql, vec![org.into()]).await?;
+    Ok(())
+}
+
+/// The same for a `WriteTx`, whose pending rollups sit beside its connection.
+impl WriteTx {
+    async fn org_facts(&mut self, org: &str) -> Result<(OrgTimeZone, CreditSettings), StoreError> {
+        let mut p = self.parts();
+        p.rollups.org_facts(&mut p.db, org).await
+    }
+
+    /// The organization's time zone, read once per transaction.
+    pub(crate) async fn zone(&mut self, org: &str) -> Result<OrgTimeZone, StoreError> {
+        Ok(self.org_facts(org).await?.0)
+    }
+
+    async fn recount_cursor(&mut self, org: &str) -> Result<RecountCursor, StoreError> {
+        Pending::recount_cursor(self, org).await
+    }
+
+    async fn rollup_lock(&mut self, org: &str, mode: LockMode) -> Result<(), StoreError> {
+        rollup_lock(self, org, mode).await
     }
 
     async fn write_rollups(&mut self, rows: BTreeMap<Key, Delta>) -> Result<(), StoreError> {
-        for (key, delta) in rows {
-            if delta == Delta::default() {
-                continue;
-            }
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO report_rollups ({ROLLUP_COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-                 $17, $18) \
-                 {UPSERT}"
-            )))
-            .bind(&key.org)
-            .bind(key.day)
-            .bind(key.kind.id())
-            .bind(key.widget)
-            .bind(key.source)
-            .bind(&key.category)
-            .bind(&key.derived)
-            .bind(&key.name)
-            .bind(delta.n)
-            .bind(delta.project)
-            .bind(delta.personal)
-            .bind(delta.contact)
-            .bind(delta.enriched)
-            .bind(delta.score)
-            .bind(delta.pipeline)
-            .bind(delta.corrected)
-            .bind(delta.won)
-            .bind(delta.revenue)
-            .execute(&mut **self)
-            .await?;
-        }
-        Ok(())
+        write_rollups(self, rows).await
     }
+
+    /// Counts one more of `kind` on the day of `at`.
+    pub(crate) async fn roll(
+        &mut self,
+        org: &str,
+        at: i64,
+        kind: Kind,
+        widget: i64,
+        source: i64,
+        derived: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut p = self.parts();
+        p.rollups
+            .roll(&mut p.db, org, at, kind, (widget, source), derived)
+            .await
+    }
+
+    /// Adds `delta` to the lead's (last-touch) row.
+    pub(crate) async fn roll_lead(
+        &mut self,
+        lead: &LeadFacts,
+        delta: Delta,
+    ) -> Result<(), StoreError> {
+        let mut p = self.parts();
+        p.rollups.roll_lead(&mut p.db, lead, delta).await
+    }
+
+    /// Moves a lead's whole contribution (last and first touch) from the day it was on to the
+    /// day of `moved` (the same lead after its time changed).
+    pub(crate) async fn move_lead(
+        &mut self,
+        was: &LeadFacts,
+        moved: &LeadFacts,
+    ) -> Result<(), StoreError> {
+        let mut p = self.parts();
+        p.rollups
+            .roll_lead(&mut p.db, was, was.whole().negated())
+            .await?;
+        p.rollups.roll_lead(&mut p.db, moved, moved.whole()).await?;
+        p.rollups
+            .roll_first_touch(&mut p.db, was, Delta::one().negated())
+            .await?;
+        p.rollups.roll_first_touch(&mut p.db, moved, Delta::one()).await
+    }
+
+    /// Counts a lead that arrives whole (an import): every step, enrichment and outcome it
+    /// has, under last touch, first touch and the models.
+    pub(crate) async fn add_lead(&mut self, lead: &LeadFacts) -> Result<(), StoreError> {
+        let mut p = self.parts();
+        p.rollups.roll_lead(&mut p.db, lead, lead.whole()).await?;
+        p.rollups.roll_first_touch(&mut p.db, lead, Delta::one()).await
+    }
+
 
     /// Recomputes the organization's rollups from its raw rows, in `zone`'s days.
     pub(crate) async fn rebuild_rollups(
@@ -1022,28 +1098,6 @@ enum LockMode {
     Exclusive,
 }
 
-impl WriteTx {
-    /// On PostgreSQL, many nodes write rollups at once; a recount deletes and rebuilds an
-    /// organization's rows from what is committed, so a change committed in between would be
-    /// counted twice (or lost). Writers of changes hold the organization's rollup lock shared
-    /// and a recount holds it alone, both until their transaction ends. SQLite transactions
-    /// already run one at a time.
-    async fn rollup_lock(&mut self, org: &str, mode: LockMode) -> Result<(), StoreError> {
-        if self.backend != Backend::Postgres {
-            return Ok(());
-        }
-        let sql = match mode {
-            LockMode::Shared => {
-                "SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock_shared(hashtext($1))) AS l"
-            }
-            LockMode::Exclusive => {
-                "SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(hashtext($1))) AS l"
-            }
-        };
-        sqlx::query(sql).bind(org).fetch_one(&mut **self).await?;
-        Ok(())
-    }
-}
 
 /// A rollup row's columns, keys then counters, in the order every insert gives them.
 const ROLLUP_COLUMNS: &str = "org_id, day, kind, widget_version, source_code, category, \

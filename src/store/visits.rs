@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::bulk::insert_rows;
 use super::catalog::OrgCatalog;
 use super::exec::{Cells, Exec, Val};
-use super::{Store, StoreError, WriteTx, to_u32};
+use super::{Store, StoreError, to_u32};
 use crate::domain::attribution::{
     DerivedChannel, Utm, derive_channel_on_page, is_internal_navigation,
 };
@@ -38,8 +38,8 @@ const VISITORS_PER_QUERY: usize = 256;
 /// recent `VISITS_PER_LEAD` of each, oldest first; visits of one millisecond in the order they
 /// were written): one statement for a whole capture batch instead of one per lead. Scoped by
 /// organization: a visitor id sent with another organization's key names other visits.
-pub(super) async fn visitors_touches(
-    tx: &mut WriteTx,
+pub(super) async fn visitors_touches<E: Exec>(
+    db: &mut E,
     org: &OrgId,
     visitors: &[&str],
     from: i64,
@@ -60,7 +60,7 @@ pub(super) async fn visitors_touches(
         );
         let mut params: Vec<Val> = vec![org.as_str().into(), from.into(), until.into()];
         params.extend(chunk.iter().map(|v| Val::from(*v)));
-        for row in tx.rows(&sql, params).await? {
+        for row in db.rows(&sql, params).await? {
             let source = to_u32(row.int(2)?, "source")?;
             let channel = row.opt_text(3)?;
             let (page, referrer) = (row.opt_text(4)?, row.opt_text(5)?);
@@ -94,7 +94,11 @@ impl Store {
         let mut rows = Vec::with_capacity(visits.len());
         for visit in visits {
             if !catalogs.contains_key(&visit.org) {
-                let catalog = self.catalogs.get(&mut tx, &visit.org).await?;
+                let mut parts = tx.parts();
+                let catalog = self
+                    .catalogs
+                    .get(&mut parts.db, parts.rollups, &visit.org)
+                    .await?;
                 catalogs.insert(visit.org.clone(), catalog);
             }
             let Some(catalog) = catalogs.get(&visit.org) else {

@@ -132,7 +132,8 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Job>, enrichment: std::sync::A
     // Ends when every sender is gone (shutdown) and the queue is drained.
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let (commands, replies): (Vec<_>, Vec<_>) = jobs.drain(..).unzip();
-        let outcome = match store.apply_capture(&commands).await {
+        let commands: std::sync::Arc<[CaptureCommand]> = commands.into();
+        let outcome = match store.apply_capture_batch(commands.clone()).await {
             Ok(results) => results.into_iter().map(Ok).collect(),
             // The database is away: every waiter hears so at once (and retries), instead of
             // each command waiting out its own connection timeout in turn.
