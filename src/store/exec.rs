@@ -313,13 +313,11 @@ pub(crate) struct Native {
 }
 
 impl Native {
-    /// Opens the file with the service's pragmas (WAL, `synchronous=FULL`).
-    pub(crate) fn open(path: &str) -> Result<Native, StoreError> {
+    /// Opens the file and runs `session` on it: the pragmas every connection of the store
+    /// gets (WAL, `synchronous=FULL`, the busy timeout of the settings).
+    pub(crate) fn open(path: &str, session: &str) -> Result<Native, StoreError> {
         let conn = rusqlite::Connection::open(path)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-             PRAGMA busy_timeout = 10000; PRAGMA cache_size = -65536; PRAGMA secure_delete = FAST;",
-        )?;
+        conn.execute_batch(session)?;
         conn.set_prepared_statement_cache_capacity(64);
         let (jobs, inbox) = mpsc::channel::<Job>();
         std::thread::Builder::new()

@@ -197,6 +197,8 @@ pub struct Store {
     /// `native_write`).
     sqlite_path: Option<String>,
     native: Arc<tokio::sync::OnceCell<exec::Native>>,
+    /// What every new connection runs first (`session_sql`), the native one included.
+    session: String,
     /// Woken after a commit that made deliveries due (this node's dispatcher).
     wake: Option<Arc<tokio::sync::Notify>>,
     /// Organizations' widgets and sources as capture last read them (see `catalog`).
@@ -409,6 +411,7 @@ impl Store {
         };
         let options = AnyConnectOptions::from_str(&url)?;
         let session = session_sql(backend, settings);
+        let native_session = session.clone();
         let pool = AnyPoolOptions::new()
             .max_connections(settings.pool_size.unwrap_or(match backend {
                 Backend::Sqlite => 8,
@@ -431,6 +434,7 @@ impl Store {
             backend,
             gate,
             sqlite_path,
+            session: native_session,
             native: Arc::default(),
             wake: None,
             catalogs: Arc::default(),
@@ -596,7 +600,7 @@ impl Store {
             .await?;
         let native = self
             .native
-            .get_or_try_init(|| async { exec::Native::open(path) })
+            .get_or_try_init(|| async { exec::Native::open(path, &self.session) })
             .await?;
         let (native_journal, native_sync) = native
             .run(|conn| {
@@ -632,7 +636,7 @@ impl Store {
         };
         let native = self
             .native
-            .get_or_try_init(|| async { exec::Native::open(path) })
+            .get_or_try_init(|| async { exec::Native::open(path, &self.session) })
             .await?;
         let _turn = gate
             .clone()
