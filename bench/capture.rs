@@ -167,8 +167,9 @@ async fn raw_baseline(
                 Raw::Postgres { .. } => String::new(),
             };
             println!(
-                "    {size:>4} leads per transaction (as the service formed)  {} leads/s  service {ratio:.2}× raw{verdict}",
+                "    {size:>4} leads per transaction (as the service formed)  {} leads/s ({:.2} ms per transaction)  service {ratio:.2}× raw{verdict}",
                 raw_rate.show(0),
+                size as f64 * 1000.0 / raw_rate.median,
             );
         } else {
             println!(
@@ -346,7 +347,9 @@ async fn run(server: &Server, raw: Raw, settings: Settings) -> BenchResult<()> {
     // Visits are buffered up to a second: let the last of them reach the disk before leads.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let metrics_before = batch_stats(&client, server).await?;
+    let lead_runs = Instant::now();
     let leads = summarize(&phase(server, &Load::Lead(lead), connections, seconds, repeats).await);
+    let lead_seconds = lead_runs.elapsed().as_secs_f64();
     let metrics_after = batch_stats(&client, server).await?;
     let mut targets = Targets::default();
     let print = |name: &str, row: &Row, ratio: Option<Summary>, verdict: String| {
@@ -390,17 +393,23 @@ async fn run(server: &Server, raw: Raw, settings: Settings) -> BenchResult<()> {
         Some(leads_ratio),
         verdict,
     );
-    let (sum, count) = (
-        metrics_after.0 - metrics_before.0,
-        metrics_after.1 - metrics_before.1,
-    );
-    if count == 0.0 {
+    let batches = metrics_after - metrics_before;
+    if batches.batches == 0.0 {
         return Err("the server reported no capture batches".into());
     }
-    let formed = sum / count;
+    let formed = batches.captures / batches.batches;
     println!(
-        "  group commit during the lead runs: {count:.0} transactions, {formed:.1} captures per transaction on average"
+        "  group commit during the lead runs: {:.0} transactions, {formed:.1} captures per transaction on average",
+        batches.batches
     );
+    if batches.work_seconds > 0.0 {
+        println!(
+            "  per transaction: {:.2} ms of statements, {:.2} ms of commit (fsync); the writer was busy {:.0} % of the lead runs",
+            batches.work_seconds * 1000.0 / batches.batches,
+            batches.commit_seconds * 1000.0 / batches.batches,
+            100.0 * (batches.work_seconds + batches.commit_seconds) / lead_seconds,
+        );
+    }
     raw_baseline(server, &raw, &leads, formed, repeats, &mut targets).await?;
     let errors = ceiling.errors + visits.errors + leads.errors;
     if errors > 0 {

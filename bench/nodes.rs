@@ -210,7 +210,8 @@ async fn work_so_far(nodes: &[Server]) -> BenchResult<(f64, f64, f64)> {
     let client = reqwest::Client::new();
     let (mut sum, mut count, mut cpu) = (0.0, 0.0, 0.0);
     for node in nodes {
-        let (s, c) = batch_stats(&client, node).await?;
+        let stats = batch_stats(&client, node).await?;
+        let (s, c) = (stats.captures, stats.batches);
         sum += s;
         count += c;
         cpu += node.cpu();

@@ -228,8 +228,32 @@ where
     }
 }
 
-/// `capture_batch_size` sum and count from the server's metrics.
-pub async fn batch_stats(client: &reqwest::Client, server: &Server) -> BenchResult<(f64, f64)> {
+/// What a server's metrics say about its capture batches so far.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BatchStats {
+    /// Captures written, and the transactions they were written in.
+    pub captures: f64,
+    pub batches: f64,
+    /// SQLite: seconds of the capture transactions' work (statements) and of their commits.
+    pub work_seconds: f64,
+    pub commit_seconds: f64,
+}
+
+impl std::ops::Sub for BatchStats {
+    type Output = BatchStats;
+
+    fn sub(self, earlier: BatchStats) -> BatchStats {
+        BatchStats {
+            captures: self.captures - earlier.captures,
+            batches: self.batches - earlier.batches,
+            work_seconds: self.work_seconds - earlier.work_seconds,
+            commit_seconds: self.commit_seconds - earlier.commit_seconds,
+        }
+    }
+}
+
+/// The capture batch figures from the server's metrics.
+pub async fn batch_stats(client: &reqwest::Client, server: &Server) -> BenchResult<BatchStats> {
     let metrics = client
         .get(format!("{}/metrics", server.base))
         .bearer_auth(METRICS)
@@ -237,18 +261,21 @@ pub async fn batch_stats(client: &reqwest::Client, server: &Server) -> BenchResu
         .await?
         .text()
         .await?;
-    let stat = |name: &str| {
+    // The value of the first sample whose name (and labels, if any) start with `prefix`.
+    let stat = |prefix: &str| {
         metrics
             .lines()
-            .find(|l| l.starts_with(name))
+            .find(|l| l.starts_with(prefix))
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    Ok((
-        stat("capture_batch_size_sum"),
-        stat("capture_batch_size_count"),
-    ))
+    Ok(BatchStats {
+        captures: stat("capture_batch_size_sum"),
+        batches: stat("capture_batch_size_count"),
+        work_seconds: stat(r#"sqlite_write_seconds_sum{what="capture",part="work"}"#),
+        commit_seconds: stat(r#"sqlite_write_seconds_sum{what="capture",part="commit"}"#),
+    })
 }
 
 /// The PostgreSQL server the benchmarks use (`LEADTRAIL_TEST_POSTGRES_URL`, else this

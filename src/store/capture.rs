@@ -186,7 +186,7 @@ impl Store {
             Backend::Sqlite => {
                 let catalogs = self.catalogs.clone();
                 let (results, made) = self
-                    .native_write(move |tx, now| {
+                    .native_write("capture", move |tx, now| {
                         let (mut rollups, mut outbox) = (Pending::default(), Vec::new());
                         let mut parts = TxParts {
                             db: NativeTx { tx },

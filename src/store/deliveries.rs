@@ -185,7 +185,7 @@ impl Store {
         };
         match self.backend {
             Backend::Sqlite => {
-                self.native_write(move |tx, now| {
+                self.native_write("dispatch", move |tx, now| {
                     futures::executor::block_on(run_round(&mut NativeTx { tx }, &input, now))
                 })
                 .await

@@ -625,8 +625,9 @@ impl Store {
 
     /// Runs `body` as one write transaction (`BEGIN IMMEDIATE`) on this file's native SQLite
     /// connection, after waiting its turn in the file's writer queue like every other writer.
-    /// SQLite only.
-    async fn native_write<R, F>(&self, body: F) -> Result<R, StoreError>
+    /// SQLite only. The time of the body and of the commit (the fsync) are histograms
+    /// `sqlite_write_seconds{what, part}`: where a writer's time goes.
+    async fn native_write<R, F>(&self, what: &'static str, body: F) -> Result<R, StoreError>
     where
         F: FnOnce(&rusqlite::Transaction<'_>, i64) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
@@ -645,10 +646,16 @@ impl Store {
             .map_err(|_| StoreError::Config("the writer queue is closed".into()))?;
         native
             .run(move |conn| {
+                let started = std::time::Instant::now();
                 let tx =
                     conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                 let done = body(&tx, now_ms())?;
+                let worked = started.elapsed();
                 tx.commit()?;
+                metrics::histogram!("sqlite_write_seconds", "what" => what, "part" => "work")
+                    .record(worked.as_secs_f64());
+                metrics::histogram!("sqlite_write_seconds", "what" => what, "part" => "commit")
+                    .record((started.elapsed() - worked).as_secs_f64());
                 Ok(done)
             })
             .await
