@@ -1,11 +1,7 @@
-//! Multi-row INSERTs: one statement for many rows, so a batch costs a few round trips to the
-//! database driver instead of one per row.
+//! Batch INSERTs: on PostgreSQL one multi-row statement for many rows, so a batch costs a few
+//! round trips instead of one per row; on SQLite's native connection, one cached single-row
+//! statement per row (no round trip to save there).
 
-use sqlx::any::AnyArguments;
-use sqlx::query::Query;
-use sqlx::{Any, AssertSqlSafe};
-
-use super::WriteTx;
 use super::exec::{Exec, Val};
 use super::{Backend, StoreError};
 
@@ -82,28 +78,6 @@ pub(super) async fn insert_values<E: Exec>(
                 db.exec(&sql, chunk.into_iter().flatten().collect()).await?;
             }
         }
-    }
-    Ok(())
-}
-
-/// Inserts `rows` in chunks small enough for either database's parameter limit.
-pub(super) async fn insert_rows<'r, T: 'r>(
-    backend: Backend,
-    tx: &mut WriteTx,
-    table: &'static str,
-    columns: &'static [&'static str],
-    rows: &'r [T],
-    bind: impl for<'q> Fn(Query<'q, Any, AnyArguments>, &'q T) -> Query<'q, Any, AnyArguments>,
-) -> Result<(), StoreError> {
-    // SQLite allows 32766 parameters per statement, PostgreSQL 65535.
-    let per_chunk = (30_000 / columns.len()).max(1);
-    for chunk in rows.chunks(per_chunk) {
-        let sql = insert_sql(backend, table, columns, chunk.len());
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for row in chunk {
-            query = bind(query, row);
-        }
-        query.execute(&mut **tx).await?;
     }
     Ok(())
 }

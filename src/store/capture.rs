@@ -10,13 +10,13 @@ use serde::{Deserialize, Serialize};
 
 use super::bulk::insert_values;
 use super::catalog::{CatalogCache, OrgCatalog};
-use super::exec::{Cells, Exec, Named, NativeTx};
-use super::rollups::Pending;
-use super::{TxParts, WriteTx};
 use super::dispatch::EventRow as OutboxEvent;
 use super::events::write_lead_event;
+use super::exec::{Cells, Exec, Named, NativeTx};
+use super::rollups::Pending;
 use super::visits::visitors_touches;
 use super::{Backend, Store, StoreError, now_ms, rfc3339};
+use super::{TxParts, WriteTx};
 use crate::domain::DomainError;
 use crate::domain::attribution::{
     Attribution, AttributionNote, DerivedChannel, Touch, Utm, derive_channel_on_page,
@@ -209,7 +209,8 @@ impl Store {
             Backend::Postgres => {
                 let now = now_ms();
                 let mut tx = self.begin_write().await?;
-                let results = capture_batch(&mut tx.parts(), &self.catalogs, &commands, now).await?;
+                let results =
+                    capture_batch(&mut tx.parts(), &self.catalogs, &commands, now).await?;
                 tx.commit().await?;
                 Ok(results)
             }
@@ -749,9 +750,8 @@ async fn apply_step<E: Exec>(
 ) -> Result<CaptureResult, StoreError> {
     // A no-op UPDATE takes the row lock on PostgreSQL (SQLite's writer lock is already held),
     // so a concurrent step and the enrichment write-back see each other's committed state.
-    let rows = w
-        .db
-        .rows(
+    let rows =
+        w.db.rows(
             &format!(
                 "UPDATE leads SET updated_at = updated_at WHERE id = $1 \
                  RETURNING capture_token_digest, status, project, personal, {LEAD_FACTS}"
@@ -835,9 +835,8 @@ async fn apply_step<E: Exec>(
             .await?;
         }
         Step::ContactPreference(contact) => {
-            let rows = w
-                .db
-                .rows(
+            let rows =
+                w.db.rows(
                     "UPDATE leads SET contact = $2, status = $3, step = 4, updated_at = $4 \
                      WHERE id = $1 \
                      RETURNING enrichment_state, widget_version, widget_name, source_code, \
@@ -884,12 +883,22 @@ async fn apply_step<E: Exec>(
         status,
         estimate: instant_estimate,
     };
-    remember(&mut w.db, &lead.org, update.idempotency.as_ref(), &reply, now).await?;
+    remember(
+        &mut w.db,
+        &lead.org,
+        update.idempotency.as_ref(),
+        &reply,
+        now,
+    )
+    .await?;
     Ok(Ok(CaptureReply::Step(reply)))
 }
 
 /// The "How did you hear about us?" setting of the widget a lead arrived on.
-async fn self_report_of<E: Exec>(db: &mut E, lead_id: &str) -> Result<SelfReportSetting, StoreError> {
+async fn self_report_of<E: Exec>(
+    db: &mut E,
+    lead_id: &str,
+) -> Result<SelfReportSetting, StoreError> {
     let rows = db
         .rows(
             "SELECT w.self_report FROM leads l JOIN widgets w ON w.org_id = l.org_id \
@@ -944,9 +953,8 @@ async fn next_lead_event<E: Exec>(
     payload: &serde_json::Value,
     now: i64,
 ) -> Result<(), StoreError> {
-    let rows = w
-        .db
-        .rows(
+    let rows =
+        w.db.rows(
             "UPDATE leads SET event_sequence = event_sequence + 1 WHERE id = $1 \
              RETURNING event_sequence, widget_version, source_code, attribution, record_source, \
              self_reported, corrected_source",

@@ -266,9 +266,7 @@ impl Exec for NativeTx<'_> {
         let rows = statement.query_map(rusqlite::params_from_iter(params.iter()), |row| {
             Ok(NativeRow {
                 names: names.clone(),
-                values: (0..columns)
-                    .map(|i| row.get(i))
-                    .collect::<Result<_, _>>()?,
+                values: (0..columns).map(|i| row.get(i)).collect::<Result<_, _>>()?,
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)

@@ -455,10 +455,7 @@ impl Pending {
         Ok(((zone, settings), version))
     }
 
-    async fn recount_cursor<E: Exec>(
-        db: &mut E,
-        org: &str,
-    ) -> Result<RecountCursor, StoreError> {
+    async fn recount_cursor<E: Exec>(db: &mut E, org: &str) -> Result<RecountCursor, StoreError> {
         let rows = db
             .rows(
                 "SELECT credit_recount_requested_at, credit_recount_at, credit_recount_lead \
@@ -534,7 +531,11 @@ impl Pending {
         lead: &LeadFacts,
         delta: Delta,
     ) -> Result<(), StoreError> {
-        let day = self.org_facts(db, &lead.org).await?.0.day_of(lead.created_at);
+        let day = self
+            .org_facts(db, &lead.org)
+            .await?
+            .0
+            .day_of(lead.created_at);
         let key = Key {
             org: lead.org.clone(),
             day,
@@ -662,22 +663,6 @@ impl WriteTx {
         write_rollups(self, rows).await
     }
 
-    /// Counts one more of `kind` on the day of `at`.
-    pub(crate) async fn roll(
-        &mut self,
-        org: &str,
-        at: i64,
-        kind: Kind,
-        widget: i64,
-        source: i64,
-        derived: Option<&str>,
-    ) -> Result<(), StoreError> {
-        let mut p = self.parts();
-        p.rollups
-            .roll(&mut p.db, org, at, kind, (widget, source), derived)
-            .await
-    }
-
     /// Adds `delta` to the lead's (last-touch) row.
     pub(crate) async fn roll_lead(
         &mut self,
@@ -703,7 +688,9 @@ impl WriteTx {
         p.rollups
             .roll_first_touch(&mut p.db, was, Delta::one().negated())
             .await?;
-        p.rollups.roll_first_touch(&mut p.db, moved, Delta::one()).await
+        p.rollups
+            .roll_first_touch(&mut p.db, moved, Delta::one())
+            .await
     }
 
     /// Counts a lead that arrives whole (an import): every step, enrichment and outcome it
@@ -711,9 +698,10 @@ impl WriteTx {
     pub(crate) async fn add_lead(&mut self, lead: &LeadFacts) -> Result<(), StoreError> {
         let mut p = self.parts();
         p.rollups.roll_lead(&mut p.db, lead, lead.whole()).await?;
-        p.rollups.roll_first_touch(&mut p.db, lead, Delta::one()).await
+        p.rollups
+            .roll_first_touch(&mut p.db, lead, Delta::one())
+            .await
     }
-
 
     /// Recomputes the organization's rollups from its raw rows, in `zone`'s days.
     pub(crate) async fn rebuild_rollups(
@@ -1097,7 +1085,6 @@ enum LockMode {
     /// Recounting: alone.
     Exclusive,
 }
-
 
 /// A rollup row's columns, keys then counters, in the order every insert gives them.
 const ROLLUP_COLUMNS: &str = "org_id, day, kind, widget_version, source_code, category, \

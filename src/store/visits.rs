@@ -4,10 +4,11 @@ use super::rollups::Kind;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::bulk::insert_rows;
-use super::catalog::OrgCatalog;
-use super::exec::{Cells, Exec, Val};
-use super::{Store, StoreError, to_u32};
+use super::bulk::insert_values;
+use super::catalog::{CatalogCache, OrgCatalog};
+use super::exec::{Cells, Exec, NativeTx, Val};
+use super::rollups::Pending;
+use super::{Backend, Store, StoreError, TxParts, to_u32};
 use crate::domain::attribution::{
     DerivedChannel, Utm, derive_channel_on_page, is_internal_navigation,
 };
@@ -86,89 +87,38 @@ pub(super) async fn visitors_touches<E: Exec>(
 impl Store {
     /// Resolves and stores a batch of visits in one transaction.
     pub async fn insert_visits(&self, visits: &[NewVisit]) -> Result<(), StoreError> {
+        self.insert_visit_batch(visits.to_vec()).await
+    }
+
+    /// `insert_visits` for a batch the caller gives away (the visit buffer's). On SQLite the
+    /// transaction runs on the native connection, like a capture batch.
+    pub async fn insert_visit_batch(&self, visits: Vec<NewVisit>) -> Result<(), StoreError> {
         if visits.is_empty() {
             return Ok(());
         }
-        let mut tx = self.begin_write().await?;
-        let mut catalogs: HashMap<OrgId, Arc<OrgCatalog>> = HashMap::new();
-        let mut rows = Vec::with_capacity(visits.len());
-        for visit in visits {
-            if !catalogs.contains_key(&visit.org) {
-                let mut parts = tx.parts();
-                let catalog = self
-                    .catalogs
-                    .get(&mut parts.db, parts.rollups, &visit.org)
-                    .await?;
-                catalogs.insert(visit.org.clone(), catalog);
+        match self.backend {
+            Backend::Sqlite => {
+                let catalogs = self.catalogs.clone();
+                self.native_write("visits", move |tx, now| {
+                    let (mut rollups, mut outbox) = (Pending::default(), Vec::new());
+                    let mut parts = TxParts {
+                        db: NativeTx { tx },
+                        rollups: &mut rollups,
+                        outbox: &mut outbox,
+                    };
+                    futures::executor::block_on(async {
+                        visit_batch(&mut parts, &catalogs, &visits).await?;
+                        parts.before_commit(now).await
+                    })
+                })
+                .await?;
             }
-            let Some(catalog) = catalogs.get(&visit.org) else {
-                continue;
-            };
-            let arrival =
-                catalog.attribute(visit.embedding, visit.v.as_deref(), visit.s.as_deref())?;
-            let derived = arrival.source.code.is_system().then(|| {
-                derive_channel_on_page(
-                    &visit.utm,
-                    visit.referrer.as_deref(),
-                    visit.page_url.as_deref(),
-                )
-                .id()
-            });
-            let utm = if visit.utm == Utm::default() {
-                None
-            } else {
-                serde_json::to_string(&visit.utm).ok()
-            };
-            rows.push((
-                visit,
-                i64::from(arrival.widget.version.get()),
-                i64::from(arrival.source.code.get()),
-                derived,
-                utm,
-            ));
+            Backend::Postgres => {
+                let mut tx = self.begin_write().await?;
+                visit_batch(&mut tx.parts(), &self.catalogs, &visits).await?;
+                tx.commit().await?;
+            }
         }
-        const COLUMNS: &[&str] = &[
-            "org_id",
-            "widget_version",
-            "source_code",
-            "derived_channel",
-            "visitor_id",
-            "page_url",
-            "referrer",
-            "utm",
-            "created_at",
-        ];
-        insert_rows(
-            self.backend,
-            &mut tx,
-            "visits",
-            COLUMNS,
-            &rows,
-            |q, (visit, widget, source, derived, utm)| {
-                q.bind(visit.org.as_str())
-                    .bind(*widget)
-                    .bind(*source)
-                    .bind(*derived)
-                    .bind(visit.visitor_id.as_deref())
-                    .bind(visit.page_url.as_deref())
-                    .bind(visit.referrer.as_deref())
-                    .bind(utm.as_deref())
-                    .bind(visit.at)
-            },
-        )
-        .await?;
-        for (visit, widget, source, derived, _) in &rows {
-            tx.roll(
-                visit.org.as_str(),
-                visit.at,
-                Kind::Visit,
-                *widget,
-                *source,
-                *derived,
-            )
-            .await?;
-        }
-        tx.commit().await?;
         Ok(())
     }
 
@@ -189,4 +139,80 @@ impl Store {
         .await?;
         Ok(sqlx::Row::try_get(&row, "n")?)
     }
+}
+
+/// One batch of visits: each attributed by its organization's catalog, stored, and counted.
+async fn visit_batch<E: Exec>(
+    w: &mut TxParts<'_, E>,
+    catalogs: &CatalogCache,
+    visits: &[NewVisit],
+) -> Result<(), StoreError> {
+    let mut of_org: HashMap<OrgId, Arc<OrgCatalog>> = HashMap::new();
+    let mut rows = Vec::with_capacity(visits.len());
+    let mut counted = Vec::with_capacity(visits.len());
+    for visit in visits {
+        let catalog = match of_org.get(&visit.org) {
+            Some(catalog) => catalog.clone(),
+            None => {
+                let catalog = catalogs.get(&mut w.db, w.rollups, &visit.org).await?;
+                of_org.insert(visit.org.clone(), catalog.clone());
+                catalog
+            }
+        };
+        let arrival = catalog.attribute(visit.embedding, visit.v.as_deref(), visit.s.as_deref())?;
+        let derived = arrival.source.code.is_system().then(|| {
+            derive_channel_on_page(
+                &visit.utm,
+                visit.referrer.as_deref(),
+                visit.page_url.as_deref(),
+            )
+            .id()
+        });
+        let utm = if visit.utm == Utm::default() {
+            None
+        } else {
+            serde_json::to_string(&visit.utm).ok()
+        };
+        let (widget, source) = (
+            i64::from(arrival.widget.version.get()),
+            i64::from(arrival.source.code.get()),
+        );
+        rows.push(vec![
+            visit.org.as_str().into(),
+            widget.into(),
+            source.into(),
+            derived.into(),
+            visit.visitor_id.as_deref().into(),
+            visit.page_url.as_deref().into(),
+            visit.referrer.as_deref().into(),
+            utm.into(),
+            visit.at.into(),
+        ]);
+        counted.push((visit, (widget, source), derived));
+    }
+    const COLUMNS: &[&str] = &[
+        "org_id",
+        "widget_version",
+        "source_code",
+        "derived_channel",
+        "visitor_id",
+        "page_url",
+        "referrer",
+        "utm",
+        "created_at",
+    ];
+    insert_values(&mut w.db, "visits", COLUMNS, rows).await?;
+    for (visit, key, derived) in counted {
+        w.rollups
+            .roll(
+                &mut w.db,
+                visit.org.as_str(),
+                visit.at,
+                Kind::Visit,
+                key,
+                derived,
+            )
+            .await?;
+    }
+    Ok(())
 }

@@ -80,12 +80,13 @@ async fn write(store: &Store, batch: &mut Vec<NewVisit>) {
     if batch.is_empty() {
         return;
     }
-    match store.insert_visits(batch).await {
-        Ok(()) => metrics::counter!("visits_recorded_total").increment(batch.len() as u64),
+    let visits = std::mem::take(batch);
+    let count = visits.len() as u64;
+    match store.insert_visit_batch(visits).await {
+        Ok(()) => metrics::counter!("visits_recorded_total").increment(count),
         Err(e) => {
-            tracing::error!(error = %e, count = batch.len(), "visit batch lost");
-            metrics::counter!("visits_lost_total").increment(batch.len() as u64);
+            tracing::error!(error = %e, count, "visit batch lost");
+            metrics::counter!("visits_lost_total").increment(count);
         }
     }
-    batch.clear();
 }
