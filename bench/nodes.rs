@@ -22,6 +22,7 @@
 #[path = "support/harness.rs"]
 mod harness;
 
+use leadtrail::domain::attribution::Arrival;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -293,14 +294,16 @@ async fn cross_node_latency(wakeups: bool) -> BenchResult<(Vec<Duration>, f64)> 
         async move {
             let command = CaptureCommand::CreateLead(Box::new(NewLead {
                 org,
-                embedding: WidgetVersion::new(1),
-                v: Some("01".into()),
-                s: Some("01".into()),
-                page_url: None,
-                referrer: None,
-                utm: Utm::default(),
+                arrival: Arrival {
+                    embedding: WidgetVersion::new(1),
+                    v: Some("01".into()),
+                    s: Some("01".into()),
+                    page_url: None,
+                    referrer: None,
+                    utm: Utm::default(),
+                    visitor_id: None,
+                },
                 first_touch: None,
-                visitor_id: None,
                 address,
                 idempotency: None,
                 record_source: RecordSource::Api,

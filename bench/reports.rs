@@ -25,6 +25,7 @@ mod harness;
 #[path = "support/seed.rs"]
 mod seed;
 
+use leadtrail::domain::attribution::Arrival;
 use std::future::Future;
 use std::time::Instant;
 
@@ -127,13 +128,15 @@ async fn capture(store: &Store, org: &OrgId) -> Result<f64, BoxError> {
         .flat_map(|n| (0..=n % 3).map(move |k| (n, k)))
         .map(|(n, k)| NewVisit {
             org: org.clone(),
-            embedding: Some(WidgetVersion::PRIMARY),
-            v: Some("01".into()),
-            s: Some(format!("{:02}", (n + 3 * k + 1) % 10 + 1)),
-            page_url: Some("https://bench.example/".into()),
-            referrer: None,
-            utm: Utm::default(),
-            visitor_id: Some(format!("b{n}")),
+            arrival: Arrival {
+                embedding: Some(WidgetVersion::PRIMARY),
+                v: Some("01".into()),
+                s: Some(format!("{:02}", (n + 3 * k + 1) % 10 + 1)),
+                page_url: Some("https://bench.example/".into()),
+                referrer: None,
+                utm: Utm::default(),
+                visitor_id: Some(format!("b{n}")),
+            },
             at: now - 6 * 3_600_000 + i64::try_from(k).unwrap_or(0) * 600_000,
         })
         .collect();
@@ -159,9 +162,9 @@ async fn capture(store: &Store, org: &OrgId) -> Result<f64, BoxError> {
                     });
                 }
                 if n % 10 == 0 {
-                    new.referrer = Some("https://www.google.com/".into());
+                    new.arrival.referrer = Some("https://www.google.com/".into());
                 }
-                new.visitor_id = Some(format!("b{n}"));
+                new.arrival.visitor_id = Some(format!("b{n}"));
                 CaptureCommand::CreateLead(new)
             })
             .collect();
@@ -268,13 +271,15 @@ async fn capture(store: &Store, org: &OrgId) -> Result<f64, BoxError> {
     let visits: Vec<_> = (journeys.len()..CAPTURED_VISITS)
         .map(|i| NewVisit {
             org: org.clone(),
-            embedding: Some(WidgetVersion::PRIMARY),
-            v: Some("01".into()),
-            s: Some(format!("{:02}", i % 10 + 1)),
-            page_url: Some("https://bench.example/".into()),
-            referrer: (i % 3 == 0).then(|| "https://www.facebook.com/".to_owned()),
-            utm: Utm::default(),
-            visitor_id: None,
+            arrival: Arrival {
+                embedding: Some(WidgetVersion::PRIMARY),
+                v: Some("01".into()),
+                s: Some(format!("{:02}", i % 10 + 1)),
+                page_url: Some("https://bench.example/".into()),
+                referrer: (i % 3 == 0).then(|| "https://www.facebook.com/".to_owned()),
+                utm: Utm::default(),
+                visitor_id: None,
+            },
             at: now - 3_600_000,
         })
         .collect();

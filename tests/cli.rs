@@ -1,6 +1,7 @@
 //! The `leadtrail` binary as an operator meets it: default-config, migrate, serve, shutdown.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use leadtrail::domain::attribution::Arrival;
 use std::process::{Command, Stdio};
 
 use futures::StreamExt;
@@ -484,14 +485,16 @@ fn rollups_rebuild_recounts_reports_from_the_raw_rows() {
             .map(|_| {
                 leadtrail::store::CaptureCommand::CreateLead(Box::new(leadtrail::store::NewLead {
                     org: org.clone(),
-                    embedding: None,
-                    v: None,
-                    s: None,
-                    page_url: None,
-                    referrer: None,
-                    utm: Default::default(),
+                    arrival: Arrival {
+                        embedding: None,
+                        v: None,
+                        s: None,
+                        page_url: None,
+                        referrer: None,
+                        utm: Default::default(),
+                        visitor_id: None,
+                    },
                     first_touch: None,
-                    visitor_id: None,
                     address: address.clone(),
                     idempotency: None,
                     record_source: leadtrail::domain::lead::RecordSource::Widget,

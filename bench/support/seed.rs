@@ -1,5 +1,6 @@
 //! Seeding shared by the benchmarks that need many leads.
 
+use leadtrail::domain::attribution::Arrival;
 use leadtrail::domain::attribution::Utm;
 use leadtrail::domain::ids::OrgId;
 use leadtrail::domain::lead::Address;
@@ -12,14 +13,16 @@ pub type BoxError = Box<dyn std::error::Error>;
 pub fn new_lead(org: &OrgId, code: usize, address: &Address) -> CaptureCommand {
     CaptureCommand::CreateLead(Box::new(NewLead {
         org: org.clone(),
-        embedding: Some(WidgetVersion::PRIMARY),
-        v: Some("01".into()),
-        s: Some(format!("{code:02}")),
-        page_url: None,
-        referrer: None,
-        utm: Utm::default(),
+        arrival: Arrival {
+            embedding: Some(WidgetVersion::PRIMARY),
+            v: Some("01".into()),
+            s: Some(format!("{code:02}")),
+            page_url: None,
+            referrer: None,
+            utm: Utm::default(),
+            visitor_id: None,
+        },
         first_touch: None,
-        visitor_id: None,
         address: address.clone(),
         idempotency: None,
         record_source: leadtrail::domain::lead::RecordSource::Widget,

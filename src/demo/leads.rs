@@ -1,6 +1,7 @@
 //! Demo leads: a few hundred homeowners over the last ninety days, spread across the sources,
 //! stopping at every step as real ones do, enriched, and dated in the past.
 
+use crate::domain::attribution::Arrival;
 use crate::domain::attribution::Utm;
 use crate::domain::estimate::enrich;
 use crate::domain::ids::OrgId;
@@ -110,16 +111,18 @@ pub async fn seed(store: &Store, org: &OrgId) -> anyhow::Result<()> {
             let (v, s) = source_of(i);
             Ok(CaptureCommand::CreateLead(Box::new(NewLead {
                 org: org.clone(),
-                embedding: WidgetVersion::new(v.parse()?),
-                v: Some(v.to_owned()),
-                s: Some(s.to_owned()),
-                page_url: Some(format!(
-                    "https://acme-roofing.example/?roof-estimate=open&v={v}&s={s}"
-                )),
-                referrer: (s == "01").then(|| "https://www.google.com/".to_owned()),
-                utm: Utm::default(),
+                arrival: Arrival {
+                    embedding: WidgetVersion::new(v.parse()?),
+                    v: Some(v.to_owned()),
+                    s: Some(s.to_owned()),
+                    page_url: Some(format!(
+                        "https://acme-roofing.example/?roof-estimate=open&v={v}&s={s}"
+                    )),
+                    referrer: (s == "01").then(|| "https://www.google.com/".to_owned()),
+                    utm: Utm::default(),
+                    visitor_id: Some(format!("demo-visitor-{i}")),
+                },
                 first_touch: None,
-                visitor_id: Some(format!("demo-visitor-{i}")),
                 address: Address::parse(
                     &format!("{} {}", 100 + i, STREETS[i % STREETS.len()]),
                     "Austin",
@@ -349,13 +352,15 @@ fn demo_visit(
 ) -> anyhow::Result<NewVisit> {
     Ok(NewVisit {
         org: org.clone(),
-        embedding: WidgetVersion::new(v.parse()?),
-        v: Some(v.to_owned()),
-        s: Some(s.to_owned()),
-        page_url: Some(format!("https://acme-roofing.example/?v={v}&s={s}")),
-        referrer: referrer.filter(|_| s == "01").map(str::to_owned),
-        utm: Utm::default(),
-        visitor_id,
+        arrival: Arrival {
+            embedding: WidgetVersion::new(v.parse()?),
+            v: Some(v.to_owned()),
+            s: Some(s.to_owned()),
+            page_url: Some(format!("https://acme-roofing.example/?v={v}&s={s}")),
+            referrer: referrer.filter(|_| s == "01").map(str::to_owned),
+            utm: Utm::default(),
+            visitor_id,
+        },
         at,
     })
 }

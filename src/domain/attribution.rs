@@ -195,6 +195,20 @@ impl DerivedChannel {
     }
 }
 
+/// Where a homeowner came from, as the widget reported it with a page view or a lead: the
+/// embedding widget, the tracking parameters `v` and `s` (unchecked: the arrival rule resolves
+/// them), the page and referrer, the UTM tags and the widget's first-party visitor id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Arrival {
+    pub embedding: Option<crate::domain::widget::WidgetVersion>,
+    pub v: Option<String>,
+    pub s: Option<String>,
+    pub page_url: Option<String>,
+    pub referrer: Option<String>,
+    pub utm: Utm,
+    pub visitor_id: Option<String>,
+}
+
 /// Tracking parameters as the widget read them from the page URL.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Utm {

@@ -19,7 +19,7 @@ use super::{Backend, Store, StoreError, now_ms, rfc3339};
 use super::{TxParts, WriteTx};
 use crate::domain::DomainError;
 use crate::domain::attribution::{
-    Attribution, AttributionNote, DerivedChannel, Touch, Utm, derive_channel_on_page,
+    Arrival, Attribution, AttributionNote, DerivedChannel, Touch, Utm, derive_channel_on_page,
 };
 use crate::domain::estimate::{Estimate, estimate};
 use crate::domain::event::{self, CorrectedSource, EventType, LeadContext, SourceTracking};
@@ -65,15 +65,9 @@ pub struct Idempotency {
 #[derive(Debug, Clone)]
 pub struct NewLead {
     pub org: OrgId,
-    pub embedding: Option<WidgetVersion>,
-    pub v: Option<String>,
-    pub s: Option<String>,
-    pub page_url: Option<String>,
-    pub referrer: Option<String>,
-    pub utm: Utm,
+    /// Where the lead came from; its visitor id's visits are the lead's touches.
+    pub arrival: Arrival,
     pub first_touch: Option<FirstTouch>,
-    /// The widget's first-party visitor id: the lead's touches are that visitor's visits.
-    pub visitor_id: Option<String>,
     pub address: Address,
     pub idempotency: Option<Idempotency>,
     /// Widget for homeowners; API and import leads are entered by the business.
@@ -262,7 +256,7 @@ impl BatchReads {
         for command in commands {
             if let CaptureCommand::CreateLead(new) = command {
                 let of_org = visitors.entry(&new.org).or_default();
-                if let Some(visitor) = new.visitor_id.as_deref()
+                if let Some(visitor) = new.arrival.visitor_id.as_deref()
                     && !of_org.contains(&visitor)
                 {
                     of_org.push(visitor);
@@ -564,14 +558,23 @@ async fn create_lead<E: Exec>(
         return Ok(Ok(CaptureReply::Created(reply)));
     }
     let catalog = reads.catalog(&new.org)?;
-    let arrival = catalog.attribute(new.embedding, new.v.as_deref(), new.s.as_deref())?;
+    let arrival = catalog.attribute(
+        new.arrival.embedding,
+        new.arrival.v.as_deref(),
+        new.arrival.s.as_deref(),
+    )?;
     let derived = arrival.source.code.is_system().then(|| {
-        derive_channel_on_page(&new.utm, new.referrer.as_deref(), new.page_url.as_deref())
+        derive_channel_on_page(
+            &new.arrival.utm,
+            new.arrival.referrer.as_deref(),
+            new.arrival.page_url.as_deref(),
+        )
     });
     // First touch follows the same rule, from the same page's widget.
     let first = match &new.first_touch {
         Some(ft) => {
-            let touch = catalog.attribute(new.embedding, ft.v.as_deref(), ft.s.as_deref())?;
+            let touch =
+                catalog.attribute(new.arrival.embedding, ft.v.as_deref(), ft.s.as_deref())?;
             let derived = touch.source.code.is_system().then(|| {
                 derive_channel_on_page(&ft.utm, ft.referrer.as_deref(), ft.page_url.as_deref())
             });
@@ -593,9 +596,9 @@ async fn create_lead<E: Exec>(
             widget_version: arrival.widget.version.to_string(),
             source_code: arrival.source.code.to_string(),
             at: Some(rfc3339(now)),
-            landing_page_url: new.page_url.clone(),
-            referrer: new.referrer.clone(),
-            utm: new.utm.clone(),
+            landing_page_url: new.arrival.page_url.clone(),
+            referrer: new.arrival.referrer.clone(),
+            utm: new.arrival.utm.clone(),
             derived_channel: derived,
             note: arrival.note,
         },
@@ -604,10 +607,10 @@ async fn create_lead<E: Exec>(
     let lead_id = prefixed_id("lead_");
     let (token, token_digest) = new_capture_token();
     let raw = serde_json::json!({
-        "widget": new.embedding.map(|w| w.to_string()),
-        "v": new.v, "s": new.s,
-        "page_url": new.page_url, "referrer": new.referrer,
-        "utm": new.utm,
+        "widget": new.arrival.embedding.map(|w| w.to_string()),
+        "v": new.arrival.v, "s": new.arrival.s,
+        "page_url": new.arrival.page_url, "referrer": new.arrival.referrer,
+        "utm": new.arrival.utm,
     });
     let tracking = SourceTracking {
         widget_version: arrival.widget.version.to_string(),
@@ -626,7 +629,7 @@ async fn create_lead<E: Exec>(
         },
     );
     let touches = lead_touches(
-        reads.visits(&new.org, new.visitor_id.as_deref()),
+        reads.visits(&new.org, new.arrival.visitor_id.as_deref()),
         &arrival,
         derived,
         now,
@@ -688,7 +691,7 @@ async fn create_lead<E: Exec>(
         attribution: json_text(&attribution)?,
         attribution_note: arrival.note.map(AttributionNote::id),
         record_source: new.record_source.id(),
-        visitor_id: new.visitor_id.clone(),
+        visitor_id: new.arrival.visitor_id.clone(),
         touches: touches_json,
     });
     pending.events.push(EventRow {

@@ -10,7 +10,7 @@ use super::exec::{Cells, Exec, NativeTx, Val};
 use super::rollups::Pending;
 use super::{Backend, Store, StoreError, TxParts, to_u32};
 use crate::domain::attribution::{
-    DerivedChannel, Utm, derive_channel_on_page, is_internal_navigation,
+    Arrival, DerivedChannel, Utm, derive_channel_on_page, is_internal_navigation,
 };
 use crate::domain::ids::OrgId;
 use crate::domain::multi_touch::{TouchKey, VisitTouch};
@@ -19,13 +19,7 @@ use crate::domain::widget::WidgetVersion;
 #[derive(Debug, Clone)]
 pub struct NewVisit {
     pub org: OrgId,
-    pub embedding: Option<WidgetVersion>,
-    pub v: Option<String>,
-    pub s: Option<String>,
-    pub page_url: Option<String>,
-    pub referrer: Option<String>,
-    pub utm: Utm,
-    pub visitor_id: Option<String>,
+    pub arrival: Arrival,
     pub at: i64,
 }
 
@@ -159,19 +153,23 @@ async fn visit_batch<E: Exec>(
                 catalog
             }
         };
-        let arrival = catalog.attribute(visit.embedding, visit.v.as_deref(), visit.s.as_deref())?;
+        let arrival = catalog.attribute(
+            visit.arrival.embedding,
+            visit.arrival.v.as_deref(),
+            visit.arrival.s.as_deref(),
+        )?;
         let derived = arrival.source.code.is_system().then(|| {
             derive_channel_on_page(
-                &visit.utm,
-                visit.referrer.as_deref(),
-                visit.page_url.as_deref(),
+                &visit.arrival.utm,
+                visit.arrival.referrer.as_deref(),
+                visit.arrival.page_url.as_deref(),
             )
             .id()
         });
-        let utm = if visit.utm == Utm::default() {
+        let utm = if visit.arrival.utm == Utm::default() {
             None
         } else {
-            serde_json::to_string(&visit.utm).ok()
+            serde_json::to_string(&visit.arrival.utm).ok()
         };
         let (widget, source) = (
             i64::from(arrival.widget.version.get()),
@@ -182,9 +180,9 @@ async fn visit_batch<E: Exec>(
             widget.into(),
             source.into(),
             derived.into(),
-            visit.visitor_id.as_deref().into(),
-            visit.page_url.as_deref().into(),
-            visit.referrer.as_deref().into(),
+            visit.arrival.visitor_id.as_deref().into(),
+            visit.arrival.page_url.as_deref().into(),
+            visit.arrival.referrer.as_deref().into(),
             utm.into(),
             visit.at.into(),
         ]);

@@ -1,5 +1,6 @@
 //! The dispatcher as several nodes run it: no duplicates, and crash recovery with the same id.
 
+use leadtrail::domain::attribution::Arrival;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -68,14 +69,16 @@ async fn org_with_leads(store: &Store, url: &str, leads: usize) -> OrgId {
         .map(|_| {
             CaptureCommand::CreateLead(Box::new(NewLead {
                 org: org.clone(),
-                embedding: Some(WidgetVersion::PRIMARY),
-                v: None,
-                s: None,
-                page_url: None,
-                referrer: None,
-                utm: Default::default(),
+                arrival: Arrival {
+                    embedding: Some(WidgetVersion::PRIMARY),
+                    v: None,
+                    s: None,
+                    page_url: None,
+                    referrer: None,
+                    utm: Default::default(),
+                    visitor_id: None,
+                },
                 first_touch: None,
-                visitor_id: None,
                 address: Address::parse("1 Main St", "Austin", "TX", "78701", None).unwrap(),
                 idempotency: None,
                 record_source: leadtrail::domain::lead::RecordSource::Widget,

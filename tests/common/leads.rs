@@ -1,5 +1,6 @@
 //! Leads as the capture writer receives them, for tests that need leads with events.
 
+use leadtrail::domain::attribution::Arrival;
 use leadtrail::domain::attribution::Utm;
 use leadtrail::domain::ids::OrgId;
 use leadtrail::domain::lead::{
@@ -14,14 +15,16 @@ use leadtrail::store::{
 pub fn arrival(org: &OrgId, embedding: Option<u32>, v: Option<&str>, s: Option<&str>) -> NewLead {
     NewLead {
         org: org.clone(),
-        embedding: embedding.and_then(WidgetVersion::new),
-        v: v.map(str::to_owned),
-        s: s.map(str::to_owned),
-        page_url: Some("https://acme.example/".into()),
-        referrer: None,
-        utm: Utm::default(),
+        arrival: Arrival {
+            embedding: embedding.and_then(WidgetVersion::new),
+            v: v.map(str::to_owned),
+            s: s.map(str::to_owned),
+            page_url: Some("https://acme.example/".into()),
+            referrer: None,
+            utm: Utm::default(),
+            visitor_id: None,
+        },
         first_touch: None,
-        visitor_id: None,
         address: Address::parse("1 Main St", "Austin", "TX", "78701", None).unwrap(),
         idempotency: None,
         record_source: leadtrail::domain::lead::RecordSource::Widget,

@@ -1,5 +1,6 @@
 //! Capture: attribution at arrival, the frozen snapshot, steps, idempotency, events, enrichment.
 
+use leadtrail::domain::attribution::Arrival;
 use std::time::Duration;
 
 use crate::common::TestDb;
@@ -305,8 +306,8 @@ async fn untagged_leads_get_a_derived_channel_and_raw_parameters_are_kept(db: Te
     let store = store(&db).await;
     let (org, _) = org(&store, Tier::Starter).await;
     let mut new = arrival(&org, Some(1), None, None);
-    new.referrer = Some("https://www.google.com/".into());
-    new.utm.utm_campaign = Some("spring".into());
+    new.arrival.referrer = Some("https://www.google.com/".into());
+    new.arrival.utm.utm_campaign = Some("spring".into());
     let lead = create(&store, new).await.unwrap();
     let l = store.lead(&org, &lead.lead_id).await.unwrap();
     assert_eq!(l.derived_channel.map(|c| c.id()), Some("organic_search"));
@@ -769,13 +770,15 @@ async fn a_catalog_change_by_another_node_is_seen_by_the_next_capture(db: TestDb
     node_a
         .insert_visits(&[NewVisit {
             org: org.clone(),
-            embedding: WidgetVersion::new(1),
-            v: Some("01".into()),
-            s: Some("03".into()),
-            page_url: None,
-            referrer: None,
-            utm: Utm::default(),
-            visitor_id: None,
+            arrival: Arrival {
+                embedding: WidgetVersion::new(1),
+                v: Some("01".into()),
+                s: Some("03".into()),
+                page_url: None,
+                referrer: None,
+                utm: Utm::default(),
+                visitor_id: None,
+            },
             at: leadtrail::store::now_ms(),
         }])
         .await
@@ -789,13 +792,15 @@ async fn visits_are_attributed_like_leads(db: TestDb) {
     let org = two_widgets(&store).await;
     let visit = |v: Option<&str>, s: Option<&str>| NewVisit {
         org: org.clone(),
-        embedding: WidgetVersion::new(1),
-        v: v.map(str::to_owned),
-        s: s.map(str::to_owned),
-        page_url: None,
-        referrer: None,
-        utm: Utm::default(),
-        visitor_id: Some("vis_1".into()),
+        arrival: Arrival {
+            embedding: WidgetVersion::new(1),
+            v: v.map(str::to_owned),
+            s: s.map(str::to_owned),
+            page_url: None,
+            referrer: None,
+            utm: Utm::default(),
+            visitor_id: Some("vis_1".into()),
+        },
         at: leadtrail::store::now_ms(),
     };
     store

@@ -1,6 +1,7 @@
 //! Deliveries: per-endpoint in-flight bounds across nodes, fair shares, held order and its
 //! release, replays as their own stream, leases after a restart, endpoint caps, lag.
 
+use leadtrail::domain::attribution::Arrival;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -40,14 +41,16 @@ async fn endpoint(store: &Store, org: &OrgId, events: &[&str]) -> EndpointId {
 fn arrival(org: &OrgId) -> CaptureCommand {
     CaptureCommand::CreateLead(Box::new(NewLead {
         org: org.clone(),
-        embedding: Some(WidgetVersion::PRIMARY),
-        v: None,
-        s: None,
-        page_url: None,
-        referrer: None,
-        utm: Default::default(),
+        arrival: Arrival {
+            embedding: Some(WidgetVersion::PRIMARY),
+            v: None,
+            s: None,
+            page_url: None,
+            referrer: None,
+            utm: Default::default(),
+            visitor_id: None,
+        },
         first_touch: None,
-        visitor_id: None,
         address: Address::parse("1 Main St", "Austin", "TX", "78701", None).unwrap(),
         idempotency: None,
         record_source: leadtrail::domain::lead::RecordSource::Widget,

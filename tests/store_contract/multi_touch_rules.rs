@@ -3,6 +3,7 @@
 //! model reports kept in the rollups equal a recount from the leads' own touches, before and
 //! after a change of lookback or half-life.
 
+use leadtrail::domain::attribution::Arrival;
 use std::collections::BTreeMap;
 
 use crate::common::TestDb;
@@ -27,20 +28,22 @@ const DAY: i64 = 86_400_000;
 fn visit(org: &OrgId, visitor: &str, s: Option<&str>, at: i64) -> NewVisit {
     NewVisit {
         org: org.clone(),
-        embedding: None,
-        v: None,
-        s: s.map(str::to_owned),
-        page_url: Some("https://acme.example/roofs".into()),
-        referrer: None,
-        utm: Utm::default(),
-        visitor_id: Some(visitor.to_owned()),
+        arrival: Arrival {
+            embedding: None,
+            v: None,
+            s: s.map(str::to_owned),
+            page_url: Some("https://acme.example/roofs".into()),
+            referrer: None,
+            utm: Utm::default(),
+            visitor_id: Some(visitor.to_owned()),
+        },
         at,
     }
 }
 
 fn lead_of(org: &OrgId, visitor: Option<&str>, s: &str) -> NewLead {
     let mut new = arrival(org, None, None, Some(s));
-    new.visitor_id = visitor.map(str::to_owned);
+    new.arrival.visitor_id = visitor.map(str::to_owned);
     new
 }
 
@@ -104,9 +107,9 @@ async fn the_credit_of_one_journey_is_split_as_each_model_says(db: TestDb) {
     let org = with_sources(&store, 4).await;
     let now = leadtrail::store::now_ms();
     let mut search = visit(&org, "homeowner-1", None, now - 2 * DAY);
-    search.referrer = Some("https://www.google.com/".into());
+    search.arrival.referrer = Some("https://www.google.com/".into());
     let mut internal = visit(&org, "homeowner-1", None, now - 5 * DAY + 60_000);
-    internal.referrer = Some("https://acme.example/".into());
+    internal.arrival.referrer = Some("https://acme.example/".into());
     store
         .insert_visits(&[
             // Outside the 90-day lookback: kept on the lead, not credited.
@@ -398,7 +401,7 @@ async fn model_reports_equal_a_recount_from_the_touches(db: TestDb) {
             n => Some(format!("{:02}", 1 + n.min(5))),
         };
         let mut v = visit(&org, &visitor, s.as_deref(), now - (300 - i) * DAY / 3);
-        v.referrer = match rng.below(3) {
+        v.arrival.referrer = match rng.below(3) {
             0 => Some("https://www.bing.com/".into()),
             1 => Some("https://acme.example/".into()),
             _ => None,

@@ -1,6 +1,7 @@
 //! Raw request data past an organization's retention: dropped from leads and visits, while
 //! counts, attribution and touches stay; organizations without the setting keep theirs.
 
+use leadtrail::domain::attribution::Arrival;
 use leadtrail::domain::attribution::Utm;
 use leadtrail::domain::ids::OrgId;
 use leadtrail::domain::privacy::RetentionDays;
@@ -18,13 +19,15 @@ const DAY: i64 = 86_400_000;
 fn visit(org: &OrgId, visitor: &str, at: i64) -> NewVisit {
     NewVisit {
         org: org.clone(),
-        embedding: None,
-        v: None,
-        s: None,
-        page_url: Some("https://acme.example/?gclid=abc".into()),
-        referrer: Some("https://www.google.com/".into()),
-        utm: Utm::default(),
-        visitor_id: Some(visitor.to_owned()),
+        arrival: Arrival {
+            embedding: None,
+            v: None,
+            s: None,
+            page_url: Some("https://acme.example/?gclid=abc".into()),
+            referrer: Some("https://www.google.com/".into()),
+            utm: Utm::default(),
+            visitor_id: Some(visitor.to_owned()),
+        },
         at,
     }
 }
@@ -41,10 +44,10 @@ async fn history(store: &Store, org: &OrgId) -> (String, String) {
         .await
         .unwrap();
     let mut recent = arrival(org, Some(1), None, None);
-    recent.visitor_id = Some("v1".into());
+    recent.arrival.visitor_id = Some("v1".into());
     let recent = create(store, recent).await.unwrap().lead_id;
     let mut old = arrival(org, Some(1), None, None);
-    old.visitor_id = Some("v2".into());
+    old.arrival.visitor_id = Some("v2".into());
     let old = create(store, old).await.unwrap().lead_id;
     store
         .backdate_leads(org, &[(old.clone(), now - 400 * DAY)])

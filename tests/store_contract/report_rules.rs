@@ -2,6 +2,7 @@
 //! (captures, steps, enrichment, renames, re-categorisations, archives, corrections, visits),
 //! and local days across daylight saving and a half-hour zone, against hand-computed days.
 
+use leadtrail::domain::attribution::Arrival;
 use std::collections::BTreeMap;
 
 use crate::common::TestDb;
@@ -118,7 +119,7 @@ async fn random_history(store: &Store, org: &OrgId, model: &mut Model, rng: &mut
                     Some(&format!("{s:02}")),
                 );
                 if rng.below(2) == 0 {
-                    new.referrer = Some("https://www.google.com/".into());
+                    new.arrival.referrer = Some("https://www.google.com/".into());
                 }
                 if rng.below(3) == 0 {
                     let f = sources[rng.below(sources.len() as u64) as usize];
@@ -244,13 +245,15 @@ async fn random_history(store: &Store, org: &OrgId, model: &mut Model, rng: &mut
                 store
                     .insert_visits(&[NewVisit {
                         org: org.clone(),
-                        embedding: Some(version(w)),
-                        v: Some(format!("{w:02}")),
-                        s: Some(format!("{s:02}")),
-                        page_url: Some("https://acme.example/".into()),
-                        referrer: referrer.clone(),
-                        utm: Utm::default(),
-                        visitor_id: None,
+                        arrival: Arrival {
+                            embedding: Some(version(w)),
+                            v: Some(format!("{w:02}")),
+                            s: Some(format!("{s:02}")),
+                            page_url: Some("https://acme.example/".into()),
+                            referrer: referrer.clone(),
+                            utm: Utm::default(),
+                            visitor_id: None,
+                        },
                         at,
                     }])
                     .await

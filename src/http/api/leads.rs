@@ -1,5 +1,6 @@
 //! Leads: the list with filters and cursor pagination, and one lead with everything known.
 
+use crate::domain::attribution::Arrival;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, patch, post};
@@ -463,14 +464,16 @@ pub async fn create_lead(
     }
     let create = CaptureCommand::CreateLead(Box::new(NewLead {
         org: org.clone(),
-        embedding: Some(widget),
-        v: Some(widget.to_string()),
-        s: Some(code.to_string()),
-        page_url: None,
-        referrer: None,
-        utm: Default::default(),
+        arrival: Arrival {
+            embedding: Some(widget),
+            v: Some(widget.to_string()),
+            s: Some(code.to_string()),
+            page_url: None,
+            referrer: None,
+            utm: Default::default(),
+            visitor_id: None,
+        },
         first_touch: None,
-        visitor_id: None,
         address,
         idempotency: idempotency(&headers, "POST /api/v1/leads", &body)?,
         record_source: RecordSource::Api,

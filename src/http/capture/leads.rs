@@ -12,13 +12,11 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::parse_body;
-use super::visits::{bounded, organization};
-use crate::domain::attribution::Utm;
+use super::visits::{ArrivalBody, bounded, organization};
 use crate::domain::lead::RecordSource;
 use crate::domain::lead::{
     Address, ContactPreference, PersonalInfo, ProjectDetails, ProjectInput, Step,
 };
-use crate::domain::widget::WidgetVersion;
 use crate::http::AppState;
 use crate::http::client_ip::ClientIp;
 use crate::http::error::ApiError;
@@ -52,16 +50,9 @@ impl AddressBody {
 #[derive(Deserialize)]
 pub struct CreateLeadBody {
     public_key: String,
-    widget: Option<String>,
-    v: Option<String>,
-    s: Option<String>,
-    page_url: Option<String>,
-    referrer: Option<String>,
-    #[serde(default)]
-    utm: Utm,
+    #[serde(flatten)]
+    arrival: ArrivalBody,
     first_touch: Option<FirstTouch>,
-    /// The widget's first-party visitor id (as its visit beacons carry).
-    visitor_id: Option<String>,
     address: AddressBody,
     /// Honeypot: hidden from people, filled in by form bots.
     #[serde(default)]
@@ -273,14 +264,8 @@ pub async fn create_lead(
     });
     let command = CaptureCommand::CreateLead(Box::new(NewLead {
         org,
-        embedding: body.widget.as_deref().and_then(WidgetVersion::parse),
-        v: bounded(body.v, 16),
-        s: bounded(body.s, 16),
-        page_url: bounded(body.page_url, 2048),
-        referrer: bounded(body.referrer, 2048),
-        utm: body.utm.bounded(),
+        arrival: body.arrival.arrival(),
         first_touch,
-        visitor_id: bounded(body.visitor_id, 64),
         address,
         idempotency,
         record_source: RecordSource::Widget,

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::parse_body;
-use crate::domain::attribution::Utm;
+use crate::domain::attribution::{Arrival, Utm};
 use crate::domain::ids::OrgId;
 use crate::domain::widget::WidgetVersion;
 use crate::http::AppState;
@@ -18,18 +18,41 @@ use crate::http::error::ApiError;
 use crate::store::{NewVisit, now_ms};
 use crate::workers::visit_buffer::Queued;
 
+/// Where the homeowner came from, as widget.js sends it with a page view and with a lead.
+#[derive(Deserialize)]
+pub struct ArrivalBody {
+    /// The embedding widget's version, from the snippet.
+    widget: Option<String>,
+    v: Option<String>,
+    s: Option<String>,
+    page_url: Option<String>,
+    referrer: Option<String>,
+    #[serde(default)]
+    utm: Utm,
+    /// The widget's first-party visitor id.
+    visitor_id: Option<String>,
+}
+
+impl ArrivalBody {
+    /// The arrival as stored: control characters dropped, each part cut to its limit.
+    pub fn arrival(self) -> Arrival {
+        Arrival {
+            embedding: self.widget.as_deref().and_then(WidgetVersion::parse),
+            v: bounded(self.v, 16),
+            s: bounded(self.s, 16),
+            page_url: bounded(self.page_url, 2048),
+            referrer: bounded(self.referrer, 2048),
+            utm: self.utm.bounded(),
+            visitor_id: bounded(self.visitor_id, 64),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 pub struct VisitBody {
     pub public_key: String,
-    /// The embedding widget's version, from the snippet.
-    pub widget: Option<String>,
-    pub v: Option<String>,
-    pub s: Option<String>,
-    pub page_url: Option<String>,
-    pub referrer: Option<String>,
-    #[serde(default)]
-    pub utm: Utm,
-    pub visitor_id: Option<String>,
+    #[serde(flatten)]
+    pub arrival: ArrivalBody,
 }
 
 pub(super) fn bounded(value: Option<String>, max: usize) -> Option<String> {
@@ -52,13 +75,7 @@ pub async fn record_visit(
     let org = organization(&state, &body.public_key, client).await?;
     let visit = NewVisit {
         org,
-        embedding: body.widget.as_deref().and_then(WidgetVersion::parse),
-        v: bounded(body.v, 16),
-        s: bounded(body.s, 16),
-        page_url: bounded(body.page_url, 2048),
-        referrer: bounded(body.referrer, 2048),
-        utm: body.utm.bounded(),
-        visitor_id: bounded(body.visitor_id, 64),
+        arrival: body.arrival.arrival(),
         at: now_ms(),
     };
     match state.visits.record(visit) {
