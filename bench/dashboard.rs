@@ -9,6 +9,7 @@
 #[path = "support/seed.rs"]
 mod seed;
 
+use leadtrail::domain::ids::LeadId;
 use std::time::{Duration, Instant};
 
 use leadtrail::config::Config;
@@ -78,7 +79,7 @@ async fn top_up(store: &Store, org: &OrgId, total: usize) -> Result<String, BoxE
                 .map(|c| {
                     CaptureCommand::Step(Box::new(StepUpdate {
                         heard_about: None,
-                        lead_id: c.lead_id.clone(),
+                        lead_id: LeadId::from_stored(c.lead_id.clone()),
                         capture_token: c.capture_token.clone(),
                         step: step.clone(),
                         idempotency: None,

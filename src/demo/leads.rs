@@ -4,6 +4,7 @@
 use crate::domain::attribution::Arrival;
 use crate::domain::attribution::Utm;
 use crate::domain::estimate::enrich;
+use crate::domain::ids::LeadId;
 use crate::domain::ids::OrgId;
 use crate::domain::lead::{
     Address, ContactPreference, PersonalInfo, ProjectDetails, ProjectInput, Step,
@@ -152,7 +153,7 @@ pub async fn seed(store: &Store, org: &OrgId) -> anyhow::Result<()> {
                 plan.get(step).map(|s| {
                     CaptureCommand::Step(Box::new(StepUpdate {
                         heard_about: heard_about(i, step),
-                        lead_id: lead.lead_id.clone(),
+                        lead_id: LeadId::from_stored(lead.lead_id.clone()),
                         capture_token: lead.capture_token.clone(),
                         step: s.clone(),
                         idempotency: None,

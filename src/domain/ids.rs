@@ -51,6 +51,11 @@ prefixed_id_type!(
     "org_"
 );
 prefixed_id_type!(
+    /// A lead: what a capture token belongs to and every lead event names.
+    LeadId,
+    "lead_"
+);
+prefixed_id_type!(
     /// A webhook endpoint.
     EndpointId,
     "wh_"

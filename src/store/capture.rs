@@ -23,7 +23,7 @@ use crate::domain::attribution::{
 };
 use crate::domain::estimate::{Estimate, estimate};
 use crate::domain::event::{self, CorrectedSource, EventType, LeadContext, SourceTracking};
-use crate::domain::ids::{OrgId, prefixed_id};
+use crate::domain::ids::{LeadId, OrgId, prefixed_id};
 use crate::domain::keys::api_key_digest;
 use crate::domain::lead::{
     Address, LeadStatus, PersonalInfo, ProjectDetails, RecordSource, Step, check_step_order,
@@ -76,7 +76,7 @@ pub struct NewLead {
 
 #[derive(Debug, Clone)]
 pub struct StepUpdate {
-    pub lead_id: String,
+    pub lead_id: LeadId,
     pub capture_token: String,
     /// With step 3, when the widget asked "How did you hear about us?" and it was answered;
     /// checked against the widget's choices.
@@ -604,7 +604,7 @@ async fn create_lead<E: Exec>(
         },
         first_touch: first,
     };
-    let lead_id = prefixed_id("lead_");
+    let lead_id = LeadId::generate().to_string();
     let (token, token_digest) = new_capture_token();
     let raw = serde_json::json!({
         "widget": new.arrival.embedding.map(|w| w.to_string()),
@@ -812,7 +812,7 @@ async fn apply_step<E: Exec>(
                 .as_ref()
                 .ok_or_else(|| StoreError::Corrupt("step 3 without project details".into()))?;
             let self_reported = match &update.heard_about {
-                Some(answer) => match self_report_of(&mut w.db, &update.lead_id)
+                Some(answer) => match self_report_of(&mut w.db, update.lead_id.as_str())
                     .await?
                     .answer(&answer.choice, answer.other.as_deref())
                 {
@@ -864,11 +864,11 @@ async fn apply_step<E: Exec>(
                     .ok_or_else(|| StoreError::Corrupt("step 4 without personal info".into()))?;
                 let tracking = tracking_from_row(row)?;
                 let payload =
-                    event::contact_requested(&update.lead_id, personal, contact, &tracking);
+                    event::contact_requested(update.lead_id.as_str(), personal, contact, &tracking);
                 next_lead_event(
                     w,
                     &lead.org,
-                    &update.lead_id,
+                    update.lead_id.as_str(),
                     EventType::LeadContactRequested,
                     &payload,
                     now,
@@ -882,7 +882,7 @@ async fn apply_step<E: Exec>(
         .roll_lead(&mut w.db, &facts, Delta::step(i64::from(status.step())))
         .await?;
     let reply = StepRecorded {
-        lead_id: update.lead_id.clone(),
+        lead_id: update.lead_id.to_string(),
         status,
         estimate: instant_estimate,
     };

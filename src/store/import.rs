@@ -10,7 +10,7 @@ use super::{Store, StoreError, WriteTx, now_ms, rfc3339};
 use crate::domain::attribution::{Attribution, Touch, derive_channel_on_page};
 use crate::domain::estimate::enrich;
 use crate::domain::event::{self, CorrectedSource, EnrichedLead, EventType, SourceTracking};
-use crate::domain::ids::{OrgId, prefixed_id};
+use crate::domain::ids::{LeadId, OrgId, prefixed_id};
 use crate::domain::lead::RecordSource;
 use crate::domain::lead_import::{ImportedLead, LeadImportFile};
 use crate::domain::multi_touch::{TouchKey, TouchPoint};
@@ -157,7 +157,7 @@ async fn insert_imported(
     let source = catalog
         .get(&(w, s))
         .ok_or_else(|| StoreError::Corrupt("an imported source vanished".into()))?;
-    let id = prefixed_id("lead_");
+    let id = LeadId::generate().to_string();
     let derived = lead.source.is_system().then(|| {
         derive_channel_on_page(
             &lead.utm,

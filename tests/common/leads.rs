@@ -2,7 +2,7 @@
 
 use leadtrail::domain::attribution::Arrival;
 use leadtrail::domain::attribution::Utm;
-use leadtrail::domain::ids::OrgId;
+use leadtrail::domain::ids::{LeadId, OrgId};
 use leadtrail::domain::lead::{
     Address, ContactPreference, PersonalInfo, ProjectDetails, ProjectInput, Step,
 };
@@ -51,7 +51,7 @@ pub async fn step(
 ) -> Result<StepRecorded, CaptureRefusal> {
     let update = StepUpdate {
         heard_about: None,
-        lead_id: lead.lead_id.clone(),
+        lead_id: LeadId::from_stored(lead.lead_id.clone()),
         capture_token: lead.capture_token.clone(),
         step,
         idempotency: key.map(|k| Idempotency {

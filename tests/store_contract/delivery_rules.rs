@@ -2,6 +2,7 @@
 //! release, replays as their own stream, leases after a restart, endpoint caps, lag.
 
 use leadtrail::domain::attribution::Arrival;
+use leadtrail::domain::ids::LeadId;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -73,7 +74,7 @@ async fn lead_with_two_events(store: &Store, org: &OrgId) -> String {
     for step in [project(), personal(true)] {
         let update = StepUpdate {
             heard_about: None,
-            lead_id: created.lead_id.clone(),
+            lead_id: LeadId::from_stored(created.lead_id.clone()),
             capture_token: created.capture_token.clone(),
             step,
             idempotency: None,

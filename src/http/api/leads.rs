@@ -1,6 +1,7 @@
 //! Leads: the list with filters and cursor pagination, and one lead with everything known.
 
 use crate::domain::attribution::Arrival;
+use crate::domain::ids::LeadId;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, patch, post};
@@ -495,7 +496,7 @@ pub async fn create_lead(
             continue;
         }
         let update = CaptureCommand::Step(Box::new(StepUpdate {
-            lead_id: created.lead_id.clone(),
+            lead_id: LeadId::from_stored(created.lead_id.clone()),
             capture_token: created.capture_token.clone(),
             heard_about: None,
             step,

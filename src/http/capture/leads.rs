@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::parse_body;
 use super::visits::{ArrivalBody, bounded, organization};
+use crate::domain::ids::LeadId;
 use crate::domain::lead::RecordSource;
 use crate::domain::lead::{
     Address, ContactPreference, PersonalInfo, ProjectDetails, ProjectInput, Step,
@@ -248,7 +249,7 @@ pub async fn create_lead(
         tracing::info!(org = %org, "honeypot triggered; lead dropped");
         metrics::counter!("capture_honeypot_total").increment(1);
         return Ok(created(&crate::store::LeadCreated {
-            lead_id: crate::domain::ids::prefixed_id("lead_"),
+            lead_id: LeadId::generate().to_string(),
             capture_token: format!("ct_{}", uuid::Uuid::new_v4().simple()),
             status: crate::domain::lead::LeadStatus::AddressInfoProvided,
         }));
@@ -290,9 +291,9 @@ pub async fn update_lead(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    if !id.starts_with("lead_") || id.len() > 64 {
+    let Some(lead_id) = LeadId::parse(&id) else {
         return Err(ApiError::not_found("lead"));
-    }
+    };
     let token = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -312,7 +313,7 @@ pub async fn update_lead(
     let (step, heard_about) = body.parse()?;
     let idempotency = idempotency(&headers, &format!("PATCH /c/v1/leads/{id}"), &raw)?;
     let command = CaptureCommand::Step(Box::new(StepUpdate {
-        lead_id: id,
+        lead_id,
         capture_token: token.to_owned(),
         step,
         heard_about,
