@@ -557,7 +557,62 @@ async fn create_lead<E: Exec>(
         reply.capture_token = token;
         return Ok(Ok(CaptureReply::Created(reply)));
     }
-    let catalog = reads.catalog(&new.org)?;
+    let arrived = decide_arrival(
+        reads.catalog(&new.org)?,
+        new,
+        reads.visits(&new.org, new.arrival.visitor_id.as_deref()),
+        now,
+    )?;
+    w.rollups
+        .roll_lead(&mut w.db, &arrived.facts, Delta::one())
+        .await?;
+    w.rollups
+        .roll(
+            &mut w.db,
+            new.org.as_str(),
+            now,
+            Kind::First,
+            arrived.first_touch,
+            None,
+        )
+        .await?;
+    pending.leads.push(arrived.row);
+    pending.events.push(arrived.event);
+    let reply = arrived.reply;
+    if let Some(idem) = &new.idempotency {
+        let kept = LeadCreated {
+            capture_token: String::new(),
+            ..reply.clone()
+        };
+        pending.answered.insert(
+            (new.org.clone(), idem.key.clone()),
+            (idem.request_hash.clone(), json_text(&kept)?),
+        );
+    }
+    Ok(Ok(CaptureReply::Created(reply)))
+}
+
+/// What a new lead writes: its row, its first event, what it counts in the rollups, and the
+/// answer. Decided from the organization's catalog, the request and the visitor's visits alone,
+/// with no database at hand (only fresh ids and a token are drawn): the batch persists it.
+struct Arrived {
+    row: LeadRow,
+    event: EventRow,
+    facts: LeadFacts,
+    /// The (widget, source) of the first touch, counted under first-touch attribution.
+    first_touch: (i64, i64),
+    reply: LeadCreated,
+}
+
+/// The arrival rule (SPEC §3) applied to a new lead: attribution by the catalog (the first touch
+/// by the same rule, from the same page's widget), the frozen snapshot, the touches, the
+/// `lead.address_preview` event.
+fn decide_arrival(
+    catalog: &OrgCatalog,
+    new: &NewLead,
+    visits: &[VisitTouch],
+    now: i64,
+) -> Result<Arrived, StoreError> {
     let arrival = catalog.attribute(
         new.arrival.embedding,
         new.arrival.v.as_deref(),
@@ -628,12 +683,7 @@ async fn create_lead<E: Exec>(
             corrected: None,
         },
     );
-    let touches = lead_touches(
-        reads.visits(&new.org, new.arrival.visitor_id.as_deref()),
-        &arrival,
-        derived,
-        now,
-    );
+    let touches = lead_touches(visits, &arrival, derived, now);
     let touches_json = json_text(&touches)?;
     let facts = LeadFacts::arrival(
         &new.org,
@@ -645,7 +695,6 @@ async fn create_lead<E: Exec>(
         &arrival.source.name,
     )
     .journey(&lead_id, touches);
-    w.rollups.roll_lead(&mut w.db, &facts, Delta::one()).await?;
     let first_touch = attribution.first_touch.as_ref().map_or(
         (arrival.widget.version.get(), arrival.source.code.get()),
         |t| {
@@ -657,17 +706,7 @@ async fn create_lead<E: Exec>(
             )
         },
     );
-    w.rollups
-        .roll(
-            &mut w.db,
-            new.org.as_str(),
-            now,
-            Kind::First,
-            (i64::from(first_touch.0), i64::from(first_touch.1)),
-            None,
-        )
-        .await?;
-    pending.leads.push(LeadRow {
+    let row = LeadRow {
         id: lead_id.clone(),
         org: new.org.clone(),
         token_digest,
@@ -693,30 +732,25 @@ async fn create_lead<E: Exec>(
         record_source: new.record_source.id(),
         visitor_id: new.arrival.visitor_id.clone(),
         touches: touches_json,
-    });
-    pending.events.push(EventRow {
+    };
+    let event = EventRow {
         id: prefixed_id("evt_"),
         org: new.org.clone(),
         event_type: EventType::LeadAddressPreview.id(),
         lead_id: lead_id.clone(),
         payload: payload.to_string(),
-    });
-    let reply = LeadCreated {
-        lead_id,
-        capture_token: token,
-        status: LeadStatus::AddressInfoProvided,
     };
-    if let Some(idem) = &new.idempotency {
-        let kept = LeadCreated {
-            capture_token: String::new(),
-            ..reply.clone()
-        };
-        pending.answered.insert(
-            (new.org.clone(), idem.key.clone()),
-            (idem.request_hash.clone(), json_text(&kept)?),
-        );
-    }
-    Ok(Ok(CaptureReply::Created(reply)))
+    Ok(Arrived {
+        row,
+        event,
+        facts,
+        first_touch: (i64::from(first_touch.0), i64::from(first_touch.1)),
+        reply: LeadCreated {
+            lead_id,
+            capture_token: token,
+            status: LeadStatus::AddressInfoProvided,
+        },
+    })
 }
 
 /// The lead's touches: its visitor's visits within the longest lookback an organization can
