@@ -36,7 +36,6 @@ use harness::{
     ADMIN, BenchResult, Database, Server, Summary, Targets, batch_stats, ms, open_loop, own_cpu,
     percentile,
 };
-use leadtrail::domain::attribution::Utm;
 use leadtrail::domain::ids::OrgId;
 use leadtrail::domain::lead::{Address, RecordSource};
 use leadtrail::domain::widget::WidgetVersion;
@@ -298,10 +297,7 @@ async fn cross_node_latency(wakeups: bool) -> BenchResult<(Vec<Duration>, f64)> 
                     embedding: WidgetVersion::new(1),
                     v: Some("01".into()),
                     s: Some("01".into()),
-                    page_url: None,
-                    referrer: None,
-                    utm: Utm::default(),
-                    visitor_id: None,
+                    ..Arrival::default()
                 },
                 first_touch: None,
                 address,

@@ -134,9 +134,8 @@ async fn capture(store: &Store, org: &OrgId) -> Result<f64, BoxError> {
                 v: Some("01".into()),
                 s: Some(format!("{:02}", (n + 3 * k + 1) % 10 + 1)),
                 page_url: Some("https://bench.example/".into()),
-                referrer: None,
-                utm: Utm::default(),
                 visitor_id: Some(format!("b{n}")),
+                ..Arrival::default()
             },
             at: now - 6 * 3_600_000 + i64::try_from(k).unwrap_or(0) * 600_000,
         })
@@ -278,8 +277,7 @@ async fn capture(store: &Store, org: &OrgId) -> Result<f64, BoxError> {
                 s: Some(format!("{:02}", i % 10 + 1)),
                 page_url: Some("https://bench.example/".into()),
                 referrer: (i % 3 == 0).then(|| "https://www.facebook.com/".to_owned()),
-                utm: Utm::default(),
-                visitor_id: None,
+                ..Arrival::default()
             },
             at: now - 3_600_000,
         })

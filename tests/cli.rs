@@ -485,15 +485,7 @@ fn rollups_rebuild_recounts_reports_from_the_raw_rows() {
             .map(|_| {
                 leadtrail::store::CaptureCommand::CreateLead(Box::new(leadtrail::store::NewLead {
                     org: org.clone(),
-                    arrival: Arrival {
-                        embedding: None,
-                        v: None,
-                        s: None,
-                        page_url: None,
-                        referrer: None,
-                        utm: Default::default(),
-                        visitor_id: None,
-                    },
+                    arrival: Arrival::default(),
                     first_touch: None,
                     address: address.clone(),
                     idempotency: None,

@@ -1,7 +1,6 @@
 //! Seeding shared by the benchmarks that need many leads.
 
 use leadtrail::domain::attribution::Arrival;
-use leadtrail::domain::attribution::Utm;
 use leadtrail::domain::ids::OrgId;
 use leadtrail::domain::lead::Address;
 use leadtrail::domain::widget::WidgetVersion;
@@ -17,10 +16,7 @@ pub fn new_lead(org: &OrgId, code: usize, address: &Address) -> CaptureCommand {
             embedding: Some(WidgetVersion::PRIMARY),
             v: Some("01".into()),
             s: Some(format!("{code:02}")),
-            page_url: None,
-            referrer: None,
-            utm: Utm::default(),
-            visitor_id: None,
+            ..Arrival::default()
         },
         first_touch: None,
         address: address.clone(),

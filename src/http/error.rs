@@ -72,6 +72,14 @@ impl ApiError {
         error
     }
 
+    /// Too much is already waiting to be written: 503 with `Retry-After: 1`, answered at once
+    /// instead of queueing in memory.
+    pub fn busy(code: &'static str, message: impl Into<String>) -> Self {
+        let mut error = Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message);
+        error.retry_after = Some(1);
+        error
+    }
+
     pub fn internal(err: impl std::fmt::Display) -> Self {
         tracing::error!(error = %err, "internal error");
         Self::new(

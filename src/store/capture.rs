@@ -12,8 +12,7 @@ use super::bulk::insert_values;
 use super::catalog::{CatalogCache, OrgCatalog};
 use super::dispatch::EventRow as OutboxEvent;
 use super::events::write_lead_event;
-use super::exec::{Cells, Exec, Named, NativeTx};
-use super::rollups::Pending;
+use super::exec::{Cells, Exec, Named};
 use super::visits::visitors_touches;
 use super::{Backend, Store, StoreError, now_ms, rfc3339};
 use super::{TxParts, WriteTx};
@@ -179,26 +178,10 @@ impl Store {
         match self.backend {
             Backend::Sqlite => {
                 let catalogs = self.catalogs.clone();
-                let (results, made) = self
-                    .native_write("capture", move |tx, now| {
-                        let (mut rollups, mut outbox) = (Pending::default(), Vec::new());
-                        let mut parts = TxParts {
-                            db: NativeTx { tx },
-                            rollups: &mut rollups,
-                            outbox: &mut outbox,
-                        };
-                        futures::executor::block_on(async {
-                            let results =
-                                capture_batch(&mut parts, &catalogs, &commands, now).await?;
-                            let made = parts.before_commit(now).await?;
-                            Ok((results, made))
-                        })
-                    })
-                    .await?;
-                if made > 0 {
-                    self.deliveries_due();
-                }
-                Ok(results)
+                self.native_batch("capture", async move |parts, now| {
+                    capture_batch(parts, &catalogs, &commands, now).await
+                })
+                .await
             }
             Backend::Postgres => {
                 let now = now_ms();
@@ -613,18 +596,7 @@ fn decide_arrival(
     visits: &[VisitTouch],
     now: i64,
 ) -> Result<Arrived, StoreError> {
-    let arrival = catalog.attribute(
-        new.arrival.embedding,
-        new.arrival.v.as_deref(),
-        new.arrival.s.as_deref(),
-    )?;
-    let derived = arrival.source.code.is_system().then(|| {
-        derive_channel_on_page(
-            &new.arrival.utm,
-            new.arrival.referrer.as_deref(),
-            new.arrival.page_url.as_deref(),
-        )
-    });
+    let (arrival, derived) = catalog.resolve(&new.arrival)?;
     // First touch follows the same rule, from the same page's widget.
     let first = match &new.first_touch {
         Some(ft) => {

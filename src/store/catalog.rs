@@ -8,7 +8,10 @@ use std::sync::{Arc, Mutex};
 use super::exec::{Cells, Exec};
 use super::rollups::Pending;
 use super::{StoreError, to_u32};
-use crate::domain::attribution::{AttributionNote, SourceFacts, WidgetFacts, resolve_arrival};
+use crate::domain::attribution::{
+    Arrival, AttributionNote, DerivedChannel, SourceFacts, WidgetFacts, derive_channel_on_page,
+    resolve_arrival,
+};
 use crate::domain::channel::ChannelCategory;
 use crate::domain::ids::OrgId;
 use crate::domain::source::{SourceCode, SourceStatus};
@@ -112,6 +115,27 @@ impl OrgCatalog {
                 });
         }
         Ok(Self { widgets, sources })
+    }
+
+    /// Where an arrival is credited (see `attribute`), and for the system source the channel
+    /// derived from its page, referrer and UTM tags.
+    pub(super) fn resolve(
+        &self,
+        arrival: &Arrival,
+    ) -> Result<(Attribution<'_>, Option<DerivedChannel>), StoreError> {
+        let credited = self.attribute(
+            arrival.embedding,
+            arrival.v.as_deref(),
+            arrival.s.as_deref(),
+        )?;
+        let derived = credited.source.code.is_system().then(|| {
+            derive_channel_on_page(
+                &arrival.utm,
+                arrival.referrer.as_deref(),
+                arrival.page_url.as_deref(),
+            )
+        });
+        Ok((credited, derived))
     }
 
     /// Applies the arrival rule (`domain::attribution::resolve_arrival`); every organization

@@ -662,6 +662,39 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Runs `batch` (code written over `TxParts`) as one write transaction on the native
+    /// connection, ending it as `WriteTx::commit` does: its rollup changes written, its events
+    /// fanned out, this node's dispatcher woken if deliveries became due. SQLite only.
+    async fn native_batch<R, F>(&self, what: &'static str, batch: F) -> Result<R, StoreError>
+    where
+        F: AsyncFnOnce(&mut TxParts<'_, exec::NativeTx<'_>>, i64) -> Result<R, StoreError>
+            + Send
+            + 'static,
+        R: Send + 'static,
+    {
+        let (done, made) = self
+            .native_write(what, move |tx, now| {
+                let (mut rollups, mut outbox) = (rollups::Pending::default(), Vec::new());
+                let mut parts = TxParts {
+                    db: exec::NativeTx { tx },
+                    rollups: &mut rollups,
+                    outbox: &mut outbox,
+                };
+                futures::executor::block_on(async {
+                    let done = batch(&mut parts, now).await?;
+                    let made = parts.before_commit(now).await?;
+                    Ok((done, made))
+                })
+            })
+            .await?;
+        if made > 0 {
+            self.deliveries_due();
+        }
+        Ok(done)
+    }
+}
+
 /// A stored time (Unix milliseconds) as RFC 3339 UTC, as the API and payloads show times.
 pub fn rfc3339(unix_ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)

@@ -6,12 +6,9 @@ use std::sync::Arc;
 
 use super::bulk::insert_values;
 use super::catalog::{CatalogCache, OrgCatalog};
-use super::exec::{Cells, Exec, NativeTx, Val};
-use super::rollups::Pending;
+use super::exec::{Cells, Exec, Val};
 use super::{Backend, Store, StoreError, TxParts, to_u32};
-use crate::domain::attribution::{
-    Arrival, DerivedChannel, Utm, derive_channel_on_page, is_internal_navigation,
-};
+use crate::domain::attribution::{Arrival, DerivedChannel, Utm, is_internal_navigation};
 use crate::domain::ids::OrgId;
 use crate::domain::multi_touch::{TouchKey, VisitTouch};
 use crate::domain::widget::WidgetVersion;
@@ -93,17 +90,8 @@ impl Store {
         match self.backend {
             Backend::Sqlite => {
                 let catalogs = self.catalogs.clone();
-                self.native_write("visits", move |tx, now| {
-                    let (mut rollups, mut outbox) = (Pending::default(), Vec::new());
-                    let mut parts = TxParts {
-                        db: NativeTx { tx },
-                        rollups: &mut rollups,
-                        outbox: &mut outbox,
-                    };
-                    futures::executor::block_on(async {
-                        visit_batch(&mut parts, &catalogs, &visits).await?;
-                        parts.before_commit(now).await
-                    })
+                self.native_batch("visits", async move |parts, _| {
+                    visit_batch(parts, &catalogs, &visits).await
                 })
                 .await?;
             }
@@ -153,19 +141,8 @@ async fn visit_batch<E: Exec>(
                 catalog
             }
         };
-        let arrival = catalog.attribute(
-            visit.arrival.embedding,
-            visit.arrival.v.as_deref(),
-            visit.arrival.s.as_deref(),
-        )?;
-        let derived = arrival.source.code.is_system().then(|| {
-            derive_channel_on_page(
-                &visit.arrival.utm,
-                visit.arrival.referrer.as_deref(),
-                visit.arrival.page_url.as_deref(),
-            )
-            .id()
-        });
+        let (arrival, derived) = catalog.resolve(&visit.arrival)?;
+        let derived = derived.map(DerivedChannel::id);
         let utm = if visit.arrival.utm == Utm::default() {
             None
         } else {

@@ -71,12 +71,7 @@ async fn org_with_leads(store: &Store, url: &str, leads: usize) -> OrgId {
                 org: org.clone(),
                 arrival: Arrival {
                     embedding: Some(WidgetVersion::PRIMARY),
-                    v: None,
-                    s: None,
-                    page_url: None,
-                    referrer: None,
-                    utm: Default::default(),
-                    visitor_id: None,
+                    ..Arrival::default()
                 },
                 first_touch: None,
                 address: Address::parse("1 Main St", "Austin", "TX", "78701", None).unwrap(),

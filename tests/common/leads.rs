@@ -1,7 +1,6 @@
 //! Leads as the capture writer receives them, for tests that need leads with events.
 
 use leadtrail::domain::attribution::Arrival;
-use leadtrail::domain::attribution::Utm;
 use leadtrail::domain::ids::{LeadId, OrgId};
 use leadtrail::domain::lead::{
     Address, ContactPreference, PersonalInfo, ProjectDetails, ProjectInput, Step,
@@ -20,9 +19,7 @@ pub fn arrival(org: &OrgId, embedding: Option<u32>, v: Option<&str>, s: Option<&
             v: v.map(str::to_owned),
             s: s.map(str::to_owned),
             page_url: Some("https://acme.example/".into()),
-            referrer: None,
-            utm: Utm::default(),
-            visitor_id: None,
+            ..Arrival::default()
         },
         first_touch: None,
         address: Address::parse("1 Main St", "Austin", "TX", "78701", None).unwrap(),

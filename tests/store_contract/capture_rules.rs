@@ -774,10 +774,7 @@ async fn a_catalog_change_by_another_node_is_seen_by_the_next_capture(db: TestDb
                 embedding: WidgetVersion::new(1),
                 v: Some("01".into()),
                 s: Some("03".into()),
-                page_url: None,
-                referrer: None,
-                utm: Utm::default(),
-                visitor_id: None,
+                ..Arrival::default()
             },
             at: leadtrail::store::now_ms(),
         }])
@@ -796,10 +793,8 @@ async fn visits_are_attributed_like_leads(db: TestDb) {
             embedding: WidgetVersion::new(1),
             v: v.map(str::to_owned),
             s: s.map(str::to_owned),
-            page_url: None,
-            referrer: None,
-            utm: Utm::default(),
             visitor_id: Some("vis_1".into()),
+            ..Arrival::default()
         },
         at: leadtrail::store::now_ms(),
     };

@@ -44,12 +44,7 @@ fn arrival(org: &OrgId) -> CaptureCommand {
         org: org.clone(),
         arrival: Arrival {
             embedding: Some(WidgetVersion::PRIMARY),
-            v: None,
-            s: None,
-            page_url: None,
-            referrer: None,
-            utm: Default::default(),
-            visitor_id: None,
+            ..Arrival::default()
         },
         first_touch: None,
         address: Address::parse("1 Main St", "Austin", "TX", "78701", None).unwrap(),

@@ -10,7 +10,7 @@ use crate::common::TestDb;
 use crate::common::leads::{arrival, contact, create, personal, project, step};
 use crate::on_both_backends;
 use crate::{PRIMARY, code, new_source, org, store};
-use leadtrail::domain::attribution::{DerivedChannel, Utm};
+use leadtrail::domain::attribution::DerivedChannel;
 use leadtrail::domain::estimate::enrich;
 use leadtrail::domain::ids::OrgId;
 use leadtrail::domain::multi_touch::{
@@ -29,13 +29,10 @@ fn visit(org: &OrgId, visitor: &str, s: Option<&str>, at: i64) -> NewVisit {
     NewVisit {
         org: org.clone(),
         arrival: Arrival {
-            embedding: None,
-            v: None,
             s: s.map(str::to_owned),
             page_url: Some("https://acme.example/roofs".into()),
-            referrer: None,
-            utm: Utm::default(),
             visitor_id: Some(visitor.to_owned()),
+            ..Arrival::default()
         },
         at,
     }

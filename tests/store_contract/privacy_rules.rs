@@ -2,7 +2,6 @@
 //! counts, attribution and touches stay; organizations without the setting keep theirs.
 
 use leadtrail::domain::attribution::Arrival;
-use leadtrail::domain::attribution::Utm;
 use leadtrail::domain::ids::OrgId;
 use leadtrail::domain::privacy::RetentionDays;
 use leadtrail::domain::tier::Tier;
@@ -20,13 +19,10 @@ fn visit(org: &OrgId, visitor: &str, at: i64) -> NewVisit {
     NewVisit {
         org: org.clone(),
         arrival: Arrival {
-            embedding: None,
-            v: None,
-            s: None,
             page_url: Some("https://acme.example/?gclid=abc".into()),
             referrer: Some("https://www.google.com/".into()),
-            utm: Utm::default(),
             visitor_id: Some(visitor.to_owned()),
+            ..Arrival::default()
         },
         at,
     }

@@ -251,8 +251,7 @@ async fn random_history(store: &Store, org: &OrgId, model: &mut Model, rng: &mut
                             s: Some(format!("{s:02}")),
                             page_url: Some("https://acme.example/".into()),
                             referrer: referrer.clone(),
-                            utm: Utm::default(),
-                            visitor_id: None,
+                            ..Arrival::default()
                         },
                         at,
                     }])

@@ -469,10 +469,7 @@ pub async fn create_lead(
             embedding: Some(widget),
             v: Some(widget.to_string()),
             s: Some(code.to_string()),
-            page_url: None,
-            referrer: None,
-            utm: Default::default(),
-            visitor_id: None,
+            ..Arrival::default()
         },
         first_touch: None,
         address,

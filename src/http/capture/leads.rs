@@ -218,15 +218,10 @@ pub(crate) fn write_failed(e: WriteError) -> ApiError {
             "shutting_down",
             "the service is shutting down; retry with the same Idempotency-Key",
         ),
-        WriteError::Busy => {
-            let mut error = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "capture_busy",
-                "too many captures are waiting to be written; retry in a moment (with the same Idempotency-Key)",
-            );
-            error.retry_after = Some(1);
-            error
-        }
+        WriteError::Busy => ApiError::busy(
+            "capture_busy",
+            "too many captures are waiting to be written; retry in a moment (with the same Idempotency-Key)",
+        ),
         WriteError::Unavailable(detail) => {
             tracing::warn!(error = %detail, "a capture found the database unavailable");
             ApiError::unavailable()

@@ -80,15 +80,10 @@ pub async fn record_visit(
     };
     match state.visits.record(visit) {
         Queued::Yes => Ok(StatusCode::NO_CONTENT.into_response()),
-        Queued::Full => {
-            let mut error = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "visits_busy",
-                "too many visits are waiting to be written; retry in a moment",
-            );
-            error.retry_after = Some(1);
-            Err(error)
-        }
+        Queued::Full => Err(ApiError::busy(
+            "visits_busy",
+            "too many visits are waiting to be written; retry in a moment",
+        )),
         Queued::Stopped => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting_down",
