@@ -52,7 +52,7 @@ use leadtrail::store::{
 };
 use sqlx::Connection;
 
-use harness::{Summary, Targets, ms};
+use harness::{Database, Summary, Targets, ms};
 use seed::BoxError;
 
 /// Runs of each rollup query (milliseconds each), and of each naive one (seconds each at the
@@ -525,21 +525,9 @@ fn main() -> Result<(), BoxError> {
                     run("SQLite", &url, leads, visits, &mut targets).await?;
                 }
                 "postgres" => {
-                    let admin = std::env::var("LEADTRAIL_TEST_POSTGRES_URL")
-                        .unwrap_or("postgres://postgres@127.0.0.1:5432/test".into());
-                    let name = format!("lt_reports_bench_{}", std::process::id());
-                    let mut conn = sqlx::PgConnection::connect(&admin).await?;
-                    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-                        .execute(&mut conn)
-                        .await?;
-                    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-                    let url = format!("{base}/{name}");
-                    let result = run("PostgreSQL", &url, leads, visits, &mut targets).await;
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                    )))
-                    .execute(&mut conn)
-                    .await?;
+                    let db = Database::create("reports").await?;
+                    let result = run("PostgreSQL", &db.url, leads, visits, &mut targets).await;
+                    db.drop_now().await;
                     result?;
                 }
                 other => return Err::<(), BoxError>(format!("unknown backend {other:?}").into()),
