@@ -50,7 +50,6 @@ use leadtrail::store::{
     CaptureCommand, CaptureReply, FirstTouch, Interval, NewOrganization, NewSource, NewVisit,
     OrganizationPatch, ReportFilter, StepUpdate, Store,
 };
-use sqlx::Connection;
 
 use harness::{Database, Summary, Targets, ms};
 use seed::BoxError;
