@@ -79,7 +79,7 @@ async fn top_up(store: &Store, org: &OrgId, total: usize) -> Result<String, BoxE
                 .map(|c| {
                     CaptureCommand::Step(Box::new(StepUpdate {
                         heard_about: None,
-                        lead_id: LeadId::from_stored(c.lead_id.clone()),
+                        lead_id: c.lead_id.clone(),
                         capture_token: c.capture_token.clone(),
                         step: step.clone(),
                         idempotency: None,
@@ -96,7 +96,7 @@ async fn top_up(store: &Store, org: &OrgId, total: usize) -> Result<String, BoxE
                 .write_enrichment(&job, &enrich(&job.project, &job.personal))
                 .await?;
         }
-        let dated: Vec<(String, i64)> = created
+        let dated: Vec<(LeadId, i64)> = created
             .iter()
             .enumerate()
             .map(|(i, c)| {
@@ -109,7 +109,7 @@ async fn top_up(store: &Store, org: &OrgId, total: usize) -> Result<String, BoxE
             .collect();
         store.backdate_leads(org, &dated).await?;
         if let Some(c) = created.first() {
-            some_lead = c.lead_id.clone();
+            some_lead = c.lead_id.to_string();
         }
     }
     store.optimize().await?;

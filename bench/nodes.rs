@@ -307,7 +307,7 @@ async fn cross_node_latency(wakeups: bool) -> BenchResult<(Vec<Duration>, f64)> 
             let replies = writer.apply_capture(&[command]).await.ok()?;
             let at = Instant::now();
             match replies.into_iter().next()? {
-                Ok(CaptureReply::Created(c)) => Some((c.lead_id, at)),
+                Ok(CaptureReply::Created(c)) => Some((c.lead_id.to_string(), at)),
                 _ => None,
             }
         }

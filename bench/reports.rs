@@ -26,7 +26,6 @@ mod harness;
 mod seed;
 
 use leadtrail::domain::attribution::Arrival;
-use leadtrail::domain::ids::LeadId;
 use std::future::Future;
 use std::time::Instant;
 
@@ -198,7 +197,7 @@ async fn capture(store: &Store, org: &OrgId) -> Result<f64, BoxError> {
             .filter(|(n, _)| n % 4 > depth)
             .map(|(_, lead)| {
                 CaptureCommand::Step(Box::new(StepUpdate {
-                    lead_id: LeadId::from_stored(lead.lead_id.clone()),
+                    lead_id: lead.lead_id.clone(),
                     capture_token: lead.capture_token.clone(),
                     heard_about: None,
                     step: step.clone(),

@@ -153,7 +153,7 @@ pub async fn seed(store: &Store, org: &OrgId) -> anyhow::Result<()> {
                 plan.get(step).map(|s| {
                     CaptureCommand::Step(Box::new(StepUpdate {
                         heard_about: heard_about(i, step),
-                        lead_id: LeadId::from_stored(lead.lead_id.clone()),
+                        lead_id: lead.lead_id.clone(),
                         capture_token: lead.capture_token.clone(),
                         step: s.clone(),
                         idempotency: None,
@@ -178,7 +178,7 @@ pub async fn seed(store: &Store, org: &OrgId) -> anyhow::Result<()> {
                 .await?;
         }
     }
-    let dated: Vec<(String, i64)> = leads
+    let dated: Vec<(LeadId, i64)> = leads
         .iter()
         .enumerate()
         .map(|(i, lead)| (lead.lead_id.clone(), arrival_time(i, now)))

@@ -37,6 +37,22 @@ macro_rules! prefixed_id_type {
             }
         }
 
+        /// Serialized as the bare id; read back only if it is a well-formed id of this type.
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = String::deserialize(d)?;
+                Self::parse(&raw).ok_or_else(|| {
+                    serde::de::Error::custom(concat!("not a ", $prefix, "… id"))
+                })
+            }
+        }
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(&self.0)
@@ -83,5 +99,15 @@ mod tests {
         assert_eq!(EndpointId::parse("wh_not-a-uuid"), None);
         assert_eq!(EndpointId::parse("wh_"), None);
         assert_eq!(EndpointId::parse("' OR 1=1 --"), None);
+    }
+
+    #[test]
+    fn ids_read_back_from_json_only_when_well_formed() {
+        let lead = LeadId::generate();
+        let json = serde_json::to_string(&lead).unwrap();
+        assert_eq!(json, format!("\"{lead}\""));
+        assert_eq!(serde_json::from_str::<LeadId>(&json).unwrap(), lead);
+        assert!(serde_json::from_str::<LeadId>("\"lead_x\"").is_err());
+        assert!(serde_json::from_str::<EndpointId>(&json).is_err());
     }
 }

@@ -2,6 +2,7 @@
 //! Nothing here knows about HTTP or SQL.
 
 pub mod attribution;
+pub mod capture;
 pub mod channel;
 pub mod error;
 pub mod estimate;

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use super::AppState;
 use super::capture::limits::TooManyRequests;
 use super::error::ApiError;
-use crate::domain::ids::{DeliveryId, EndpointId, OrgId};
+use crate::domain::ids::{DeliveryId, EndpointId, LeadId, OrgId};
 use crate::domain::keys::{api_key_digest, tokens_match};
 use crate::domain::source::SourceCode;
 use crate::domain::widget::WidgetVersion;
@@ -250,6 +250,10 @@ pub fn widget_version(raw: &str) -> Result<WidgetVersion, ApiError> {
 
 pub fn source_code(raw: &str) -> Result<SourceCode, ApiError> {
     SourceCode::parse(raw).ok_or_else(|| ApiError::not_found("source"))
+}
+
+pub fn lead_id(raw: &str) -> Result<LeadId, ApiError> {
+    LeadId::parse(raw).ok_or_else(|| ApiError::not_found("lead"))
 }
 
 pub fn endpoint_id(raw: &str) -> Result<EndpointId, ApiError> {

@@ -12,21 +12,21 @@ use super::bulk::insert_values;
 use super::catalog::{CatalogCache, OrgCatalog};
 use super::dispatch::EventRow as OutboxEvent;
 use super::events::write_lead_event;
-use super::exec::{Cells, Exec, Named};
+use super::exec::{Cells, Exec, Named, Val};
 use super::visits::visitors_touches;
 use super::{Backend, Store, StoreError, now_ms, rfc3339};
 use super::{TxParts, WriteTx};
-use crate::domain::DomainError;
 use crate::domain::attribution::{
     Arrival, Attribution, AttributionNote, DerivedChannel, Touch, Utm, derive_channel_on_page,
 };
-use crate::domain::estimate::{Estimate, estimate};
+pub use crate::domain::capture::{
+    CaptureRefusal, CaptureReply, CaptureResult, HeardAbout, LeadCreated, StepRecorded,
+};
+use crate::domain::capture::{StepBlocked, StepDecision, StepWrite, SteppedLead, decide_step};
 use crate::domain::event::{self, CorrectedSource, EventType, LeadContext, SourceTracking};
 use crate::domain::ids::{LeadId, OrgId, prefixed_id};
 use crate::domain::keys::api_key_digest;
-use crate::domain::lead::{
-    Address, LeadStatus, PersonalInfo, ProjectDetails, RecordSource, Step, check_step_order,
-};
+use crate::domain::lead::{Address, LeadStatus, RecordSource, Step};
 use crate::domain::multi_touch::{CreditSettings, TouchKey, TouchPoint, VisitTouch, gather};
 use crate::domain::self_report::{SelfReportSetting, SelfReported};
 use crate::domain::source::SourceCode;
@@ -45,13 +45,6 @@ pub struct FirstTouch {
     /// The page the visitor landed on then.
     #[serde(default)]
     pub page_url: Option<String>,
-}
-
-/// An answer to "How did you hear about us?" as sent, before it is checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeardAbout {
-    pub choice: String,
-    pub other: Option<String>,
 }
 
 /// A retried request carries the same key; it must also carry the same body.
@@ -89,42 +82,6 @@ pub enum CaptureCommand {
     CreateLead(Box<NewLead>),
     Step(Box<StepUpdate>),
 }
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LeadCreated {
-    pub lead_id: String,
-    pub capture_token: String,
-    pub status: LeadStatus,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StepRecorded {
-    pub lead_id: String,
-    pub status: LeadStatus,
-    /// The instant estimate, answered with the personal-info step.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub estimate: Option<Estimate>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum CaptureReply {
-    Created(LeadCreated),
-    Step(StepRecorded),
-}
-
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum CaptureRefusal {
-    #[error("lead not found")]
-    LeadNotFound,
-    #[error("the capture token does not belong to this lead")]
-    BadToken,
-    #[error("this Idempotency-Key was already used with a different request")]
-    IdempotencyKeyReused,
-    #[error(transparent)]
-    Invalid(#[from] DomainError),
-}
-
-pub type CaptureResult = Result<CaptureReply, CaptureRefusal>;
 
 pub(super) fn json_text<T: Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("serialize: {e}")))
@@ -512,7 +469,11 @@ async fn create_lead<E: Exec>(
         }
         let mut reply: LeadCreated = from_json(response, "idempotent response")?;
         let (token, digest) = new_capture_token();
-        if let Some(row) = pending.leads.iter_mut().find(|r| r.id == reply.lead_id) {
+        if let Some(row) = pending
+            .leads
+            .iter_mut()
+            .find(|r| r.id == reply.lead_id.as_str())
+        {
             row.token_digest = digest;
         }
         reply.capture_token = token;
@@ -631,7 +592,8 @@ fn decide_arrival(
         },
         first_touch: first,
     };
-    let lead_id = LeadId::generate().to_string();
+    let lead = LeadId::generate();
+    let lead_id = lead.to_string();
     let (token, token_digest) = new_capture_token();
     let raw = serde_json::json!({
         "widget": new.arrival.embedding.map(|w| w.to_string()),
@@ -718,7 +680,7 @@ fn decide_arrival(
         facts,
         first_touch: (i64::from(first_touch.0), i64::from(first_touch.1)),
         reply: LeadCreated {
-            lead_id,
+            lead_id: lead,
             capture_token: token,
             status: LeadStatus::AddressInfoProvided,
         },
@@ -744,14 +706,8 @@ fn lead_touches(
     gather(visits, point, CreditSettings::MAX_LOOKBACK_MS)
 }
 
-/// What a step needs to know about the lead, read under the lead's row lock.
-struct LeadState {
-    org: OrgId,
-    status: LeadStatus,
-    project: Option<ProjectDetails>,
-    personal: Option<PersonalInfo>,
-}
-
+/// A step: the lead's row locked and read, a retry answered from its key, the decision made by
+/// `decide_step` from the lead and the request, then persisted and counted.
 async fn apply_step<E: Exec>(
     w: &mut TxParts<'_, E>,
     update: &StepUpdate,
@@ -763,7 +719,8 @@ async fn apply_step<E: Exec>(
         w.db.rows(
             &format!(
                 "UPDATE leads SET updated_at = updated_at WHERE id = $1 \
-                 RETURNING capture_token_digest, status, project, personal, {LEAD_FACTS}"
+                 RETURNING capture_token_digest, status, project, personal, widget_name, \
+                 {LEAD_FACTS}"
             ),
             vec![update.lead_id.as_str().into()],
         )
@@ -775,8 +732,59 @@ async fn apply_step<E: Exec>(
     if !crate::domain::keys::tokens_match(&api_key_digest(&update.capture_token), &digest) {
         return Ok(Err(CaptureRefusal::BadToken));
     }
-    let lead = LeadState {
-        org: OrgId::from_stored(row.text_of("org_id")?),
+    let org = OrgId::from_stored(row.text_of("org_id")?);
+    if let Some(previous) =
+        replay::<StepRecorded, _>(&mut w.db, &org, update.idempotency.as_ref()).await?
+    {
+        return Ok(previous.map(CaptureReply::Step));
+    }
+    let lead = stepped_lead(row, &update.lead_id)?;
+    let question = match (&update.heard_about, &update.step) {
+        (Some(_), Step::PersonalInfo(_)) => Some(self_report_of(&mut w.db, &update.lead_id).await?),
+        _ => None,
+    };
+    let heard_about = update.heard_about.as_ref().zip(question.as_ref());
+    let decided = match decide_step(&lead, &update.step, heard_about) {
+        Ok(decided) => decided,
+        Err(StepBlocked::Refused(refusal)) => return Ok(Err(refusal)),
+        Err(StepBlocked::Inconsistent(what)) => return Err(StoreError::Corrupt(what.into())),
+    };
+    write_step(&mut w.db, &lead.id, &decided, now).await?;
+    if let Some(emitted) = &decided.event {
+        next_lead_event(
+            w,
+            &org,
+            lead.id.as_str(),
+            emitted.event_type,
+            &emitted.payload,
+            now,
+        )
+        .await?;
+    }
+    // The step moves the lead's report counters in the same transaction.
+    let facts = LeadFacts::from_row(row)?;
+    w.rollups
+        .roll_lead(
+            &mut w.db,
+            &facts,
+            Delta::step(i64::from(decided.status.step())),
+        )
+        .await?;
+    remember(
+        &mut w.db,
+        &org,
+        update.idempotency.as_ref(),
+        &decided.reply,
+        now,
+    )
+    .await?;
+    Ok(Ok(CaptureReply::Step(decided.reply)))
+}
+
+/// The lead as a step finds it, from its locked row.
+fn stepped_lead(row: &impl Named, id: &LeadId) -> Result<SteppedLead, StoreError> {
+    Ok(SteppedLead {
+        id: id.clone(),
         status: LeadStatus::from_id(&row.text_of("status")?)
             .ok_or_else(|| StoreError::Corrupt("lead status".into()))?,
         project: row
@@ -787,132 +795,64 @@ async fn apply_step<E: Exec>(
             .named_text("personal")?
             .map(|p| from_json(&p, "personal"))
             .transpose()?,
-    };
-    if let Some(previous) =
-        replay::<StepRecorded, _>(&mut w.db, &lead.org, update.idempotency.as_ref()).await?
-    {
-        return Ok(previous.map(CaptureReply::Step));
+        enriched: row.text_of("enrichment_state")? == "done",
+        tracking: tracking_from_row(row)?,
+    })
+}
+
+/// Persists what `decide_step` decided on the lead's row.
+async fn write_step<E: Exec>(
+    db: &mut E,
+    lead: &LeadId,
+    decided: &StepDecision<'_>,
+    now: i64,
+) -> Result<(), StoreError> {
+    let (id, status, step) = (
+        Val::from(lead.as_str()),
+        Val::from(decided.status.id()),
+        Val::from(i64::from(decided.status.step())),
+    );
+    match &decided.write {
+        StepWrite::Project(project) => db.exec(
+            "UPDATE leads SET project = $2, status = $3, step = $4, updated_at = $5 WHERE id = $1",
+            vec![id, json_text(project)?.into(), status, step, now.into()],
+        ),
+        StepWrite::Personal {
+            personal,
+            self_reported,
+        } => db.exec(
+            "UPDATE leads SET personal = $2, status = $3, step = $4, updated_at = $5, \
+             owner_occupied = $6, self_reported = $7, \
+             enrichment_state = 'pending', enrichment_lease_until = 0 WHERE id = $1",
+            vec![
+                id,
+                json_text(personal)?.into(),
+                status,
+                step,
+                now.into(),
+                i64::from(personal.owner_occupied).into(),
+                self_reported.as_ref().map(json_text).transpose()?.into(),
+            ],
+        ),
+        StepWrite::Contact(contact) => db.exec(
+            "UPDATE leads SET contact = $2, status = $3, step = $4, updated_at = $5 WHERE id = $1",
+            vec![id, json_text(contact)?.into(), status, step, now.into()],
+        ),
     }
-    if let Err(e) = check_step_order(lead.status, &update.step) {
-        return Ok(Err(e.into()));
-    }
-    let status = update.step.status();
-    let facts = LeadFacts::from_row(row)?;
-    let mut instant_estimate = None;
-    match &update.step {
-        Step::ProjectDetails(project) => {
-            w.db.exec(
-                "UPDATE leads SET project = $2, status = $3, step = 2, updated_at = $4 WHERE id = $1",
-                vec![
-                    update.lead_id.as_str().into(),
-                    json_text(project)?.into(),
-                    status.id().into(),
-                    now.into(),
-                ],
-            )
-            .await?;
-        }
-        Step::PersonalInfo(personal) => {
-            let project = lead
-                .project
-                .as_ref()
-                .ok_or_else(|| StoreError::Corrupt("step 3 without project details".into()))?;
-            let self_reported = match &update.heard_about {
-                Some(answer) => match self_report_of(&mut w.db, update.lead_id.as_str())
-                    .await?
-                    .answer(&answer.choice, answer.other.as_deref())
-                {
-                    Ok(checked) => Some(json_text(&checked)?),
-                    Err(e) => return Ok(Err(e.into())),
-                },
-                None => None,
-            };
-            instant_estimate = Some(estimate(project, personal));
-            w.db.exec(
-                "UPDATE leads SET personal = $2, owner_occupied = $3, status = $4, step = 3, \
-                 enrichment_state = 'pending', enrichment_lease_until = 0, updated_at = $5, \
-                 self_reported = $6 WHERE id = $1",
-                vec![
-                    update.lead_id.as_str().into(),
-                    json_text(personal)?.into(),
-                    i64::from(personal.owner_occupied).into(),
-                    status.id().into(),
-                    now.into(),
-                    self_reported.into(),
-                ],
-            )
-            .await?;
-        }
-        Step::ContactPreference(contact) => {
-            let rows =
-                w.db.rows(
-                    "UPDATE leads SET contact = $2, status = $3, step = 4, updated_at = $4 \
-                     WHERE id = $1 \
-                     RETURNING enrichment_state, widget_version, widget_name, source_code, \
-                     source_name",
-                    vec![
-                        update.lead_id.as_str().into(),
-                        json_text(contact)?.into(),
-                        status.id().into(),
-                        now.into(),
-                    ],
-                )
-                .await?;
-            let row = rows
-                .first()
-                .ok_or_else(|| StoreError::Corrupt("the stepped lead is gone".into()))?;
-            // `lead.contact_requested` never precedes `lead.enriched`: if enrichment is still
-            // running, its write-back emits this event right after its own.
-            if row.text_of("enrichment_state")? == "done" {
-                let personal = lead
-                    .personal
-                    .as_ref()
-                    .ok_or_else(|| StoreError::Corrupt("step 4 without personal info".into()))?;
-                let tracking = tracking_from_row(row)?;
-                let payload =
-                    event::contact_requested(update.lead_id.as_str(), personal, contact, &tracking);
-                next_lead_event(
-                    w,
-                    &lead.org,
-                    update.lead_id.as_str(),
-                    EventType::LeadContactRequested,
-                    &payload,
-                    now,
-                )
-                .await?;
-            }
-        }
-    }
-    // The step moves the lead's report counters in the same transaction.
-    w.rollups
-        .roll_lead(&mut w.db, &facts, Delta::step(i64::from(status.step())))
-        .await?;
-    let reply = StepRecorded {
-        lead_id: update.lead_id.to_string(),
-        status,
-        estimate: instant_estimate,
-    };
-    remember(
-        &mut w.db,
-        &lead.org,
-        update.idempotency.as_ref(),
-        &reply,
-        now,
-    )
     .await?;
-    Ok(Ok(CaptureReply::Step(reply)))
+    Ok(())
 }
 
 /// The "How did you hear about us?" setting of the widget a lead arrived on.
 async fn self_report_of<E: Exec>(
     db: &mut E,
-    lead_id: &str,
+    lead_id: &LeadId,
 ) -> Result<SelfReportSetting, StoreError> {
     let rows = db
         .rows(
             "SELECT w.self_report FROM leads l JOIN widgets w ON w.org_id = l.org_id \
              AND w.version = l.widget_version WHERE l.id = $1",
-            vec![lead_id.into()],
+            vec![lead_id.as_str().into()],
         )
         .await?;
     let row = rows

@@ -10,7 +10,7 @@ use super::leads::LeadRecord;
 use super::{Store, StoreError, now_ms, rfc3339, to_u32};
 use crate::domain::DomainError;
 use crate::domain::event::{CorrectedSource, EventType};
-use crate::domain::ids::{OrgId, prefixed_id};
+use crate::domain::ids::{LeadId, OrgId, prefixed_id};
 use crate::domain::source::SourceCode;
 
 const REASON_MAX: usize = 200;
@@ -32,11 +32,12 @@ impl Store {
     pub async fn correct_source(
         &self,
         org: &OrgId,
-        lead_id: &str,
+        id: &LeadId,
         to: SourceCode,
         reason: &str,
         actor: &str,
     ) -> Result<LeadRecord, StoreError> {
+        let lead_id = id.as_str();
         let reason = reason.trim();
         if reason.is_empty()
             || reason.chars().count() > REASON_MAX
@@ -140,15 +141,16 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        self.lead(org, lead_id).await
+        self.lead(org, id).await
     }
 
     /// The lead's corrections, oldest first. Another tenant's lead has none.
     pub async fn corrections(
         &self,
         org: &OrgId,
-        lead_id: &str,
+        lead: &LeadId,
     ) -> Result<Vec<Correction>, StoreError> {
+        let lead_id = lead.as_str();
         let rows = sqlx::query(
             "SELECT from_code, to_code, reason, actor, created_at FROM source_corrections \
              WHERE org_id = $1 AND lead_id = $2 ORDER BY created_at, id",

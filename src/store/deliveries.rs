@@ -43,6 +43,10 @@ pub struct DueDelivery {
     /// The endpoint had failed without a success since, when this was claimed: a success then
     /// clears that record. (Any later failure is cleared by a later success, claimed after it.)
     pub endpoint_failing: bool,
+    /// The lease this claim holds (the row's `lease_until`). The attempt's outcome moves the
+    /// delivery only while the row still carries it: a manual resend made during the attempt,
+    /// or another dispatcher's claim after the lease ran out, is not overwritten by it.
+    pub lease: i64,
 }
 
 /// One HTTP attempt, as the log shows it.

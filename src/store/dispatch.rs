@@ -136,21 +136,22 @@ async fn record_delivered<E: Exec>(
     delivered: &[&Finished],
     now: i64,
 ) -> Result<u64, StoreError> {
-    let mut by_status: HashMap<Option<u16>, Vec<&str>> = HashMap::new();
+    let mut by_outcome: HashMap<(Option<u16>, i64), Vec<&str>> = HashMap::new();
     for f in delivered {
-        by_status
-            .entry(f.attempt.status_code)
+        by_outcome
+            .entry((f.attempt.status_code, f.delivery.lease))
             .or_default()
             .push(f.delivery.id.as_str());
     }
-    for (status, ids) in by_status {
+    for ((status, lease), ids) in by_outcome {
         for chunk in ids.chunks(IN_LIST_CHUNK) {
             let sql = format!(
                 "UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, next_attempt_at = $1, \
-                 lease_until = 0, last_status = $2, last_error = NULL, delivered_at = $1 WHERE id IN {}",
-                numbered(3, 1, chunk.len())
+                 lease_until = 0, last_status = $2, last_error = NULL, delivered_at = $1 \
+                 WHERE lease_until = $3 AND id IN {}",
+                numbered(4, 1, chunk.len())
             );
-            let mut params = vec![now.into(), status.map(i64::from).into()];
+            let mut params = vec![now.into(), status.map(i64::from).into(), lease.into()];
             params.extend(chunk.iter().map(|id| Val::from(*id)));
             db.exec(&sql, params).await?;
         }
@@ -198,13 +199,14 @@ async fn record_failure<E: Exec>(
     };
     db.exec(
         "UPDATE deliveries SET status = $2, attempts = attempts + 1, next_attempt_at = $3, lease_until = 0, \
-         last_status = $4, last_error = $5 WHERE id = $1",
+         last_status = $4, last_error = $5 WHERE id = $1 AND lease_until = $6",
         vec![
             f.delivery.id.as_str().into(),
             status.into(),
             next.into(),
             f.attempt.status_code.map(i64::from).into(),
             f.attempt.error_class.as_deref().into(),
+            f.delivery.lease.into(),
         ],
     )
     .await?;
@@ -535,8 +537,9 @@ async fn claim<E: Exec>(
                (SELECT e.payload FROM events e WHERE e.id = deliveries.event_id), \
                (SELECT e.created_at FROM events e WHERE e.id = deliveries.event_id)"
         );
+        let lease = now.saturating_add(request.lease_ms);
         let params = vec![
-            now.saturating_add(request.lease_ms).into(),
+            lease.into(),
             demand.key.as_str().into(),
             now.into(),
             i64::try_from(n).unwrap_or(i64::MAX).into(),
@@ -563,6 +566,7 @@ async fn claim<E: Exec>(
                 secret: target.secret.clone(),
                 previous_secret: target.previous_secret.clone(),
                 endpoint_failing: target.failing,
+                lease,
             });
         }
     }

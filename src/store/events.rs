@@ -6,7 +6,7 @@ use super::dispatch::EventRow;
 use super::exec::Exec;
 use super::{Store, StoreError, TxParts, WriteTx};
 use crate::domain::event::EventType;
-use crate::domain::ids::{OrgId, prefixed_id};
+use crate::domain::ids::{LeadId, OrgId, prefixed_id};
 
 /// An event as stored in the outbox.
 #[derive(Debug, Clone)]
@@ -104,8 +104,9 @@ impl Store {
     pub async fn lead_events(
         &self,
         org: &OrgId,
-        lead_id: &str,
+        lead: &LeadId,
     ) -> Result<Vec<StoredEvent>, StoreError> {
+        let lead_id = lead.as_str();
         let rows = sqlx::query(
             "SELECT id, event_type, lead_id, sequence, payload, created_at FROM events \
              WHERE org_id = $1 AND lead_id = $2 ORDER BY sequence, created_at, id",

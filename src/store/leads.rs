@@ -10,7 +10,7 @@ use crate::domain::attribution::{Attribution, AttributionNote, DerivedChannel};
 use crate::domain::channel::ChannelCategory;
 use crate::domain::estimate::Enrichment;
 use crate::domain::event::CorrectedSource;
-use crate::domain::ids::OrgId;
+use crate::domain::ids::{LeadId, OrgId};
 use crate::domain::lead::{
     Address, ContactPreference, LeadStatus, PersonalInfo, ProjectDetails, RecordSource,
 };
@@ -22,7 +22,7 @@ use crate::domain::widget::WidgetVersion;
 
 #[derive(Debug, Clone)]
 pub struct LeadRecord {
-    pub id: String,
+    pub id: LeadId,
     pub status: LeadStatus,
     pub widget_version: WidgetVersion,
     pub widget_name: String,
@@ -111,7 +111,7 @@ fn lead_from_row(row: &AnyRow) -> Result<LeadRecord, StoreError> {
         record_source: context.record_source,
         self_reported: context.self_reported,
         corrected: context.corrected,
-        id: row.try_get("id")?,
+        id: LeadId::from_stored(row.try_get("id")?),
         status: LeadStatus::from_id(&status).ok_or_else(|| corrupt("lead status"))?,
         widget_version: WidgetVersion::new(to_u32(row.try_get("widget_version")?, "widget")?)
             .ok_or_else(|| corrupt("widget version"))?,
@@ -143,13 +143,13 @@ fn lead_from_row(row: &AnyRow) -> Result<LeadRecord, StoreError> {
 }
 
 impl Store {
-    pub async fn lead(&self, org: &OrgId, id: &str) -> Result<LeadRecord, StoreError> {
+    pub async fn lead(&self, org: &OrgId, id: &LeadId) -> Result<LeadRecord, StoreError> {
         let sql = sqlx::AssertSqlSafe(format!(
             "SELECT {LEAD_COLUMNS} FROM leads WHERE org_id = $1 AND id = $2"
         ));
         let row = sqlx::query(sql)
             .bind(org.as_str())
-            .bind(id)
+            .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?
             .ok_or(StoreError::NotFound)?;
@@ -231,10 +231,11 @@ impl Store {
     pub async fn backdate_leads(
         &self,
         org: &OrgId,
-        leads: &[(String, i64)],
+        leads: &[(LeadId, i64)],
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        for (id, at) in leads {
+        for (lead, at) in leads {
+            let id = lead.as_str();
             let Some(was) = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT {LEAD_FACTS} FROM leads WHERE org_id = $1 AND id = $2"
             )))

@@ -9,7 +9,7 @@ use super::capture::{Idempotency, emit_next, remember, replay, tracking_from_row
 use super::rollups::{LEAD_FACTS, LeadFacts};
 use super::{Conflict, Store, StoreError, WriteTx, now_ms, rfc3339};
 use crate::domain::event::EventType;
-use crate::domain::ids::{OrgId, prefixed_id};
+use crate::domain::ids::{LeadId, OrgId, prefixed_id};
 use crate::domain::outcome::{Outcome, OutcomeDecision, OutcomeKind, decide_outcome};
 
 /// A lead's outcome as the API answers it (and as an idempotent retry gets it again).
@@ -55,11 +55,12 @@ impl Store {
     pub async fn set_outcome(
         &self,
         org: &OrgId,
-        lead_id: &str,
+        lead: &LeadId,
         to: Outcome,
         actor: &str,
         idempotency: Option<&Idempotency>,
     ) -> Result<OutcomeView, StoreError> {
+        let lead_id = lead.as_str();
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         match replay::<OutcomeView, _>(&mut tx, org, idempotency).await? {
@@ -102,8 +103,9 @@ impl Store {
     pub async fn outcome_history(
         &self,
         org: &OrgId,
-        lead_id: &str,
+        lead: &LeadId,
     ) -> Result<Vec<OutcomeChange>, StoreError> {
+        let lead_id = lead.as_str();
         let rows = sqlx::query(
             "SELECT from_outcome, to_outcome, value, reason, actor, created_at FROM outcome_changes \
              WHERE org_id = $1 AND lead_id = $2 ORDER BY created_at, id",

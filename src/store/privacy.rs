@@ -7,7 +7,7 @@ use super::capture::{from_json, json_text};
 use super::leads::LeadRecord;
 use super::{Store, StoreError, WriteTx, now_ms};
 use crate::domain::DomainError;
-use crate::domain::ids::OrgId;
+use crate::domain::ids::{LeadId, OrgId};
 use crate::domain::lead::{Address, PersonalInfo};
 use crate::domain::privacy::{Scrubber, erased_address, erased_personal};
 use crate::domain::self_report::SelfReported;
@@ -38,9 +38,10 @@ impl Store {
     pub async fn erase_lead(
         &self,
         org: &OrgId,
-        lead_id: &str,
+        lead: &LeadId,
         actor: &str,
     ) -> Result<Erasure, StoreError> {
+        let lead_id = lead.as_str();
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         // Locks the lead (PostgreSQL) while it is read and changed.
@@ -176,7 +177,7 @@ impl Store {
         .await?;
         let mut leads = Vec::with_capacity(ids.len());
         for id in ids {
-            let lead = self.lead(org, &id).await?;
+            let lead = self.lead(org, &LeadId::from_stored(id)).await?;
             if lead
                 .personal
                 .as_ref()
@@ -220,8 +221,9 @@ impl Store {
     pub async fn lead_visitor(
         &self,
         org: &OrgId,
-        lead_id: &str,
+        lead: &LeadId,
     ) -> Result<Option<String>, StoreError> {
+        let lead_id = lead.as_str();
         let visitor: Option<Option<String>> =
             sqlx::query_scalar("SELECT visitor_id FROM leads WHERE org_id = $1 AND id = $2")
                 .bind(org.as_str())

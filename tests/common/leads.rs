@@ -1,7 +1,7 @@
 //! Leads as the capture writer receives them, for tests that need leads with events.
 
 use leadtrail::domain::attribution::Arrival;
-use leadtrail::domain::ids::{LeadId, OrgId};
+use leadtrail::domain::ids::OrgId;
 use leadtrail::domain::lead::{
     Address, ContactPreference, PersonalInfo, ProjectDetails, ProjectInput, Step,
 };
@@ -48,7 +48,7 @@ pub async fn step(
 ) -> Result<StepRecorded, CaptureRefusal> {
     let update = StepUpdate {
         heard_about: None,
-        lead_id: LeadId::from_stored(lead.lead_id.clone()),
+        lead_id: lead.lead_id.clone(),
         capture_token: lead.capture_token.clone(),
         step,
         idempotency: key.map(|k| Idempotency {

@@ -8,7 +8,7 @@ use crate::on_both_backends;
 use crate::{PRIMARY, code, new_source, org, store, version};
 use leadtrail::domain::attribution::Utm;
 use leadtrail::domain::channel::ChannelCategory;
-use leadtrail::domain::ids::OrgId;
+use leadtrail::domain::ids::{LeadId, OrgId};
 use leadtrail::domain::lead::LeadStatus;
 use leadtrail::domain::source::SourceName;
 use leadtrail::domain::tier::{Tier, TierLimits};
@@ -409,7 +409,7 @@ async fn steps_only_move_forward_and_need_the_lead_token(db: TestDb) {
         Err(CaptureRefusal::BadToken)
     );
     let missing = LeadCreated {
-        lead_id: "lead_missing".into(),
+        lead_id: LeadId::generate(),
         ..lead.clone()
     };
     assert_eq!(
@@ -920,7 +920,7 @@ mod housekeeping {
         });
         let command = || leadtrail::store::CaptureCommand::CreateLead(Box::new(new.clone()));
         let replies = store.apply_capture(&[command(), command()]).await.unwrap();
-        let ids: Vec<String> = replies
+        let ids: Vec<leadtrail::domain::ids::LeadId> = replies
             .into_iter()
             .map(|r| match r {
                 Ok(leadtrail::store::CaptureReply::Created(c)) => c.lead_id,

@@ -2,7 +2,6 @@
 //! release, replays as their own stream, leases after a restart, endpoint caps, lag.
 
 use leadtrail::domain::attribution::Arrival;
-use leadtrail::domain::ids::LeadId;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -10,7 +9,7 @@ use crate::capture_rules::{personal, project};
 use crate::common::TestDb;
 use crate::on_both_backends;
 use crate::{conflict, org, store};
-use leadtrail::domain::ids::{EndpointId, OrgId};
+use leadtrail::domain::ids::{EndpointId, LeadId, OrgId};
 use leadtrail::domain::lead::Address;
 use leadtrail::domain::tier::Tier;
 use leadtrail::domain::widget::WidgetVersion;
@@ -61,7 +60,7 @@ async fn leads(store: &Store, org: &OrgId, n: usize) {
 }
 
 /// A lead with two events (address preview, then enriched), both fanned out.
-async fn lead_with_two_events(store: &Store, org: &OrgId) -> String {
+async fn lead_with_two_events(store: &Store, org: &OrgId) -> LeadId {
     let created = match store.apply_capture(&[arrival(org)]).await.unwrap().pop() {
         Some(Ok(CaptureReply::Created(c))) => c,
         other => panic!("{other:?}"),
@@ -69,7 +68,7 @@ async fn lead_with_two_events(store: &Store, org: &OrgId) -> String {
     for step in [project(), personal(true)] {
         let update = StepUpdate {
             heard_about: None,
-            lead_id: LeadId::from_stored(created.lead_id.clone()),
+            lead_id: created.lead_id.clone(),
             capture_token: created.capture_token.clone(),
             step,
             idempotency: None,
@@ -478,6 +477,68 @@ async fn every_sqlite_connection_commits_to_disk_before_returning(db: TestDb) {
     }
 }
 
+/// An attempt's outcome moves its delivery only while the delivery still carries that attempt's
+/// lease: a resend asked for while the attempt was in flight is sent again whatever the attempt
+/// ended in, and an attempt that outlived its lease does not overwrite the claim that took the
+/// delivery over.
+async fn an_attempts_outcome_never_overwrites_a_resend_or_a_later_claim(db: TestDb) {
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let id = endpoint(&store, &org, &["lead.address_preview"]).await;
+    leads(&store, &org, 2).await;
+    let mut first = claim(&store, 10, 16).await;
+    first.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(first.len(), 2);
+    for d in &first {
+        store.resend_delivery(&org, &id, &d.id).await.unwrap();
+    }
+    let outcomes = [
+        finished(&first[0], Verdict::Delivered),
+        finished(&first[1], Verdict::Exhausted),
+    ];
+    store.record_attempts(&outcomes, i64::MAX).await.unwrap();
+    let log = store.deliveries(&org, &id, 10).await.unwrap();
+    for d in &log {
+        assert_eq!(
+            (d.status.as_str(), d.log.len()),
+            ("pending", 1),
+            "the attempt is logged and the resend still stands: {d:?}"
+        );
+    }
+    // Claimed again with a lease that has already run out (the attempt hangs past it), then
+    // taken over by the next claim.
+    let stale = store
+        .claim_deliveries(ClaimRequest {
+            lease_ms: -1,
+            ..request(10, 16)
+        })
+        .await
+        .unwrap()
+        .due;
+    let mut taken = claim(&store, 10, 16).await;
+    taken.sort_by(|a, b| a.id.cmp(&b.id));
+    let ids = |ds: &[DueDelivery]| ds.iter().map(|d| d.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&taken), ids(&first), "both are sent again");
+    assert_eq!(stale.len(), 2);
+    let late: Vec<_> = stale
+        .iter()
+        .map(|d| finished(d, Verdict::Exhausted))
+        .collect();
+    store.record_attempts(&late, i64::MAX).await.unwrap();
+    let done: Vec<_> = taken
+        .iter()
+        .map(|d| finished(d, Verdict::Delivered))
+        .collect();
+    store.record_attempts(&done, i64::MAX).await.unwrap();
+    for d in store.deliveries(&org, &id, 10).await.unwrap() {
+        assert_eq!(
+            (d.status.as_str(), d.log.len()),
+            ("delivered", 3),
+            "the current claim's success counts; the late failure is only logged: {d:?}"
+        );
+    }
+}
+
 on_both_backends!(
     every_sqlite_connection_commits_to_disk_before_returning,
     failed_deliveries_are_resent_only_from_the_time_asked,
@@ -490,4 +551,5 @@ on_both_backends!(
     leases_of_a_previous_process_are_taken_back_at_start_on_sqlite_only,
     endpoints_per_organization_are_capped_even_when_created_at_once,
     lag_counts_what_is_due_and_unsent_per_endpoint,
+    an_attempts_outcome_never_overwrites_a_resend_or_a_later_claim,
 );

@@ -6,7 +6,7 @@ use crate::common::TestDb;
 use crate::common::leads::{arrival, create, personal, project, step};
 use crate::on_both_backends;
 use crate::{PRIMARY, code, conflict, new_source, org, store, version};
-use leadtrail::domain::ids::OrgId;
+use leadtrail::domain::ids::{LeadId, OrgId};
 use leadtrail::domain::multi_touch::{Credit, Model};
 use leadtrail::domain::outcome::{LostReason, Outcome, OutcomeKind, OutcomeRefusal};
 use leadtrail::domain::spend::{Month, SpendEntry, parse_import};
@@ -54,7 +54,7 @@ async fn outcomes_move_keep_their_history_and_emit_events(db: TestDb) {
         .await
         .unwrap();
     let lead = lead_on(&store, &org, "02").await;
-    let id = lead.lead_id.as_str();
+    let id = &lead.lead_id;
     // Source renamed after arrival: the event carries the arrival's name.
     store
         .update_source(
@@ -132,7 +132,7 @@ async fn outcomes_move_keep_their_history_and_emit_events(db: TestDb) {
         Some(&LostReason::parse("competitor").unwrap())
     );
 
-    let events = outcome_events(&store, &org, id).await;
+    let events = outcome_events(&store, &org, id.as_str()).await;
     assert_eq!(
         events.len(),
         history.len(),
@@ -151,7 +151,7 @@ async fn outcomes_move_keep_their_history_and_emit_events(db: TestDb) {
         .await
         .unwrap()
         .into_iter()
-        .filter(|e| e.lead_id.as_deref() == Some(id))
+        .filter(|e| e.lead_id.as_deref() == Some(id.as_str()))
         .map(|e| e.sequence.unwrap())
         .collect();
     assert_eq!(sequences, (1..=sequences.len() as i64).collect::<Vec<_>>());
@@ -165,7 +165,7 @@ async fn outcome_retries_and_other_tenants(db: TestDb) {
     let (org, _) = org(&store, Tier::Starter).await;
     let (rival, _) = org_named(&store).await;
     let lead = lead_on(&store, &org, "01").await;
-    let id = lead.lead_id.as_str();
+    let id = &lead.lead_id;
     let key = |k: &str, body: &str| Idempotency {
         key: k.into(),
         request_hash: format!("hash-{body}"),
@@ -368,7 +368,7 @@ async fn report_money_equals_hand_computed_figures(db: TestDb) {
             website.push(lead);
         }
     }
-    let dated: Vec<(String, i64)> = signs
+    let dated: Vec<(LeadId, i64)> = signs
         .iter()
         .chain(&website)
         .enumerate()

@@ -2,7 +2,7 @@
 //! counts, attribution and touches stay; organizations without the setting keep theirs.
 
 use leadtrail::domain::attribution::Arrival;
-use leadtrail::domain::ids::OrgId;
+use leadtrail::domain::ids::{LeadId, OrgId};
 use leadtrail::domain::privacy::RetentionDays;
 use leadtrail::domain::tier::Tier;
 use leadtrail::store::{NewVisit, OrganizationPatch, Store, now_ms};
@@ -30,7 +30,7 @@ fn visit(org: &OrgId, visitor: &str, at: i64) -> NewVisit {
 
 /// A visitor with a visit 400 days ago and one 10 days ago, a lead of theirs from now and an
 /// old lead (moved 400 days back). Returns (recent lead, old lead).
-async fn history(store: &Store, org: &OrgId) -> (String, String) {
+async fn history(store: &Store, org: &OrgId) -> (LeadId, LeadId) {
     let now = now_ms();
     store
         .insert_visits(&[

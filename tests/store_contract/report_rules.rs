@@ -12,7 +12,7 @@ use crate::{PRIMARY, code, new_source, org, store, version};
 use leadtrail::domain::attribution::{Utm, derive_channel_on_page};
 use leadtrail::domain::channel::ChannelCategory;
 use leadtrail::domain::estimate::enrich;
-use leadtrail::domain::ids::OrgId;
+use leadtrail::domain::ids::{LeadId, OrgId};
 use leadtrail::domain::multi_touch::{Credit, Model as Credited};
 use leadtrail::domain::outcome::{LostReason, Outcome, OutcomeKind};
 use leadtrail::domain::source::SourceName;
@@ -52,7 +52,7 @@ const CATEGORIES: [ChannelCategory; 4] = [
 struct Model {
     /// (widget, source, at, derived channel of Website visits)
     visits: Vec<(u32, u32, i64, Option<String>)>,
-    corrected_category: BTreeMap<String, &'static str>,
+    corrected_category: BTreeMap<LeadId, &'static str>,
     /// Each widget's sources and their category now.
     categories: BTreeMap<(u32, u32), ChannelCategory>,
 }
@@ -271,7 +271,7 @@ async fn random_history(store: &Store, org: &OrgId, model: &mut Model, rng: &mut
         }
     }
     // Spread the leads over three days, so day boundaries matter.
-    let dated: Vec<(String, i64)> = leads
+    let dated: Vec<(LeadId, i64)> = leads
         .iter()
         .map(|(l, _, _)| (l.lead_id.clone(), now - rng.below(3 * 86_400_000) as i64))
         .collect();

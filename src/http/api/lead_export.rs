@@ -124,7 +124,7 @@ pub fn csv_line(lead: &LeadRecord) -> String {
     let person = lead.personal.as_ref();
     let e = lead.enrichment.as_ref();
     let cells: [String; CSV_COLUMNS.len()] = [
-        lead.id.clone(),
+        lead.id.to_string(),
         rfc3339(lead.created_at),
         lead.status.id().to_owned(),
         lead.record_source.id().to_owned(),
@@ -245,7 +245,7 @@ pub fn export_stream(
                 chunk.push('\n');
             }
             let next = (leads.len() == usize::try_from(PAGE).unwrap_or(usize::MAX))
-                .then(|| leads.last().map(|l| (l.created_at, l.id.clone())))
+                .then(|| leads.last().map(|l| (l.created_at, l.id.to_string())))
                 .flatten();
             for lead in leads {
                 match format {

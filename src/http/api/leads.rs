@@ -1,7 +1,6 @@
 //! Leads: the list with filters and cursor pagination, and one lead with everything known.
 
 use crate::domain::attribution::Arrival;
-use crate::domain::ids::LeadId;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, patch, post};
@@ -27,7 +26,9 @@ use crate::http::capture::leads::{
     AddressBody, ContactBody, PersonalBody, ProjectBody, idempotency, refusal, write_failed,
 };
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::extract::{ApiJson, ApiQuery, KeyAuth, OrgAuth, source_code, widget_version};
+use crate::http::extract::{
+    self, ApiJson, ApiQuery, KeyAuth, OrgAuth, source_code, widget_version,
+};
 use crate::store::{CaptureCommand, CaptureReply, NewLead, StepUpdate};
 use crate::store::{FirstTouch, LeadFilter, LeadRecord};
 use crate::store::{OutcomeChange, OutcomeView, StoreError, rfc3339};
@@ -160,7 +161,7 @@ impl From<LeadRecord> for LeadBody {
                     derived_channel: t.key.channel,
                 })
                 .collect(),
-            id: l.id,
+            id: l.id.to_string(),
             status: l.status,
             source_category: l.source_category.id().to_owned(),
             derived_channel: l.derived_channel,
@@ -315,6 +316,7 @@ pub async fn get_lead(
     OrgAuth(org): OrgAuth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<LeadBody>> {
+    let id = extract::lead_id(&id)?;
     let lead = LeadBody::from(state.store.lead(&org, &id).await?)
         .with_outcome_history(state.store.outcome_history(&org, &id).await?);
     Ok(Json(lead))
@@ -371,6 +373,7 @@ pub async fn set_outcome(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<OutcomeView>> {
+    let id = extract::lead_id(&id)?;
     let idempotency = idempotency(
         &headers,
         &format!("PATCH /api/v1/leads/{id}/outcome"),
@@ -493,7 +496,7 @@ pub async fn create_lead(
             continue;
         }
         let update = CaptureCommand::Step(Box::new(StepUpdate {
-            lead_id: LeadId::from_stored(created.lead_id.clone()),
+            lead_id: created.lead_id.clone(),
             capture_token: created.capture_token.clone(),
             heard_about: None,
             step,
@@ -530,6 +533,7 @@ pub async fn correct_source(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<CorrectSource>,
 ) -> ApiResult<Json<LeadBody>> {
+    let id = extract::lead_id(&id)?;
     let code = SourceCode::parse(&body.source)
         .ok_or_else(|| DomainError::new("source", "source is a code like 03"))?;
     let lead = state

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::leads::LeadBody;
 use crate::http::AppState;
 use crate::http::error::{ApiResult, ErrorBody};
-use crate::http::extract::{ApiQuery, KeyAuth, OrgAuth};
+use crate::http::extract::{self, ApiQuery, KeyAuth, OrgAuth};
 use crate::store::{Erasure, rfc3339};
 
 pub fn router() -> Router<AppState> {
@@ -62,6 +62,7 @@ pub async fn erase_lead(
     key: KeyAuth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ErasedBody>> {
+    let id = extract::lead_id(&id)?;
     let erasure = state.store.erase_lead(&key.org, &id, &key.actor()).await?;
     let lead = state.store.lead(&key.org, &id).await?;
     tracing::info!(org = %key.org, lead = %id, by = %key.actor(), "lead personal data erased");

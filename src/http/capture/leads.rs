@@ -244,7 +244,7 @@ pub async fn create_lead(
         tracing::info!(org = %org, "honeypot triggered; lead dropped");
         metrics::counter!("capture_honeypot_total").increment(1);
         return Ok(created(&crate::store::LeadCreated {
-            lead_id: LeadId::generate().to_string(),
+            lead_id: LeadId::generate(),
             capture_token: format!("ct_{}", uuid::Uuid::new_v4().simple()),
             status: crate::domain::lead::LeadStatus::AddressInfoProvided,
         }));

@@ -13,6 +13,7 @@ use super::page::{
 };
 use super::session::{EditorForm, OwnerForm, Session, Submitted};
 use crate::domain::attribution::AttributionNote;
+use crate::domain::ids::LeadId;
 use crate::domain::lead::LeadStatus;
 use crate::domain::money::{major_units, parse_major_units};
 use crate::domain::outcome::{ListedReason, LostReason, Outcome, OutcomeKind};
@@ -116,7 +117,7 @@ impl OutcomeForm {
             selected: !other.is_empty(),
         });
         Self {
-            action: format!("/app/leads/{}/outcome", encode(&lead.id)),
+            action: format!("/app/leads/{}/outcome", lead.id),
             outcomes: OutcomeKind::ALL
                 .into_iter()
                 .map(|k| Choice {
@@ -592,7 +593,7 @@ pub async fn show(
                 attribution,
             } = if open { detail(l) } else { Detail::default() };
             LeadRow {
-                id: l.id.clone(),
+                id: l.id.to_string(),
                 received: tz.format(l.created_at),
                 name: match (&l.personal, l.erased_at) {
                     (_, Some(_)) => "(erased)".into(),
@@ -632,7 +633,7 @@ pub async fn show(
                 toggle_href: if open {
                     format!("{here}#lead-{}", l.id)
                 } else {
-                    format!("{here}open={}#lead-{}", encode(&l.id), l.id)
+                    format!("{here}open={}#lead-{}", l.id, l.id)
                 },
                 open,
                 lead_source,
@@ -650,7 +651,7 @@ pub async fn show(
                 } else {
                     Vec::new()
                 },
-                correct_action: format!("/app/leads/{}/source", encode(&l.id)),
+                correct_action: format!("/app/leads/{}/source", l.id),
                 outcome_history: if open {
                     std::mem::take(&mut outcome_history)
                 } else {
@@ -662,7 +663,7 @@ pub async fn show(
                     .filter(|_| open)
                     .map(|at| format!("Personal data erased {}.", tz.format(at))),
                 erase_action: (open && l.erased_at.is_none() && session.user.role == Role::Owner)
-                    .then(|| format!("/app/leads/{}/erase", encode(&l.id))),
+                    .then(|| format!("/app/leads/{}/erase", l.id)),
                 journey: if open {
                     std::mem::take(&mut journey)
                 } else {
@@ -674,7 +675,7 @@ pub async fn show(
     let next_href = more.then(|| {
         leads
             .last()
-            .map(|l| format!("{base}after={}.{}", l.created_at, encode(&l.id)))
+            .map(|l| format!("{base}after={}.{}", l.created_at, l.id))
     });
     let page = LeadsPage {
         time_zone: tz.name().to_owned(),
@@ -735,7 +736,8 @@ pub async fn correct(
     axum::extract::Path(id): axum::extract::Path<String>,
     EditorForm(Submitted { session, form }): EditorForm,
 ) -> Result<Response, PageError> {
-    let back = format!("/app/leads?open={}#lead-{}", encode(&id), encode(&id));
+    let id = LeadId::parse(&id).ok_or_else(PageError::not_found)?;
+    let back = format!("/app/leads?open={id}#lead-{id}");
     let Some(code) = SourceCode::parse(form.text("source")) else {
         return Ok(see_other(&back, "Choose the source to credit the lead to."));
     };
@@ -762,7 +764,8 @@ pub async fn erase(
     axum::extract::Path(id): axum::extract::Path<String>,
     OwnerForm(Submitted { session, .. }): OwnerForm,
 ) -> Result<Response, PageError> {
-    let back = format!("/app/leads?open={}#lead-{}", encode(&id), encode(&id));
+    let id = LeadId::parse(&id).ok_or_else(PageError::not_found)?;
+    let back = format!("/app/leads?open={id}#lead-{id}");
     let actor = format!("user:{}", session.user.email);
     match state.store.erase_lead(session.org(), &id, &actor).await {
         Ok(_) => {
@@ -779,7 +782,8 @@ pub async fn set_outcome(
     axum::extract::Path(id): axum::extract::Path<String>,
     EditorForm(Submitted { session, form }): EditorForm,
 ) -> Result<Response, PageError> {
-    let back = format!("/app/leads?open={}#lead-{}", encode(&id), encode(&id));
+    let id = LeadId::parse(&id).ok_or_else(PageError::not_found)?;
+    let back = format!("/app/leads?open={id}#lead-{id}");
     let kind = form.text("outcome");
     let parsed = (|| {
         let value = match kind {
