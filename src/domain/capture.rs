@@ -178,21 +178,7 @@ pub fn decide_step<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::lead::ProjectInput;
-
-    fn project() -> ProjectDetails {
-        ProjectDetails::parse(ProjectInput {
-            roof_type: "replacement",
-            material: "metal",
-            stories: 2,
-            pitch: None,
-            urgency: "emergency",
-            roof_age_years: Some(22),
-            insurance_claim: None,
-            financing_interest: None,
-        })
-        .unwrap()
-    }
+    use crate::domain::lead::tests::project;
 
     fn personal() -> PersonalInfo {
         PersonalInfo::parse(

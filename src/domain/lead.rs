@@ -331,10 +331,10 @@ pub fn check_step_order(current: LeadStatus, step: &Step) -> Result<(), DomainEr
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn project() -> ProjectDetails {
+    pub(crate) fn project() -> ProjectDetails {
         ProjectDetails::parse(ProjectInput {
             roof_type: "replacement",
             material: "metal",

@@ -787,14 +787,8 @@ fn stepped_lead(row: &impl Named, id: &LeadId) -> Result<SteppedLead, StoreError
         id: id.clone(),
         status: LeadStatus::from_id(&row.text_of("status")?)
             .ok_or_else(|| StoreError::Corrupt("lead status".into()))?,
-        project: row
-            .named_text("project")?
-            .map(|p| from_json(&p, "project"))
-            .transpose()?,
-        personal: row
-            .named_text("personal")?
-            .map(|p| from_json(&p, "personal"))
-            .transpose()?,
+        project: row.named_json("project")?,
+        personal: row.named_json("personal")?,
         enriched: row.text_of("enrichment_state")? == "done",
         tracking: tracking_from_row(row)?,
     })
@@ -956,14 +950,8 @@ impl StoredContext {
             attribution,
             record_source: RecordSource::from_id(&row.text_of("record_source")?)
                 .ok_or_else(|| StoreError::Corrupt("record source".into()))?,
-            self_reported: row
-                .named_text("self_reported")?
-                .map(|s| from_json(&s, "self_reported"))
-                .transpose()?,
-            corrected: row
-                .named_text("corrected_source")?
-                .map(|c| from_json(&c, "corrected_source"))
-                .transpose()?,
+            self_reported: row.named_json("self_reported")?,
+            corrected: row.named_json("corrected_source")?,
         })
     }
 

@@ -90,6 +90,16 @@ pub(crate) trait Named {
         self.named_text(name)?
             .ok_or_else(|| StoreError::Corrupt(format!("{name} is NULL")))
     }
+
+    /// A JSON column read back into its type; `None` when NULL.
+    fn named_json<T: for<'de> serde::Deserialize<'de>>(
+        &self,
+        name: &str,
+    ) -> Result<Option<T>, StoreError> {
+        self.named_text(name)?
+            .map(|text| super::capture::from_json(&text, name))
+            .transpose()
+    }
 }
 
 impl Named for AnyRow {

@@ -5,6 +5,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::capture::{FirstTouch, StoredContext, from_json};
+use super::exec::Named;
 use super::{Store, StoreError, to_u32};
 use crate::domain::attribution::{Attribution, AttributionNote, DerivedChannel};
 use crate::domain::channel::ChannelCategory;
@@ -78,14 +79,6 @@ const LEAD_COLUMNS: &str = "id, status, widget_version, widget_name, source_code
     record_source, self_reported, corrected_source, outcome, outcome_value, outcome_reason, \
     outcome_changed_at, created_at, updated_at, enriched_at, touches, erased_at";
 
-fn opt_json<T: for<'de> serde::Deserialize<'de>>(
-    row: &AnyRow,
-    col: &str,
-) -> Result<Option<T>, StoreError> {
-    let text: Option<String> = row.try_get(col)?;
-    text.map(|t| from_json(&t, col)).transpose()
-}
-
 fn lead_from_row(row: &AnyRow) -> Result<LeadRecord, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(what.to_owned());
     let status: String = row.try_get("status")?;
@@ -121,7 +114,7 @@ fn lead_from_row(row: &AnyRow) -> Result<LeadRecord, StoreError> {
         source_name: row.try_get("source_name")?,
         source_category: ChannelCategory::from_id(&category).ok_or_else(|| corrupt("category"))?,
         derived_channel: derived.as_deref().and_then(DerivedChannel::from_id),
-        first_touch: opt_json(row, "first_touch")?,
+        first_touch: row.named_json("first_touch")?,
         first_touch_widget_version: ft_widget
             .and_then(|v| u32::try_from(v).ok())
             .and_then(WidgetVersion::new),
@@ -130,14 +123,14 @@ fn lead_from_row(row: &AnyRow) -> Result<LeadRecord, StoreError> {
             .and_then(SourceCode::new),
         raw_params: from_json(&raw, "raw_params")?,
         address: from_json(&row.try_get::<String, _>("address")?, "address")?,
-        project: opt_json(row, "project")?,
-        personal: opt_json(row, "personal")?,
-        contact: opt_json(row, "contact")?,
-        enrichment: opt_json(row, "enrichment")?,
+        project: row.named_json("project")?,
+        personal: row.named_json("personal")?,
+        contact: row.named_json("contact")?,
+        enrichment: row.named_json("enrichment")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         enriched_at: row.try_get("enriched_at")?,
-        touches: opt_json(row, "touches")?.unwrap_or_default(),
+        touches: row.named_json("touches")?.unwrap_or_default(),
         erased_at: row.try_get("erased_at")?,
     })
 }
