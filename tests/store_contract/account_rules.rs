@@ -34,7 +34,14 @@ async fn a_session_resolves_to_its_user_until_it_expires_or_is_deleted(db: TestD
     assert_eq!(live.csrf_token, "csrf-1");
     assert!(store.session("stale").await.unwrap().is_none());
     assert!(store.session("unknown").await.unwrap().is_none());
-    assert_eq!(store.forget_expired_sessions().await.unwrap(), 1);
+    store
+        .create_invite(&org, "gone@acme.example", Role::Viewer, "old", now_ms() - 1)
+        .await
+        .unwrap();
+    // The expired session and the expired link are counted together; the live ones stay.
+    assert_eq!(store.forget_expired_sessions().await.unwrap(), 2);
+    assert_eq!(store.forget_expired_sessions().await.unwrap(), 0);
+    assert!(store.session("live").await.unwrap().is_some());
     store.delete_session("live").await.unwrap();
     assert!(store.session("live").await.unwrap().is_none());
 }
@@ -308,7 +315,87 @@ async fn two_owners_removing_each_other_at_once_leave_one_owner(db: TestDb) {
     }
 }
 
+/// An operator adding an address that already has a login adds a membership to that login:
+/// same id, its own password kept — and a login still waiting for a reset link stays unable
+/// to sign in until it follows it.
+async fn adding_an_existing_login_keeps_its_id_and_password(db: TestDb) {
+    let store = store(&db).await;
+    let (a, _) = org(&store, Tier::Starter).await;
+    let (b, _) = org(&store, Tier::Starter).await;
+    let first = store
+        .create_user(&a, "x@acme.example", HASH, Role::Member)
+        .await
+        .unwrap();
+    let again = store
+        .create_user(&b, "X@acme.example", "$other$hash", Role::Owner)
+        .await
+        .unwrap();
+    assert_eq!(again.id, first.id);
+    assert_eq!(again.password_hash, HASH);
+    assert!(again.has_password());
+    assert_eq!((again.org_id, again.role), (b.clone(), Role::Owner));
+
+    let solo = store
+        .create_user(&a, "solo@acme.example", HASH, Role::Member)
+        .await
+        .unwrap();
+    store
+        .reset_user_access(&a, &solo.id, "reset", now_ms() + 60_000)
+        .await
+        .unwrap();
+    let waiting = store
+        .create_user(&b, "solo@acme.example", HASH, Role::Viewer)
+        .await
+        .unwrap();
+    assert_eq!(waiting.id, solo.id);
+    assert!(!waiting.has_password(), "the reset link sets the password");
+    let login = store
+        .user_by_email("solo@acme.example")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!login.has_password());
+    let back = store.accept_invite("reset", HASH).await.unwrap();
+    assert!(back.has_password());
+}
+
+/// Only an organization's newest link for an address works; withdrawing links is scoped to
+/// the organization and says when there was nothing to withdraw.
+async fn revoking_an_invite_withdraws_its_links_and_says_when_there_were_none(db: TestDb) {
+    let store = store(&db).await;
+    let (other, _) = org(&store, Tier::Starter).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let later = now_ms() + 60_000;
+    for token in ["first", "second"] {
+        store
+            .create_invite(&org, "new@acme.example", Role::Viewer, token, later)
+            .await
+            .unwrap();
+    }
+    assert!(store.invite("first").await.unwrap().is_none(), "replaced");
+    assert!(store.invite("second").await.unwrap().is_some());
+    assert_eq!(store.pending_invites(&org).await.unwrap().len(), 1);
+    assert!(matches!(
+        store.revoke_invite(&other, "new@acme.example").await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.revoke_invite(&org, "nobody@acme.example").await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(store.invite("second").await.unwrap().is_some());
+    store.revoke_invite(&org, "New@Acme.Example").await.unwrap();
+    assert!(store.invite("second").await.unwrap().is_none());
+    assert!(store.pending_invites(&org).await.unwrap().is_empty());
+    assert!(matches!(
+        store.revoke_invite(&org, "new@acme.example").await,
+        Err(StoreError::NotFound)
+    ));
+}
+
 on_both_backends!(
+    adding_an_existing_login_keeps_its_id_and_password,
+    revoking_an_invite_withdraws_its_links_and_says_when_there_were_none,
     two_owners_removing_each_other_at_once_leave_one_owner,
     a_session_resolves_to_its_user_until_it_expires_or_is_deleted,
     one_login_belongs_to_several_organizations,
