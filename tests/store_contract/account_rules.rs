@@ -159,10 +159,15 @@ async fn a_reset_in_one_organization_keeps_the_password_used_elsewhere(db: TestD
         .create_user(&a, "both@acme.example", HASH, Role::Member)
         .await
         .unwrap();
-    store
-        .create_user(&b, "both@acme.example", "$ignored$", Role::Owner)
+    // Adding the login elsewhere adds a membership: same id, its own password kept.
+    let again = store
+        .create_user(&b, "Both@acme.example", "$ignored$", Role::Owner)
         .await
         .unwrap();
+    assert_eq!(again.id, user.id);
+    assert_eq!(again.password_hash, HASH);
+    assert!(again.has_password());
+    assert_eq!((again.org_id, again.role), (b.clone(), Role::Owner));
     store
         .create_session(&user.id, &a, "in-a", "c", now_ms() + 60_000)
         .await
@@ -315,26 +320,12 @@ async fn two_owners_removing_each_other_at_once_leave_one_owner(db: TestDb) {
     }
 }
 
-/// An operator adding an address that already has a login adds a membership to that login:
-/// same id, its own password kept — and a login still waiting for a reset link stays unable
-/// to sign in until it follows it.
-async fn adding_an_existing_login_keeps_its_id_and_password(db: TestDb) {
+/// A login still waiting for its reset link, added to another organization, stays unable to
+/// sign in there until it follows the link.
+async fn a_login_added_while_its_reset_is_pending_needs_the_link(db: TestDb) {
     let store = store(&db).await;
     let (a, _) = org(&store, Tier::Starter).await;
     let (b, _) = org(&store, Tier::Starter).await;
-    let first = store
-        .create_user(&a, "x@acme.example", HASH, Role::Member)
-        .await
-        .unwrap();
-    let again = store
-        .create_user(&b, "X@acme.example", "$other$hash", Role::Owner)
-        .await
-        .unwrap();
-    assert_eq!(again.id, first.id);
-    assert_eq!(again.password_hash, HASH);
-    assert!(again.has_password());
-    assert_eq!((again.org_id, again.role), (b.clone(), Role::Owner));
-
     let solo = store
         .create_user(&a, "solo@acme.example", HASH, Role::Member)
         .await
@@ -394,7 +385,7 @@ async fn revoking_an_invite_withdraws_its_links_and_says_when_there_were_none(db
 }
 
 on_both_backends!(
-    adding_an_existing_login_keeps_its_id_and_password,
+    a_login_added_while_its_reset_is_pending_needs_the_link,
     revoking_an_invite_withdraws_its_links_and_says_when_there_were_none,
     two_owners_removing_each_other_at_once_leave_one_owner,
     a_session_resolves_to_its_user_until_it_expires_or_is_deleted,
