@@ -606,7 +606,8 @@ struct Target {
 /// follows the number of endpoints, not the length of a slow endpoint's backlog. On PostgreSQL
 /// each endpoint row is locked first for the rest of the claim, so two nodes never count and
 /// claim the same endpoint at once (one skips it this round): that keeps the in-flight bound
-/// across nodes.
+/// across nodes. The lock is `FOR NO KEY UPDATE`: a capture fanning out to the endpoint (its
+/// foreign-key check takes `FOR KEY SHARE`) does not wait for the claim to commit.
 async fn demands<E: Exec>(
     db: &mut E,
     now: i64,
@@ -619,7 +620,7 @@ async fn demands<E: Exec>(
         Backend::Postgres => {
             let sql = format!(
                 "SELECT w.id FROM webhook_endpoints w WHERE w.enabled = 1 AND {HAS_DUE} \
-                 FOR UPDATE SKIP LOCKED"
+                 FOR NO KEY UPDATE SKIP LOCKED"
             );
             let rows = db.rows(&sql, vec![now.into()]).await?;
             Some(rows.iter().map(|r| r.text(0)).collect::<Result<_, _>>()?)

@@ -36,7 +36,7 @@ impl Store {
             Backend::Postgres => {
                 "UPDATE leads SET enrichment_lease_until = $1, enrichment_attempts = enrichment_attempts + 1 \
                  WHERE id IN (SELECT id FROM leads WHERE enrichment_state = 'pending' \
-                   AND enrichment_lease_until < $2 ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                   AND enrichment_lease_until < $2 ORDER BY updated_at LIMIT $3 FOR NO KEY UPDATE SKIP LOCKED) \
                  RETURNING id, org_id, project, personal, enrichment_attempts"
             }
             Backend::Sqlite => {

@@ -126,11 +126,14 @@ pub(crate) trait Exec {
 
     async fn exec(&mut self, sql: &str, params: Vec<Val>) -> Result<u64, StoreError>;
 
-    /// `FOR UPDATE SKIP LOCKED` (optionally `OF` a table) on PostgreSQL; nothing on SQLite,
-    /// where the write transaction already excludes every other writer.
+    /// `FOR NO KEY UPDATE SKIP LOCKED` (optionally `OF` a table) on PostgreSQL; nothing on
+    /// SQLite, where the write transaction already excludes every other writer. A claim only
+    /// changes a row's lease, never its key: the weaker lock still keeps two claimers apart,
+    /// but does not hold up the `FOR KEY SHARE` of a foreign-key check (a capture inserting a
+    /// delivery or an attempt that references the claimed row) until the claim commits.
     fn skip_locked(&self, of: &str) -> String {
         match self.backend() {
-            Backend::Postgres => format!("FOR UPDATE {of} SKIP LOCKED"),
+            Backend::Postgres => format!("FOR NO KEY UPDATE {of} SKIP LOCKED"),
             Backend::Sqlite => String::new(),
         }
     }

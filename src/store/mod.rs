@@ -234,13 +234,19 @@ struct TxParts<'t, E> {
 impl<E: exec::Exec> TxParts<'_, E> {
     /// What every write transaction does last: writes its rollup changes and fans its events
     /// out to their endpoints. Returns how many deliveries became due.
+    ///
+    /// The rollups go last: their rows are the ones every writer of an organization adds to
+    /// (every capture of a day updates the same few counters), so each transaction holds their
+    /// row locks for as short a time as it can, from the upsert to the commit.
     async fn before_commit(&mut self, now: i64) -> Result<usize, StoreError> {
-        self.rollups.flush(&mut self.db).await?;
         let outbox = std::mem::take(self.outbox);
-        if outbox.is_empty() {
-            return Ok(0);
-        }
-        dispatch::fan_out_events(&mut self.db, &outbox, now).await
+        let made = if outbox.is_empty() {
+            0
+        } else {
+            dispatch::fan_out_events(&mut self.db, &outbox, now).await?
+        };
+        self.rollups.flush(&mut self.db).await?;
+        Ok(made)
     }
 }
 
