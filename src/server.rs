@@ -17,6 +17,7 @@ use crate::webhooks::dispatcher::{DispatchSettings, Dispatcher};
 use crate::workers::capture_writer::CaptureWriter;
 use crate::workers::credit_recount::CreditRecount;
 use crate::workers::enrichment::{EnrichmentWorker, ExternalEnricher};
+use crate::workers::rollup_fold::RollupFold;
 use crate::workers::visit_buffer::VisitBuffer;
 use crate::workers::wakeups;
 
@@ -32,10 +33,12 @@ struct Tasks {
     enrichment: JoinHandle<()>,
     /// Recounts multi-touch credit after a settings change.
     recount: JoinHandle<()>,
+    /// Folds report-rollup changes into the rollups (PostgreSQL only).
+    fold: Option<JoinHandle<()>>,
     dispatcher: JoinHandle<()>,
     /// Hears other nodes' work (PostgreSQL only).
     wakeups: Option<JoinHandle<()>>,
-    /// Tells enrichment, the recount and the dispatcher to stop after the round in hand.
+    /// Tells enrichment, the recount, the fold and the dispatcher to stop after the round in hand.
     stop_workers: watch::Sender<bool>,
     /// Forgets idle rate-limit keys and old idempotency keys, refreshes planner statistics;
     /// holds no queue, so it is simply aborted at the end.
@@ -104,6 +107,8 @@ pub async fn prepare(config: Config) -> anyhow::Result<Service> {
         EnrichmentWorker::new(store.clone(), external).run(wake_enrichment, stop.clone()),
     );
     let recount = tokio::spawn(CreditRecount::new(store.clone()).run(stop.clone()));
+    let fold = (store.backend() == Backend::Postgres)
+        .then(|| tokio::spawn(RollupFold::new(store.clone()).run(stop.clone())));
     let dispatcher = Dispatcher::new(store.clone(), DispatchSettings::from_config(&config))?;
     let dispatcher = tokio::spawn(dispatcher.run(wake_dispatch, stop));
     let state = AppState::new(store, Arc::new(config), capture, visit_buffer);
@@ -150,6 +155,7 @@ pub async fn prepare(config: Config) -> anyhow::Result<Service> {
             visits,
             enrichment,
             recount,
+            fold,
             dispatcher,
             wakeups,
             stop_workers,
@@ -178,6 +184,9 @@ pub async fn serve(
     let _ = tasks.stop_workers.send(true);
     let _ = tasks.enrichment.await;
     let _ = tasks.recount.await;
+    if let Some(fold) = tasks.fold {
+        let _ = fold.await;
+    }
     let _ = tasks.dispatcher.await;
     if let Some(wakeups) = tasks.wakeups {
         let _ = wakeups.await;

@@ -56,7 +56,7 @@ pub use outcomes::{OutcomeChange, OutcomeView};
 pub use privacy::{Erasure, VisitRecord};
 pub use records::*;
 pub use reports::{Counts, GroupCounts, Interval, ReportFilter};
-pub use rollups::{RecountProgress, RecountStep};
+pub use rollups::{FOLD_BATCH, Folded, RecountProgress, RecountStep};
 pub use spend::{SpendImport, SpendRow};
 pub use visits::NewVisit;
 

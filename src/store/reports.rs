@@ -336,7 +336,7 @@ impl Store {
     ) -> Result<BTreeMap<(u32, u32), Counts>, StoreError> {
         let mut out: BTreeMap<(u32, u32), Counts> = BTreeMap::new();
         let sql = format!(
-            "SELECT widget_version, source_code, {n} AS n FROM report_rollups \
+            "SELECT widget_version, source_code, {n} AS n FROM rollup_totals \
              WHERE {ROLLUP_RANGE} GROUP BY widget_version, source_code",
             n = sum("n"),
         );
@@ -363,7 +363,7 @@ impl Store {
         days: &Days,
     ) -> Result<BTreeMap<TouchKey, Delta>, StoreError> {
         let sql = format!(
-            "SELECT widget_version, source_code, derived_channel, {} FROM report_rollups \
+            "SELECT widget_version, source_code, derived_channel, {} FROM rollup_totals \
              WHERE {ROLLUP_RANGE} GROUP BY widget_version, source_code, derived_channel",
             rolled_lead_columns()
         );
@@ -508,7 +508,7 @@ impl Store {
     ) -> Result<BTreeMap<(u32, u32), Counts>, StoreError> {
         let mut out = self.rolled_visits_and_firsts(org, filter, &days).await?;
         let sql = format!(
-            "SELECT widget_version, source_code, {} FROM report_rollups \
+            "SELECT widget_version, source_code, {} FROM rollup_totals \
              WHERE {ROLLUP_RANGE} GROUP BY widget_version, source_code",
             rolled_lead_columns()
         );
@@ -530,7 +530,7 @@ impl Store {
     ) -> Result<BTreeMap<String, GroupCounts>, StoreError> {
         if let Some(days) = self.whole_days(org, filter).await? {
             let sql = format!(
-                "SELECT category, {} FROM report_rollups WHERE {ROLLUP_RANGE} GROUP BY category",
+                "SELECT category, {} FROM rollup_totals WHERE {ROLLUP_RANGE} GROUP BY category",
                 rolled_group_columns()
             );
             let rows = self.rolled(sql, org, filter, &days, Kind::Lead).await?;
@@ -563,7 +563,7 @@ impl Store {
         if let Some(days) = self.whole_days(org, filter).await? {
             let channel = "CASE WHEN derived_channel = '' THEN 'direct' ELSE derived_channel END";
             let sql = format!(
-                "SELECT {channel} AS channel, {} FROM report_rollups \
+                "SELECT {channel} AS channel, {} FROM rollup_totals \
                  WHERE {ROLLUP_RANGE} AND source_code = 1 GROUP BY {channel}",
                 rolled_group_columns()
             );
@@ -674,7 +674,7 @@ impl Store {
             };
             let sql = format!(
                 "SELECT {bucket} AS period, widget_version, source_code, {n} AS n \
-                 FROM report_rollups WHERE {ROLLUP_RANGE} \
+                 FROM rollup_totals WHERE {ROLLUP_RANGE} \
                  GROUP BY {bucket}, widget_version, source_code",
                 n = sum("n"),
             );
@@ -785,7 +785,7 @@ impl Store {
         let rows = match self.whole_days(org, filter).await? {
             Some(days) => {
                 let sql = format!(
-                    "SELECT DISTINCT widget_version, source_code, source_name FROM report_rollups \
+                    "SELECT DISTINCT widget_version, source_code, source_name FROM rollup_totals \
                      WHERE {ROLLUP_RANGE} AND n > 0"
                 );
                 self.rolled(sql, org, filter, &days, Kind::Lead).await?

@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use sqlx::Row;
 
-use super::exec::{Cells, Exec, Named, Val};
+use super::bulk::insert_values;
+use super::exec::{Cells, Exec, Named};
 use super::{Backend, Store, StoreError, WriteTx};
 use crate::domain::attribution::DerivedChannel;
 use crate::domain::ids::OrgId;
@@ -583,39 +584,54 @@ impl Pending {
     }
 }
 
+/// Adds changes to the rollups. SQLite runs one writer at a time, which adds to the rows
+/// themselves. On PostgreSQL every capture of an organization's day changes the same few rows,
+/// so concurrent writers (several nodes) would queue on their row locks, commit after commit:
+/// each appends its changes to `rollup_deltas` instead, which `Store::fold_rollups` folds in
+/// later and reports read through `rollup_totals` meanwhile (migration 0016).
 async fn write_rollups<E: Exec>(db: &mut E, rows: BTreeMap<Key, Delta>) -> Result<(), StoreError> {
-    let sql = format!(
-        "INSERT INTO report_rollups ({ROLLUP_COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
-         {UPSERT}"
-    );
-    for (key, delta) in rows {
-        if delta == Delta::default() {
-            continue;
+    let rows = rows
+        .into_iter()
+        .filter(|(_, delta)| *delta != Delta::default())
+        .map(|(key, delta)| {
+            vec![
+                key.org.into(),
+                key.day.into(),
+                key.kind.id().into(),
+                key.widget.into(),
+                key.source.into(),
+                key.category.into(),
+                key.derived.into(),
+                key.name.into(),
+                delta.n.into(),
+                delta.project.into(),
+                delta.personal.into(),
+                delta.contact.into(),
+                delta.enriched.into(),
+                delta.score.into(),
+                delta.pipeline.into(),
+                delta.corrected.into(),
+                delta.won.into(),
+                delta.revenue.into(),
+            ]
+        });
+    match db.backend() {
+        Backend::Sqlite => {
+            let sql = format!(
+                "INSERT INTO report_rollups ({ROLLUP_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+                 {UPSERT}"
+            );
+            for params in rows {
+                db.exec(&sql, params).await?;
+            }
+            Ok(())
         }
-        let params: Vec<Val> = vec![
-            key.org.into(),
-            key.day.into(),
-            key.kind.id().into(),
-            key.widget.into(),
-            key.source.into(),
-            key.category.into(),
-            key.derived.into(),
-            key.name.into(),
-            delta.n.into(),
-            delta.project.into(),
-            delta.personal.into(),
-            delta.contact.into(),
-            delta.enriched.into(),
-            delta.score.into(),
-            delta.pipeline.into(),
-            delta.corrected.into(),
-            delta.won.into(),
-            delta.revenue.into(),
-        ];
-        db.exec(&sql, params).await?;
+        Backend::Postgres => {
+            let columns: Vec<&str> = ROLLUP_COLUMNS.split(", ").collect();
+            insert_values(db, "rollup_deltas", &columns, rows.collect()).await
+        }
     }
-    Ok(())
 }
 
 /// On PostgreSQL, many nodes write rollups at once; a recount deletes and rebuilds an
@@ -719,10 +735,14 @@ impl WriteTx {
         self.rollups
             .orgs
             .insert(org.as_str().to_owned(), (zone.clone(), settings));
-        sqlx::query("DELETE FROM report_rollups WHERE org_id = $1")
+        for table in ["report_rollups", "rollup_deltas"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE org_id = $1"
+            )))
             .bind(org.as_str())
             .execute(&mut **self)
             .await?;
+        }
         // Everything is counted anew here, model rows included: a recount in progress ends.
         sqlx::query(
             "UPDATE organizations SET credit_recount_requested_at = NULL, \
@@ -1029,14 +1049,17 @@ impl Store {
                 .iter()
                 .map(|m| format!("'{}'", m.id()))
                 .collect();
-            let sql = format!(
-                "DELETE FROM report_rollups WHERE org_id = $1 AND kind IN ({})",
-                kinds.join(", ")
-            );
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(org.as_str())
-                .execute(&mut *tx)
-                .await?;
+            // Changes not folded yet are rows of these kinds too.
+            for table in ["report_rollups", "rollup_deltas"] {
+                let sql = format!(
+                    "DELETE FROM {table} WHERE org_id = $1 AND kind IN ({})",
+                    kinds.join(", ")
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(org.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         let (zone, settings) = tx.org_facts(org.as_str()).await?;
         let mut rows = BTreeMap::new();
@@ -1126,5 +1149,74 @@ impl Store {
             tx.commit().await?;
         }
         Ok(orgs.len())
+    }
+}
+
+/// Rollup changes folded per transaction at most.
+pub const FOLD_BATCH: i64 = 10_000;
+
+/// What one pass of `Store::fold_rollups` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Folded {
+    /// Changes folded into the rollups.
+    pub changes: u64,
+    /// An organization had more than one transaction's worth: fold again at once.
+    pub more: bool,
+}
+
+impl Store {
+    /// Folds the rollup changes that PostgreSQL writers append (see `write_rollups`) into
+    /// `report_rollups`, up to `limit` changes per organization in one transaction each. The
+    /// organization's rollup lock is held shared, as by any writer of changes, so a rebuild or
+    /// a recount (which clear rows and count them anew) never runs halfway through a fold. Only
+    /// one node folds an organization at a time; another node skips it rather than wait.
+    /// Reports read the same totals before and after. Nothing to do on SQLite.
+    pub async fn fold_rollups(&self, limit: i64) -> Result<Folded, StoreError> {
+        let mut folded = Folded::default();
+        if self.backend != Backend::Postgres {
+            return Ok(folded);
+        }
+        let orgs: Vec<String> = sqlx::query_scalar("SELECT DISTINCT org_id FROM rollup_deltas")
+            .fetch_all(&self.pool)
+            .await?;
+        for org in orgs {
+            let mut tx = self.begin_write().await?;
+            tx.rollup_lock(&org, LockMode::Shared).await?;
+            let mine: bool = sqlx::query_scalar(
+                "SELECT pg_try_advisory_xact_lock(hashtext('rollup fold ' || $1))",
+            )
+            .bind(&org)
+            .fetch_one(&mut *tx)
+            .await?;
+            if !mine {
+                continue;
+            }
+            // Grouped by key, so each rollup row is added to once, in key order, so two
+            // transactions adding to the same rows take their locks in the same order.
+            let sql = format!(
+                "WITH moved AS (DELETE FROM rollup_deltas WHERE id IN \
+                   (SELECT id FROM rollup_deltas WHERE org_id = $1 ORDER BY id LIMIT $2) \
+                   RETURNING {ROLLUP_COLUMNS}), \
+                 added AS (INSERT INTO report_rollups ({ROLLUP_COLUMNS}) \
+                   SELECT {KEYS}, SUM(n), SUM(project), SUM(personal), SUM(contact), SUM(enriched), \
+                     SUM(score_sum), SUM(pipeline_value), SUM(corrected), SUM(won), SUM(revenue) \
+                   FROM moved GROUP BY {KEYS} ORDER BY {KEYS} {UPSERT} RETURNING 1) \
+                 SELECT (SELECT COUNT(*) FROM moved), (SELECT COUNT(*) FROM added)",
+                KEYS = "org_id, day, kind, widget_version, source_code, category, \
+                        derived_channel, source_name"
+            );
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(&org)
+                .bind(limit)
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            let changes: i64 = row.try_get(0)?;
+            let changes = u64::try_from(changes).unwrap_or(0);
+            metrics::counter!("rollup_changes_folded_total").increment(changes);
+            folded.changes += changes;
+            folded.more |= changes >= u64::try_from(limit).unwrap_or(u64::MAX);
+        }
+        Ok(folded)
     }
 }

@@ -18,7 +18,7 @@ use crate::domain::widget::WidgetVersion;
 
 const SOURCE_SELECT: &str = "SELECT w.version AS widget_version, w.site_url, s.code, s.name, s.channel_category, \
      s.status, s.is_system, s.qr_generated, s.created_at, s.updated_at, \
-     (SELECT CAST(COALESCE(SUM(r.n), 0) AS BIGINT) FROM report_rollups r \
+     (SELECT CAST(COALESCE(SUM(r.n), 0) AS BIGINT) FROM rollup_totals r \
         WHERE r.org_id = s.org_id AND r.kind = 'lead' AND r.widget_version = w.version \
         AND r.source_code = s.code) AS lead_count \
      FROM sources s JOIN widgets w ON w.id = s.widget_id";
