@@ -8,7 +8,7 @@
 //! makes the bench exit non-zero.
 //!
 //! After the lead phase, a raw-insert baseline writes the rows the service stored (leads, their
-//! events, the rollup upserts of a batch) straight into the database at the batch size the
+//! events, a batch's rollup changes: upserts on SQLite, appended on PostgreSQL) straight into the database at the batch size the
 //! service formed (see `support/raw_insert.rs`): the service's durable rate is judged against
 //! what the database does with the same writes.
 //!

@@ -1,10 +1,14 @@
 //! Scale-out on one PostgreSQL, in one run: the release binary as 1, 2 and 3 nodes on a fresh
 //! database each, with a webhook receiver in this process.
 //!
-//! - capacity: 32 clients capture leads as fast as they go for a fixed time, round robin over
-//!   the nodes (closed loop: the figure is what the nodes sustained), then every lead's
-//!   `lead.address_preview` is awaited: leads/s captured and deliveries/s (leads ÷ time from
-//!   the start until the last delivery), three runs each, median and range;
+//! - capture capacity: 32 clients capture leads as fast as they go for a fixed time, round
+//!   robin over the nodes (closed loop: the figure is what the nodes sustained), for an
+//!   organization without webhooks, so the figure is capture alone; three runs each, median and
+//!   range;
+//! - delivery capacity: a backlog of `BACKLOG` leads, each with a `lead.address_preview` due to
+//!   one endpoint, written before the nodes start (through the library's store); then the nodes
+//!   start together and deliveries/s is the backlog ÷ the time from their start to the last
+//!   receipt; three runs each, median and range;
 //! - wake-up latency: leads written by another node (this process, through the library's
 //!   store, which sends no HTTP and runs no dispatcher) at an open-loop 10/s, delivered by two
 //!   serving nodes: commit→receipt p50/p99 with `LISTEN/NOTIFY` and with polling alone (the
@@ -13,8 +17,9 @@
 //!
 //! On a 2-core machine the nodes share the cores, so the point is that throughput does not fall
 //! as nodes are added and that cross-node latency stays near the single-node figure. Targets:
-//! 2 and 3 nodes capture at least 0.8× what one node does; cross-node p50 with wake-ups within
-//! 50 ms of the single-node p50. Exit code 1 if a target is missed or a capture fails.
+//! 2 and 3 nodes capture and deliver at least 0.8× what one node does; cross-node p50 with
+//! wake-ups within 50 ms of the single-node p50. Exit code 1 if a target is missed or a capture
+//! fails.
 //!
 //! Run: `cargo bench --bench nodes` (PostgreSQL at `LEADTRAIL_TEST_POSTGRES_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/test`; each phase gets a fresh database, dropped after).
@@ -46,6 +51,8 @@ const CAPTURE_FOR: Duration = Duration::from_secs(8);
 const RUNS: usize = 3;
 const LATENCY_RATE: f64 = 10.0;
 const LATENCY_LEADS: usize = 100;
+/// Deliveries waiting when the nodes start, per delivery run.
+const BACKLOG: usize = 10_000;
 
 /// First arrival of each lead's event at the receiver.
 #[derive(Clone, Default)]
@@ -87,18 +94,33 @@ async fn receiver() -> BenchResult<(String, Arrivals)> {
     Ok((url, arrivals))
 }
 
-/// `n` nodes on `url`, an organization subscribed to `lead.address_preview` at the receiver.
+/// `n` nodes on `url`, started at once.
+fn nodes(url: &str, n: usize, env: &[(&str, &str)]) -> BenchResult<Vec<Server>> {
+    let mut vars = vec![("LEADTRAIL_DATABASE_URL", url)];
+    vars.extend_from_slice(env);
+    std::thread::scope(|scope| {
+        let starting: Vec<_> = (0..n)
+            .map(|_| scope.spawn(|| Server::start(&vars).map_err(|e| e.to_string())))
+            .collect();
+        starting
+            .into_iter()
+            .map(|s| match s.join() {
+                Ok(started) => Ok(started?),
+                Err(_) => Err("a node's start panicked".into()),
+            })
+            .collect()
+    })
+}
+
+/// `n` nodes on `url`, an organization subscribed to `lead.address_preview` at the receiver
+/// (`hook`), if any.
 async fn cluster(
     url: &str,
     n: usize,
     env: &[(&str, &str)],
-    hook: &str,
+    hook: Option<&str>,
 ) -> BenchResult<(Vec<Server>, String, String, String)> {
-    let mut vars = vec![("LEADTRAIL_DATABASE_URL", url)];
-    vars.extend_from_slice(env);
-    let nodes = (0..n)
-        .map(|_| Server::start(&vars))
-        .collect::<BenchResult<Vec<_>>>()?;
+    let nodes = nodes(url, n, env)?;
     let client = reqwest::Client::new();
     let org: Value = client
         .post(format!("{}/api/v1/organizations", nodes[0].base))
@@ -110,14 +132,16 @@ async fn cluster(
         .json()
         .await?;
     let key = org["api_key"].as_str().ok_or("no api key")?.to_owned();
-    let res = client
-        .post(format!("{}/api/v1/webhooks", nodes[0].base))
-        .bearer_auth(&key)
-        .json(&json!({"url": hook, "events": ["lead.address_preview"]}))
-        .send()
-        .await?;
-    if !res.status().is_success() {
-        return Err(format!("webhook: {}", res.text().await?).into());
+    if let Some(hook) = hook {
+        let res = client
+            .post(format!("{}/api/v1/webhooks", nodes[0].base))
+            .bearer_auth(&key)
+            .json(&json!({"url": hook, "events": ["lead.address_preview"]}))
+            .send()
+            .await?;
+        if !res.status().is_success() {
+            return Err(format!("webhook: {}", res.text().await?).into());
+        }
     }
     Ok((
         nodes,
@@ -219,25 +243,20 @@ async fn work_so_far(nodes: &[Server]) -> BenchResult<(f64, f64, f64)> {
     Ok((sum, count, cpu))
 }
 
-/// Leads/s and deliveries/s of `n` nodes (medians and ranges of `RUNS` runs), and the work
-/// behind them.
-async fn capacity(n: usize) -> BenchResult<(Summary, Summary, Work)> {
-    let db = Database::create(&format!("nodes_capacity{n}")).await?;
-    let (hook, arrivals) = receiver().await?;
-    let (nodes, public_key, _, _) = cluster(&db.url, n, &[], &hook).await?;
+/// Leads/s `n` nodes capture for an organization without webhooks (median and range of `RUNS`
+/// runs), and the work behind it.
+async fn capture_capacity(n: usize) -> BenchResult<(Summary, Work)> {
+    let db = Database::create(&format!("nodes_capture{n}")).await?;
+    let (nodes, public_key, _, _) = cluster(&db.url, n, &[], None).await?;
     let bases: Vec<String> = nodes.iter().map(|s| s.base.clone()).collect();
     // Warm-up.
-    let warm = capture(&bases, &public_key, Duration::from_secs(2)).await?;
-    delivered(&arrivals, &warm).await?;
-    let (mut captured, mut sent) = (Vec::new(), Vec::new());
+    capture(&bases, &public_key, Duration::from_secs(2)).await?;
+    let mut captured = Vec::new();
     let before = work_so_far(&nodes).await?;
     for _ in 0..RUNS {
         let start = Instant::now();
         let leads = capture(&bases, &public_key, CAPTURE_FOR).await?;
-        let took = start.elapsed().as_secs_f64();
-        let last = delivered(&arrivals, &leads).await?;
-        captured.push(leads.len() as f64 / took);
-        sent.push(leads.len() as f64 / last.duration_since(start).as_secs_f64());
+        captured.push(leads.len() as f64 / start.elapsed().as_secs_f64());
     }
     let after = work_so_far(&nodes).await?;
     let batches = after.1 - before.1;
@@ -252,7 +271,65 @@ async fn capacity(n: usize) -> BenchResult<(Summary, Summary, Work)> {
     };
     drop(nodes);
     db.drop_now().await;
-    Ok((Summary::of(&captured), Summary::of(&sent), work))
+    Ok((Summary::of(&captured), work))
+}
+
+/// `count` new leads, each with its `lead.address_preview` due, written by this process
+/// through the library's store in batches as a node's writer forms them under load.
+async fn backlog(store: &Store, org: &OrgId, count: usize) -> BenchResult<Vec<(String, Instant)>> {
+    let address = Address::parse("1 Main St", "Austin", "TX", "78701", None)?;
+    let mut leads = Vec::with_capacity(count);
+    while leads.len() < count {
+        let commands: Vec<CaptureCommand> = (0..(count - leads.len()).min(256))
+            .map(|_| lead_command(org, &address))
+            .collect();
+        for reply in store.apply_capture(&commands).await? {
+            match reply {
+                Ok(CaptureReply::Created(c)) => leads.push((c.lead_id.to_string(), Instant::now())),
+                other => return Err(format!("backlog capture: {other:?}").into()),
+            }
+        }
+    }
+    Ok(leads)
+}
+
+fn lead_command(org: &OrgId, address: &Address) -> CaptureCommand {
+    CaptureCommand::CreateLead(Box::new(NewLead {
+        org: org.clone(),
+        arrival: Arrival {
+            embedding: WidgetVersion::new(1),
+            v: Some("01".into()),
+            s: Some("01".into()),
+            ..Arrival::default()
+        },
+        first_touch: None,
+        address: address.clone(),
+        idempotency: None,
+        record_source: RecordSource::Api,
+    }))
+}
+
+/// Deliveries/s of `n` nodes draining a backlog written before they start (median and range
+/// of `RUNS` runs), and the nodes' CPU seconds over the runs.
+async fn delivery_capacity(n: usize) -> BenchResult<(Summary, f64)> {
+    let db = Database::create(&format!("nodes_delivery{n}")).await?;
+    let (hook, arrivals) = receiver().await?;
+    let (setup, _, org, _) = cluster(&db.url, 1, &[], Some(&hook)).await?;
+    drop(setup);
+    let org = OrgId::parse(&org).ok_or("bad org id")?;
+    let writer = Store::connect(&db.url).await?;
+    let (mut sent, mut cpu) = (Vec::new(), 0.0);
+    for _ in 0..RUNS {
+        let leads = backlog(&writer, &org, BACKLOG).await?;
+        let start = Instant::now();
+        let nodes = nodes(&db.url, n, &[])?;
+        let last = delivered(&arrivals, &leads).await?;
+        sent.push(leads.len() as f64 / last.duration_since(start).as_secs_f64());
+        cpu += nodes.iter().map(Server::cpu).sum::<f64>();
+    }
+    writer.close().await;
+    db.drop_now().await;
+    Ok((Summary::of(&sent), cpu))
 }
 
 /// Each lead's wait from its commit to its receipt, sorted; every one of the leads written.
@@ -284,26 +361,14 @@ async fn cross_node_latency(wakeups: bool) -> BenchResult<(Vec<Duration>, f64)> 
     } else {
         &[("LEADTRAIL_CROSS_NODE_WAKEUPS", "false")]
     };
-    let (nodes, _, org, _) = cluster(&db.url, 2, env, &hook).await?;
+    let (nodes, _, org, _) = cluster(&db.url, 2, env, Some(&hook)).await?;
     let writer = Store::connect(&db.url).await?;
     let org = OrgId::parse(&org).ok_or("bad org id")?;
     let address = Address::parse("1 Main St", "Austin", "TX", "78701", None)?;
     let run = open_loop(LATENCY_RATE, LATENCY_LEADS, |_| {
         let (writer, org, address) = (writer.clone(), org.clone(), address.clone());
         async move {
-            let command = CaptureCommand::CreateLead(Box::new(NewLead {
-                org,
-                arrival: Arrival {
-                    embedding: WidgetVersion::new(1),
-                    v: Some("01".into()),
-                    s: Some("01".into()),
-                    ..Arrival::default()
-                },
-                first_touch: None,
-                address,
-                idempotency: None,
-                record_source: RecordSource::Api,
-            }));
+            let command = lead_command(&org, &address);
             let replies = writer.apply_capture(&[command]).await.ok()?;
             let at = Instant::now();
             match replies.into_iter().next()? {
@@ -324,7 +389,7 @@ async fn cross_node_latency(wakeups: bool) -> BenchResult<(Vec<Duration>, f64)> 
 async fn single_node_latency() -> BenchResult<(Vec<Duration>, f64)> {
     let db = Database::create("nodes_latency_single").await?;
     let (hook, arrivals) = receiver().await?;
-    let (nodes, public_key, _, _) = cluster(&db.url, 1, &[], &hook).await?;
+    let (nodes, public_key, _, _) = cluster(&db.url, 1, &[], Some(&hook)).await?;
     let client = reqwest::Client::new();
     let base = nodes[0].base.clone();
     let run = open_loop(LATENCY_RATE, LATENCY_LEADS, |_| {
@@ -354,7 +419,7 @@ async fn main() -> BenchResult<()> {
     let cpu_before = own_cpu();
     let mut one = None;
     for n in 1..=3 {
-        let (leads, sent, work) = capacity(n).await?;
+        let (leads, work) = capture_capacity(n).await?;
         let base = *one.get_or_insert(leads.median);
         let ratio = leads.median / base;
         let verdict = if n == 1 {
@@ -364,17 +429,24 @@ async fn main() -> BenchResult<()> {
         };
         println!(
             "{n} node(s): captured {:.0} leads/s (range {:.0}–{:.0}) = {ratio:.2}× one node: {verdict}; \
-             delivered {:.0}/s (range {:.0}–{:.0}); in the measured runs the nodes committed {:.0} \
-             capture batches of {:.1} on average and used {:.1} CPU-s",
-            leads.median,
-            leads.min,
-            leads.max,
-            sent.median,
-            sent.min,
-            sent.max,
-            work.batches,
-            work.batch_size,
-            work.cpu
+             the nodes committed {:.0} capture batches of {:.1} on average and used {:.1} CPU-s",
+            leads.median, leads.min, leads.max, work.batches, work.batch_size, work.cpu
+        );
+    }
+    let mut one = None;
+    for n in 1..=3 {
+        let (sent, cpu) = delivery_capacity(n).await?;
+        let base = *one.get_or_insert(sent.median);
+        let ratio = sent.median / base;
+        let verdict = if n == 1 {
+            "baseline"
+        } else {
+            targets.check(&format!("{n} nodes deliver ≥ 0.8× one node"), ratio >= 0.8)
+        };
+        println!(
+            "{n} node(s): delivered a backlog of {BACKLOG} at {:.0}/s (range {:.0}–{:.0}) = {ratio:.2}× \
+             one node: {verdict}; the nodes used {cpu:.1} CPU-s",
+            sent.median, sent.min, sent.max
         );
     }
     let (single, rate) = single_node_latency().await?;

@@ -211,13 +211,15 @@ impl Sample {
 /// The same baseline on PostgreSQL: the rows the service stored, read back as JSON, written into
 /// a fresh database migrated by this leadtrail, one transaction per batch, each table's rows of a
 /// batch in one multi-row statement (`json_populate_recordset` of one parameter: the rows as
-/// they are, converted by the server to the table's own column types).
+/// they are, converted by the server to the table's own column types). The rollup rows are
+/// appended to `rollup_deltas`, as the service's writers do on PostgreSQL (its fold runs
+/// elsewhere, in the background, and is not in the baseline).
 pub struct PgSample {
     organizations: String,
     leads: Vec<serde_json::Value>,
     events: Vec<serde_json::Value>,
     rollups: String,
-    upsert: String,
+    rollup_columns: String,
 }
 
 async fn rows_as_json(conn: &mut sqlx::PgConnection, sql: &str) -> BenchResult<String> {
@@ -252,7 +254,7 @@ impl PgSample {
         )?;
         let rollups = rows_as_json(
             &mut conn,
-            "SELECT * FROM report_rollups WHERE kind <> 'visit' LIMIT 1000",
+            "SELECT * FROM rollup_totals WHERE kind <> 'visit' LIMIT 1000",
         )
         .await?;
         let columns: Vec<String> = sqlx::query_scalar(
@@ -265,17 +267,12 @@ impl PgSample {
         if leads.is_empty() || events.is_empty() {
             return Err("the service stored no leads to copy".into());
         }
-        let table = Table {
-            name: "report_rollups",
-            columns,
-            rows: Vec::new(),
-        };
         Ok(PgSample {
             organizations,
             leads,
             events,
             rollups,
-            upsert: upsert(&table)?,
+            rollup_columns: columns.join(", "),
         })
     }
 
@@ -298,9 +295,9 @@ impl PgSample {
             "INSERT INTO leads SELECT * FROM json_populate_recordset(NULL::leads, $1::json)",
             "INSERT INTO events SELECT * FROM json_populate_recordset(NULL::events, $1::json)",
             format!(
-                "INSERT INTO report_rollups \
-                 SELECT * FROM json_populate_recordset(NULL::report_rollups, $1::json) {}",
-                self.upsert
+                "INSERT INTO rollup_deltas ({columns}) SELECT {columns} \
+                 FROM json_populate_recordset(NULL::report_rollups, $1::json)",
+                columns = self.rollup_columns
             ),
         );
         let started = Instant::now();

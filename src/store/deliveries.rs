@@ -100,6 +100,9 @@ pub struct Claimed {
     pub due: Vec<DueDelivery>,
     /// Some endpoint had more due than it was granted: claim again when slots free up.
     pub more_due: bool,
+    /// Some endpoint with deliveries due was being claimed by another node at that moment
+    /// (PostgreSQL): look again in a moment, as that claim commits within milliseconds.
+    pub contended: bool,
 }
 
 /// What recording a batch of attempts changed beyond the deliveries themselves.

@@ -509,7 +509,7 @@ async fn claim<E: Exec>(
         park_held(db, now).await?;
     }
     // Counted one past the bound, so "more is due than was granted" can be told.
-    let found = demands(db, now, request.per_endpoint + 1).await?;
+    let (found, contended) = demands(db, now, request.per_endpoint + 1).await?;
     let (demands, targets): (Vec<_>, Vec<_>) = found.into_iter().unzip();
     let granted = allocate(
         &demands,
@@ -517,7 +517,10 @@ async fn claim<E: Exec>(
         request.free,
         request.rotation,
     );
-    let mut claimed = Claimed::default();
+    let mut claimed = Claimed {
+        contended,
+        ..Claimed::default()
+    };
     for ((demand, target), n) in demands.iter().zip(&targets).zip(granted) {
         if n < demand.due {
             claimed.more_due = true;
@@ -607,12 +610,13 @@ struct Target {
 /// each endpoint row is locked first for the rest of the claim, so two nodes never count and
 /// claim the same endpoint at once (one skips it this round): that keeps the in-flight bound
 /// across nodes. The lock is `FOR NO KEY UPDATE`: a capture fanning out to the endpoint (its
-/// foreign-key check takes `FOR KEY SHARE`) does not wait for the claim to commit.
+/// foreign-key check takes `FOR KEY SHARE`) does not wait for the claim to commit. Also says
+/// whether an endpoint with deliveries due was skipped because another node held it.
 async fn demands<E: Exec>(
     db: &mut E,
     now: i64,
     cap: usize,
-) -> Result<Vec<(Demand<EndpointId>, Target)>, StoreError> {
+) -> Result<(Vec<(Demand<EndpointId>, Target)>, bool), StoreError> {
     const HAS_DUE: &str = "EXISTS (SELECT 1 FROM deliveries e WHERE e.endpoint_id = w.id \
         AND e.status = 'pending' AND e.next_attempt_at <= $1 AND e.lease_until < $1)";
     let locked: Option<HashSet<String>> = match db.backend() {
@@ -626,9 +630,6 @@ async fn demands<E: Exec>(
             Some(rows.iter().map(|r| r.text(0)).collect::<Result<_, _>>()?)
         }
     };
-    if locked.as_ref().is_some_and(HashSet::is_empty) {
-        return Ok(Vec::new());
-    }
     let sql = format!(
         "SELECT w.id, w.org_id, w.url, w.secret, w.previous_secret, w.previous_secret_expires_at, \
          w.failing_since, \
@@ -639,10 +640,11 @@ async fn demands<E: Exec>(
          FROM webhook_endpoints w WHERE w.enabled = 1 AND {HAS_DUE}"
     );
     let params = vec![now.into(), i64::try_from(cap).unwrap_or(i64::MAX).into()];
-    let mut out = Vec::new();
+    let (mut out, mut contended) = (Vec::new(), false);
     for r in db.rows(&sql, params).await? {
         let id = r.text(0)?;
         if locked.as_ref().is_some_and(|l| !l.contains(&id)) {
+            contended = true;
             continue;
         }
         let count =
@@ -662,7 +664,7 @@ async fn demands<E: Exec>(
         };
         out.push((demand, target));
     }
-    Ok(out)
+    Ok((out, contended))
 }
 
 /// The earliest future attempt of any enabled endpoint: a seek per endpoint in its due index.

@@ -48,6 +48,11 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// in one round.
 const GATHER: Duration = Duration::from_millis(2);
 const GATHER_GAP: Duration = Duration::from_micros(500);
+/// A claim that found an endpoint held by another node's claim looks again this soon: that
+/// claim commits within a few milliseconds, and waiting for the next wake left the endpoint's
+/// slots idle (the nodes bench: three nodes drained a backlog at 0.3× one node's rate with no
+/// retry, 0.73× with a 10 ms retry, 0.85× with this one).
+const CONTENDED_RETRY: Duration = Duration::from_millis(2);
 /// A saturated node asks the other nodes for help at most this often.
 const HELP_EVERY: Duration = Duration::from_millis(100);
 /// After a failed store call, wait this long before trying again.
@@ -219,9 +224,14 @@ impl Dispatcher {
                         if claim {
                             want.claim = false;
                             want.sweep = false;
-                            want.more_due = done.claimed.more_due;
+                            // Held by another node's claim counts as more due: this node
+                            // claims again in a moment, and at each of its own completions.
+                            want.more_due = done.claimed.more_due || done.claimed.contended;
+                            if done.claimed.contended {
+                                timers.retry_at = Some(Instant::now() + CONTENDED_RETRY);
+                            }
                             // More is due than this node can take: idle nodes can help.
-                            if want.more_due
+                            if done.claimed.more_due
                                 && asked_for_help.is_none_or(|at| at.elapsed() >= HELP_EVERY)
                             {
                                 asked_for_help = Some(Instant::now());
@@ -259,6 +269,9 @@ impl Dispatcher {
                     if now >= timers.poll_at {
                         timers.poll_at = now + self.settings.poll;
                         want = Wanted { more_due: want.more_due, ..Wanted::everything() };
+                    } else if timers.retry_at.is_some_and(|at| now >= at) {
+                        timers.retry_at = None;
+                        want.claim = true;
                     } else if timers.due_at.is_some_and(|at| now >= at) {
                         // A retry fell due: claim it, and look again for the next one.
                         timers.due_at = None;
@@ -377,6 +390,8 @@ struct Timers {
     poll_at: Instant,
     /// When the earliest retry falls due (sooner than the poll, to keep `Retry-After` exact).
     due_at: Option<Instant>,
+    /// When to claim again after another node held an endpoint this node wanted.
+    retry_at: Option<Instant>,
     report_at: Instant,
     report_every: Duration,
 }
@@ -387,6 +402,7 @@ impl Timers {
         Self {
             poll_at: now + poll,
             due_at: None,
+            retry_at: None,
             report_at: now + report_every,
             report_every,
         }
@@ -404,10 +420,10 @@ impl Timers {
     }
 
     fn wake_at(&self) -> Instant {
-        match self.due_at {
-            Some(due) => self.poll_at.min(due),
-            None => self.poll_at,
-        }
+        [self.due_at, self.retry_at]
+            .into_iter()
+            .flatten()
+            .fold(self.poll_at, Instant::min)
     }
 }
 

@@ -539,8 +539,51 @@ async fn an_attempts_outcome_never_overwrites_a_resend_or_a_later_claim(db: Test
     }
 }
 
+/// Another node's claim holds an endpoint (on PostgreSQL its row stays locked until that claim
+/// commits): this claim takes none of its deliveries and says it met the other claim, so the
+/// dispatcher looks again in a moment instead of leaving its slots idle until the next wake.
+/// Meanwhile a capture still fans out to the endpoint. SQLite has no other claim at once.
+async fn an_endpoint_held_by_another_nodes_claim_is_skipped_and_said_so(db: TestDb) {
+    use sqlx::Connection;
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let id = endpoint(&store, &org, &["lead.address_preview"]).await;
+    leads(&store, &org, 3).await;
+    let TestDb::Postgres { url, .. } = &db else {
+        let claimed = store.claim_deliveries(request(100, 16)).await.unwrap();
+        assert_eq!(claimed.due.len(), 3);
+        assert!(!claimed.contended);
+        return;
+    };
+    let mut other = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::raw_sql("BEGIN").execute(&mut other).await.unwrap();
+    sqlx::query("SELECT 1 FROM webhook_endpoints WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(id.as_str())
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let claimed = store.claim_deliveries(request(100, 16)).await.unwrap();
+    assert!(claimed.due.is_empty(), "{:?}", claimed.due);
+    assert!(claimed.contended, "the held endpoint had deliveries due");
+    tokio::time::timeout(Duration::from_secs(60), leads(&store, &org, 1))
+        .await
+        .expect("a capture fanning out to the endpoint waited for the other claim");
+    sqlx::raw_sql("ROLLBACK").execute(&mut other).await.unwrap();
+    let claimed = store.claim_deliveries(request(100, 16)).await.unwrap();
+    assert_eq!(claimed.due.len(), 4);
+    assert!(!claimed.contended);
+    assert!(
+        !store
+            .claim_deliveries(request(100, 16))
+            .await
+            .unwrap()
+            .contended
+    );
+}
+
 on_both_backends!(
     every_sqlite_connection_commits_to_disk_before_returning,
+    an_endpoint_held_by_another_nodes_claim_is_skipped_and_said_so,
     failed_deliveries_are_resent_only_from_the_time_asked,
     another_tenant_can_neither_see_nor_change_an_endpoint_or_its_deliveries,
     an_endpoint_never_has_more_than_its_bound_in_flight,
