@@ -466,15 +466,21 @@ async fn reports_equal_a_recount_after_random_histories(db: TestDb) {
     }
 }
 
-/// Local days of a lead, by hand: Denver leaves UTC−7 for UTC−6 on 2026-03-08 at 02:00, Kolkata
-/// is UTC+05:30 all year.
-async fn local_days_are_exact_across_daylight_saving_and_half_hour_zones(db: TestDb) {
-    let store = store(&db).await;
-    let (org, _) = org(&store, Tier::Starter).await;
+/// A Starter organization with a second source (`SRC-02`, Yard Signs) on its first widget.
+async fn starter_with_yard_signs(store: &Store) -> OrgId {
+    let (org, _) = org(store, Tier::Starter).await;
     store
         .create_source(&org, PRIMARY, new_source("Yard Signs"))
         .await
         .unwrap();
+    org
+}
+
+/// Local days of a lead, by hand: Denver leaves UTC−7 for UTC−6 on 2026-03-08 at 02:00, Kolkata
+/// is UTC+05:30 all year.
+async fn local_days_are_exact_across_daylight_saving_and_half_hour_zones(db: TestDb) {
+    let store = store(&db).await;
+    let org = starter_with_yard_signs(&store).await;
     let at = |t: &str| {
         time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
             .map(|d| (d.unix_timestamp_nanos() / 1_000_000) as i64)
@@ -572,11 +578,7 @@ async fn local_days_are_exact_across_daylight_saving_and_half_hour_zones(db: Tes
 /// neither counts a lead twice nor loses one.
 async fn a_recount_during_captures_loses_and_doubles_nothing(db: TestDb) {
     let store = store(&db).await;
-    let (org, _) = org(&store, Tier::Starter).await;
-    store
-        .create_source(&org, PRIMARY, new_source("Yard Signs"))
-        .await
-        .unwrap();
+    let org = starter_with_yard_signs(&store).await;
     let writer = {
         let store = Store::connect(db.url()).await.unwrap();
         let org = org.clone();
@@ -642,11 +644,7 @@ async fn a_recount_during_captures_loses_and_doubles_nothing(db: TestDb) {
 /// counts each lead once. (SQLite adds to the rollups directly: nothing to fold.)
 async fn reports_read_the_same_before_and_after_changes_are_folded(db: TestDb) {
     let store = store(&db).await;
-    let (org, _) = org(&store, Tier::Starter).await;
-    store
-        .create_source(&org, PRIMARY, new_source("Yard Signs"))
-        .await
-        .unwrap();
+    let org = starter_with_yard_signs(&store).await;
     let report = async || {
         let sources = store
             .source_counts(&org, &ReportFilter::default())
