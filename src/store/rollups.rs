@@ -580,16 +580,29 @@ impl Pending {
                 rows.entry(key).or_default().add(delta);
             }
         }
-        write_rollups(db, rows).await
+        write_rollups(db, rows, Writing::Changes).await
     }
 }
 
-/// Adds changes to the rollups. SQLite runs one writer at a time, which adds to the rows
-/// themselves. On PostgreSQL every capture of an organization's day changes the same few rows,
-/// so concurrent writers (several nodes) would queue on their row locks, commit after commit:
-/// each appends its changes to `rollup_deltas` instead, which `Store::fold_rollups` folds in
-/// later and reports read through `rollup_totals` meanwhile (migration 0016).
-async fn write_rollups<E: Exec>(db: &mut E, rows: BTreeMap<Key, Delta>) -> Result<(), StoreError> {
+/// How a transaction's rollup changes reach the rollups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writing {
+    /// A writer of changes, beside others (the rollup lock held shared). SQLite runs one writer
+    /// at a time, which adds to the rows themselves. On PostgreSQL every capture of an
+    /// organization's day changes the same few rows, so concurrent writers (several nodes)
+    /// would queue on their row locks, commit after commit: each appends its changes to
+    /// `rollup_deltas` instead, which `Store::fold_rollups` folds in later and reports read
+    /// through `rollup_totals` meanwhile (migration 0016).
+    Changes,
+    /// A rebuild or a recount, alone (the rollup lock held exclusively): adds to the rows.
+    Alone,
+}
+
+async fn write_rollups<E: Exec>(
+    db: &mut E,
+    rows: BTreeMap<Key, Delta>,
+    writing: Writing,
+) -> Result<(), StoreError> {
     let rows = rows
         .into_iter()
         .filter(|(_, delta)| *delta != Delta::default())
@@ -615,23 +628,19 @@ async fn write_rollups<E: Exec>(db: &mut E, rows: BTreeMap<Key, Delta>) -> Resul
                 delta.revenue.into(),
             ]
         });
-    match db.backend() {
-        Backend::Sqlite => {
-            let sql = format!(
-                "INSERT INTO report_rollups ({ROLLUP_COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
-                 {UPSERT}"
-            );
-            for params in rows {
-                db.exec(&sql, params).await?;
-            }
-            Ok(())
-        }
-        Backend::Postgres => {
-            let columns: Vec<&str> = ROLLUP_COLUMNS.split(", ").collect();
-            insert_values(db, "rollup_deltas", &columns, rows.collect()).await
-        }
+    if db.backend() == Backend::Postgres && writing == Writing::Changes {
+        let columns: Vec<&str> = ROLLUP_COLUMNS.split(", ").collect();
+        return insert_values(db, "rollup_deltas", &columns, rows.collect()).await;
     }
+    let sql = format!(
+        "INSERT INTO report_rollups ({ROLLUP_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+         {UPSERT}"
+    );
+    for params in rows {
+        db.exec(&sql, params).await?;
+    }
+    Ok(())
 }
 
 /// On PostgreSQL, many nodes write rollups at once; a recount deletes and rebuilds an
@@ -675,8 +684,9 @@ impl WriteTx {
         rollup_lock(self, org, mode).await
     }
 
+    /// For a rebuild or a recount, which hold the rollup lock alone.
     async fn write_rollups(&mut self, rows: BTreeMap<Key, Delta>) -> Result<(), StoreError> {
-        write_rollups(self, rows).await
+        write_rollups(self, rows, Writing::Alone).await
     }
 
     /// Adds `delta` to the lead's (last-touch) row.
