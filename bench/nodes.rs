@@ -413,6 +413,24 @@ async fn single_node_latency() -> BenchResult<(Vec<Duration>, f64)> {
     Ok((waits, run.achieved_rate))
 }
 
+/// `median` of `n` nodes as a share of one node's (the first one given, kept in `one`), and the
+/// verdict on the target: at least 0.8× one node.
+fn against_one(
+    targets: &mut Targets,
+    one: &mut Option<f64>,
+    n: usize,
+    median: f64,
+    what: &str,
+) -> (f64, &'static str) {
+    let ratio = median / *one.get_or_insert(median);
+    let verdict = if n == 1 {
+        "baseline"
+    } else {
+        targets.check(&format!("{n} nodes {what} ≥ 0.8× one node"), ratio >= 0.8)
+    };
+    (ratio, verdict)
+}
+
 #[tokio::main]
 async fn main() -> BenchResult<()> {
     let mut targets = Targets::default();
@@ -420,13 +438,7 @@ async fn main() -> BenchResult<()> {
     let mut one = None;
     for n in 1..=3 {
         let (leads, work) = capture_capacity(n).await?;
-        let base = *one.get_or_insert(leads.median);
-        let ratio = leads.median / base;
-        let verdict = if n == 1 {
-            "baseline"
-        } else {
-            targets.check(&format!("{n} nodes capture ≥ 0.8× one node"), ratio >= 0.8)
-        };
+        let (ratio, verdict) = against_one(&mut targets, &mut one, n, leads.median, "capture");
         println!(
             "{n} node(s): captured {:.0} leads/s (range {:.0}–{:.0}) = {ratio:.2}× one node: {verdict}; \
              the nodes committed {:.0} capture batches of {:.1} on average and used {:.1} CPU-s",
@@ -436,13 +448,7 @@ async fn main() -> BenchResult<()> {
     let mut one = None;
     for n in 1..=3 {
         let (sent, cpu) = delivery_capacity(n).await?;
-        let base = *one.get_or_insert(sent.median);
-        let ratio = sent.median / base;
-        let verdict = if n == 1 {
-            "baseline"
-        } else {
-            targets.check(&format!("{n} nodes deliver ≥ 0.8× one node"), ratio >= 0.8)
-        };
+        let (ratio, verdict) = against_one(&mut targets, &mut one, n, sent.median, "deliver");
         println!(
             "{n} node(s): delivered a backlog of {BACKLOG} at {:.0}/s (range {:.0}–{:.0}) = {ratio:.2}× \
              one node: {verdict}; the nodes used {cpu:.1} CPU-s",
