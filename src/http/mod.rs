@@ -37,8 +37,12 @@ use crate::workers::visit_buffer::VisitBuffer;
 /// Largest JSON body the API accepts.
 pub const API_BODY_LIMIT: usize = 64 * 1024;
 
+/// What every handler shares. axum clones it for every request (and for every extractor and
+/// middleware that takes it), so it is one shared reference, not a clone of each part.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+pub struct Services {
     pub store: Store,
     pub config: Arc<Config>,
     pub capture: CaptureWriter,
@@ -62,7 +66,7 @@ impl AppState {
     ) -> Self {
         let limits = Arc::new(CaptureLimits::new(config.capture_rate_limit));
         let widget_js = Arc::new(WidgetScript::render(&config.open_parameter));
-        Self {
+        Self(Arc::new(Services {
             store,
             capture,
             visits,
@@ -73,7 +77,15 @@ impl AppState {
             token_failures: Arc::default(),
             manual_sends: Arc::new(ManualSendLimit::new(config.webhook_manual_sends_per_minute)),
             config,
-        }
+        }))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
     }
 }
 

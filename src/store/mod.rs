@@ -195,10 +195,10 @@ pub struct Store {
     gate: Option<Arc<Semaphore>>,
     /// SQLite: the file's path, and a native connection to it, opened on first use (see
     /// `native_write`).
-    sqlite_path: Option<String>,
+    sqlite_path: Option<Arc<str>>,
     native: Arc<tokio::sync::OnceCell<exec::Native>>,
     /// What every new connection runs first (`session_sql`), the native one included.
-    session: String,
+    session: Arc<str>,
     /// Woken after a commit that made deliveries due (this node's dispatcher).
     wake: Option<Arc<tokio::sync::Notify>>,
     /// Organizations' widgets and sources as capture last read them (see `catalog`).
@@ -407,7 +407,7 @@ impl Store {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
         let gate = (backend == Backend::Sqlite).then(|| write_gate(url));
-        let sqlite_path = (backend == Backend::Sqlite).then(|| sqlite_file(url));
+        let sqlite_path = (backend == Backend::Sqlite).then(|| Arc::from(sqlite_file(url)));
         let url = match backend {
             Backend::Sqlite if !url.contains("mode=") => {
                 let sep = if url.contains('?') { '&' } else { '?' };
@@ -417,7 +417,7 @@ impl Store {
         };
         let options = AnyConnectOptions::from_str(&url)?;
         let session = session_sql(backend, settings);
-        let native_session = session.clone();
+        let native_session = Arc::from(session.as_str());
         let pool = AnyPoolOptions::new()
             .max_connections(settings.pool_size.unwrap_or(match backend {
                 Backend::Sqlite => 8,
