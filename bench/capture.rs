@@ -142,9 +142,14 @@ async fn raw_baseline(
     };
     for size in sizes {
         let mut rates = Vec::with_capacity(repeats);
+        let mut commit_shares = Vec::new();
         for run in 0..repeats.max(1) {
             rates.push(match &sample {
-                Baseline::Sqlite(sqlite) => sqlite.write(server.scratch_dir(), size, TOTAL)?,
+                Baseline::Sqlite(sqlite) => {
+                    let run = sqlite.write(server.scratch_dir(), size, TOTAL)?;
+                    commit_shares.push(run.commit_share);
+                    run.leads_per_second
+                }
                 Baseline::Postgres(postgres) => {
                     let db = Database::create(&format!("capture_raw_{size}_{run}")).await?;
                     let rate = postgres.write(&db.url, size, TOTAL).await;
@@ -166,10 +171,19 @@ async fn raw_baseline(
                 ),
                 Raw::Postgres { .. } => String::new(),
             };
+            let per_transaction = size as f64 * 1000.0 / raw_rate.median;
+            let split = if commit_shares.is_empty() {
+                String::new()
+            } else {
+                let commit = per_transaction * Summary::of(&commit_shares).median;
+                format!(
+                    ": {:.2} ms of statements, {commit:.2} ms of commit",
+                    per_transaction - commit
+                )
+            };
             println!(
-                "    {size:>4} leads per transaction (as the service formed)  {} leads/s ({:.2} ms per transaction)  service {ratio:.2}× raw{verdict}",
+                "    {size:>4} leads per transaction (as the service formed)  {} leads/s ({per_transaction:.2} ms per transaction{split})  service {ratio:.2}× raw{verdict}",
                 raw_rate.show(0),
-                size as f64 * 1000.0 / raw_rate.median,
             );
         } else {
             println!(

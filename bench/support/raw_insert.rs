@@ -149,8 +149,8 @@ impl Sample {
     }
 
     /// Writes `total` leads in transactions of `batch` into a fresh file in `dir`; returns
-    /// leads per second.
-    pub fn write(&self, dir: &Path, batch: usize, total: usize) -> BenchResult<f64> {
+    /// leads per second and the share of the time spent committing.
+    pub fn write(&self, dir: &Path, batch: usize, total: usize) -> BenchResult<RawRun> {
         let path = dir.join(format!("raw-{batch}.db"));
         let _ = std::fs::remove_file(&path);
         let mut db = rusqlite::Connection::open(&path)?;
@@ -174,6 +174,7 @@ impl Sample {
         let event_sql = self.events.insert_sql("");
         let rollup_sql = self.rollups.insert_sql(&upsert(&self.rollups)?);
         let started = Instant::now();
+        let mut committing = std::time::Duration::ZERO;
         let mut written = 0;
         while written < total {
             let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -196,16 +197,28 @@ impl Sample {
                 tx.prepare_cached(&rollup_sql)?
                     .execute(rusqlite::params_from_iter(row.iter()))?;
             }
+            let commit = Instant::now();
             tx.commit()?;
+            committing += commit.elapsed();
             written += size;
         }
-        let rate = total as f64 / started.elapsed().as_secs_f64();
+        let elapsed = started.elapsed().as_secs_f64();
         drop(db);
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
-        Ok(rate)
+        Ok(RawRun {
+            leads_per_second: total as f64 / elapsed,
+            commit_share: committing.as_secs_f64() / elapsed,
+        })
     }
+}
+
+/// One run of the SQLite baseline.
+pub struct RawRun {
+    pub leads_per_second: f64,
+    /// Of the run's time, the part spent in `COMMIT` (the WAL written and synced).
+    pub commit_share: f64,
 }
 
 /// The same baseline on PostgreSQL: the rows the service stored, read back as JSON, written into
