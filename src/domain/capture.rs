@@ -1,18 +1,62 @@
-//! What a capture request is answered with, and what a later step writes. The decision is made
-//! here from the lead as the step finds it and the request alone; the store reads those facts
-//! under the lead's lock, persists the decision and counts it.
+//! What a capture request is answered with and what it writes. A new lead is decided here from
+//! the organization's catalog, the request and the visitor's visits (`decide_arrival`); a later
+//! step from the lead as the step finds it and the request (`decide_step`). The store reads those
+//! facts, persists the decision and counts it.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::DomainError;
+use super::attribution::{
+    Arrival, Attribution, AttributionNote, DerivedChannel, Touch, Utm, derive_channel_on_page,
+};
+use super::catalog::{Catalog, CatalogGap, Credited};
 use super::estimate::{Estimate, estimate};
 use super::event::{self, EventType, SourceTracking};
 use super::ids::LeadId;
+use super::ids::OrgId;
+use super::keys::api_key_digest;
+use super::lead::{Address, RecordSource};
 use super::lead::{
     ContactPreference, LeadStatus, PersonalInfo, ProjectDetails, Step, check_step_order,
 };
+use super::multi_touch::{CreditSettings, TouchKey, TouchPoint, VisitTouch, gather};
 use super::self_report::{SelfReportSetting, SelfReported};
+use super::time_zone::rfc3339;
+
+/// The first tracked touch widget.js remembered for this visitor (first-party storage, 90 days).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FirstTouch {
+    pub v: Option<String>,
+    pub s: Option<String>,
+    /// When the visitor first arrived through it (RFC 3339, as the browser saw it).
+    pub at: Option<String>,
+    #[serde(default)]
+    pub utm: Utm,
+    pub referrer: Option<String>,
+    /// The page the visitor landed on then.
+    #[serde(default)]
+    pub page_url: Option<String>,
+}
+
+/// A retried request carries the same key; it must also carry the same body.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    pub key: String,
+    pub request_hash: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewLead {
+    pub org: OrgId,
+    /// Where the lead came from; its visitor id's visits are the lead's touches.
+    pub arrival: Arrival,
+    pub first_touch: Option<FirstTouch>,
+    pub address: Address,
+    pub idempotency: Option<Idempotency>,
+    /// Widget for homeowners; API and import leads are entered by the business.
+    pub record_source: RecordSource,
+}
 
 /// The answer to a new lead: its id and the token its later steps must carry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -175,6 +219,161 @@ pub fn decide_step<'a>(
     })
 }
 
+/// What a new lead writes: the lead with its frozen snapshot and attribution, its touches, its
+/// first event (`lead.address_preview`), and the answer. Only fresh ids and a token are drawn.
+#[derive(Debug, Clone)]
+pub struct ArrivalDecision {
+    /// The widget and source credited, with their names as they are now (the snapshot).
+    pub credited: CreditedSnapshot,
+    pub derived: Option<DerivedChannel>,
+    pub attribution: Attribution,
+    /// The tracking parameters as sent, kept for audit.
+    pub raw_params: Value,
+    pub touches: Vec<TouchPoint>,
+    /// The (widget, source) counted under first-touch attribution.
+    pub first_touch: (u32, u32),
+    /// What the database keeps of the answer's capture token.
+    pub token_digest: String,
+    pub event: LeadEvent,
+    pub reply: LeadCreated,
+}
+
+/// The widget and source an arrival is credited to, as they are at that moment.
+#[derive(Debug, Clone)]
+pub struct CreditedSnapshot {
+    pub widget: super::attribution::WidgetFacts,
+    pub source: super::attribution::SourceFacts,
+    pub note: Option<AttributionNote>,
+}
+
+/// A lead's capture token, and the digest that is all the database keeps of it.
+pub fn new_capture_token() -> (String, String) {
+    let token = format!("ct_{}", uuid::Uuid::new_v4().simple());
+    let digest = api_key_digest(&token);
+    (token, digest)
+}
+
+/// The arrival rule (SPEC §3) applied to a new lead: attribution by the catalog (the first touch
+/// by the same rule, from the same page's widget), the frozen snapshot, the touches, the
+/// `lead.address_preview` event.
+pub fn decide_arrival(
+    catalog: &Catalog,
+    new: &NewLead,
+    visits: &[VisitTouch],
+    now: i64,
+) -> Result<ArrivalDecision, CatalogGap> {
+    let (arrival, derived) = catalog.resolve(&new.arrival)?;
+    let first = new
+        .first_touch
+        .as_ref()
+        .map(|ft| first_touch(catalog, new, ft))
+        .transpose()?;
+    let attribution = Attribution {
+        last_touch: Touch {
+            widget_version: arrival.widget.version.to_string(),
+            source_code: arrival.source.code.to_string(),
+            at: Some(rfc3339(now)),
+            landing_page_url: new.arrival.page_url.clone(),
+            referrer: new.arrival.referrer.clone(),
+            utm: new.arrival.utm.clone(),
+            derived_channel: derived,
+            note: arrival.note,
+        },
+        first_touch: first,
+    };
+    let lead = LeadId::generate();
+    let (token, token_digest) = new_capture_token();
+    let raw_params = serde_json::json!({
+        "widget": new.arrival.embedding.map(|w| w.to_string()),
+        "v": new.arrival.v, "s": new.arrival.s,
+        "page_url": new.arrival.page_url, "referrer": new.arrival.referrer,
+        "utm": new.arrival.utm,
+    });
+    let tracking = SourceTracking {
+        widget_version: arrival.widget.version.to_string(),
+        widget_name: arrival.widget.name.clone(),
+        source_code: arrival.source.code.to_string(),
+        source_label: arrival.source.name.clone(),
+    };
+    let mut payload = event::address_preview(lead.as_str(), &rfc3339(now), &new.address, &tracking);
+    event::with_lead_context(
+        &mut payload,
+        &event::LeadContext {
+            attribution: &attribution,
+            record_source: new.record_source,
+            self_reported: None,
+            corrected: None,
+        },
+    );
+    let credited_key = (arrival.widget.version.get(), arrival.source.code.get());
+    let first_touch = attribution.first_touch.as_ref().map_or(credited_key, |t| {
+        (
+            t.widget_version.parse().unwrap_or(credited_key.0),
+            t.source_code.parse().unwrap_or(credited_key.1),
+        )
+    });
+    Ok(ArrivalDecision {
+        touches: lead_touches(visits, &arrival, derived, now),
+        credited: CreditedSnapshot {
+            widget: arrival.widget.clone(),
+            source: arrival.source.clone(),
+            note: arrival.note,
+        },
+        derived,
+        attribution,
+        raw_params,
+        first_touch,
+        token_digest,
+        event: LeadEvent {
+            event_type: EventType::LeadAddressPreview,
+            payload,
+        },
+        reply: LeadCreated {
+            lead_id: lead,
+            capture_token: token,
+            status: LeadStatus::AddressInfoProvided,
+        },
+    })
+}
+
+/// The first touch widget.js remembered, credited by the same rule from the same page's widget.
+fn first_touch(catalog: &Catalog, new: &NewLead, ft: &FirstTouch) -> Result<Touch, CatalogGap> {
+    let touch = catalog.attribute(new.arrival.embedding, ft.v.as_deref(), ft.s.as_deref())?;
+    let derived =
+        touch.source.code.is_system().then(|| {
+            derive_channel_on_page(&ft.utm, ft.referrer.as_deref(), ft.page_url.as_deref())
+        });
+    Ok(Touch {
+        widget_version: touch.widget.version.to_string(),
+        source_code: touch.source.code.to_string(),
+        at: ft.at.clone(),
+        landing_page_url: ft.page_url.clone(),
+        referrer: ft.referrer.clone(),
+        utm: ft.utm.clone(),
+        derived_channel: derived,
+        note: touch.note,
+    })
+}
+
+/// The lead's touches: its visitor's visits within the longest lookback an organization can
+/// choose (the models apply the organization's own), then the arrival.
+fn lead_touches(
+    visits: &[VisitTouch],
+    arrival: &Credited<'_>,
+    derived: Option<DerivedChannel>,
+    now: i64,
+) -> Vec<TouchPoint> {
+    let point = TouchPoint {
+        at: now,
+        key: TouchKey {
+            widget: arrival.widget.version.get(),
+            source: arrival.source.code.get(),
+            channel: derived,
+        },
+    };
+    gather(visits, point, CreditSettings::MAX_LOOKBACK_MS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,5 +490,127 @@ mod tests {
             decide_step(&enriched, &Step::ContactPreference(contact()), None),
             Err(StepBlocked::Inconsistent(_))
         ));
+    }
+
+    /// Primary (live) with Website and an archived "Yard Signs"; a second widget "Spring
+    /// Promo" with Website only.
+    fn catalog() -> Catalog {
+        use crate::domain::attribution::{SourceFacts, WidgetFacts};
+        use crate::domain::channel::ChannelCategory;
+        use crate::domain::source::{SourceCode, SourceStatus};
+        use crate::domain::widget::{WidgetStatus, WidgetVersion};
+        let widget = |n, name: &str| WidgetFacts {
+            version: WidgetVersion::new(n).unwrap(),
+            name: name.into(),
+            status: WidgetStatus::Configured,
+        };
+        let source = |n, name: &str, category, status| SourceFacts {
+            code: SourceCode::new(n).unwrap(),
+            name: name.into(),
+            category,
+            status,
+        };
+        let website = || source(1, "Website", ChannelCategory::Website, SourceStatus::Active);
+        Catalog::new(
+            vec![widget(1, "Primary"), widget(2, "Spring Promo")],
+            [
+                (WidgetVersion::PRIMARY, website()),
+                (
+                    WidgetVersion::PRIMARY,
+                    source(
+                        2,
+                        "Yard Signs",
+                        ChannelCategory::PrintOutdoor,
+                        SourceStatus::Archived,
+                    ),
+                ),
+                (WidgetVersion::new(2).unwrap(), website()),
+            ],
+        )
+    }
+
+    fn new_lead(v: &str, s: &str, first_touch: Option<FirstTouch>) -> NewLead {
+        NewLead {
+            org: OrgId::generate(),
+            arrival: Arrival {
+                v: Some(v.into()),
+                s: Some(s.into()),
+                visitor_id: Some("visitor-1".into()),
+                ..Arrival::default()
+            },
+            first_touch,
+            address: Address::parse("1 Main St", "Austin", "TX", "78701", None).unwrap(),
+            idempotency: None,
+            record_source: RecordSource::Widget,
+        }
+    }
+
+    #[test]
+    fn an_arrival_is_credited_by_the_catalog_and_its_snapshot_travels_in_the_first_event() {
+        let now = 1_767_225_600_000;
+        let decided = decide_arrival(&catalog(), &new_lead("01", "02", None), &[], now).unwrap();
+        // An archived source still attributes: its signs are still out there.
+        assert_eq!(decided.credited.source.name, "Yard Signs");
+        assert_eq!(decided.credited.widget.name, "Primary");
+        assert_eq!(
+            decided.derived, None,
+            "only the system source derives a channel"
+        );
+        assert_eq!(decided.attribution.last_touch.source_code, "02");
+        assert_eq!(
+            decided.first_touch,
+            (1, 2),
+            "no first touch: the arrival's own"
+        );
+        assert_eq!(decided.event.event_type, EventType::LeadAddressPreview);
+        let tracking = &decided.event.payload["source_tracking"];
+        assert_eq!(
+            tracking["source_label"], "Yard Signs",
+            "{}",
+            decided.event.payload
+        );
+        assert_eq!(tracking["widget_name"], "Primary");
+        assert_eq!(decided.reply.status, LeadStatus::AddressInfoProvided);
+        assert_eq!(
+            decided.token_digest,
+            api_key_digest(&decided.reply.capture_token),
+            "the row keeps the digest of the token answered"
+        );
+        let last = decided.touches.last().unwrap();
+        assert_eq!((last.at, last.key.widget, last.key.source), (now, 1, 2));
+    }
+
+    #[test]
+    fn a_first_touch_is_credited_by_the_same_rule_and_an_unknown_source_falls_to_website() {
+        let first = FirstTouch {
+            v: Some("01".into()),
+            s: Some("02".into()),
+            ..FirstTouch::default()
+        };
+        let decided =
+            decide_arrival(&catalog(), &new_lead("02", "09", Some(first)), &[], 0).unwrap();
+        assert_eq!(decided.credited.widget.name, "Spring Promo");
+        assert_eq!(
+            decided.credited.source.name, "Website",
+            "s=09 is not a source of 02"
+        );
+        assert!(
+            decided.derived.is_some(),
+            "the system source derives a channel"
+        );
+        assert!(
+            decided.credited.note.is_some(),
+            "why s was not applied is kept"
+        );
+        assert_eq!(
+            decided.first_touch,
+            (1, 2),
+            "counted under the first touch's source"
+        );
+        let first = decided.attribution.first_touch.unwrap();
+        assert_eq!(
+            (first.widget_version.as_str(), first.source_code.as_str()),
+            ("01", "02")
+        );
     }
 }

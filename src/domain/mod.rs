@@ -3,6 +3,7 @@
 
 pub mod attribution;
 pub mod capture;
+pub mod catalog;
 pub mod channel;
 pub mod error;
 pub mod estimate;

@@ -11,6 +11,17 @@ use super::DomainError;
 
 pub const DAY_MS: i64 = 86_400_000;
 
+/// A stored time (Unix milliseconds) as RFC 3339 UTC, as the API and payloads show times.
+pub fn rfc3339(unix_ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
 /// An IANA zone name (`America/Denver`, `Asia/Kolkata`, `UTC`) that the bundled database knows.
 #[derive(Debug, Clone)]
 pub struct OrgTimeZone {

@@ -9,62 +9,29 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::bulk::insert_values;
-use super::catalog::{CatalogCache, OrgCatalog};
+use super::catalog::CatalogCache;
 use super::dispatch::EventRow as OutboxEvent;
 use super::events::write_lead_event;
 use super::exec::{Cells, Exec, Named, Val};
 use super::visits::visitors_touches;
-use super::{Backend, Store, StoreError, now_ms, rfc3339};
+use super::{Backend, Store, StoreError, now_ms};
 use super::{TxParts, WriteTx};
-use crate::domain::attribution::{
-    Arrival, Attribution, AttributionNote, DerivedChannel, Touch, Utm, derive_channel_on_page,
-};
+use crate::domain::attribution::{Attribution, AttributionNote, DerivedChannel, Touch};
+use crate::domain::capture::{ArrivalDecision, decide_arrival, new_capture_token};
 pub use crate::domain::capture::{
-    CaptureRefusal, CaptureReply, CaptureResult, HeardAbout, LeadCreated, StepRecorded,
+    CaptureRefusal, CaptureReply, CaptureResult, FirstTouch, HeardAbout, Idempotency, LeadCreated,
+    NewLead, StepRecorded,
 };
 use crate::domain::capture::{StepBlocked, StepDecision, StepWrite, SteppedLead, decide_step};
+use crate::domain::catalog::Catalog;
 use crate::domain::event::{self, CorrectedSource, EventType, LeadContext, SourceTracking};
 use crate::domain::ids::{LeadId, OrgId, prefixed_id};
 use crate::domain::keys::api_key_digest;
-use crate::domain::lead::{Address, LeadStatus, RecordSource, Step};
-use crate::domain::multi_touch::{CreditSettings, TouchKey, TouchPoint, VisitTouch, gather};
+use crate::domain::lead::{LeadStatus, RecordSource, Step};
+use crate::domain::multi_touch::{CreditSettings, VisitTouch};
 use crate::domain::self_report::{SelfReportSetting, SelfReported};
 use crate::domain::source::SourceCode;
 use crate::domain::widget::WidgetVersion;
-
-/// The first tracked touch widget.js remembered for this visitor (first-party storage, 90 days).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct FirstTouch {
-    pub v: Option<String>,
-    pub s: Option<String>,
-    /// When the visitor first arrived through it (RFC 3339, as the browser saw it).
-    pub at: Option<String>,
-    #[serde(default)]
-    pub utm: Utm,
-    pub referrer: Option<String>,
-    /// The page the visitor landed on then.
-    #[serde(default)]
-    pub page_url: Option<String>,
-}
-
-/// A retried request carries the same key; it must also carry the same body.
-#[derive(Debug, Clone)]
-pub struct Idempotency {
-    pub key: String,
-    pub request_hash: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewLead {
-    pub org: OrgId,
-    /// Where the lead came from; its visitor id's visits are the lead's touches.
-    pub arrival: Arrival,
-    pub first_touch: Option<FirstTouch>,
-    pub address: Address,
-    pub idempotency: Option<Idempotency>,
-    /// Widget for homeowners; API and import leads are entered by the business.
-    pub record_source: RecordSource,
-}
 
 #[derive(Debug, Clone)]
 pub struct StepUpdate {
@@ -181,7 +148,7 @@ async fn capture_batch<E: Exec>(
 /// visitor of an organization in one statement. Visits are written by the visit buffer, never
 /// by a capture batch, so reading them first sees what reading them lead by lead would.
 struct BatchReads {
-    catalogs: HashMap<OrgId, Arc<OrgCatalog>>,
+    catalogs: HashMap<OrgId, Arc<Catalog>>,
     visits: HashMap<OrgId, HashMap<String, Vec<VisitTouch>>>,
 }
 
@@ -220,7 +187,7 @@ impl BatchReads {
         Ok(reads)
     }
 
-    fn catalog(&self, org: &OrgId) -> Result<&OrgCatalog, StoreError> {
+    fn catalog(&self, org: &OrgId) -> Result<&Catalog, StoreError> {
         self.catalogs
             .get(org)
             .map(Arc::as_ref)
@@ -234,13 +201,6 @@ impl BatchReads {
             .map(Vec::as_slice)
             .unwrap_or_default()
     }
-}
-
-/// A lead's capture token, and the digest that is all the database keeps of it.
-fn new_capture_token() -> (String, String) {
-    let token = format!("ct_{}", uuid::Uuid::new_v4().simple());
-    let digest = api_key_digest(&token);
-    (token, digest)
 }
 
 /// Looks up a stored answer for a retried request; `Some(Err)` when the key was reused.
@@ -501,12 +461,13 @@ async fn create_lead<E: Exec>(
         reply.capture_token = token;
         return Ok(Ok(CaptureReply::Created(reply)));
     }
-    let arrived = decide_arrival(
+    let decided = decide_arrival(
         reads.catalog(&new.org)?,
         new,
         reads.visits(&new.org, new.arrival.visitor_id.as_deref()),
         now,
     )?;
+    let arrived = Arrived::of(new, decided, now)?;
     w.rollups
         .roll_lead(&mut w.db, &arrived.facts, Delta::one())
         .await?;
@@ -536,9 +497,8 @@ async fn create_lead<E: Exec>(
     Ok(Ok(CaptureReply::Created(reply)))
 }
 
-/// What a new lead writes: its row, its first event, what it counts in the rollups, and the
-/// answer. Decided from the organization's catalog, the request and the visitor's visits alone,
-/// with no database at hand (only fresh ids and a token are drawn): the batch persists it.
+/// A new lead's decision (`decide_arrival`) as the batch persists it: its row, its first
+/// event's row, what it counts in the rollups.
 struct Arrived {
     row: LeadRow,
     event: EventRow,
@@ -548,162 +508,69 @@ struct Arrived {
     reply: LeadCreated,
 }
 
-/// The arrival rule (SPEC §3) applied to a new lead: attribution by the catalog (the first touch
-/// by the same rule, from the same page's widget), the frozen snapshot, the touches, the
-/// `lead.address_preview` event.
-fn decide_arrival(
-    catalog: &OrgCatalog,
-    new: &NewLead,
-    visits: &[VisitTouch],
-    now: i64,
-) -> Result<Arrived, StoreError> {
-    let (arrival, derived) = catalog.resolve(&new.arrival)?;
-    // First touch follows the same rule, from the same page's widget.
-    let first = match &new.first_touch {
-        Some(ft) => {
-            let touch =
-                catalog.attribute(new.arrival.embedding, ft.v.as_deref(), ft.s.as_deref())?;
-            let derived = touch.source.code.is_system().then(|| {
-                derive_channel_on_page(&ft.utm, ft.referrer.as_deref(), ft.page_url.as_deref())
-            });
-            Some(Touch {
-                widget_version: touch.widget.version.to_string(),
-                source_code: touch.source.code.to_string(),
-                at: ft.at.clone(),
-                landing_page_url: ft.page_url.clone(),
-                referrer: ft.referrer.clone(),
-                utm: ft.utm.clone(),
-                derived_channel: derived,
-                note: touch.note,
-            })
-        }
-        None => None,
-    };
-    let attribution = Attribution {
-        last_touch: Touch {
-            widget_version: arrival.widget.version.to_string(),
-            source_code: arrival.source.code.to_string(),
-            at: Some(rfc3339(now)),
-            landing_page_url: new.arrival.page_url.clone(),
-            referrer: new.arrival.referrer.clone(),
-            utm: new.arrival.utm.clone(),
-            derived_channel: derived,
-            note: arrival.note,
-        },
-        first_touch: first,
-    };
-    let lead = LeadId::generate();
-    let lead_id = lead.to_string();
-    let (token, token_digest) = new_capture_token();
-    let raw = serde_json::json!({
-        "widget": new.arrival.embedding.map(|w| w.to_string()),
-        "v": new.arrival.v, "s": new.arrival.s,
-        "page_url": new.arrival.page_url, "referrer": new.arrival.referrer,
-        "utm": new.arrival.utm,
-    });
-    let tracking = SourceTracking {
-        widget_version: arrival.widget.version.to_string(),
-        widget_name: arrival.widget.name.clone(),
-        source_code: arrival.source.code.to_string(),
-        source_label: arrival.source.name.clone(),
-    };
-    let mut payload = event::address_preview(&lead_id, &rfc3339(now), &new.address, &tracking);
-    event::with_lead_context(
-        &mut payload,
-        &LeadContext {
-            attribution: &attribution,
-            record_source: new.record_source,
-            self_reported: None,
-            corrected: None,
-        },
-    );
-    let touches = lead_touches(visits, &arrival, derived, now);
-    let touches_json = json_text(&touches)?;
-    let facts = LeadFacts::arrival(
-        &new.org,
-        now,
-        i64::from(arrival.widget.version.get()),
-        i64::from(arrival.source.code.get()),
-        arrival.source.category.id(),
-        derived.map(DerivedChannel::id),
-        &arrival.source.name,
-    )
-    .journey(&lead_id, touches);
-    let first_touch = attribution.first_touch.as_ref().map_or(
-        (arrival.widget.version.get(), arrival.source.code.get()),
-        |t| {
-            (
-                t.widget_version
-                    .parse()
-                    .unwrap_or(arrival.widget.version.get()),
-                t.source_code.parse().unwrap_or(arrival.source.code.get()),
-            )
-        },
-    );
-    let row = LeadRow {
-        id: lead_id.clone(),
-        org: new.org.clone(),
-        token_digest,
-        widget_version: i64::from(arrival.widget.version.get()),
-        widget_name: arrival.widget.name.clone(),
-        source_code: i64::from(arrival.source.code.get()),
-        source_name: arrival.source.name.clone(),
-        source_category: arrival.source.category.id(),
-        derived_channel: derived.map(DerivedChannel::id),
-        first_touch_widget_version: attribution
-            .first_touch
-            .as_ref()
-            .and_then(|t| t.widget_version.parse().ok()),
-        first_touch_source_code: attribution
-            .first_touch
-            .as_ref()
-            .and_then(|t| t.source_code.parse().ok()),
-        first_touch: new.first_touch.as_ref().map(json_text).transpose()?,
-        raw_params: raw.to_string(),
-        address: json_text(&new.address)?,
-        attribution: json_text(&attribution)?,
-        attribution_note: arrival.note.map(AttributionNote::id),
-        record_source: new.record_source.id(),
-        visitor_id: new.arrival.visitor_id.clone(),
-        touches: touches_json,
-    };
-    let event = EventRow {
-        id: prefixed_id("evt_"),
-        org: new.org.clone(),
-        event_type: EventType::LeadAddressPreview.id(),
-        lead_id: lead_id.clone(),
-        payload: payload.to_string(),
-    };
-    Ok(Arrived {
-        row,
-        event,
-        facts,
-        first_touch: (i64::from(first_touch.0), i64::from(first_touch.1)),
-        reply: LeadCreated {
-            lead_id: lead,
-            capture_token: token,
-            status: LeadStatus::AddressInfoProvided,
-        },
-    })
-}
-
-/// The lead's touches: its visitor's visits within the longest lookback an organization can
-/// choose (the models apply the organization's own), then the arrival.
-fn lead_touches(
-    visits: &[VisitTouch],
-    arrival: &super::catalog::Attribution<'_>,
-    derived: Option<DerivedChannel>,
-    now: i64,
-) -> Vec<TouchPoint> {
-    let point = TouchPoint {
-        at: now,
-        key: TouchKey {
-            widget: arrival.widget.version.get(),
-            source: arrival.source.code.get(),
-            channel: derived,
-        },
-    };
-    gather(visits, point, CreditSettings::MAX_LOOKBACK_MS)
+impl Arrived {
+    fn of(new: &NewLead, decided: ArrivalDecision, now: i64) -> Result<Self, StoreError> {
+        let ArrivalDecision {
+            credited,
+            derived,
+            attribution,
+            raw_params,
+            touches,
+            first_touch,
+            token_digest,
+            event,
+            reply,
+        } = decided;
+        let (widget, source) = (&credited.widget, &credited.source);
+        let lead_id = reply.lead_id.to_string();
+        let touches_json = json_text(&touches)?;
+        let facts = LeadFacts::arrival(
+            &new.org,
+            now,
+            i64::from(widget.version.get()),
+            i64::from(source.code.get()),
+            source.category.id(),
+            derived.map(DerivedChannel::id),
+            &source.name,
+        )
+        .journey(&lead_id, touches);
+        let first = attribution.first_touch.as_ref();
+        let row = LeadRow {
+            id: lead_id.clone(),
+            org: new.org.clone(),
+            token_digest,
+            widget_version: i64::from(widget.version.get()),
+            widget_name: widget.name.clone(),
+            source_code: i64::from(source.code.get()),
+            source_name: source.name.clone(),
+            source_category: source.category.id(),
+            derived_channel: derived.map(DerivedChannel::id),
+            first_touch_widget_version: first.and_then(|t| t.widget_version.parse().ok()),
+            first_touch_source_code: first.and_then(|t| t.source_code.parse().ok()),
+            first_touch: new.first_touch.as_ref().map(json_text).transpose()?,
+            raw_params: raw_params.to_string(),
+            address: json_text(&new.address)?,
+            attribution: json_text(&attribution)?,
+            attribution_note: credited.note.map(AttributionNote::id),
+            record_source: new.record_source.id(),
+            visitor_id: new.arrival.visitor_id.clone(),
+            touches: touches_json,
+        };
+        let event = EventRow {
+            id: prefixed_id("evt_"),
+            org: new.org.clone(),
+            event_type: event.event_type.id(),
+            lead_id,
+            payload: event.payload.to_string(),
+        };
+        Ok(Self {
+            row,
+            event,
+            facts,
+            first_touch: (i64::from(first_touch.0), i64::from(first_touch.1)),
+            reply,
+        })
+    }
 }
 
 /// A step: the lead's row locked and read, a retry answered from its key, the decision made by

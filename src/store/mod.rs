@@ -701,16 +701,7 @@ impl Store {
     }
 }
 
-/// A stored time (Unix milliseconds) as RFC 3339 UTC, as the API and payloads show times.
-pub fn rfc3339(unix_ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
+pub use crate::domain::time_zone::rfc3339;
 
 /// Now, in Unix milliseconds: the unit every stored time uses.
 pub fn now_ms() -> i64 {

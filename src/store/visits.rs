@@ -5,10 +5,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::bulk::insert_values;
-use super::catalog::{CatalogCache, OrgCatalog};
+use super::catalog::CatalogCache;
 use super::exec::{Cells, Exec, Val};
 use super::{Backend, Store, StoreError, TxParts, to_u32};
 use crate::domain::attribution::{Arrival, DerivedChannel, Utm, is_internal_navigation};
+use crate::domain::catalog::Catalog;
 use crate::domain::ids::OrgId;
 use crate::domain::multi_touch::{TouchKey, VisitTouch};
 use crate::domain::widget::WidgetVersion;
@@ -129,7 +130,7 @@ async fn visit_batch<E: Exec>(
     catalogs: &CatalogCache,
     visits: &[NewVisit],
 ) -> Result<(), StoreError> {
-    let mut of_org: HashMap<OrgId, Arc<OrgCatalog>> = HashMap::new();
+    let mut of_org: HashMap<OrgId, Arc<Catalog>> = HashMap::new();
     let mut rows = Vec::with_capacity(visits.len());
     let mut counted = Vec::with_capacity(visits.len());
     for visit in visits {
