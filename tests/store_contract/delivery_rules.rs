@@ -15,7 +15,8 @@ use leadtrail::domain::tier::Tier;
 use leadtrail::domain::widget::WidgetVersion;
 use leadtrail::store::{
     Attempt, Backend, CaptureCommand, CaptureReply, ClaimRequest, Conflict, DueDelivery,
-    EndpointPatch, Finished, NewLead, StepUpdate, Store, StoreError, now_ms,
+    EndpointPatch, Finished, NewLead, NextDue, Round, RoundDone, StepUpdate, Store, StoreError,
+    now_ms,
 };
 use leadtrail::webhooks::policy::Verdict;
 use leadtrail::workers::enrichment::EnrichmentWorker;
@@ -581,6 +582,114 @@ async fn an_endpoint_held_by_another_nodes_claim_is_skipped_and_said_so(db: Test
     );
 }
 
+/// One dispatcher round that records `finished` and claims only if that released a successor.
+async fn round_after(store: &Store, finished: &[Finished]) -> RoundDone {
+    let claim = ClaimRequest {
+        sweep: false,
+        only_if_released: true,
+        ..request(10, 16)
+    };
+    store
+        .dispatch_round(Round {
+            finished,
+            disable_after_ms: i64::MAX,
+            fan_out: None,
+            claim: Some(claim),
+        })
+        .await
+        .unwrap()
+}
+
+async fn a_round_claims_what_its_recording_released_and_looks_ahead_after_a_retry(db: TestDb) {
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let id = endpoint(&store, &org, &["lead.address_preview", "lead.enriched"]).await;
+    for _ in 0..3 {
+        lead_with_two_events(&store, &org).await;
+    }
+    let first = claim(&store, 2, 16).await;
+    assert_eq!(first.len(), 2, "two slots: two address previews");
+    // One fails, to be retried in a minute, which holds its lead's next event. Nothing was
+    // released, so the round claims nothing (the third lead's preview waits for a claim of its
+    // own), but a retry was scheduled, so it looks when the next delivery falls due.
+    let retry = Verdict::RetryAt(now_ms() + 60_000);
+    let failed = round_after(&store, &[finished(&first[0], retry)]).await;
+    assert_eq!(failed.recorded.released, 0);
+    assert!(
+        failed.claimed.due.is_empty(),
+        "claimed without a release: {:?}",
+        failed.claimed.due
+    );
+    assert!(
+        matches!(failed.next_due, NextDue::At(_)),
+        "after scheduling a retry the round says what falls due next: {:?}",
+        failed.next_due
+    );
+    // The next sweep claims the third lead's preview and holds the failed one's next event.
+    let swept = claim(&store, 10, 16).await;
+    assert_eq!(swept.len(), 1, "{swept:?}");
+    // Resent by hand and delivered: the held event is released and claimed in the same round.
+    store
+        .resend_delivery(&org, &id, &first[0].id)
+        .await
+        .unwrap();
+    let again = claim(&store, 10, 16).await;
+    let resent = again.iter().find(|d| d.id == first[0].id).unwrap();
+    let delivered = round_after(&store, &[finished(resent, Verdict::Delivered)]).await;
+    assert_eq!(delivered.recorded.released, 1);
+    let claimed: Vec<&str> = delivered
+        .claimed
+        .due
+        .iter()
+        .map(|d| d.event_type.as_str())
+        .collect();
+    assert_eq!(
+        claimed,
+        ["lead.enriched"],
+        "the released event is claimed at once"
+    );
+}
+
+async fn only_retries_used_up_past_the_window_disable_an_endpoint(db: TestDb) {
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let id = endpoint(&store, &org, &["lead.address_preview"]).await;
+    leads(&store, &org, 3).await;
+    let due = claim(&store, 10, 16).await;
+    assert_eq!(due.len(), 3);
+    let state = async || {
+        let endpoints = store.endpoints(&org).await.unwrap();
+        let found = endpoints.into_iter().find(|e| e.id == id).unwrap();
+        (found.enabled, found.disabled_reason)
+    };
+    // A window of zero: the endpoint has been failing "long enough" from its first failure.
+    let retry = Verdict::RetryAt(now_ms() + 60_000);
+    store
+        .record_attempts(&[finished(&due[0], retry)], 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        state().await,
+        (true, None),
+        "a failure that will be retried never disables"
+    );
+    // Retries used up, but the endpoint has been failing for less than the hour-long window.
+    store
+        .record_attempts(&[finished(&due[1], Verdict::Exhausted)], 3_600_000)
+        .await
+        .unwrap();
+    assert_eq!(state().await, (true, None), "within the window it stays on");
+    // Failing for longer than a 2 ms window by now.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    store
+        .record_attempts(&[finished(&due[2], Verdict::Exhausted)], 2)
+        .await
+        .unwrap();
+    let (enabled, reason) = state().await;
+    assert!(!enabled, "retries used up past the window disable it");
+    assert!(reason.is_some_and(|r| r.contains("kept failing")));
+}
+
 on_both_backends!(
     every_sqlite_connection_commits_to_disk_before_returning,
     an_endpoint_held_by_another_nodes_claim_is_skipped_and_said_so,
@@ -595,4 +704,6 @@ on_both_backends!(
     endpoints_per_organization_are_capped_even_when_created_at_once,
     lag_counts_what_is_due_and_unsent_per_endpoint,
     an_attempts_outcome_never_overwrites_a_resend_or_a_later_claim,
+    a_round_claims_what_its_recording_released_and_looks_ahead_after_a_retry,
+    only_retries_used_up_past_the_window_disable_an_endpoint,
 );
