@@ -8,17 +8,17 @@ use serde_json::Value;
 
 use super::DomainError;
 use super::attribution::{
-    Arrival, Attribution, AttributionNote, DerivedChannel, Touch, Utm, derive_channel_on_page,
+    Arrival, Attribution, AttributionNote, DerivedChannel, SourceFacts, Touch, Utm, WidgetFacts,
+    derive_channel_on_page,
 };
 use super::catalog::{Catalog, CatalogGap, Credited};
 use super::estimate::{Estimate, estimate};
 use super::event::{self, EventType, SourceTracking};
-use super::ids::LeadId;
-use super::ids::OrgId;
+use super::ids::{LeadId, OrgId};
 use super::keys::api_key_digest;
-use super::lead::{Address, RecordSource};
 use super::lead::{
-    ContactPreference, LeadStatus, PersonalInfo, ProjectDetails, Step, check_step_order,
+    Address, ContactPreference, LeadStatus, PersonalInfo, ProjectDetails, RecordSource, Step,
+    check_step_order,
 };
 use super::multi_touch::{CreditSettings, TouchKey, TouchPoint, VisitTouch, gather};
 use super::self_report::{SelfReportSetting, SelfReported};
@@ -230,7 +230,8 @@ pub struct ArrivalDecision {
     /// The tracking parameters as sent, kept for audit.
     pub raw_params: Value,
     pub touches: Vec<TouchPoint>,
-    /// The (widget, source) counted under first-touch attribution.
+    /// The (widget, source) counted under first-touch attribution: the first touch's, else the
+    /// arrival's own.
     pub first_touch: (u32, u32),
     /// What the database keeps of the answer's capture token.
     pub token_digest: String,
@@ -241,8 +242,8 @@ pub struct ArrivalDecision {
 /// The widget and source an arrival is credited to, as they are at that moment.
 #[derive(Debug, Clone)]
 pub struct CreditedSnapshot {
-    pub widget: super::attribution::WidgetFacts,
-    pub source: super::attribution::SourceFacts,
+    pub widget: WidgetFacts,
+    pub source: SourceFacts,
     pub note: Option<AttributionNote>,
 }
 
@@ -263,11 +264,14 @@ pub fn decide_arrival(
     now: i64,
 ) -> Result<ArrivalDecision, CatalogGap> {
     let (arrival, derived) = catalog.resolve(&new.arrival)?;
-    let first = new
-        .first_touch
-        .as_ref()
-        .map(|ft| first_touch(catalog, new, ft))
-        .transpose()?;
+    let credited_key = (arrival.widget.version.get(), arrival.source.code.get());
+    let (first, first_key) = match &new.first_touch {
+        Some(ft) => {
+            let (touch, key) = first_touch(catalog, new, ft)?;
+            (Some(touch), key)
+        }
+        None => (None, credited_key),
+    };
     let attribution = Attribution {
         last_touch: Touch {
             widget_version: arrival.widget.version.to_string(),
@@ -305,13 +309,6 @@ pub fn decide_arrival(
             corrected: None,
         },
     );
-    let credited_key = (arrival.widget.version.get(), arrival.source.code.get());
-    let first_touch = attribution.first_touch.as_ref().map_or(credited_key, |t| {
-        (
-            t.widget_version.parse().unwrap_or(credited_key.0),
-            t.source_code.parse().unwrap_or(credited_key.1),
-        )
-    });
     Ok(ArrivalDecision {
         touches: lead_touches(visits, &arrival, derived, now),
         credited: CreditedSnapshot {
@@ -322,7 +319,7 @@ pub fn decide_arrival(
         derived,
         attribution,
         raw_params,
-        first_touch,
+        first_touch: first_key,
         token_digest,
         event: LeadEvent {
             event_type: EventType::LeadAddressPreview,
@@ -336,14 +333,20 @@ pub fn decide_arrival(
     })
 }
 
-/// The first touch widget.js remembered, credited by the same rule from the same page's widget.
-fn first_touch(catalog: &Catalog, new: &NewLead, ft: &FirstTouch) -> Result<Touch, CatalogGap> {
+/// The first touch widget.js remembered, credited by the same rule from the same page's widget,
+/// and the (widget, source) it is counted under.
+fn first_touch(
+    catalog: &Catalog,
+    new: &NewLead,
+    ft: &FirstTouch,
+) -> Result<(Touch, (u32, u32)), CatalogGap> {
     let touch = catalog.attribute(new.arrival.embedding, ft.v.as_deref(), ft.s.as_deref())?;
     let derived =
         touch.source.code.is_system().then(|| {
             derive_channel_on_page(&ft.utm, ft.referrer.as_deref(), ft.page_url.as_deref())
         });
-    Ok(Touch {
+    let key = (touch.widget.version.get(), touch.source.code.get());
+    let touch = Touch {
         widget_version: touch.widget.version.to_string(),
         source_code: touch.source.code.to_string(),
         at: ft.at.clone(),
@@ -352,7 +355,8 @@ fn first_touch(catalog: &Catalog, new: &NewLead, ft: &FirstTouch) -> Result<Touc
         utm: ft.utm.clone(),
         derived_channel: derived,
         note: touch.note,
-    })
+    };
+    Ok((touch, key))
 }
 
 /// The lead's touches: its visitor's visits within the longest lookback an organization can

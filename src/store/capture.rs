@@ -534,7 +534,11 @@ impl Arrived {
             &source.name,
         )
         .journey(&lead_id, touches);
-        let first = attribution.first_touch.as_ref();
+        // The first touch's own columns, only when there was one.
+        let first = attribution
+            .first_touch
+            .is_some()
+            .then(|| (i64::from(first_touch.0), i64::from(first_touch.1)));
         let row = LeadRow {
             id: lead_id.clone(),
             org: new.org.clone(),
@@ -545,8 +549,8 @@ impl Arrived {
             source_name: source.name.clone(),
             source_category: source.category.id(),
             derived_channel: derived.map(DerivedChannel::id),
-            first_touch_widget_version: first.and_then(|t| t.widget_version.parse().ok()),
-            first_touch_source_code: first.and_then(|t| t.source_code.parse().ok()),
+            first_touch_widget_version: first.map(|(widget, _)| widget),
+            first_touch_source_code: first.map(|(_, source)| source),
             first_touch: new.first_touch.as_ref().map(json_text).transpose()?,
             raw_params: raw_params.to_string(),
             address: json_text(&new.address)?,

@@ -141,26 +141,19 @@ const GATHER_BELOW: usize = 16;
 /// Takes up to `MAX_BATCH` jobs into `jobs`, waiting for the first; false once the queue is
 /// closed and drained.
 async fn next_batch(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, gather: bool) -> bool {
-    let drain = |rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>| {
-        while jobs.len() < MAX_BATCH
-            && let Ok(job) = rx.try_recv()
-        {
-            jobs.push(job);
-        }
-    };
-    match rx.try_recv() {
-        // Requests were already waiting: the writer is busy, and more are likely on their way.
-        Ok(job) => {
-            jobs.push(job);
-            drain(rx, jobs);
-            if gather && jobs.len() < GATHER_BELOW {
-                tokio::time::sleep(GATHER_ON_POSTGRES).await;
-                drain(rx, jobs);
-            }
-            true
-        }
-        Err(_) => rx.recv_many(jobs, MAX_BATCH).await > 0,
+    // Requests already waiting: the writer is busy, and more are likely on their way.
+    let busy = !rx.is_empty();
+    if rx.recv_many(jobs, MAX_BATCH).await == 0 {
+        return false;
     }
+    if gather && busy && jobs.len() < GATHER_BELOW {
+        tokio::time::sleep(GATHER_ON_POSTGRES).await;
+        // This writer is the only receiver: what is queued now stays queued until taken.
+        if !rx.is_empty() {
+            rx.recv_many(jobs, MAX_BATCH - jobs.len()).await;
+        }
+    }
+    true
 }
 
 async fn run(store: Store, mut rx: mpsc::Receiver<Job>, enrichment: std::sync::Arc<Notify>) {
