@@ -82,9 +82,80 @@ pub(super) async fn insert_values<E: Exec>(
     Ok(())
 }
 
+/// One table's rows for `insert_together`.
+pub(super) struct Rows<'a> {
+    pub table: &'a str,
+    pub columns: &'a [&'a str],
+    pub rows: Vec<Vec<Val>>,
+}
+
+/// Parameters past which `insert_together` sends a statement per table (PostgreSQL takes
+/// at most 65,535 in one statement).
+const TOGETHER_PARAMS: usize = 30_000;
+
+/// Inserts the rows of several tables. On PostgreSQL in one statement when they fit: every
+/// table but the last in a data-modifying `WITH`, so a batch's leads, events and keys cost one
+/// round trip, not one each (foreign keys between them are checked at the statement's end, when
+/// all are in); else as `insert_values` does, table by table.
+pub(super) async fn insert_together<E: Exec>(
+    db: &mut E,
+    tables: Vec<Rows<'_>>,
+) -> Result<(), StoreError> {
+    let mut tables: Vec<Rows<'_>> = tables.into_iter().filter(|t| !t.rows.is_empty()).collect();
+    let params: usize = tables.iter().map(|t| t.rows.len() * t.columns.len()).sum();
+    if db.backend() == Backend::Sqlite || tables.len() < 2 || params > TOGETHER_PARAMS {
+        for t in tables {
+            insert_values(db, t.table, t.columns, t.rows).await?;
+        }
+        return Ok(());
+    }
+    let last = tables
+        .pop()
+        .ok_or_else(|| StoreError::Corrupt("no rows to insert".into()))?;
+    let (mut sql, mut values, mut next) = (String::from("WITH "), Vec::with_capacity(params), 1);
+    for (i, t) in tables.into_iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "w{i} AS ({})",
+            numbered_insert(t.table, t.columns, next, t.rows.len())
+        ));
+        next += t.rows.len() * t.columns.len();
+        values.extend(t.rows.into_iter().flatten());
+    }
+    sql.push(' ');
+    sql.push_str(&numbered_insert(
+        last.table,
+        last.columns,
+        next,
+        last.rows.len(),
+    ));
+    values.extend(last.rows.into_iter().flatten());
+    db.exec(&sql, values).await?;
+    Ok(())
+}
+
+/// `INSERT INTO table (cols) VALUES …` with PostgreSQL placeholders numbered from `first`.
+fn numbered_insert(table: &str, columns: &[&str], first: usize, rows: usize) -> String {
+    format!(
+        "INSERT INTO {table} ({}) VALUES {}",
+        columns.join(", "),
+        tuples(Backend::Postgres, first, rows, columns.len())
+    )
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Backend, insert_sql, tuples};
+    use super::{Backend, insert_sql, numbered_insert, tuples};
+
+    #[test]
+    fn tables_inserted_together_number_their_placeholders_on_from_the_last() {
+        assert_eq!(
+            numbered_insert("t", &["a", "b"], 5, 2),
+            "INSERT INTO t (a, b) VALUES ($5, $6), ($7, $8)"
+        );
+    }
 
     #[test]
     fn placeholders_are_numbered_across_rows_on_postgres_and_anonymous_on_sqlite() {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::bulk::insert_values;
+use super::bulk::{Rows, insert_together};
 use super::catalog::CatalogCache;
 use super::dispatch::EventRow as OutboxEvent;
 use super::events::write_lead_event;
@@ -350,7 +350,6 @@ impl PendingRows {
                 ]
             })
             .collect();
-        insert_values(&mut w.db, "leads", LEAD_COLUMNS, leads).await?;
         const EVENT_COLUMNS: &[&str] = &[
             "id",
             "org_id",
@@ -377,7 +376,6 @@ impl PendingRows {
                 ]
             })
             .collect();
-        insert_values(&mut w.db, "events", EVENT_COLUMNS, events).await?;
         // Fanned out to the subscribed endpoints when the batch commits.
         w.outbox
             .extend(self.events.into_iter().map(|e| OutboxEvent {
@@ -410,7 +408,20 @@ impl PendingRows {
                 ]
             })
             .collect();
-        insert_values(&mut w.db, "idempotency_keys", KEY_COLUMNS, keys).await
+        let table = |table, columns, rows| Rows {
+            table,
+            columns,
+            rows,
+        };
+        insert_together(
+            &mut w.db,
+            vec![
+                table("leads", LEAD_COLUMNS, leads),
+                table("events", EVENT_COLUMNS, events),
+                table("idempotency_keys", KEY_COLUMNS, keys),
+            ],
+        )
+        .await
     }
 }
 

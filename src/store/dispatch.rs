@@ -334,6 +334,21 @@ pub(super) struct Subscriber {
     pub events: Vec<String>,
 }
 
+impl Subscriber {
+    /// The endpoint in a row's columns `at` (id) and `at + 1` (its event types); `None` where
+    /// the id is NULL (an outer join that found no endpoint).
+    pub(super) fn from_cells(row: &impl Cells, at: usize) -> Result<Option<Self>, StoreError> {
+        let Some(id) = row.opt_text(at)? else {
+            return Ok(None);
+        };
+        Ok(Some(Subscriber {
+            id: EndpointId::from_stored(id),
+            events: serde_json::from_str(&row.text(at + 1)?)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        }))
+    }
+}
+
 async fn fan_out<E: Exec>(db: &mut E, limit: i64, now: i64) -> Result<(usize, usize), StoreError> {
     let lock = db.skip_locked("");
     let claim = format!(
@@ -386,17 +401,19 @@ async fn fan_out<E: Exec>(db: &mut E, limit: i64, now: i64) -> Result<(usize, us
 pub(super) async fn fan_out_events<E: Exec>(
     db: &mut E,
     events: &[EventRow],
+    known: &HashMap<String, Vec<Subscriber>>,
     now: i64,
 ) -> Result<usize, StoreError> {
-    let mut subscribers: HashMap<&str, Vec<Subscriber>> = HashMap::new();
+    let mut read: HashMap<&str, Vec<Subscriber>> = HashMap::new();
     let mut rows = Vec::new();
     for event in events {
-        if !subscribers.contains_key(event.org.as_str()) {
-            let found = subscribers_of(db, &event.org).await?;
-            subscribers.insert(&event.org, found);
+        let org = event.org.as_str();
+        if !known.contains_key(org) && !read.contains_key(org) {
+            read.insert(org, subscribers_of(db, org).await?);
         }
-        let subscribed = subscribers
-            .get(event.org.as_str())
+        let subscribed = known
+            .get(org)
+            .or_else(|| read.get(org))
             .map(Vec::as_slice)
             .unwrap_or_default();
         rows.extend(deliveries_for_event(event, subscribed, ""));
@@ -413,14 +430,7 @@ async fn subscribers_of<E: Exec>(db: &mut E, org: &str) -> Result<Vec<Subscriber
     )
     .await?
     .iter()
-    .map(|r| {
-        let events: String = r.text(1)?;
-        Ok(Subscriber {
-            id: EndpointId::from_stored(r.text(0)?),
-            events: serde_json::from_str(&events)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        })
-    })
+    .filter_map(|r| Subscriber::from_cells(r, 0).transpose())
     .collect()
 }
 

@@ -243,7 +243,7 @@ impl<E: exec::Exec> TxParts<'_, E> {
         let made = if outbox.is_empty() {
             0
         } else {
-            dispatch::fan_out_events(&mut self.db, &outbox, now).await?
+            dispatch::fan_out_events(&mut self.db, &outbox, self.rollups.subscribers(), now).await?
         };
         self.rollups.flush(&mut self.db).await?;
         Ok(made)

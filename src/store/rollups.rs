@@ -5,11 +5,12 @@
 //! backdating, or `leadtrail rollups rebuild` recomputes an organization's rows from the raw
 //! ones.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sqlx::Row;
 
 use super::bulk::insert_values;
+use super::dispatch::Subscriber;
 use super::exec::{Cells, Exec, Named};
 use super::{Backend, Store, StoreError, WriteTx};
 use crate::domain::attribution::DerivedChannel;
@@ -401,7 +402,21 @@ pub(crate) struct Pending {
     orgs: HashMap<String, (OrgTimeZone, CreditSettings)>,
     /// Each organization's catalog version as this transaction read it.
     catalog_versions: HashMap<String, i64>,
+    /// Organizations whose rollup lock this transaction holds shared (PostgreSQL).
+    locked: HashSet<String>,
+    /// Recount cursors this transaction read under that lock.
+    cursors: HashMap<String, RecountCursor>,
+    /// Enabled endpoints of the organizations a capture batch read (see `catalog_version`).
+    subscribers: HashMap<String, Vec<Subscriber>>,
 }
+
+/// What a capture batch reads of an organization, in one statement: its facts, catalog
+/// version and recount cursor, and one row per enabled endpoint (or one row without).
+const CAPTURE_FACTS: &str = "SELECT o.time_zone, o.credit_lookback_days, o.credit_half_life_days, \
+     o.catalog_version, o.credit_recount_requested_at, o.credit_recount_at, \
+     o.credit_recount_lead, e.id, e.events \
+     FROM organizations o LEFT JOIN webhook_endpoints e ON e.org_id = o.id AND e.enabled = 1 \
+     WHERE o.id = $1";
 
 /// How far a recount of an organization's model rows has come: `None` when none is running;
 /// `Some(None)` when nothing is counted yet; else the last lead counted.
@@ -421,8 +436,11 @@ impl Pending {
     }
 
     /// The version of the organization's catalog (its widgets and sources) this transaction
-    /// sees, read with the time zone and credit settings: a capture batch needs all three of
-    /// the organization, in one statement.
+    /// sees, read with everything else a capture batch needs of the organization, in one
+    /// statement: the time zone and credit settings, the recount cursor, the enabled endpoints
+    /// its events fan out to. On PostgreSQL the organization's rollup lock is taken (shared)
+    /// first, so the cursor is read under it as `flush` needs, and `flush` takes neither again:
+    /// each of those was a round trip of its own, paid by every batch.
     pub(crate) async fn catalog_version<E: Exec>(
         &mut self,
         db: &mut E,
@@ -431,7 +449,33 @@ impl Pending {
         if let Some(version) = self.catalog_versions.get(org) {
             return Ok(*version);
         }
-        Ok(self.read_org_facts(db, org).await?.1)
+        self.lock_shared(db, org).await?;
+        let rows = db.rows(CAPTURE_FACTS, vec![org.into()]).await?;
+        let row = rows.first().ok_or(StoreError::NotFound)?;
+        let (_, version) = self.keep_org_facts(org, row)?;
+        self.cursors
+            .insert(org.to_owned(), recount_cursor_of(row, 4)?);
+        let subscribers = rows
+            .iter()
+            .filter_map(|r| Subscriber::from_cells(r, 7).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
+        self.subscribers.insert(org.to_owned(), subscribers);
+        Ok(version)
+    }
+
+    /// The enabled endpoints of each organization whose catalog version this transaction
+    /// read: its events' fan-out needs no read of its own.
+    pub(super) fn subscribers(&self) -> &HashMap<String, Vec<Subscriber>> {
+        &self.subscribers
+    }
+
+    /// Takes the organization's rollup lock shared, once per transaction (PostgreSQL).
+    async fn lock_shared<E: Exec>(&mut self, db: &mut E, org: &str) -> Result<(), StoreError> {
+        if !self.locked.contains(org) {
+            rollup_lock(db, org, LockMode::Shared).await?;
+            self.locked.insert(org.to_owned());
+        }
+        Ok(())
     }
 
     async fn read_org_facts<E: Exec>(
@@ -446,7 +490,15 @@ impl Pending {
                 vec![org.into()],
             )
             .await?;
-        let row = rows.first().ok_or(StoreError::NotFound)?;
+        self.keep_org_facts(org, rows.first().ok_or(StoreError::NotFound)?)
+    }
+
+    /// Keeps the time zone, credit settings and catalog version of a row that starts with them.
+    fn keep_org_facts(
+        &mut self,
+        org: &str,
+        row: &impl Cells,
+    ) -> Result<((OrgTimeZone, CreditSettings), i64), StoreError> {
         let zone = OrgTimeZone::parse(&row.text(0)?).map_err(|e| StoreError::Corrupt(e.message))?;
         let settings = CreditSettings::new(row.int(1)?, row.int(2)?)
             .map_err(|e| StoreError::Corrupt(e.message))?;
@@ -464,11 +516,7 @@ impl Pending {
                 vec![org.into()],
             )
             .await?;
-        let row = rows.first().ok_or(StoreError::NotFound)?;
-        if row.opt_int(0)?.is_none() {
-            return Ok(None);
-        }
-        Ok(Some(row.opt_int(1)?.zip(row.opt_text(2)?)))
+        recount_cursor_of(rows.first().ok_or(StoreError::NotFound)?, 0)
     }
 
     /// Counts one more of `kind` (a visit, a first touch) on the day of `at`.
@@ -558,16 +606,16 @@ impl Pending {
         let mut orgs: Vec<String> = rows.keys().map(|k| k.org.clone()).collect();
         orgs.dedup();
         for org in &orgs {
-            rollup_lock(db, org, LockMode::Shared).await?;
+            self.lock_shared(db, org).await?;
         }
-        // Read under the lock: a recount step commits before this or waits for it.
-        let mut cursors: HashMap<String, RecountCursor> = HashMap::new();
+        // Read under the lock (or kept from a read under it): a recount step commits before
+        // this transaction or waits for it.
         for (position, key, delta) in credits {
-            if !cursors.contains_key(&key.org) {
+            if !self.cursors.contains_key(&key.org) {
                 let cursor = Self::recount_cursor(db, &key.org).await?;
-                cursors.insert(key.org.clone(), cursor);
+                self.cursors.insert(key.org.clone(), cursor);
             }
-            let counted = match cursors.get(&key.org) {
+            let counted = match self.cursors.get(&key.org) {
                 Some(None) => true,
                 Some(Some(Some((at, id)))) => {
                     (position.0, position.1.as_str()) <= (*at, id.as_str())
@@ -582,6 +630,15 @@ impl Pending {
         }
         write_rollups(db, rows, Writing::Changes).await
     }
+}
+
+/// The recount cursor in a row's columns `at..at + 3` (`credit_recount_requested_at`,
+/// `credit_recount_at`, `credit_recount_lead`).
+fn recount_cursor_of(row: &impl Cells, at: usize) -> Result<RecountCursor, StoreError> {
+    if row.opt_int(at)?.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(row.opt_int(at + 1)?.zip(row.opt_text(at + 2)?)))
 }
 
 /// How a transaction's rollup changes reach the rollups.
