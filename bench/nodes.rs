@@ -3,8 +3,9 @@
 //!
 //! - capture capacity: 32 clients capture leads as fast as they go for a fixed time, round
 //!   robin over the nodes (closed loop: the figure is what the nodes sustained), for an
-//!   organization without webhooks, so the figure is capture alone; three runs each, median and
-//!   range;
+//!   organization without webhooks, so the figure is capture alone; three rounds of one run of
+//!   1, 2 and 3 nodes each (interleaved, each on a fresh database after a warm-up), median and
+//!   range, and each round's figures against its own one-node run;
 //! - delivery capacity: a backlog of `BACKLOG` leads, each with a `lead.address_preview` due to
 //!   one endpoint, written before the nodes start (through the library's store); then the nodes
 //!   start together and deliveries/s is the backlog ÷ the time from their start to the last
@@ -222,56 +223,101 @@ async fn delivered(arrivals: &Arrivals, leads: &[(String, Instant)]) -> BenchRes
     arrivals.last().ok_or_else(|| "nothing arrived".into())
 }
 
-/// What the nodes did during the measured runs: capture batches (commits) and their average
-/// size, and the nodes' CPU seconds, summed over the nodes.
+/// What the nodes did during the measured runs: capture batches (commits), the captures in
+/// them, and the nodes' CPU seconds, summed over the nodes and the runs.
+#[derive(Default)]
 struct Work {
     batches: f64,
-    batch_size: f64,
+    captures: f64,
     cpu: f64,
 }
 
-async fn work_so_far(nodes: &[Server]) -> BenchResult<(f64, f64, f64)> {
-    let client = reqwest::Client::new();
-    let (mut sum, mut count, mut cpu) = (0.0, 0.0, 0.0);
-    for node in nodes {
-        let stats = batch_stats(&client, node).await?;
-        let (s, c) = (stats.captures, stats.batches);
-        sum += s;
-        count += c;
-        cpu += node.cpu();
+impl Work {
+    async fn so_far(nodes: &[Server]) -> BenchResult<Work> {
+        let client = reqwest::Client::new();
+        let mut work = Work::default();
+        for node in nodes {
+            let stats = batch_stats(&client, node).await?;
+            work.captures += stats.captures;
+            work.batches += stats.batches;
+            work.cpu += node.cpu();
+        }
+        Ok(work)
     }
-    Ok((sum, count, cpu))
-}
 
-/// Leads/s `n` nodes capture for an organization without webhooks (median and range of `RUNS`
-/// runs), and the work behind it.
-async fn capture_capacity(n: usize) -> BenchResult<(Summary, Work)> {
-    let db = Database::create(&format!("nodes_capture{n}")).await?;
-    let (nodes, public_key, _, _) = cluster(&db.url, n, &[], None).await?;
-    let bases: Vec<String> = nodes.iter().map(|s| s.base.clone()).collect();
-    // Warm-up.
-    capture(&bases, &public_key, Duration::from_secs(2)).await?;
-    let mut captured = Vec::new();
-    let before = work_so_far(&nodes).await?;
-    for _ in 0..RUNS {
-        let start = Instant::now();
-        let leads = capture(&bases, &public_key, CAPTURE_FOR).await?;
-        captured.push(leads.len() as f64 / start.elapsed().as_secs_f64());
+    fn add(&mut self, after: &Work, before: &Work) {
+        self.batches += after.batches - before.batches;
+        self.captures += after.captures - before.captures;
+        self.cpu += after.cpu - before.cpu;
     }
-    let after = work_so_far(&nodes).await?;
-    let batches = after.1 - before.1;
-    let work = Work {
-        batches,
-        batch_size: if batches > 0.0 {
-            (after.0 - before.0) / batches
+
+    fn batch_size(&self) -> f64 {
+        if self.batches > 0.0 {
+            self.captures / self.batches
         } else {
             0.0
-        },
-        cpu: after.2 - before.2,
-    };
+        }
+    }
+}
+
+/// One capture run of `n` nodes on a fresh database, for an organization without webhooks:
+/// leads/s after a warm-up, and the work behind it added to `work`.
+async fn capture_run(n: usize, round: usize, work: &mut Work) -> BenchResult<f64> {
+    let db = Database::create(&format!("nodes_capture{n}_{round}")).await?;
+    let (nodes, public_key, _, _) = cluster(&db.url, n, &[], None).await?;
+    let bases: Vec<String> = nodes.iter().map(|s| s.base.clone()).collect();
+    capture(&bases, &public_key, Duration::from_secs(2)).await?;
+    let before = Work::so_far(&nodes).await?;
+    let start = Instant::now();
+    let leads = capture(&bases, &public_key, CAPTURE_FOR).await?;
+    let rate = leads.len() as f64 / start.elapsed().as_secs_f64();
+    work.add(&Work::so_far(&nodes).await?, &before);
     drop(nodes);
     db.drop_now().await;
-    Ok((Summary::of(&captured), work))
+    Ok(rate)
+}
+
+/// Leads/s of 1, 2 and 3 nodes, `RUNS` rounds of one run each, interleaved (1, 2, 3, 1, 2,
+/// 3, …) so that drift of the machine over the minutes of the bench falls on every node count
+/// alike; each round's 2- and 3-node figures are also taken against that round's one node.
+async fn capture_capacity(targets: &mut Targets) -> BenchResult<()> {
+    let mut rates: [Vec<f64>; 3] = Default::default();
+    let mut work: [Work; 3] = Default::default();
+    for round in 0..RUNS {
+        for n in 1..=3 {
+            rates[n - 1].push(capture_run(n, round, &mut work[n - 1]).await?);
+        }
+    }
+    for n in 1..=3 {
+        let leads = Summary::of(&rates[n - 1]);
+        let ratios: Vec<f64> = rates[n - 1]
+            .iter()
+            .zip(&rates[0])
+            .map(|(r, one)| r / one)
+            .collect();
+        let ratio = Summary::of(&ratios);
+        let verdict = if n == 1 {
+            "baseline"
+        } else {
+            targets.check(
+                &format!("{n} nodes capture ≥ 0.8× one node"),
+                ratio.median >= 0.8,
+            )
+        };
+        let w = &work[n - 1];
+        println!(
+            "{n} node(s): captured {:.0} leads/s (range {:.0}–{:.0}) = {}× one node in the same round: {verdict}; \
+             the nodes committed {:.0} capture batches of {:.1} on average and used {:.1} CPU-s",
+            leads.median,
+            leads.min,
+            leads.max,
+            ratio.show(2),
+            w.batches,
+            w.batch_size(),
+            w.cpu
+        );
+    }
+    Ok(())
 }
 
 /// `count` new leads, each with its `lead.address_preview` due, written by this process
@@ -435,16 +481,7 @@ fn against_one(
 async fn main() -> BenchResult<()> {
     let mut targets = Targets::default();
     let cpu_before = own_cpu();
-    let mut one = None;
-    for n in 1..=3 {
-        let (leads, work) = capture_capacity(n).await?;
-        let (ratio, verdict) = against_one(&mut targets, &mut one, n, leads.median, "capture");
-        println!(
-            "{n} node(s): captured {:.0} leads/s (range {:.0}–{:.0}) = {ratio:.2}× one node: {verdict}; \
-             the nodes committed {:.0} capture batches of {:.1} on average and used {:.1} CPU-s",
-            leads.median, leads.min, leads.max, work.batches, work.batch_size, work.cpu
-        );
-    }
+    capture_capacity(&mut targets).await?;
     let mut one = None;
     for n in 1..=3 {
         let (sent, cpu) = delivery_capacity(n).await?;
