@@ -1,7 +1,8 @@
 //! What a capture request is answered with and what it writes. A new lead is decided here from
-//! the organization's catalog, the request and the visitor's visits (`decide_arrival`); a later
-//! step from the lead as the step finds it and the request (`decide_step`). The store reads those
-//! facts, persists the decision and counts it.
+//! the organization's catalog and the request (`decide_arrival`), its touches then gathered from
+//! the visitor's visits (`ArrivalDecision::touches`); a later step from the lead as the step
+//! finds it and the request (`decide_step`). The store reads those facts, persists the decision
+//! and counts it.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -11,7 +12,7 @@ use super::attribution::{
     Arrival, Attribution, AttributionNote, DerivedChannel, SourceFacts, Touch, Utm, WidgetFacts,
     derive_channel_on_page,
 };
-use super::catalog::{Catalog, CatalogGap, Credited};
+use super::catalog::{Catalog, CatalogGap};
 use super::estimate::{Estimate, estimate};
 use super::event::{self, EventType, SourceTracking};
 use super::ids::{LeadId, OrgId};
@@ -219,8 +220,9 @@ pub fn decide_step<'a>(
     })
 }
 
-/// What a new lead writes: the lead with its frozen snapshot and attribution, its touches, its
-/// first event (`lead.address_preview`), and the answer. Only fresh ids and a token are drawn.
+/// What a new lead writes: the lead with its frozen snapshot and attribution, its first event
+/// (`lead.address_preview`), and the answer; its touches once its visitor's visits are known.
+/// Only fresh ids and a token are drawn.
 #[derive(Debug, Clone)]
 pub struct ArrivalDecision {
     /// The widget and source credited, with their names as they are now (the snapshot).
@@ -229,7 +231,8 @@ pub struct ArrivalDecision {
     pub attribution: Attribution,
     /// The tracking parameters as sent, kept for audit.
     pub raw_params: Value,
-    pub touches: Vec<TouchPoint>,
+    /// The arrival as a touch: the last of the lead's touches (`touches`).
+    pub point: TouchPoint,
     /// The (widget, source) counted under first-touch attribution: the first touch's, else the
     /// arrival's own.
     pub first_touch: (u32, u32),
@@ -255,12 +258,11 @@ pub fn new_capture_token() -> (String, String) {
 }
 
 /// The arrival rule (SPEC §3) applied to a new lead: attribution by the catalog (the first touch
-/// by the same rule, from the same page's widget), the frozen snapshot, the touches, the
-/// `lead.address_preview` event.
+/// by the same rule, from the same page's widget), the frozen snapshot, the arrival as a touch,
+/// the `lead.address_preview` event.
 pub fn decide_arrival(
     catalog: &Catalog,
     new: &NewLead,
-    visits: &[VisitTouch],
     now: i64,
 ) -> Result<ArrivalDecision, CatalogGap> {
     let (arrival, derived) = catalog.resolve(&new.arrival)?;
@@ -310,7 +312,14 @@ pub fn decide_arrival(
         },
     );
     Ok(ArrivalDecision {
-        touches: lead_touches(visits, &arrival, derived, now),
+        point: TouchPoint {
+            at: now,
+            key: TouchKey {
+                widget: arrival.widget.version.get(),
+                source: arrival.source.code.get(),
+                channel: derived,
+            },
+        },
         credited: CreditedSnapshot {
             widget: arrival.widget.clone(),
             source: arrival.source.clone(),
@@ -359,23 +368,19 @@ fn first_touch(
     Ok((touch, key))
 }
 
-/// The lead's touches: its visitor's visits within the longest lookback an organization can
-/// choose (the models apply the organization's own), then the arrival.
-fn lead_touches(
-    visits: &[VisitTouch],
-    arrival: &Credited<'_>,
-    derived: Option<DerivedChannel>,
-    now: i64,
-) -> Vec<TouchPoint> {
-    let point = TouchPoint {
-        at: now,
-        key: TouchKey {
-            widget: arrival.widget.version.get(),
-            source: arrival.source.code.get(),
-            channel: derived,
-        },
-    };
-    gather(visits, point, CreditSettings::MAX_LOOKBACK_MS)
+impl ArrivalDecision {
+    /// The lead's touches: its visitor's visits within the longest lookback an organization
+    /// can choose (the models apply the organization's own), then the arrival. Apart from the
+    /// rest of the decision, which needs no visit: the store decides a lead before its batch
+    /// and reads the visits of the whole batch's visitors in it.
+    pub fn touches(&self, visits: &[VisitTouch]) -> Vec<TouchPoint> {
+        lead_touches(&self.point, visits)
+    }
+}
+
+/// The touches of a lead that arrived as `point`: see `ArrivalDecision::touches`.
+pub fn lead_touches(point: &TouchPoint, visits: &[VisitTouch]) -> Vec<TouchPoint> {
+    gather(visits, *point, CreditSettings::MAX_LOOKBACK_MS)
 }
 
 #[cfg(test)]
@@ -552,7 +557,7 @@ mod tests {
     #[test]
     fn an_arrival_is_credited_by_the_catalog_and_its_snapshot_travels_in_the_first_event() {
         let now = 1_767_225_600_000;
-        let decided = decide_arrival(&catalog(), &new_lead("01", "02", None), &[], now).unwrap();
+        let decided = decide_arrival(&catalog(), &new_lead("01", "02", None), now).unwrap();
         // An archived source still attributes: its signs are still out there.
         assert_eq!(decided.credited.source.name, "Yard Signs");
         assert_eq!(decided.credited.widget.name, "Primary");
@@ -580,7 +585,7 @@ mod tests {
             api_key_digest(&decided.reply.capture_token),
             "the row keeps the digest of the token answered"
         );
-        let last = decided.touches.last().unwrap();
+        let last = *decided.touches(&[]).last().unwrap();
         assert_eq!((last.at, last.key.widget, last.key.source), (now, 1, 2));
     }
 
@@ -591,8 +596,7 @@ mod tests {
             s: Some("02".into()),
             ..FirstTouch::default()
         };
-        let decided =
-            decide_arrival(&catalog(), &new_lead("02", "09", Some(first)), &[], 0).unwrap();
+        let decided = decide_arrival(&catalog(), &new_lead("02", "09", Some(first)), 0).unwrap();
         assert_eq!(decided.credited.widget.name, "Spring Promo");
         assert_eq!(
             decided.credited.source.name, "Website",

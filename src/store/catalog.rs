@@ -54,6 +54,14 @@ impl CatalogCache {
         Ok(catalog)
     }
 
+    /// The organization's catalog as last read, whatever its version now: for deciding ahead
+    /// of a transaction, which checks the version it reads against the copy's (`get` returns
+    /// the same `Arc` only if it is current).
+    pub(super) fn latest(&self, org: &OrgId) -> Option<Arc<Catalog>> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.get(org).map(|(_, catalog)| catalog.clone())
+    }
+
     fn kept(&self, org: &OrgId, version: i64) -> Option<Arc<Catalog>> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         match entries.get(org) {

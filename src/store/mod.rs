@@ -40,8 +40,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub use accounts::{Invite, Membership, PendingInvite, SessionRecord, User};
 pub use backup::BackupSummary;
 pub use capture::{
-    CaptureCommand, CaptureRefusal, CaptureReply, CaptureResult, FirstTouch, HeardAbout,
-    Idempotency, LeadCreated, NewLead, StepRecorded, StepUpdate,
+    ArrivalPreparer, CaptureCommand, CaptureRefusal, CaptureReply, CaptureResult, FirstTouch,
+    HeardAbout, Idempotency, LeadCreated, NewLead, PreparedLead, StepRecorded, StepUpdate,
 };
 pub use corrections::Correction;
 pub use deliveries::{

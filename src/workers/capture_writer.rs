@@ -10,7 +10,9 @@
 
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::store::{CaptureCommand, CaptureReply, CaptureResult, Store, StoreError};
+use crate::store::{
+    ArrivalPreparer, CaptureCommand, CaptureReply, CaptureResult, Store, StoreError,
+};
 
 /// Most commands in one transaction: bounds how long the write lock is held.
 pub const MAX_BATCH: usize = 256;
@@ -45,6 +47,8 @@ impl From<&StoreError> for Failure {
 #[derive(Clone)]
 pub struct CaptureWriter {
     tx: mpsc::Sender<Job>,
+    /// Decides new leads on the caller's task, from the catalogs the writer's store keeps.
+    preparer: ArrivalPreparer,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +75,7 @@ impl CaptureWriter {
         dispatch: std::sync::Arc<Notify>,
     ) -> Result<(Self, std::thread::JoinHandle<()>), StoreError> {
         let (tx, rx) = mpsc::channel::<Job>(QUEUE);
-        let (ready_tx, ready_rx) = oneshot::channel::<Result<(), StoreError>>();
+        let (ready_tx, ready_rx) = oneshot::channel::<Result<ArrivalPreparer, StoreError>>();
         let url = database_url.to_owned();
         let thread = std::thread::Builder::new()
             .name("capture-writer".into())
@@ -95,21 +99,22 @@ impl CaptureWriter {
                             return;
                         }
                     };
-                    let _ = ready_tx.send(Ok(()));
+                    let _ = ready_tx.send(Ok(store.arrival_preparer()));
                     run(store.clone(), rx, enrichment).await;
                     store.close().await;
                 });
             })
             .map_err(|e| StoreError::Config(format!("writer thread: {e}")))?;
-        ready_rx
+        let preparer = ready_rx
             .await
             .map_err(|_| StoreError::Config("the capture writer did not start".into()))??;
-        Ok((Self { tx }, thread))
+        Ok((Self { tx, preparer }, thread))
     }
 
     /// Queues a command and waits until it is committed (or refused); `Busy` at once when
     /// the queue is full.
     pub async fn submit(&self, command: CaptureCommand) -> Result<CaptureResult, WriteError> {
+        let command = self.preparer.prepare(command);
         let (done, answer) = oneshot::channel();
         self.tx.try_send((command, done)).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => {
@@ -128,7 +133,7 @@ impl CaptureWriter {
 }
 
 /// On PostgreSQL, how long a batch that found requests already waiting (the writer is busy)
-/// waits for more before it is written. Each batch costs about ten round trips to the database
+/// waits for more before it is written. Each batch costs about seven round trips to the database
 /// whatever its size, and when several nodes share the captures each node's batches shrink
 /// (16 → 6 leads with three nodes in `cargo bench --bench nodes`): a millisecond of gathering
 /// writes the same leads in fewer, larger transactions. A request arriving at an idle writer

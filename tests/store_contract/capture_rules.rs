@@ -784,6 +784,76 @@ async fn a_catalog_change_by_another_node_is_seen_by_the_next_capture(db: TestDb
     node_b.close().await;
 }
 
+/// The capture writer decides a new lead on the request's task, against the catalog it keeps,
+/// before the lead's batch; a rename committed in between must still reach the snapshot.
+async fn a_lead_decided_before_a_catalog_change_is_decided_again_in_its_batch(db: TestDb) {
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Premium).await;
+    store
+        .create_source(&org, PRIMARY, new_source("Facebook Ads"))
+        .await
+        .unwrap();
+    let preparer = store.arrival_preparer();
+    let to_prepare =
+        || CaptureCommand::CreateLead(Box::new(arrival(&org, Some(1), Some("01"), Some("02"))));
+    assert!(
+        matches!(
+            preparer.prepare(to_prepare()),
+            CaptureCommand::CreateLead(_)
+        ),
+        "nothing is decided ahead before a batch has read the catalog"
+    );
+    create(&store, arrival(&org, Some(1), Some("01"), Some("02")))
+        .await
+        .unwrap();
+    let current = preparer.prepare(to_prepare());
+    let stale = preparer.prepare(to_prepare());
+    assert!(matches!(stale, CaptureCommand::Prepared(_)));
+    let created = |mut results: Vec<leadtrail::store::CaptureResult>| match results.pop() {
+        Some(Ok(CaptureReply::Created(lead))) => lead,
+        other => panic!("unexpected {other:?}"),
+    };
+    // As the writer hands its batch over: the commands themselves, not copies (a copy of a
+    // prepared lead decides again).
+    let kept = created(
+        store
+            .apply_capture_batch(vec![current].into())
+            .await
+            .unwrap(),
+    );
+    assert_eq!(snapshot(&store, &org, &kept).await.3, "Facebook Ads");
+    store
+        .update_source(
+            &org,
+            PRIMARY,
+            code(2),
+            SourcePatch {
+                name: Some(SourceName::parse("Meta Ads").unwrap()),
+                channel_category: Some(ChannelCategory::PaidSearch),
+            },
+        )
+        .await
+        .unwrap();
+    let renamed = created(store.apply_capture_batch(vec![stale].into()).await.unwrap());
+    assert_eq!(snapshot(&store, &org, &renamed).await.3, "Meta Ads");
+    let record = store.lead(&org, &renamed.lead_id).await.unwrap();
+    assert_eq!(record.source_category, ChannelCategory::PaidSearch);
+    let preview = store
+        .events(&org)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| {
+            e.event_type == "lead.address_preview"
+                && e.payload["lead_id"] == renamed.lead_id.as_str()
+        })
+        .unwrap();
+    assert_eq!(
+        preview.payload["source_tracking"]["source_label"],
+        "Meta Ads"
+    );
+}
+
 async fn visits_are_attributed_like_leads(db: TestDb) {
     let store = store(&db).await;
     let org = two_widgets(&store).await;
@@ -830,6 +900,7 @@ on_both_backends!(
     concurrent_creates_in_one_batch_each_get_their_own_lead,
     visits_are_attributed_like_leads,
     a_catalog_change_by_another_node_is_seen_by_the_next_capture,
+    a_lead_decided_before_a_catalog_change_is_decided_again_in_its_batch,
     a_full_capture_queue_refuses_at_once_and_writes_everything_it_took,
 );
 
