@@ -9,7 +9,7 @@
 //! - delivery capacity: a backlog of `BACKLOG` leads, each with a `lead.address_preview` due to
 //!   one endpoint, written before the nodes start (through the library's store); then the nodes
 //!   start together and deliveries/s is the backlog ÷ the time from their start to the last
-//!   receipt; three runs each, median and range;
+//!   receipt; three rounds of 1, 2 and 3 nodes as for capture;
 //! - wake-up latency: leads written by another node (this process, through the library's
 //!   store, which sends no HTTP and runs no dispatcher) at an open-loop 10/s, delivered by two
 //!   serving nodes: commit→receipt p50/p99 with `LISTEN/NOTIFY` and with polling alone (the
@@ -277,33 +277,16 @@ async fn capture_run(n: usize, round: usize, work: &mut Work) -> BenchResult<f64
     Ok(rate)
 }
 
-/// Leads/s of 1, 2 and 3 nodes, `RUNS` rounds of one run each, interleaved (1, 2, 3, 1, 2,
-/// 3, …) so that drift of the machine over the minutes of the bench falls on every node count
-/// alike; each round's 2- and 3-node figures are also taken against that round's one node.
+/// Leads/s of 1, 2 and 3 nodes, `RUNS` rounds of one run each, interleaved (see `rounds`).
 async fn capture_capacity(targets: &mut Targets) -> BenchResult<()> {
-    let mut rates: [Vec<f64>; 3] = Default::default();
     let mut work: [Work; 3] = Default::default();
+    let mut rates: [Vec<f64>; 3] = Default::default();
     for round in 0..RUNS {
         for n in 1..=3 {
             rates[n - 1].push(capture_run(n, round, &mut work[n - 1]).await?);
         }
     }
-    for n in 1..=3 {
-        let leads = Summary::of(&rates[n - 1]);
-        let ratios: Vec<f64> = rates[n - 1]
-            .iter()
-            .zip(&rates[0])
-            .map(|(r, one)| r / one)
-            .collect();
-        let ratio = Summary::of(&ratios);
-        let verdict = if n == 1 {
-            "baseline"
-        } else {
-            targets.check(
-                &format!("{n} nodes capture ≥ 0.8× one node"),
-                ratio.median >= 0.8,
-            )
-        };
+    for (n, (leads, ratio, verdict)) in rounds(targets, &rates, "capture") {
         let w = &work[n - 1];
         println!(
             "{n} node(s): captured {:.0} leads/s (range {:.0}–{:.0}) = {}× one node in the same round: {verdict}; \
@@ -318,6 +301,37 @@ async fn capture_capacity(targets: &mut Targets) -> BenchResult<()> {
         );
     }
     Ok(())
+}
+
+/// Figures of 1, 2 and 3 nodes (`rates[n - 1]`, one per round) measured in rounds, 1, 2, 3
+/// nodes in each (interleaved, so that drift of the machine over the minutes of the bench falls
+/// on every node count alike): for each node count the median and range, the median and range
+/// of each round's figure against that round's one node, and the verdict on the target of at
+/// least 0.8× one node.
+fn rounds(
+    targets: &mut Targets,
+    rates: &[Vec<f64>; 3],
+    what: &str,
+) -> Vec<(usize, (Summary, Summary, &'static str))> {
+    (1..=3)
+        .map(|n| {
+            let ratios: Vec<f64> = rates[n - 1]
+                .iter()
+                .zip(&rates[0])
+                .map(|(r, one)| r / one)
+                .collect();
+            let ratio = Summary::of(&ratios);
+            let verdict = if n == 1 {
+                "baseline"
+            } else {
+                targets.check(
+                    &format!("{n} nodes {what} ≥ 0.8× one node"),
+                    ratio.median >= 0.8,
+                )
+            };
+            (n, (Summary::of(&rates[n - 1]), ratio, verdict))
+        })
+        .collect()
 }
 
 /// `count` new leads, each with its `lead.address_preview` due, written by this process
@@ -357,25 +371,49 @@ fn lead_command(org: &OrgId, address: &Address) -> CaptureCommand {
 
 /// Deliveries/s of `n` nodes draining a backlog written before they start (median and range
 /// of `RUNS` runs), and the nodes' CPU seconds over the runs.
-async fn delivery_capacity(n: usize) -> BenchResult<(Summary, f64)> {
-    let db = Database::create(&format!("nodes_delivery{n}")).await?;
+async fn delivery_run(n: usize, round: usize) -> BenchResult<(f64, f64)> {
+    let db = Database::create(&format!("nodes_delivery{n}_{round}")).await?;
     let (hook, arrivals) = receiver().await?;
     let (setup, _, org, _) = cluster(&db.url, 1, &[], Some(&hook)).await?;
     drop(setup);
     let org = OrgId::parse(&org).ok_or("bad org id")?;
     let writer = Store::connect(&db.url).await?;
-    let (mut sent, mut cpu) = (Vec::new(), 0.0);
-    for _ in 0..RUNS {
-        let leads = backlog(&writer, &org, BACKLOG).await?;
-        let start = Instant::now();
-        let nodes = nodes(&db.url, n, &[])?;
-        let last = delivered(&arrivals, &leads).await?;
-        sent.push(leads.len() as f64 / last.duration_since(start).as_secs_f64());
-        cpu += nodes.iter().map(Server::cpu).sum::<f64>();
-    }
+    let leads = backlog(&writer, &org, BACKLOG).await?;
+    let start = Instant::now();
+    let nodes = nodes(&db.url, n, &[])?;
+    let last = delivered(&arrivals, &leads).await?;
+    let rate = leads.len() as f64 / last.duration_since(start).as_secs_f64();
+    let cpu = nodes.iter().map(Server::cpu).sum::<f64>();
+    drop(nodes);
     writer.close().await;
     db.drop_now().await;
-    Ok((Summary::of(&sent), cpu))
+    Ok((rate, cpu))
+}
+
+/// Deliveries/s of 1, 2 and 3 nodes, `RUNS` rounds of one run each, interleaved (see
+/// `rounds`), each on a fresh database with its backlog written before the nodes start.
+async fn delivery_capacity(targets: &mut Targets) -> BenchResult<()> {
+    let mut cpu = [0.0; 3];
+    let mut rates: [Vec<f64>; 3] = Default::default();
+    for round in 0..RUNS {
+        for n in 1..=3 {
+            let (rate, used) = delivery_run(n, round).await?;
+            rates[n - 1].push(rate);
+            cpu[n - 1] += used;
+        }
+    }
+    for (n, (sent, ratio, verdict)) in rounds(targets, &rates, "deliver") {
+        println!(
+            "{n} node(s): delivered a backlog of {BACKLOG} at {:.0}/s (range {:.0}–{:.0}) = {}× \
+             one node in the same round: {verdict}; the nodes used {:.1} CPU-s",
+            sent.median,
+            sent.min,
+            sent.max,
+            ratio.show(2),
+            cpu[n - 1]
+        );
+    }
+    Ok(())
 }
 
 /// Each lead's wait from its commit to its receipt, sorted; every one of the leads written.
@@ -459,39 +497,12 @@ async fn single_node_latency() -> BenchResult<(Vec<Duration>, f64)> {
     Ok((waits, run.achieved_rate))
 }
 
-/// `median` of `n` nodes as a share of one node's (the first one given, kept in `one`), and the
-/// verdict on the target: at least 0.8× one node.
-fn against_one(
-    targets: &mut Targets,
-    one: &mut Option<f64>,
-    n: usize,
-    median: f64,
-    what: &str,
-) -> (f64, &'static str) {
-    let ratio = median / *one.get_or_insert(median);
-    let verdict = if n == 1 {
-        "baseline"
-    } else {
-        targets.check(&format!("{n} nodes {what} ≥ 0.8× one node"), ratio >= 0.8)
-    };
-    (ratio, verdict)
-}
-
 #[tokio::main]
 async fn main() -> BenchResult<()> {
     let mut targets = Targets::default();
     let cpu_before = own_cpu();
     capture_capacity(&mut targets).await?;
-    let mut one = None;
-    for n in 1..=3 {
-        let (sent, cpu) = delivery_capacity(n).await?;
-        let (ratio, verdict) = against_one(&mut targets, &mut one, n, sent.median, "deliver");
-        println!(
-            "{n} node(s): delivered a backlog of {BACKLOG} at {:.0}/s (range {:.0}–{:.0}) = {ratio:.2}× \
-             one node: {verdict}; the nodes used {cpu:.1} CPU-s",
-            sent.median, sent.min, sent.max
-        );
-    }
+    delivery_capacity(&mut targets).await?;
     let (single, rate) = single_node_latency().await?;
     let single_p50 = ms(percentile(&single, 0.5));
     println!(
