@@ -647,8 +647,58 @@ async fn the_retention_setting_is_checked_against_the_lookback(db: TestDb) {
     assert_eq!(body["raw_data_retention_days"], Value::Null);
 }
 
+/// A capture token is a secret the homeowner's browser holds: the database keeps only its
+/// digest, on the lead and in the answer stored for a retried request alike (a retry gets a
+/// fresh token, which replaces the first).
+async fn a_capture_token_is_kept_nowhere_in_plain_text(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let org = app.create_org("starter").await;
+    let pk = org.body["public_key"].as_str().unwrap();
+    let body = json!({"public_key": pk, "widget": "01", "v": "01", "s": "01",
+        "address": {"street": STREET, "city": "Austin", "state": "TX", "postal_code": "78701"}});
+    let mut tokens = Vec::new();
+    let mut leads = Vec::new();
+    for _ in 0..2 {
+        let (status, created) = capture(
+            &app,
+            Method::POST,
+            "/c/v1/leads",
+            None,
+            Some("lead-7"),
+            &body,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        tokens.push(created["capture_token"].as_str().unwrap().to_owned());
+        leads.push(created["lead_id"].clone());
+    }
+    assert_eq!(
+        leads[0], leads[1],
+        "the retry is answered with the same lead"
+    );
+    assert_ne!(tokens[0], tokens[1]);
+    let url = app.database_url().to_owned();
+    for token in &tokens {
+        assert_eq!(
+            held_anywhere(&url, token).await,
+            Vec::<String>::new(),
+            "{token}"
+        );
+    }
+    // The fresh token is the one the lead's next step needs.
+    let lead = leads[0].as_str().unwrap();
+    let step = json!({"step": "project_details", "roof_type": "replacement",
+        "material": "asphalt_shingle", "stories": 2, "urgency": "within_1_month"});
+    let path = format!("/c/v1/leads/{lead}");
+    let (status, _) = capture(&app, Method::PATCH, &path, Some(&tokens[0]), None, &step).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = capture(&app, Method::PATCH, &path, Some(&tokens[1]), None, &step).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
 on_both_backends!(
     an_export_streams_every_lead_and_imports_back_to_the_same_reports,
     erasure_removes_a_homeowners_data_everywhere_and_keeps_the_reports,
     the_retention_setting_is_checked_against_the_lookback,
+    a_capture_token_is_kept_nowhere_in_plain_text,
 );
