@@ -698,6 +698,22 @@ async fn a_full_capture_queue_refuses_at_once_and_writes_everything_it_took(db: 
 /// another connection (another node) is seen by the very next capture: a new source credits
 /// its leads and visits, a rename and a new category are in the next snapshot, a new widget's
 /// links resolve, and a change that rolled back (a refused create) changes nothing.
+/// Renames the Primary widget's source 02 to "Meta Ads", recategorised as paid search.
+async fn rename_to_meta_ads(store: &Store, org: &OrgId) {
+    store
+        .update_source(
+            org,
+            PRIMARY,
+            code(2),
+            SourcePatch {
+                name: Some(SourceName::parse("Meta Ads").unwrap()),
+                channel_category: Some(ChannelCategory::PaidSearch),
+            },
+        )
+        .await
+        .unwrap();
+}
+
 async fn a_catalog_change_by_another_node_is_seen_by_the_next_capture(db: TestDb) {
     let node_a = store(&db).await;
     let node_b = Store::connect(db.url()).await.unwrap();
@@ -723,18 +739,7 @@ async fn a_catalog_change_by_another_node_is_seen_by_the_next_capture(db: TestDb
             "Facebook Ads".into()
         )
     );
-    node_b
-        .update_source(
-            &org,
-            PRIMARY,
-            code(2),
-            SourcePatch {
-                name: Some(SourceName::parse("Meta Ads").unwrap()),
-                channel_category: Some(ChannelCategory::PaidSearch),
-            },
-        )
-        .await
-        .unwrap();
+    rename_to_meta_ads(&node_b, &org).await;
     let renamed = create(&node_a, arrival(&org, Some(1), Some("01"), Some("02")))
         .await
         .unwrap();
@@ -822,18 +827,7 @@ async fn a_lead_decided_before_a_catalog_change_is_decided_again_in_its_batch(db
             .unwrap(),
     );
     assert_eq!(snapshot(&store, &org, &kept).await.3, "Facebook Ads");
-    store
-        .update_source(
-            &org,
-            PRIMARY,
-            code(2),
-            SourcePatch {
-                name: Some(SourceName::parse("Meta Ads").unwrap()),
-                channel_category: Some(ChannelCategory::PaidSearch),
-            },
-        )
-        .await
-        .unwrap();
+    rename_to_meta_ads(&store, &org).await;
     let renamed = created(store.apply_capture_batch(vec![stale].into()).await.unwrap());
     assert_eq!(snapshot(&store, &org, &renamed).await.3, "Meta Ads");
     let record = store.lead(&org, &renamed.lead_id).await.unwrap();
