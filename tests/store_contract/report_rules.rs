@@ -702,6 +702,78 @@ async fn reports_read_the_same_before_and_after_changes_are_folded(db: TestDb) {
     assert_eq!(report().await, rebuilt, "the rebuild's own rows folded");
 }
 
+/// PostgreSQL only: nodes write at once there, and the rollup lock orders them against a
+/// recount (SQLite runs one write transaction at a time).
+mod postgres_only {
+    use std::time::{Duration, Instant};
+
+    use sqlx::{Connection, Executor, PgConnection};
+
+    use super::starter_with_yard_signs;
+    use crate::common::leads::{arrival, create};
+    use crate::common::{Backend, TestDb};
+    use crate::store;
+
+    /// A recount holds the organization's rollup lock alone until it commits (it deletes the
+    /// rows and counts them again from what is committed); a capture batch takes the lock
+    /// shared, so it waits for the recount instead of adding to rows being rebuilt. Shown
+    /// without luck in timing: the lock is held here as a recount holds it, the batch is seen
+    /// waiting for it in `pg_locks`, and its lead appears only once the lock is let go.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_capture_batch_waits_for_a_recount_holding_the_rollup_lock() {
+        let Some(db) = TestDb::new(Backend::Postgres).await else {
+            return;
+        };
+        let store = store(&db).await;
+        let org = starter_with_yard_signs(&store).await;
+        let mut recount = PgConnection::connect(db.url()).await.unwrap();
+        let mut observer = PgConnection::connect(db.url()).await.unwrap();
+        recount.execute("BEGIN").await.unwrap();
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(org.as_str())
+            .execute(&mut recount)
+            .await
+            .unwrap();
+        let capture = tokio::spawn({
+            let (store, org) = (store.clone(), org.clone());
+            async move { create(&store, arrival(&org, Some(1), Some("01"), Some("02"))).await }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            )
+            .fetch_one(&mut observer)
+            .await
+            .unwrap();
+            if waiting == 1 {
+                break;
+            }
+            assert!(
+                !capture.is_finished(),
+                "the capture batch committed while a recount held the rollup lock"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "the capture batch never waited for the rollup lock"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let leads = async |c: &mut PgConnection| -> i64 {
+            sqlx::query_scalar("SELECT count(*) FROM leads")
+                .fetch_one(c)
+                .await
+                .unwrap()
+        };
+        assert_eq!(leads(&mut observer).await, 0, "written past the lock");
+        assert!(!capture.is_finished());
+        recount.execute("COMMIT").await.unwrap();
+        capture.await.unwrap().unwrap();
+        assert_eq!(leads(&mut observer).await, 1);
+    }
+}
+
 on_both_backends!(
     a_recount_during_captures_loses_and_doubles_nothing,
     reports_read_the_same_before_and_after_changes_are_folded,
