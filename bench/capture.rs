@@ -25,11 +25,13 @@ mod harness;
 #[path = "support/raw_insert.rs"]
 mod raw_insert;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use harness::{
-    ADMIN, BenchResult, Database, Server, Summary, Targets, batch_stats, ms, own_cpu, percentile,
+    ADMIN, BenchResult, Database, MachineCpu, Sched, Server, Summary, Targets, batch_stats, ms,
+    own_cpu, percentile,
 };
 use serde_json::{Value, json};
 
@@ -143,11 +145,15 @@ async fn raw_baseline(
     for size in sizes {
         let mut rates = Vec::with_capacity(repeats);
         let mut commit_shares = Vec::new();
+        let mut cpu_shares = Vec::new();
+        let mut waiting_shares = Vec::new();
         for run in 0..repeats.max(1) {
             rates.push(match &sample {
                 Baseline::Sqlite(sqlite) => {
                     let run = sqlite.write(server.scratch_dir(), size, TOTAL)?;
                     commit_shares.push(run.commit_share);
+                    cpu_shares.push(run.on_cpu_share);
+                    waiting_shares.push(run.waiting_share);
                     run.leads_per_second
                 }
                 Baseline::Postgres(postgres) => {
@@ -175,10 +181,13 @@ async fn raw_baseline(
             let split = if commit_shares.is_empty() {
                 String::new()
             } else {
-                let commit = per_transaction * Summary::of(&commit_shares).median;
+                let share = |shares: &[f64]| per_transaction * Summary::of(shares).median;
+                let commit = share(&commit_shares);
                 format!(
-                    ": {:.2} ms of statements, {commit:.2} ms of commit",
-                    per_transaction - commit
+                    ": {:.2} ms of statements, {commit:.2} ms of commit; {:.2} ms on a CPU, {:.2} ms waiting for one",
+                    per_transaction - commit,
+                    share(&cpu_shares),
+                    share(&waiting_shares),
                 )
             };
             println!(
@@ -193,6 +202,50 @@ async fn raw_baseline(
         }
     }
     Ok(())
+}
+
+/// Whether the lead runs had the machine to spare: where a single writer's figures come from
+/// on a machine whose cores the HTTP work also needs.
+fn print_machine(machine: &MachineCpu, seconds: f64) {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    println!(
+        "  the machine during the lead runs: {:.2} of {cores} cores busy, {:.2} idle ({:.2} of it waiting for the disk)",
+        machine.busy_cores(seconds),
+        machine.idle / seconds,
+        machine.iowait / seconds,
+    );
+}
+
+/// The server's threads over the lead runs: cores on a CPU, and cores' worth of time spent
+/// runnable but waiting for one; the SQLite writer's per transaction.
+fn print_threads(
+    before: &BTreeMap<String, Sched>,
+    after: &BTreeMap<String, Sched>,
+    seconds: f64,
+    transactions: f64,
+) {
+    let mut shown = Vec::new();
+    for (name, now) in after {
+        let used = *now - before.get(name).copied().unwrap_or_default();
+        if used.on_cpu / seconds >= 0.01 {
+            shown.push(format!(
+                "{name} {:.2} (+{:.2} waiting)",
+                used.on_cpu / seconds,
+                used.waiting / seconds
+            ));
+        }
+        if name == "sqlite-native" && transactions > 0.0 {
+            println!(
+                "  the SQLite writing thread per transaction: {:.2} ms on a CPU, {:.2} ms runnable waiting for one",
+                used.on_cpu * 1000.0 / transactions,
+                used.waiting * 1000.0 / transactions,
+            );
+        }
+    }
+    println!(
+        "  server threads, cores on a CPU (+ waiting for one): {}",
+        shown.join(", ")
+    );
 }
 
 /// Warm-up, then `repeats` runs.
@@ -361,9 +414,12 @@ async fn run(server: &Server, raw: Raw, settings: Settings) -> BenchResult<()> {
     // Visits are buffered up to a second: let the last of them reach the disk before leads.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let metrics_before = batch_stats(&client, server).await?;
+    let (machine_before, threads_before) = (MachineCpu::now(), Sched::by_thread_name(server.pid()));
     let lead_runs = Instant::now();
     let leads = summarize(&phase(server, &Load::Lead(lead), connections, seconds, repeats).await);
     let lead_seconds = lead_runs.elapsed().as_secs_f64();
+    let machine = MachineCpu::now() - machine_before;
+    let threads = Sched::by_thread_name(server.pid());
     let metrics_after = batch_stats(&client, server).await?;
     let mut targets = Targets::default();
     let print = |name: &str, row: &Row, ratio: Option<Summary>, verdict: String| {
@@ -424,6 +480,8 @@ async fn run(server: &Server, raw: Raw, settings: Settings) -> BenchResult<()> {
             100.0 * (batches.work_seconds + batches.commit_seconds) / lead_seconds,
         );
     }
+    print_machine(&machine, lead_seconds);
+    print_threads(&threads_before, &threads, lead_seconds, batches.batches);
     raw_baseline(server, &raw, &leads, formed, repeats, &mut targets).await?;
     let errors = ceiling.errors + visits.errors + leads.errors;
     if errors > 0 {

@@ -134,7 +134,10 @@ pub async fn prepare(config: Config) -> anyhow::Result<Service> {
                 if let Err(e) = planner.optimize().await {
                     tracing::warn!(error = %e, "refreshing planner statistics failed");
                 }
-                if let Err(e) = planner.forget_old_idempotency_keys().await {
+                if let Err(e) = planner
+                    .forget_old_idempotency_keys(crate::store::now_ms())
+                    .await
+                {
                     tracing::warn!(error = %e, "forgetting old idempotency keys failed");
                 }
                 if let Err(e) = planner.forget_expired_sessions().await {

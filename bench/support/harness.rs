@@ -122,6 +122,111 @@ pub fn percentile(sorted: &[Duration], q: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// How the machine's CPUs spent their time so far (`/proc/stat`), in CPU-seconds: busy (user,
+/// system, interrupts), idle, and idle while a disk request was outstanding (`iowait`). Two
+/// readings apart say whether a phase had the machine to spare or used all of it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MachineCpu {
+    pub busy: f64,
+    pub idle: f64,
+    pub iowait: f64,
+}
+
+impl MachineCpu {
+    pub fn now() -> MachineCpu {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let fields: Vec<f64> = stat
+            .lines()
+            .find(|l| l.starts_with("cpu "))
+            .map(|l| {
+                l.split_whitespace()
+                    .skip(1)
+                    .filter_map(|f| f.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        // user nice system idle iowait irq softirq steal …, in clock ticks (1/100 s).
+        let at = |i: usize| fields.get(i).copied().unwrap_or(0.0) / 100.0;
+        MachineCpu {
+            busy: at(0) + at(1) + at(2) + at(5) + at(6) + at(7),
+            idle: at(3),
+            iowait: at(4),
+        }
+    }
+
+    /// Cores busy on average over `seconds`.
+    pub fn busy_cores(&self, seconds: f64) -> f64 {
+        self.busy / seconds
+    }
+}
+
+impl std::ops::Sub for MachineCpu {
+    type Output = MachineCpu;
+
+    fn sub(self, earlier: MachineCpu) -> MachineCpu {
+        MachineCpu {
+            busy: self.busy - earlier.busy,
+            idle: self.idle - earlier.idle,
+            iowait: self.iowait - earlier.iowait,
+        }
+    }
+}
+
+/// A thread's time on a CPU and its time runnable but waiting for one, in seconds
+/// (`schedstat`: the kernel's own accounting, in nanoseconds). On a machine whose cores are
+/// all busy, a thread that wakes (an fsync done, a job handed over) waits its turn: that wait
+/// is the second figure.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sched {
+    pub on_cpu: f64,
+    pub waiting: f64,
+}
+
+impl Sched {
+    fn read(path: &std::path::Path) -> Sched {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let mut f = text
+            .split_whitespace()
+            .map(|v| v.parse::<f64>().unwrap_or(0.0));
+        Sched {
+            on_cpu: f.next().unwrap_or(0.0) / 1e9,
+            waiting: f.next().unwrap_or(0.0) / 1e9,
+        }
+    }
+
+    /// The calling thread's own.
+    pub fn this_thread() -> Sched {
+        Sched::read(std::path::Path::new("/proc/thread-self/schedstat"))
+    }
+
+    /// Process `pid`'s threads, summed by thread name (tokio's workers share one).
+    pub fn by_thread_name(pid: u32) -> std::collections::BTreeMap<String, Sched> {
+        let mut by_name = std::collections::BTreeMap::<String, Sched>::new();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return by_name;
+        };
+        for task in tasks.flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            let one = Sched::read(&task.path().join("schedstat"));
+            let sum = by_name.entry(comm.trim_end().to_owned()).or_default();
+            sum.on_cpu += one.on_cpu;
+            sum.waiting += one.waiting;
+        }
+        by_name
+    }
+}
+
+impl std::ops::Sub for Sched {
+    type Output = Sched;
+
+    fn sub(self, earlier: Sched) -> Sched {
+        Sched {
+            on_cpu: self.on_cpu - earlier.on_cpu,
+            waiting: self.waiting - earlier.waiting,
+        }
+    }
+}
+
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use rusqlite::types::Value;
 
-use super::harness::BenchResult;
+use super::harness::{BenchResult, Sched};
 
 /// The service's pragmas (`Store`'s connection setup).
 const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
@@ -174,6 +174,7 @@ impl Sample {
         let event_sql = self.events.insert_sql("");
         let rollup_sql = self.rollups.insert_sql(&upsert(&self.rollups)?);
         let started = Instant::now();
+        let sched = Sched::this_thread();
         let mut committing = std::time::Duration::ZERO;
         let mut written = 0;
         while written < total {
@@ -203,6 +204,7 @@ impl Sample {
             written += size;
         }
         let elapsed = started.elapsed().as_secs_f64();
+        let sched = Sched::this_thread() - sched;
         drop(db);
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
@@ -210,6 +212,8 @@ impl Sample {
         Ok(RawRun {
             leads_per_second: total as f64 / elapsed,
             commit_share: committing.as_secs_f64() / elapsed,
+            on_cpu_share: sched.on_cpu / elapsed,
+            waiting_share: sched.waiting / elapsed,
         })
     }
 }
@@ -219,6 +223,10 @@ pub struct RawRun {
     pub leads_per_second: f64,
     /// Of the run's time, the part spent in `COMMIT` (the WAL written and synced).
     pub commit_share: f64,
+    /// Of the run's time, the part the writing thread was on a CPU, and the part it was
+    /// runnable but waiting for one.
+    pub on_cpu_share: f64,
+    pub waiting_share: f64,
 }
 
 /// The same baseline on PostgreSQL: the rows the service stored, read back as JSON, written into

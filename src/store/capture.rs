@@ -173,9 +173,10 @@ pub(super) fn from_json<T: for<'de> Deserialize<'de>>(
 pub const IDEMPOTENCY_KEY_TTL_MS: i64 = 24 * 3600 * 1000;
 
 impl Store {
-    /// Forgets idempotency keys older than `IDEMPOTENCY_KEY_TTL_MS`; returns how many.
-    pub async fn forget_old_idempotency_keys(&self) -> Result<u64, StoreError> {
-        self.forget_idempotency_keys_before(now_ms() - IDEMPOTENCY_KEY_TTL_MS)
+    /// Forgets idempotency keys older than `IDEMPOTENCY_KEY_TTL_MS` at `now_ms` (the sweep
+    /// passes the clock; tests pass a later time); returns how many.
+    pub async fn forget_old_idempotency_keys(&self, now_ms: i64) -> Result<u64, StoreError> {
+        self.forget_idempotency_keys_before(now_ms - IDEMPOTENCY_KEY_TTL_MS)
             .await
     }
 

@@ -904,7 +904,9 @@ mod housekeeping {
     use crate::{org, store};
     use leadtrail::domain::tier::Tier;
 
-    async fn fresh_idempotency_keys_are_kept_by_the_daily_sweep(db: TestDb) {
+    /// A retry within the day gets the first answer; the sweep forgets a key once it is a day
+    /// old, and not before.
+    async fn idempotency_keys_are_kept_for_a_day_by_the_sweep(db: TestDb) {
         let store = store(&db).await;
         let (org, _) = org(&store, Tier::Starter).await;
         let mut new = super::arrival(&org, Some(1), None, None);
@@ -912,12 +914,35 @@ mod housekeeping {
             key: "k".into(),
             request_hash: "h".into(),
         });
+        let made = leadtrail::store::now_ms();
         let first = super::create(&store, new.clone()).await.unwrap();
-        assert_eq!(store.forget_old_idempotency_keys().await.unwrap(), 0);
+        let hour = 3_600_000;
+        for hours_later in [0, 1, 23] {
+            assert_eq!(
+                store
+                    .forget_old_idempotency_keys(made + hours_later * hour)
+                    .await
+                    .unwrap(),
+                0,
+                "swept {hours_later} h after the key was made"
+            );
+        }
         assert_eq!(
-            super::create(&store, new).await.unwrap().lead_id,
+            super::create(&store, new.clone()).await.unwrap().lead_id,
             first.lead_id,
             "still answered from the key"
+        );
+        assert_eq!(
+            store
+                .forget_old_idempotency_keys(made + 25 * hour)
+                .await
+                .unwrap(),
+            1,
+            "a day and an hour later"
+        );
+        assert_ne!(
+            super::create(&store, new).await.unwrap().lead_id,
+            first.lead_id
         );
     }
 
@@ -984,18 +1009,37 @@ mod housekeeping {
             request_hash: "h".into(),
         });
         let command = || leadtrail::store::CaptureCommand::CreateLead(Box::new(new.clone()));
-        let replies = store.apply_capture(&[command(), command()]).await.unwrap();
-        let ids: Vec<leadtrail::domain::ids::LeadId> = replies
+        let another = leadtrail::store::CaptureCommand::CreateLead(Box::new(super::arrival(
+            &org,
+            Some(1),
+            None,
+            None,
+        )));
+        let replies = store
+            .apply_capture(&[command(), another, command()])
+            .await
+            .unwrap();
+        let created: Vec<leadtrail::store::LeadCreated> = replies
             .into_iter()
             .map(|r| match r {
-                Ok(leadtrail::store::CaptureReply::Created(c)) => c.lead_id,
+                Ok(leadtrail::store::CaptureReply::Created(c)) => c,
                 other => panic!("{other:?}"),
             })
             .collect();
         assert_eq!(
-            ids[0], ids[1],
-            "the second is answered as a retry of the first"
+            created[0].lead_id, created[2].lead_id,
+            "the third is answered as a retry of the first"
         );
+        // The retry's fresh token replaces the first on that lead alone.
+        use crate::common::leads::{project, step};
+        assert_eq!(
+            step(&store, &created[0], project(), None)
+                .await
+                .unwrap_err(),
+            leadtrail::store::CaptureRefusal::BadToken
+        );
+        step(&store, &created[2], project(), None).await.unwrap();
+        step(&store, &created[1], project(), None).await.unwrap();
         let filter = leadtrail::store::LeadFilter {
             widget: None,
             source: None,
@@ -1006,11 +1050,11 @@ mod housekeeping {
             after: None,
             limit: 10,
         };
-        assert_eq!(store.leads(&org, &filter).await.unwrap().len(), 1);
+        assert_eq!(store.leads(&org, &filter).await.unwrap().len(), 2);
     }
 
     on_both_backends!(
-        fresh_idempotency_keys_are_kept_by_the_daily_sweep,
+        idempotency_keys_are_kept_for_a_day_by_the_sweep,
         keys_older_than_the_cutoff_are_forgotten_and_then_make_a_new_lead,
         an_idempotency_key_belongs_to_one_organization,
         a_key_repeated_inside_one_batch_makes_one_lead,
