@@ -537,3 +537,37 @@ async fn attempt(
         delivery,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConfigLayer;
+
+    fn poll_of(database_url: &str, wakeups: Option<bool>, interval: Option<&str>) -> Duration {
+        let config = Config::resolve(ConfigLayer {
+            database_url: Some(database_url.into()),
+            cross_node_wakeups: wakeups,
+            webhook_poll_interval: interval.map(str::to_owned),
+            ..ConfigLayer::default()
+        })
+        .expect("a valid configuration");
+        DispatchSettings::from_config(&config).poll
+    }
+
+    /// The long poll is safe only where `LISTEN/NOTIFY` brings other nodes' work: PostgreSQL
+    /// with wake-ups on. Without them a node would notice another node's events seconds late.
+    #[test]
+    fn the_poll_is_long_only_where_other_nodes_wake_the_dispatcher() {
+        let postgres = "postgres://127.0.0.1/leadtrail";
+        assert_eq!(poll_of("sqlite://leadtrail.db", None, None), POLL_SQLITE);
+        assert_eq!(poll_of(postgres, None, None), POLL_POSTGRES);
+        assert_eq!(poll_of(postgres, Some(true), None), POLL_POSTGRES);
+        assert_eq!(poll_of(postgres, Some(false), None), POLL_SQLITE);
+        let chosen = Duration::from_millis(250);
+        assert_eq!(poll_of(postgres, None, Some("250ms")), chosen);
+        assert_eq!(
+            poll_of("sqlite://leadtrail.db", None, Some("250ms")),
+            chosen
+        );
+    }
+}
