@@ -130,7 +130,7 @@ async fn insert_attempts<E: Exec>(db: &mut E, finished: &[Finished]) -> Result<(
 }
 
 /// Marks delivered deliveries so (a statement per distinct status code, not per delivery), and
-/// releases the held successors of their leads at once; returns how many were released.
+/// releases the successors of their leads at once; returns how many were released.
 async fn record_delivered<E: Exec>(
     db: &mut E,
     delivered: &[&Finished],
@@ -156,8 +156,10 @@ async fn record_delivered<E: Exec>(
             db.exec(&sql, params).await?;
         }
     }
-    // Successors: every pending delivery of the same endpoint, lead and stream that waits for
-    // a time (parked behind its predecessor) becomes due now.
+    // Successors: every pending delivery of the same endpoint, lead and stream is due now,
+    // whether it was parked behind its predecessor (waiting for a time) or only held by the
+    // order while the predecessor was in flight; each counts as released, so the round claims
+    // it at once instead of at the next poll.
     let mut leads: Vec<(&str, &str, &str)> = delivered
         .iter()
         .filter_map(|f| {
@@ -172,8 +174,8 @@ async fn record_delivered<E: Exec>(
     let mut released = 0;
     for chunk in leads.chunks(IN_LIST_CHUNK / 3) {
         let sql = format!(
-            "UPDATE deliveries SET next_attempt_at = $1 WHERE status = 'pending' AND next_attempt_at > $1 \
-             AND (endpoint_id, lead_id, stream) IN (VALUES {})",
+            "UPDATE deliveries SET next_attempt_at = CASE WHEN next_attempt_at > $1 THEN $1 ELSE next_attempt_at END \
+             WHERE status = 'pending' AND (endpoint_id, lead_id, stream) IN (VALUES {})",
             numbered(2, chunk.len(), 3)
         );
         let mut params = vec![now.into()];

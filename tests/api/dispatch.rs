@@ -2,12 +2,13 @@
 
 use leadtrail::domain::attribution::Arrival;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::TestDb;
 use crate::on_both_backends;
 use crate::receiver::Receiver;
-use leadtrail::domain::ids::OrgId;
+use leadtrail::domain::ids::{EndpointId, OrgId};
 use leadtrail::domain::lead::Address;
 use leadtrail::domain::organization::{BrandColor, OrgName, SiteUrl};
 use leadtrail::domain::tier::Tier;
@@ -42,8 +43,8 @@ fn dispatcher(store: &Store) -> Dispatcher {
     Dispatcher::new(store.clone(), settings()).unwrap()
 }
 
-/// An organization subscribed to `lead.address_preview` at `url`, with `leads` new leads.
-async fn org_with_leads(store: &Store, url: &str, leads: usize) -> OrgId {
+/// An organization with one endpoint at `url` subscribed to `events`.
+async fn org_subscribed(store: &Store, url: &str, events: &[&str]) -> (OrgId, EndpointId) {
     let org = store
         .create_organization(NewOrganization {
             name: OrgName::parse("Acme").unwrap(),
@@ -57,14 +58,23 @@ async fn org_with_leads(store: &Store, url: &str, leads: usize) -> OrgId {
         .organization
         .id;
     let (_, secret) = Secret::generate();
-    let events = vec![
-        "lead.enriched".to_owned(),
-        "lead.address_preview".to_owned(),
-    ];
-    store
+    let events: Vec<String> = events.iter().map(|e| (*e).to_owned()).collect();
+    let endpoint = store
         .create_endpoint(&org, url, "", &events, &secret, 20)
         .await
         .unwrap();
+    (org, endpoint.id)
+}
+
+/// An organization subscribed to `lead.address_preview` at `url`, with `leads` new leads.
+async fn org_with_leads(store: &Store, url: &str, leads: usize) -> OrgId {
+    let (org, _) = org_subscribed(store, url, &["lead.enriched", "lead.address_preview"]).await;
+    new_leads(store, &org, leads).await;
+    org
+}
+
+/// `leads` new leads (one `lead.address_preview` each).
+async fn new_leads(store: &Store, org: &OrgId, leads: usize) {
     let commands: Vec<_> = (0..leads)
         .map(|_| {
             CaptureCommand::CreateLead(Box::new(NewLead {
@@ -81,7 +91,6 @@ async fn org_with_leads(store: &Store, url: &str, leads: usize) -> OrgId {
         })
         .collect();
     store.apply_capture(&commands).await.unwrap();
-    org
 }
 
 async fn two_dispatchers_on_one_database_deliver_each_message_once(db: TestDb) {
@@ -211,7 +220,7 @@ const FOUR: [&str; 4] = [
 
 /// Runs both dispatchers side by side until `done` holds (30 s at most).
 async fn run_both(a: &Dispatcher, b: &Dispatcher, done: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
     let turn = |d: &Dispatcher| {
         let d = d.clone();
         async move {
@@ -230,7 +239,6 @@ async fn run_both(a: &Dispatcher, b: &Dispatcher, done: impl Fn() -> bool) {
 }
 
 async fn two_dispatchers_keep_each_leads_order_through_failures_and_a_resend(db: TestDb) {
-    use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     // Every address preview fails until `fixed`; besides, every third request fails.
     let fixed = Arc::new(AtomicBool::new(false));
@@ -246,24 +254,7 @@ async fn two_dispatchers_keep_each_leads_order_through_failures_and_a_resend(db:
     }))
     .await;
     let (a, b) = (node(&db).await, node(&db).await);
-    let org = a
-        .create_organization(NewOrganization {
-            name: OrgName::parse("Acme").unwrap(),
-            website_url: SiteUrl::parse("website_url", "https://acme.example").unwrap(),
-            brand_color: BrandColor::parse("#000000").unwrap(),
-            tier: Tier::Starter,
-            owner: None,
-        })
-        .await
-        .unwrap()
-        .organization
-        .id;
-    let (_, secret) = Secret::generate();
-    let events: Vec<String> = FOUR.iter().map(|e| (*e).to_owned()).collect();
-    let endpoint = a
-        .create_endpoint(&org, &receiver.url, "", &events, &secret, 20)
-        .await
-        .unwrap();
+    let (org, endpoint) = org_subscribed(&a, &receiver.url, &FOUR).await;
     leads_with_four_events(&a, &org, 8).await;
     // Retries enough that the every-third failures never use up a schedule; the previews'
     // constant failures use theirs up in under a second.
@@ -280,7 +271,7 @@ async fn two_dispatchers_keep_each_leads_order_through_failures_and_a_resend(db:
     // Every lead's first event uses up its retries; nothing behind it may go out meanwhile.
     let failed = || {
         let a = a.clone();
-        let (org, id) = (org.clone(), endpoint.id.clone());
+        let (org, id) = (org.clone(), endpoint.clone());
         async move {
             a.deliveries(&org, &id, 100)
                 .await
@@ -290,7 +281,7 @@ async fn two_dispatchers_keep_each_leads_order_through_failures_and_a_resend(db:
                 .count()
         }
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
     while failed().await < 8 {
         assert!(
             std::time::Instant::now() < deadline,
@@ -310,10 +301,7 @@ async fn two_dispatchers_keep_each_leads_order_through_failures_and_a_resend(db:
     );
     // Repaired, and the failed ones resent: everything arrives, each lead in order.
     fixed.store(true, Ordering::SeqCst);
-    assert_eq!(
-        a.resend_failed_since(&org, &endpoint.id, 0).await.unwrap(),
-        8
-    );
+    assert_eq!(a.resend_failed_since(&org, &endpoint, 0).await.unwrap(), 8);
     run_both(&da, &db_, || {
         receiver
             .delivered()
@@ -369,7 +357,98 @@ async fn two_dispatchers_keep_each_leads_order_through_failures_and_a_resend(db:
     );
 }
 
+/// Runs a dispatcher as the service does (its loop, woken by nothing, the safety-net poll an
+/// hour away) until the receiver's requests satisfy `done`, then stops it. What happens before
+/// the deadline is what the loop decides to claim by itself: the deadline (8 s, where these
+/// runs take well under one) stays below the lag report's 10 s cadence, whose wake-up would
+/// otherwise hide a claim the loop forgot to make.
+async fn run_loop_until(
+    store: &Store,
+    settings: DispatchSettings,
+    receiver: &Receiver,
+    what: &str,
+    done: impl Fn(&[crate::receiver::Received]) -> bool,
+) {
+    let settings = DispatchSettings {
+        poll: Duration::from_secs(3600),
+        ..settings
+    };
+    let dispatcher = Dispatcher::new(store.clone(), settings).unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(dispatcher.run(Arc::new(tokio::sync::Notify::new()), stopped));
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    while !done(&receiver.all()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} never happened: {:?}",
+            receiver
+                .all()
+                .iter()
+                .map(|r| (r.json["type"].clone(), r.answered))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(true).unwrap();
+    running.await.unwrap();
+}
+
+/// A delivered event releases its lead's next one (held until then by per-lead order): the
+/// loop claims it at once.
+async fn a_running_dispatcher_sends_a_leads_next_event_once_the_one_before_is_delivered(
+    db: TestDb,
+) {
+    let receiver = Receiver::ok().await;
+    let store = node(&db).await;
+    let (org, _) = org_subscribed(&store, &receiver.url, &FOUR).await;
+    leads_with_four_events(&store, &org, 1).await;
+    run_loop_until(&store, settings(), &receiver, "all four events", |seen| {
+        seen.len() == 4
+    })
+    .await;
+    let types: Vec<_> = receiver
+        .delivered()
+        .iter()
+        .map(|r| r.json["type"].clone())
+        .collect();
+    assert_eq!(types, FOUR, "in the lead's order");
+}
+
+/// With one slot per endpoint, a failed attempt (its retry an hour away) frees the slot for
+/// the next lead's delivery, which the loop claims at once.
+async fn a_running_dispatcher_gives_a_failed_attempts_slot_to_the_next_waiting_delivery(
+    db: TestDb,
+) {
+    let receiver = Receiver::start(Arc::new(|_, _| 503)).await;
+    let store = node(&db).await;
+    let (org, _) = org_subscribed(&store, &receiver.url, &["lead.address_preview"]).await;
+    new_leads(&store, &org, 3).await;
+    let settings = DispatchSettings {
+        endpoint_concurrency: 1,
+        retry: RetryPolicy {
+            schedule: vec![Duration::from_secs(3600)],
+        },
+        ..settings()
+    };
+    run_loop_until(
+        &store,
+        settings,
+        &receiver,
+        "a first attempt of each lead's preview",
+        |seen| seen.len() == 3,
+    )
+    .await;
+    let leads: std::collections::HashSet<String> = receiver
+        .all()
+        .iter()
+        .map(|r| r.json["data"]["lead_id"].to_string())
+        .collect();
+    assert_eq!(leads.len(), 3, "three leads, one attempt each");
+}
+
 on_both_backends!(
+    a_running_dispatcher_sends_a_leads_next_event_once_the_one_before_is_delivered,
+    a_running_dispatcher_gives_a_failed_attempts_slot_to_the_next_waiting_delivery,
     two_dispatchers_keep_each_leads_order_through_failures_and_a_resend,
     a_target_no_longer_allowed_is_refused_at_delivery_time,
     two_dispatchers_on_one_database_deliver_each_message_once,
