@@ -25,7 +25,7 @@ use super::target::{TargetPolicy, http_client};
 use crate::config::Config;
 use crate::domain::ids::{DeliveryId, EndpointId};
 use crate::store::{
-    Attempt, ClaimRequest, DueDelivery, Finished, NextDue, Recorded, Round, Store, StoreError,
+    Attempt, ClaimRequest, DueDelivery, Finished, Lag, NextDue, Recorded, Round, Store, StoreError,
     now_ms,
 };
 
@@ -319,39 +319,82 @@ impl Dispatcher {
                 return;
             }
         };
-        let now = now_ms();
-        let mut oldest_ms = 0;
-        let mut behind = HashSet::new();
+        let reading = report.observe(&lag, now_ms(), Instant::now(), self.settings.lag_warning);
         for l in &lag {
-            let waited_ms = (now - l.oldest_due_at).max(0);
-            oldest_ms = oldest_ms.max(waited_ms);
             metrics::gauge!("webhook_backlog", "endpoint" => l.endpoint_id.to_string())
                 .set(l.due as f64);
-            let waited = Duration::from_millis(u64::try_from(waited_ms).unwrap_or(0));
-            let recently = report
-                .warned
-                .get(&l.endpoint_id)
-                .is_some_and(|at| at.elapsed() < WARN_EVERY);
-            if waited > self.settings.lag_warning && !recently {
-                tracing::warn!(
-                    endpoint = %l.endpoint_id,
-                    org = %l.org,
-                    due = l.due,
-                    waited_s = waited.as_secs(),
-                    "webhook deliveries are late"
-                );
-                report.warned.insert(l.endpoint_id.clone(), Instant::now());
-            }
-            behind.insert(l.endpoint_id.clone());
+        }
+        for late in &reading.late {
+            tracing::warn!(
+                endpoint = %late.lag.endpoint_id,
+                org = %late.lag.org,
+                due = late.lag.due,
+                waited_s = late.waited.as_secs(),
+                "webhook deliveries are late"
+            );
         }
         // Endpoints that caught up read zero instead of their last backlog.
-        for id in report.behind.difference(&behind) {
+        for id in &reading.caught_up {
             metrics::gauge!("webhook_backlog", "endpoint" => id.to_string()).set(0.0);
         }
-        report.warned.retain(|id, _| behind.contains(id));
-        report.behind = behind;
-        metrics::gauge!("webhook_oldest_due_seconds").set(oldest_ms as f64 / 1000.0);
+        metrics::gauge!("webhook_oldest_due_seconds").set(reading.oldest.as_secs_f64());
         metrics::gauge!("webhook_endpoints_behind").set(lag.len() as f64);
+    }
+}
+
+/// What one lag report found, beyond the backlogs themselves.
+#[derive(Debug)]
+struct LagReading<'a> {
+    /// How long the longest-waiting due delivery of any endpoint has waited.
+    oldest: Duration,
+    /// Endpoints late enough to warn about now.
+    late: Vec<Late<'a>>,
+    /// Endpoints behind at the last report and not any more.
+    caught_up: Vec<EndpointId>,
+}
+
+#[derive(Debug)]
+struct Late<'a> {
+    lag: &'a Lag,
+    waited: Duration,
+}
+
+impl LagReport {
+    /// Reads one measurement of the backlog at `now` (`now_ms` on the store's clock): which
+    /// endpoints to warn about (late beyond `lag_warning`, and not warned about within
+    /// `WARN_EVERY`), and which caught up since the last one. An endpoint that caught up is
+    /// forgotten, so it is warned about again as soon as it falls behind again.
+    fn observe<'a>(
+        &mut self,
+        lag: &'a [Lag],
+        now_ms: i64,
+        now: Instant,
+        lag_warning: Duration,
+    ) -> LagReading<'a> {
+        let mut oldest = Duration::ZERO;
+        let mut late = Vec::new();
+        let behind: HashSet<EndpointId> = lag.iter().map(|l| l.endpoint_id.clone()).collect();
+        for l in lag {
+            let waited =
+                Duration::from_millis(u64::try_from(now_ms - l.oldest_due_at).unwrap_or(0));
+            oldest = oldest.max(waited);
+            let recently = self
+                .warned
+                .get(&l.endpoint_id)
+                .is_some_and(|at| now.saturating_duration_since(*at) < WARN_EVERY);
+            if waited > lag_warning && !recently {
+                self.warned.insert(l.endpoint_id.clone(), now);
+                late.push(Late { lag: l, waited });
+            }
+        }
+        let caught_up = self.behind.difference(&behind).cloned().collect();
+        self.warned.retain(|id, _| behind.contains(id));
+        self.behind = behind;
+        LagReading {
+            oldest,
+            late,
+            caught_up,
+        }
     }
 }
 
@@ -568,6 +611,105 @@ mod tests {
         assert_eq!(
             poll_of("sqlite://leadtrail.db", None, Some("250ms")),
             chosen
+        );
+    }
+
+    const WARNING: Duration = Duration::from_secs(30);
+    const NOW_MS: i64 = 1_000_000_000;
+
+    fn behind(endpoint: &EndpointId, waited_ms: i64) -> Lag {
+        Lag {
+            endpoint_id: endpoint.clone(),
+            org: crate::domain::ids::OrgId::generate(),
+            due: 3,
+            oldest_due_at: NOW_MS - waited_ms,
+        }
+    }
+
+    fn late_ones(reading: &LagReading<'_>) -> Vec<(EndpointId, Duration)> {
+        reading
+            .late
+            .iter()
+            .map(|l| (l.lag.endpoint_id.clone(), l.waited))
+            .collect()
+    }
+
+    /// Only an endpoint waiting longer than the threshold is late; the oldest wait is the
+    /// longest of all, and a delivery due in the future (clock skew between nodes) counts as
+    /// not waiting.
+    #[test]
+    fn an_endpoint_is_late_once_its_oldest_due_delivery_waited_past_the_threshold() {
+        let (a, b, c) = (
+            EndpointId::generate(),
+            EndpointId::generate(),
+            EndpointId::generate(),
+        );
+        let lag = [behind(&a, 30_001), behind(&b, 30_000), behind(&c, -5_000)];
+        let mut report = LagReport::default();
+        let reading = report.observe(&lag, NOW_MS, Instant::now(), WARNING);
+        assert_eq!(
+            late_ones(&reading),
+            vec![(a, Duration::from_millis(30_001))]
+        );
+        assert_eq!(reading.oldest, Duration::from_millis(30_001));
+        assert!(reading.caught_up.is_empty());
+
+        let reading = report.observe(&lag[1..], NOW_MS, Instant::now(), WARNING);
+        assert_eq!(reading.oldest, Duration::from_millis(30_000));
+        assert!(
+            report
+                .observe(&[], NOW_MS, Instant::now(), WARNING)
+                .oldest
+                .is_zero()
+        );
+    }
+
+    /// A late endpoint is warned about once a minute, not on every report.
+    #[test]
+    fn a_late_endpoint_is_warned_about_at_most_once_a_minute() {
+        let a = EndpointId::generate();
+        let lag = [behind(&a, 60_000)];
+        let mut report = LagReport::default();
+        let start = Instant::now();
+        let at = |after: Duration| start + after;
+        let warned = |report: &mut LagReport, after| {
+            late_ones(&report.observe(&lag, NOW_MS, at(after), WARNING)).len()
+        };
+        assert_eq!(warned(&mut report, Duration::ZERO), 1);
+        assert_eq!(warned(&mut report, Duration::from_secs(5)), 0);
+        assert_eq!(
+            warned(&mut report, WARN_EVERY - Duration::from_millis(1)),
+            0
+        );
+        assert_eq!(warned(&mut report, WARN_EVERY), 1, "a minute later");
+        assert_eq!(warned(&mut report, WARN_EVERY + Duration::from_secs(1)), 0);
+    }
+
+    /// An endpoint that caught up is reported once (its backlog gauge goes to zero) and
+    /// forgotten: falling behind again, it is warned about at once.
+    #[test]
+    fn an_endpoint_that_caught_up_reads_zero_once_and_is_warned_about_afresh() {
+        let (a, b) = (EndpointId::generate(), EndpointId::generate());
+        let start = Instant::now();
+        let mut report = LagReport::default();
+        let both = [behind(&a, 45_000), behind(&b, 45_000)];
+        assert_eq!(
+            late_ones(&report.observe(&both, NOW_MS, start, WARNING)).len(),
+            2
+        );
+
+        let only_b = [behind(&b, 46_000)];
+        let reading = report.observe(&only_b, NOW_MS, start + Duration::from_secs(1), WARNING);
+        assert_eq!(reading.caught_up, vec![a.clone()]);
+        assert!(reading.late.is_empty(), "b was warned about a second ago");
+        let reading = report.observe(&only_b, NOW_MS, start + Duration::from_secs(2), WARNING);
+        assert!(reading.caught_up.is_empty(), "a read zero already");
+
+        let again = [behind(&a, 31_000), behind(&b, 47_000)];
+        let reading = report.observe(&again, NOW_MS, start + Duration::from_secs(3), WARNING);
+        assert_eq!(
+            late_ones(&reading),
+            vec![(a, Duration::from_millis(31_000))]
         );
     }
 }

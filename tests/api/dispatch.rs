@@ -446,7 +446,79 @@ async fn a_running_dispatcher_gives_a_failed_attempts_slot_to_the_next_waiting_d
     assert_eq!(leads.len(), 3, "three leads, one attempt each");
 }
 
+/// Starts a dispatcher's loop as the service does, waits until `receiver` got its first
+/// request, and stops the loop: what the dispatcher does with an attempt still in flight.
+async fn stop_mid_attempt(store: &Store, receiver: &Receiver) -> std::time::Duration {
+    let dispatcher = dispatcher(store);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(dispatcher.run(Arc::new(tokio::sync::Notify::new()), stopped));
+    receiver.wait_for_attempts(1).await;
+    let stopping = std::time::Instant::now();
+    stop.send(true).unwrap();
+    running.await.unwrap();
+    stopping.elapsed()
+}
+
+/// Stopped while an answer is on its way (the receiver takes a second), the dispatcher waits
+/// for it and records it: the delivery reads delivered, and no other node sends it again.
+async fn a_stopping_dispatcher_records_the_attempt_in_flight(db: TestDb) {
+    let receiver = Receiver::slow(Duration::from_secs(1)).await;
+    let store = node(&db).await;
+    let (org, endpoint) = org_subscribed(&store, &receiver.url, &["lead.address_preview"]).await;
+    new_leads(&store, &org, 1).await;
+    stop_mid_attempt(&store, &receiver).await;
+    let log = store.deliveries(&org, &endpoint, 10).await.unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(
+        (log[0].status.as_str(), log[0].attempts, log[0].last_status),
+        ("delivered", 1, Some(200)),
+        "the answer that came during the shutdown grace was recorded"
+    );
+    let other = dispatcher(&node(&db).await);
+    assert_eq!(other.run_once().await.unwrap(), Progress::Idle);
+    assert_eq!(receiver.all().len(), 1, "sent once");
+}
+
+/// Stopped while an endpoint never answers, the dispatcher gives up after its grace and
+/// hands the lease back: another node can claim the message at once (with the same id), not
+/// when the minute-long lease would have run out.
+async fn a_stopping_dispatcher_hands_back_an_attempt_that_does_not_finish(db: TestDb) {
+    let receiver = Receiver::hanging().await;
+    let store = node(&db).await;
+    let (org, endpoint) = org_subscribed(&store, &receiver.url, &["lead.address_preview"]).await;
+    new_leads(&store, &org, 1).await;
+    let took = stop_mid_attempt(&store, &receiver).await;
+    assert!(took < Duration::from_secs(30), "stopping took {took:?}");
+    let log = store.deliveries(&org, &endpoint, 10).await.unwrap();
+    assert_eq!(
+        (log[0].status.as_str(), log[0].delivered_at),
+        ("pending", None)
+    );
+    // Another node can claim it now (sending it would only hang again).
+    let claimed = node(&db)
+        .await
+        .claim_deliveries(ClaimRequest {
+            free: 10,
+            per_endpoint: 16,
+            lease_ms: 60_000,
+            rotation: 0,
+            sweep: true,
+            only_if_released: false,
+        })
+        .await
+        .unwrap()
+        .due;
+    assert_eq!(claimed.len(), 1, "the lease was handed back");
+    assert_eq!(
+        claimed[0].id.to_string(),
+        receiver.all()[0].id,
+        "the same message"
+    );
+}
+
 on_both_backends!(
+    a_stopping_dispatcher_records_the_attempt_in_flight,
+    a_stopping_dispatcher_hands_back_an_attempt_that_does_not_finish,
     a_running_dispatcher_sends_a_leads_next_event_once_the_one_before_is_delivered,
     a_running_dispatcher_gives_a_failed_attempts_slot_to_the_next_waiting_delivery,
     two_dispatchers_keep_each_leads_order_through_failures_and_a_resend,
