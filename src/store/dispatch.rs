@@ -351,6 +351,8 @@ impl Subscriber {
     }
 }
 
+/// The safety net's fan-out: up to `limit` events no transaction fanned out (an older version
+/// left that to the dispatcher), oldest first; returns the events and the deliveries made.
 async fn fan_out<E: Exec>(db: &mut E, limit: i64, now: i64) -> Result<(usize, usize), StoreError> {
     let lock = db.skip_locked("");
     let claim = format!(
@@ -366,36 +368,8 @@ async fn fan_out<E: Exec>(db: &mut E, limit: i64, now: i64) -> Result<(usize, us
     if events.is_empty() {
         return Ok((0, 0));
     }
-    let mut subscribers: HashMap<String, Vec<Subscriber>> = HashMap::new();
-    let mut rows = Vec::new();
-    for event in &events {
-        if !subscribers.contains_key(&event.org) {
-            let found = db
-                .rows(
-                    "SELECT id, events FROM webhook_endpoints WHERE org_id = $1 AND enabled = 1",
-                    vec![event.org.as_str().into()],
-                )
-                .await?
-                .iter()
-                .map(|r| {
-                    let events: String = r.text(1)?;
-                    Ok(Subscriber {
-                        id: EndpointId::from_stored(r.text(0)?),
-                        events: serde_json::from_str(&events)
-                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            subscribers.insert(event.org.clone(), found);
-        }
-        let subscribed = subscribers
-            .get(&event.org)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        rows.extend(deliveries_for_event(event, subscribed, ""));
-    }
-    insert_deliveries(db, &rows, now).await?;
-    Ok((events.len(), rows.len()))
+    let deliveries = fan_out_events(db, &events, &HashMap::new(), now).await?;
+    Ok((events.len(), deliveries))
 }
 
 /// Fans out events just written in this transaction (see `WriteTx::commit`); returns how many

@@ -88,6 +88,38 @@ async fn lead_with_two_events(store: &Store, org: &OrgId) -> LeadId {
     created.lead_id
 }
 
+/// Events no transaction fanned out (an older version left fan-out to the dispatcher) become
+/// deliveries on the sweep, oldest first and each once: one per endpoint subscribed to the
+/// event's type, none for another organization's endpoint.
+async fn the_sweep_fans_out_events_left_behind_each_once(db: TestDb) {
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let (other, _) = crate::org(&store, Tier::Starter).await;
+    let a = endpoint(&store, &org, &["lead.address_preview"]).await;
+    let b = endpoint(&store, &org, &["lead.address_preview", "lead.enriched"]).await;
+    let unsubscribed = endpoint(&store, &org, &["lead.enriched"]).await;
+    let elsewhere = endpoint(&store, &other, &["lead.address_preview"]).await;
+    leads(&store, &org, 3).await;
+    db.execute("DELETE FROM deliveries").await;
+    db.execute("UPDATE events SET fanned_out = 0").await;
+
+    assert_eq!(store.fan_out(2).await.unwrap(), (2, 4));
+    assert_eq!(store.fan_out(500).await.unwrap(), (1, 2));
+    assert_eq!(store.fan_out(500).await.unwrap(), (0, 0));
+    let pending = |id: &EndpointId| {
+        let (store, org) = (&store, &org);
+        let id = id.clone();
+        async move { store.deliveries(org, &id, 100).await.unwrap().len() }
+    };
+    assert_eq!((pending(&a).await, pending(&b).await), (3, 3));
+    assert_eq!(pending(&unsubscribed).await, 0);
+    let theirs = store.deliveries(&other, &elsewhere, 100).await.unwrap();
+    assert!(
+        theirs.is_empty(),
+        "another organization's endpoint got {theirs:?}"
+    );
+}
+
 fn request(free: usize, per_endpoint: usize) -> ClaimRequest {
     ClaimRequest {
         free,
@@ -691,6 +723,7 @@ async fn only_retries_used_up_past_the_window_disable_an_endpoint(db: TestDb) {
 }
 
 on_both_backends!(
+    the_sweep_fans_out_events_left_behind_each_once,
     every_sqlite_connection_commits_to_disk_before_returning,
     an_endpoint_held_by_another_nodes_claim_is_skipped_and_said_so,
     failed_deliveries_are_resent_only_from_the_time_asked,
