@@ -323,6 +323,9 @@ async fn a_replay_is_ordered_within_itself_not_behind_a_live_failure(db: TestDb)
     let refused = store.replay(&org, &id, 0, now_ms() + 1, 1).await;
     assert!(refused.is_err());
     assert_eq!(store.deliveries(&org, &id, 100).await.unwrap().len(), 4);
+    // A period holding exactly the most a replay sends (the lead's two events) is accepted.
+    let exact = store.replay(&org, &id, 0, now_ms() + 1, 2).await.unwrap();
+    assert_eq!(exact.deliveries, 2);
 }
 
 async fn leases_of_a_previous_process_are_taken_back_at_start_on_sqlite_only(db: TestDb) {
