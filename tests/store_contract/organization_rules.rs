@@ -200,6 +200,25 @@ async fn active_names_are_unique_ignoring_case_but_archived_names_may_repeat(db:
         .await
         .unwrap();
     assert_eq!(renamed.name, "GOOGLE");
+    // An archived source holds no name: it may take an active one's (code 2 is the archived
+    // "Facebook Ads"); restoring it would still be refused.
+    let onto_active = SourcePatch {
+        name: Some(SourceName::parse("google").unwrap()),
+        channel_category: None,
+    };
+    let archived = store
+        .update_source(&org, PRIMARY, code(2), onto_active)
+        .await
+        .unwrap();
+    assert_eq!(
+        (archived.name.as_str(), archived.status),
+        ("google", SourceStatus::Archived)
+    );
+    let restore = store.restore_source(&org, PRIMARY, code(2)).await;
+    assert!(matches!(
+        conflict(restore),
+        Conflict::DuplicateSourceName(_)
+    ));
 }
 
 async fn edit_changes_name_and_category_only(db: TestDb) {
