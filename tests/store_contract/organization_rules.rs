@@ -597,3 +597,84 @@ on_both_backends!(
     a_revoked_api_key_no_longer_resolves,
     running_migrations_twice_is_harmless,
 );
+
+/// PostgreSQL only: there two catalog changes run at once (SQLite runs one write transaction
+/// at a time).
+mod postgres_only {
+    use std::time::{Duration, Instant};
+
+    use sqlx::{Connection, Executor, PgConnection};
+
+    use crate::common::{Backend, TestDb};
+    use crate::{PRIMARY, code, new_source, org, store};
+    use leadtrail::domain::source::SourceName;
+    use leadtrail::domain::tier::Tier;
+    use leadtrail::store::SourcePatch;
+
+    /// A source change takes the organization's row before the widget's, in the order a
+    /// widget change takes them, so two changes never wait for each other in a circle (a
+    /// deadlock PostgreSQL ends by failing one). Shown without luck in timing: the
+    /// organization's row is held here as a widget change holds it, the source change is seen
+    /// waiting, and meanwhile it holds no widget row (this connection locks it at once).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_source_change_takes_the_organizations_row_before_the_widgets() {
+        let Some(db) = TestDb::new(Backend::Postgres).await else {
+            return;
+        };
+        let store = store(&db).await;
+        let (org, _) = org(&store, Tier::Starter).await;
+        store
+            .create_source(&org, PRIMARY, new_source("Radio"))
+            .await
+            .unwrap();
+        let mut widget_change = PgConnection::connect(db.url()).await.unwrap();
+        let mut observer = PgConnection::connect(db.url()).await.unwrap();
+        widget_change.execute("BEGIN").await.unwrap();
+        sqlx::query("SELECT 1 FROM organizations WHERE id = $1 FOR UPDATE")
+            .bind(org.as_str())
+            .execute(&mut widget_change)
+            .await
+            .unwrap();
+        let edit = tokio::spawn({
+            let (store, org) = (store.clone(), org.clone());
+            let patch = SourcePatch {
+                name: Some(SourceName::parse("Radio ads").unwrap()),
+                channel_category: None,
+            };
+            async move { store.update_source(&org, PRIMARY, code(2), patch).await }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&mut observer)
+            .await
+            .unwrap();
+            if waiting == 1 {
+                break;
+            }
+            assert!(
+                !edit.is_finished(),
+                "the edit went past the organization's lock"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "the edit never waited for the lock"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let widget = sqlx::query("SELECT 1 FROM widgets WHERE org_id = $1 FOR UPDATE NOWAIT")
+            .bind(org.as_str())
+            .execute(&mut widget_change)
+            .await;
+        assert!(
+            widget.is_ok(),
+            "the waiting source change holds the widget's row: {widget:?}"
+        );
+        widget_change.execute("COMMIT").await.unwrap();
+        let edited = edit.await.unwrap().unwrap();
+        assert_eq!(edited.name, "Radio ads");
+    }
+}
