@@ -120,6 +120,46 @@ async fn the_sweep_fans_out_events_left_behind_each_once(db: TestDb) {
     );
 }
 
+/// After a rotation the previous secret signs beside the new one for a day, then no more.
+async fn a_rotated_secrets_predecessor_signs_for_one_day(db: TestDb) {
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let id = endpoint(&store, &org, &["lead.address_preview"]).await;
+    let old = store.endpoint(&org, &id).await.unwrap().secret;
+    let new = "whsec_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB";
+    let rotated = store.rotate_endpoint_secret(&org, &id, new).await.unwrap();
+    assert_eq!(
+        (rotated.secret.as_str(), rotated.previous_secret.as_deref()),
+        (new, Some(old.as_str()))
+    );
+    let day_ms = 24 * 60 * 60 * 1000;
+    assert_eq!(
+        rotated.previous_secret_expires_at,
+        Some(rotated.updated_at + day_ms)
+    );
+    leads(&store, &org, 1).await;
+    let claimed = claim(&store, 10, 16).await;
+    assert_eq!(
+        (
+            claimed[0].secret.as_str(),
+            claimed[0].previous_secret.as_deref()
+        ),
+        (new, Some(old.as_str()))
+    );
+    // A day later (the expiry moved into the past rather than the clock forward).
+    db.execute("UPDATE webhook_endpoints SET previous_secret_expires_at = 1")
+        .await;
+    leads(&store, &org, 1).await;
+    let later = claim(&store, 10, 16).await;
+    assert_eq!(
+        (
+            later[0].secret.as_str(),
+            later[0].previous_secret.as_deref()
+        ),
+        (new, None)
+    );
+}
+
 fn request(free: usize, per_endpoint: usize) -> ClaimRequest {
     ClaimRequest {
         free,
@@ -727,6 +767,7 @@ async fn only_retries_used_up_past_the_window_disable_an_endpoint(db: TestDb) {
 
 on_both_backends!(
     the_sweep_fans_out_events_left_behind_each_once,
+    a_rotated_secrets_predecessor_signs_for_one_day,
     every_sqlite_connection_commits_to_disk_before_returning,
     an_endpoint_held_by_another_nodes_claim_is_skipped_and_said_so,
     failed_deliveries_are_resent_only_from_the_time_asked,
