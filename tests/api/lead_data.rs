@@ -606,6 +606,7 @@ async fn the_retention_setting_is_checked_against_the_lookback(db: TestDb) {
     for (days, field) in [
         (10, "raw_data_retention_days"),
         (60, "raw_data_retention_days"),
+        (89, "raw_data_retention_days"),
     ] {
         let (status, body) = org
             .patch(
@@ -616,6 +617,18 @@ async fn the_retention_setting_is_checked_against_the_lookback(db: TestDb) {
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{days}: {body}");
         assert_eq!(body["error"]["field"], field, "{body}");
     }
+    // As long as the 90-day lookback is long enough.
+    let (status, body) = org
+        .patch(
+            "/api/v1/organization",
+            json!({"raw_data_retention_days": 90}),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["raw_data_retention_days"]),
+        (StatusCode::OK, &json!(90)),
+        "{body}"
+    );
     // The lookback cannot outgrow the retention either.
     let (status, _) = org
         .patch(
