@@ -93,6 +93,18 @@ async fn new_leads(store: &Store, org: &OrgId, leads: usize) {
     store.apply_capture(&commands).await.unwrap();
 }
 
+/// A claim as another node makes it, for whatever is due, holding it for `lease`.
+fn claim_as_another_node(lease: Duration) -> ClaimRequest {
+    ClaimRequest {
+        free: 10,
+        per_endpoint: 16,
+        lease_ms: lease.as_millis() as i64,
+        rotation: 0,
+        sweep: true,
+        only_if_released: false,
+    }
+}
+
 async fn two_dispatchers_on_one_database_deliver_each_message_once(db: TestDb) {
     let receiver = Receiver::ok().await;
     let (a, b) = (node(&db).await, node(&db).await);
@@ -133,14 +145,7 @@ async fn a_dispatcher_killed_mid_flight_is_redelivered_with_the_same_webhook_id(
     let lease = Duration::from_secs(3);
     let claimed_at = std::time::Instant::now();
     let claimed = store
-        .claim_deliveries(ClaimRequest {
-            free: 10,
-            per_endpoint: 16,
-            lease_ms: lease.as_millis() as i64,
-            rotation: 0,
-            sweep: true,
-            only_if_released: false,
-        })
+        .claim_deliveries(claim_as_another_node(lease))
         .await
         .unwrap()
         .due;
@@ -499,14 +504,7 @@ async fn a_stopping_dispatcher_hands_back_an_attempt_that_does_not_finish(db: Te
     // Another node can claim it now (sending it would only hang again).
     let claimed = node(&db)
         .await
-        .claim_deliveries(ClaimRequest {
-            free: 10,
-            per_endpoint: 16,
-            lease_ms: 60_000,
-            rotation: 0,
-            sweep: true,
-            only_if_released: false,
-        })
+        .claim_deliveries(claim_as_another_node(Duration::from_secs(60)))
         .await
         .unwrap()
         .due;

@@ -67,3 +67,28 @@ pub fn conflict(result: Result<impl std::fmt::Debug, StoreError>) -> Conflict {
         other => panic!("expected a conflict, got {other:?}"),
     }
 }
+
+/// Waits (up to 30 s) until `waiting_sql` — a count of blocked lock requests, run on
+/// `observer` — reads 1, failing with `went_past` if `task` finishes first and with `never` at
+/// the deadline: the task is then seen blocked on a lock the test holds.
+pub async fn wait_until_blocked<T>(
+    observer: &mut sqlx::PgConnection,
+    waiting_sql: &'static str,
+    task: &tokio::task::JoinHandle<T>,
+    went_past: &str,
+    never: &str,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(waiting_sql)
+            .fetch_one(&mut *observer)
+            .await
+            .unwrap();
+        if waiting == 1 {
+            return;
+        }
+        assert!(!task.is_finished(), "{went_past}");
+        assert!(std::time::Instant::now() < deadline, "{never}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -601,7 +601,6 @@ on_both_backends!(
 /// PostgreSQL only: there two catalog changes run at once (SQLite runs one write transaction
 /// at a time).
 mod postgres_only {
-    use std::time::{Duration, Instant};
 
     use sqlx::{Connection, Executor, PgConnection};
 
@@ -643,28 +642,15 @@ mod postgres_only {
             };
             async move { store.update_source(&org, PRIMARY, code(2), patch).await }
         });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let waiting: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
-            )
-            .fetch_one(&mut observer)
-            .await
-            .unwrap();
-            if waiting == 1 {
-                break;
-            }
-            assert!(
-                !edit.is_finished(),
-                "the edit went past the organization's lock"
-            );
-            assert!(
-                Instant::now() < deadline,
-                "the edit never waited for the lock"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        crate::wait_until_blocked(
+            &mut observer,
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            &edit,
+            "the edit went past the organization's lock",
+            "the edit never waited for the lock",
+        )
+        .await;
         let widget = sqlx::query("SELECT 1 FROM widgets WHERE org_id = $1 FOR UPDATE NOWAIT")
             .bind(org.as_str())
             .execute(&mut widget_change)

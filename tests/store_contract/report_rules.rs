@@ -705,7 +705,6 @@ async fn reports_read_the_same_before_and_after_changes_are_folded(db: TestDb) {
 /// PostgreSQL only: nodes write at once there, and the rollup lock orders them against a
 /// recount (SQLite runs one write transaction at a time).
 mod postgres_only {
-    use std::time::{Duration, Instant};
 
     use sqlx::{Connection, Executor, PgConnection};
 
@@ -738,28 +737,15 @@ mod postgres_only {
             let (store, org) = (store.clone(), org.clone());
             async move { create(&store, arrival(&org, Some(1), Some("01"), Some("02"))).await }
         });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let waiting: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
-                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            )
-            .fetch_one(&mut observer)
-            .await
-            .unwrap();
-            if waiting == 1 {
-                break;
-            }
-            assert!(
-                !capture.is_finished(),
-                "the capture batch committed while a recount held the rollup lock"
-            );
-            assert!(
-                Instant::now() < deadline,
-                "the capture batch never waited for the rollup lock"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        crate::wait_until_blocked(
+            &mut observer,
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            &capture,
+            "the capture batch committed while a recount held the rollup lock",
+            "the capture batch never waited for the rollup lock",
+        )
+        .await;
         let leads = async |c: &mut PgConnection| -> i64 {
             sqlx::query_scalar("SELECT count(*) FROM leads")
                 .fetch_one(c)
