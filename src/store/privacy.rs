@@ -7,6 +7,7 @@ use super::capture::{from_json, json_text};
 use super::leads::LeadRecord;
 use super::{Store, StoreError, WriteTx, now_ms};
 use crate::domain::DomainError;
+use crate::domain::attribution::Utm;
 use crate::domain::ids::{LeadId, OrgId};
 use crate::domain::lead::{Address, PersonalInfo};
 use crate::domain::privacy::{Scrubber, erased_address, erased_personal};
@@ -190,14 +191,14 @@ impl Store {
     }
 
     /// The visits of one visitor (oldest first): when, through which widget and source, from
-    /// which page and referrer.
+    /// which page and referrer, with which tracking parameters.
     pub async fn visitor_visits(
         &self,
         org: &OrgId,
         visitor_id: &str,
     ) -> Result<Vec<VisitRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT widget_version, source_code, page_url, referrer, created_at FROM visits \
+            "SELECT widget_version, source_code, page_url, referrer, utm, created_at FROM visits \
              WHERE org_id = $1 AND visitor_id = $2 ORDER BY created_at, id",
         )
         .bind(org.as_str())
@@ -211,6 +212,11 @@ impl Store {
                     source_code: r.try_get("source_code")?,
                     page_url: r.try_get("page_url")?,
                     referrer: r.try_get("referrer")?,
+                    // A visit without tracking parameters stores none (not an empty object).
+                    utm: match r.try_get::<Option<String>, _>("utm")? {
+                        Some(text) => from_json(&text, "visit utm")?,
+                        None => Utm::default(),
+                    },
                     created_at: r.try_get("created_at")?,
                 })
             })
@@ -293,6 +299,7 @@ pub struct VisitRecord {
     pub source_code: i64,
     pub page_url: Option<String>,
     pub referrer: Option<String>,
+    pub utm: Utm,
     pub created_at: i64,
 }
 

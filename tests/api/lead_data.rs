@@ -455,13 +455,28 @@ async fn erasure_removes_a_homeowners_data_everywhere_and_keeps_the_reports(db: 
         .await;
     assert_eq!(status, StatusCode::CREATED);
     let pk = org.body["public_key"].as_str().unwrap();
-    // The visitor's page views, one with the address in its query string.
-    for page in [
-        "https://acme-roofing.example/?s=02",
-        &format!("https://acme-roofing.example/?email={EMAIL}"),
+    // The visitor's page views: one from a campaign, one with the address in its query string.
+    let campaign = json!({"utm_source": "google", "utm_campaign": "spring-roofs"});
+    for (page, utm) in [
+        (
+            "https://acme-roofing.example/?s=02".to_owned(),
+            campaign.clone(),
+        ),
+        (
+            format!("https://acme-roofing.example/?email={EMAIL}"),
+            json!({}),
+        ),
     ] {
-        let (status, _) = capture(&app, Method::POST, "/c/v1/visits", None, None,
-            &json!({"public_key": pk, "widget": "01", "v": "01", "s": "02", "page_url": page, "visitor_id": "visitor-zeb"})).await;
+        let (status, _) = capture(
+            &app,
+            Method::POST,
+            "/c/v1/visits",
+            None,
+            None,
+            &json!({"public_key": pk, "widget": "01", "v": "01", "s": "02", "page_url": page,
+                "utm": utm, "visitor_id": "visitor-zeb"}),
+        )
+        .await;
         assert_eq!(status, StatusCode::NO_CONTENT);
     }
     // Visits are buffered: the lead gathers them once they are written.
@@ -516,11 +531,11 @@ async fn erasure_removes_a_homeowners_data_everywhere_and_keeps_the_reports(db: 
     assert_eq!(leads[0]["id"], id.as_str());
     assert_eq!(leads[0]["personal"]["last_name"], LAST);
     assert!(leads[0]["events"].as_array().unwrap().len() >= 3, "{held}");
-    assert_eq!(
-        leads[0]["visits"].as_array().map(Vec::len),
-        Some(2),
-        "{held}"
-    );
+    let visits = leads[0]["visits"].as_array().unwrap();
+    assert_eq!(visits.len(), 2, "{held}");
+    // Each visit with its own tracking parameters, oldest first.
+    assert_eq!(visits[0]["utm"], campaign, "{held}");
+    assert_eq!(visits[1]["utm"], json!({}), "{held}");
     let (status, _) = org.get("/api/v1/privacy/export?email=").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 

@@ -1,7 +1,7 @@
 //! Raw request data past an organization's retention: dropped from leads and visits, while
 //! counts, attribution and touches stay; organizations without the setting keep theirs.
 
-use leadtrail::domain::attribution::Arrival;
+use leadtrail::domain::attribution::{Arrival, Utm};
 use leadtrail::domain::ids::{LeadId, OrgId};
 use leadtrail::domain::privacy::RetentionDays;
 use leadtrail::domain::tier::Tier;
@@ -169,7 +169,35 @@ async fn an_enrichment_finishing_after_an_erasure_sends_no_personal_data(db: Tes
     assert!(stored.erased_at.is_some());
 }
 
+/// A visitor's visits come back with the tracking parameters each page had, and none for a page
+/// without them (what a homeowner's data export shows).
+async fn a_visitors_visits_keep_their_tracking_parameters(db: TestDb) {
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let now = now_ms();
+    let tagged = Utm {
+        utm_source: Some("google".into()),
+        utm_medium: Some("cpc".into()),
+        utm_campaign: Some("spring-roofs".into()),
+        gclid: Some("abc".into()),
+        ..Utm::default()
+    };
+    let mut first = visit(&org, "v1", now - 2 * DAY);
+    first.arrival.utm = tagged.clone();
+    let untagged = visit(&org, "v1", now - DAY);
+    store.insert_visits(&[first, untagged]).await.unwrap();
+
+    let visits = store.visitor_visits(&org, "v1").await.unwrap();
+    let utms: Vec<_> = visits.iter().map(|v| v.utm.clone()).collect();
+    assert_eq!(utms, [tagged, Utm::default()], "oldest first, each its own");
+    assert!(
+        store.visitor_visits(&org, "v2").await.unwrap().is_empty(),
+        "another visitor has none"
+    );
+}
+
 on_both_backends!(
+    a_visitors_visits_keep_their_tracking_parameters,
     raw_data_past_retention_is_dropped_and_the_counts_stay,
     an_enrichment_finishing_after_an_erasure_sends_no_personal_data,
 );

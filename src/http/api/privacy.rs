@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::leads::LeadBody;
+use crate::domain::attribution::Utm;
 use crate::http::AppState;
 use crate::http::error::{ApiResult, ErrorBody};
 use crate::http::extract::{self, ApiQuery, KeyAuth, OrgAuth};
@@ -88,6 +89,8 @@ pub struct VisitBody {
     source_code: String,
     page_url: Option<String>,
     referrer: Option<String>,
+    /// The tracking parameters of the page (empty when it had none).
+    utm: Utm,
 }
 
 /// An event sent about one of the homeowner's leads, as it was stored.
@@ -143,6 +146,7 @@ pub async fn export_person(
                     source_code: format!("{:02}", v.source_code),
                     page_url: v.page_url,
                     referrer: v.referrer,
+                    utm: v.utm,
                 })
                 .collect(),
             None => Vec::new(),
