@@ -124,7 +124,7 @@ async fn raw_baseline(
     formed: f64,
     repeats: usize,
     targets: &mut Targets,
-) -> BenchResult<()> {
+) -> BenchResult<Option<RawAtFormed>> {
     const TOTAL: usize = 20_000;
     let formed_size = (formed.round() as usize).max(1);
     let mut sizes = vec![formed_size];
@@ -142,6 +142,7 @@ async fn raw_baseline(
             Baseline::Postgres(raw_insert::PgSample::read(service_url, TOTAL).await?)
         }
     };
+    let mut at_formed = None;
     for size in sizes {
         let mut rates = Vec::with_capacity(repeats);
         let mut commit_shares = Vec::new();
@@ -178,6 +179,13 @@ async fn raw_baseline(
                 Raw::Postgres { .. } => String::new(),
             };
             let per_transaction = size as f64 * 1000.0 / raw_rate.median;
+            if !cpu_shares.is_empty() {
+                at_formed = Some(RawAtFormed {
+                    leads_per_second: raw_rate.median,
+                    cpu_us_per_lead: per_transaction * 1000.0 * Summary::of(&cpu_shares).median
+                        / size as f64,
+                });
+            }
             let split = if commit_shares.is_empty() {
                 String::new()
             } else {
@@ -201,7 +209,40 @@ async fn raw_baseline(
             );
         }
     }
-    Ok(())
+    Ok(at_formed)
+}
+
+/// The raw-insert baseline at the batch size the service formed.
+struct RawAtFormed {
+    leads_per_second: f64,
+    /// CPU the baseline's one thread spent per lead.
+    cpu_us_per_lead: f64,
+}
+
+/// Microseconds of CPU per request: `cores` busy while serving `rate` requests a second.
+fn cpu_us(cores: f64, rate: f64) -> f64 {
+    cores * 1e6 / rate
+}
+
+/// Where the durable lead rate's CPU goes, and how many of this machine's cores the 0.7× target
+/// would take at today's cost per lead: the server and the load generator share the cores, so
+/// a target rate times the CPU a lead costs both must fit in them (and a closed loop whose
+/// writer waits for its fsync never keeps every core busy).
+fn print_budget(ceiling: &Row, leads: &Row, raw: &RawAtFormed) {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    let server = cpu_us(leads.server.median, leads.rps.median);
+    let generator = cpu_us(leads.generator.median, leads.rps.median);
+    let bare = cpu_us(ceiling.server.median, ceiling.rps.median);
+    let target = 0.7 * raw.leads_per_second;
+    let needed = target * (server + generator) / 1e6;
+    let afford = cores * 1e6 / (server + generator);
+    println!(
+        "  CPU per durable lead: server {server:.0} µs (the raw write alone {:.0} µs, a bare GET /healthz {bare:.0} µs), load generator {generator:.0} µs",
+        raw.cpu_us_per_lead
+    );
+    println!(
+        "  at that cost the {cores:.0} cores afford at most {afford:.0} leads/s with every core busy; the 0.7× raw target ({target:.0}/s) needs {needed:.2} cores"
+    );
 }
 
 /// Whether the lead runs had the machine to spare: where a single writer's figures come from
@@ -482,7 +523,11 @@ async fn run(server: &Server, raw: Raw, settings: Settings) -> BenchResult<()> {
     }
     print_machine(&machine, lead_seconds);
     print_threads(&threads_before, &threads, lead_seconds, batches.batches);
-    raw_baseline(server, &raw, &leads, formed, repeats, &mut targets).await?;
+    if let Some(at_formed) =
+        raw_baseline(server, &raw, &leads, formed, repeats, &mut targets).await?
+    {
+        print_budget(&ceiling, &leads, &at_formed);
+    }
     let errors = ceiling.errors + visits.errors + leads.errors;
     if errors > 0 {
         return Err(format!("{errors} requests failed").into());
