@@ -251,6 +251,14 @@ async fn a_correction_moves_reports_keeps_the_snapshot_and_is_announced(db: Test
         ),
         (json!({"source": "09", "reason": "nope"}), "has no source"),
         (json!({"source": "03", "reason": "  "}), "say why"),
+        (
+            json!({"source": "03", "reason": "x".repeat(201)}),
+            "say why",
+        ),
+        (
+            json!({"source": "03", "reason": "rang\u{7} twice"}),
+            "say why",
+        ),
     ] {
         let (status, err) = org.post(&path, bad).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
