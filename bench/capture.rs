@@ -182,8 +182,7 @@ async fn raw_baseline(
             if !cpu_shares.is_empty() {
                 at_formed = Some(RawAtFormed {
                     leads_per_second: raw_rate.median,
-                    cpu_us_per_lead: per_transaction * 1000.0 * Summary::of(&cpu_shares).median
-                        / size as f64,
+                    cpu_us_per_lead: cpu_us(Summary::of(&cpu_shares).median, raw_rate.median),
                 });
             }
             let split = if commit_shares.is_empty() {

@@ -11,7 +11,8 @@ use crate::common::TestDb;
 use crate::helpers::{Tenant, TestApp, error_code};
 use crate::on_both_backends;
 
-async fn beacon(app: &TestApp, body: Value) {
+/// Sends a visit beacon, answered 204.
+pub(crate) async fn beacon(app: &TestApp, body: Value) {
     let (status, _) = app
         .call(Method::POST, "/c/v1/visits", None, Some(&body))
         .await;
