@@ -551,3 +551,36 @@ fn rollups_rebuild_recounts_reports_from_the_raw_rows() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no organization"));
 }
+
+/// `leadtrail backup nightly.db` from the directory the copy belongs in: a bare file name has
+/// an empty parent, so the directory made durable after the rename is the working directory.
+#[test]
+fn backup_to_a_bare_file_name_lands_in_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("live.db").display());
+    let migrated = Command::new(BIN)
+        .args(["migrate", "--database-url", &url])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(migrated.success());
+    let out = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["backup", "--database-url", &url, "nightly.db"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("to nightly.db"), "{stdout}");
+    let copy = dir.path().join("nightly.db");
+    assert!(copy.exists() && !dir.path().join("nightly.db.partial").exists());
+    let opened = rusqlite::Connection::open(&copy).unwrap();
+    let check: String = opened
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+}

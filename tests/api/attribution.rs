@@ -276,11 +276,11 @@ async fn a_correction_moves_reports_keeps_the_snapshot_and_is_announced(db: Test
         (StatusCode::NOT_FOUND, "not_found")
     );
 
+    // The longest reason allowed: 200 characters, one of them outside ASCII.
+    let reason = format!("Caller said Nextdoor — {}", "x".repeat(177));
+    assert_eq!(reason.chars().count(), 200);
     let (status, lead) = org
-        .post(
-            &path,
-            json!({"source": "SRC-03", "reason": "Caller said Nextdoor"}),
-        )
+        .post(&path, json!({"source": "SRC-03", "reason": reason}))
         .await;
     assert_eq!(status, StatusCode::OK, "{lead}");
     assert_eq!(
@@ -291,7 +291,7 @@ async fn a_correction_moves_reports_keeps_the_snapshot_and_is_announced(db: Test
     );
     assert_eq!(lead["corrected_source"]["source_code"], "03");
     assert_eq!(lead["corrected_source"]["source_label"], "Nextdoor");
-    assert_eq!(lead["corrected_source"]["reason"], "Caller said Nextdoor");
+    assert_eq!(lead["corrected_source"]["reason"], reason.as_str());
 
     let (_, rows) = org.get("/api/v1/reports/sources").await;
     let row = |code: &str| {
@@ -331,6 +331,7 @@ async fn a_correction_moves_reports_keeps_the_snapshot_and_is_announced(db: Test
     assert_eq!(data["previous_source_code"], "02");
     assert_eq!(data["source_tracking"]["source_code"], "02");
     assert_eq!(data["corrected_source"]["source_code"], "03");
+    assert_eq!(data["corrected_source"]["reason"], reason.as_str());
     assert!(data["attribution"].is_object(), "{data}");
 }
 
