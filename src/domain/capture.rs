@@ -229,8 +229,8 @@ pub struct ArrivalDecision {
     pub credited: CreditedSnapshot,
     pub derived: Option<DerivedChannel>,
     pub attribution: Attribution,
-    /// The tracking parameters as sent, kept for audit.
-    pub raw_params: Value,
+    /// The tracking parameters as sent, kept for audit (JSON text, as stored).
+    pub raw_params: String,
     /// The arrival as a touch: the last of the lead's touches (`touches`).
     pub point: TouchPoint,
     /// The (widget, source) counted under first-touch attribution: the first touch's, else the
@@ -238,8 +238,21 @@ pub struct ArrivalDecision {
     pub first_touch: (u32, u32),
     /// What the database keeps of the answer's capture token.
     pub token_digest: String,
-    pub event: LeadEvent,
+    /// The data of the lead's first event, `lead.address_preview`, with the lead's context, as
+    /// the outbox stores and sends it (JSON text, written in one pass: this is the hot path).
+    pub address_preview: String,
     pub reply: LeadCreated,
+}
+
+/// The tracking parameters of an arrival as sent, kept for audit (`raw_params`).
+#[derive(Serialize)]
+struct RawParams<'a> {
+    page_url: &'a Option<String>,
+    referrer: &'a Option<String>,
+    s: &'a Option<String>,
+    utm: &'a Utm,
+    v: &'a Option<String>,
+    widget: Option<String>,
 }
 
 /// The widget and source an arrival is credited to, as they are at that moment.
@@ -274,11 +287,12 @@ pub fn decide_arrival(
         }
         None => (None, credited_key),
     };
+    let at = rfc3339(now);
     let attribution = Attribution {
         last_touch: Touch {
             widget_version: arrival.widget.version.to_string(),
             source_code: arrival.source.code.to_string(),
-            at: Some(rfc3339(now)),
+            at: Some(at.clone()),
             landing_page_url: new.arrival.page_url.clone(),
             referrer: new.arrival.referrer.clone(),
             utm: new.arrival.utm.clone(),
@@ -289,21 +303,22 @@ pub fn decide_arrival(
     };
     let lead = LeadId::generate();
     let (token, token_digest) = new_capture_token();
-    let raw_params = serde_json::json!({
-        "widget": new.arrival.embedding.map(|w| w.to_string()),
-        "v": new.arrival.v, "s": new.arrival.s,
-        "page_url": new.arrival.page_url, "referrer": new.arrival.referrer,
-        "utm": new.arrival.utm,
-    });
+    let raw_params = RawParams {
+        page_url: &new.arrival.page_url,
+        referrer: &new.arrival.referrer,
+        s: &new.arrival.s,
+        utm: &new.arrival.utm,
+        v: &new.arrival.v,
+        widget: new.arrival.embedding.map(|w| w.to_string()),
+    };
     let tracking = SourceTracking {
         widget_version: arrival.widget.version.to_string(),
         widget_name: arrival.widget.name.clone(),
         source_code: arrival.source.code.to_string(),
         source_label: arrival.source.name.clone(),
     };
-    let mut payload = event::address_preview(lead.as_str(), &rfc3339(now), &new.address, &tracking);
-    event::with_lead_context(
-        &mut payload,
+    let address_preview = event::with_lead_context(
+        &event::address_preview(lead.as_str(), &at, &new.address, &tracking),
         &event::LeadContext {
             attribution: &attribution,
             record_source: new.record_source,
@@ -327,13 +342,10 @@ pub fn decide_arrival(
         },
         derived,
         attribution,
-        raw_params,
+        raw_params: event::json_text(&raw_params),
         first_touch: first_key,
         token_digest,
-        event: LeadEvent {
-            event_type: EventType::LeadAddressPreview,
-            payload,
-        },
+        address_preview,
         reply: LeadCreated {
             lead_id: lead,
             capture_token: token,
@@ -571,14 +583,20 @@ mod tests {
             (1, 2),
             "no first touch: the arrival's own"
         );
-        assert_eq!(decided.event.event_type, EventType::LeadAddressPreview);
-        let tracking = &decided.event.payload["source_tracking"];
-        assert_eq!(
-            tracking["source_label"], "Yard Signs",
-            "{}",
-            decided.event.payload
-        );
+        let preview: Value = serde_json::from_str(&decided.address_preview).unwrap();
+        let tracking = &preview["source_tracking"];
+        assert_eq!(tracking["source_label"], "Yard Signs", "{preview}");
         assert_eq!(tracking["widget_name"], "Primary");
+        assert_eq!(preview["lead_id"], decided.reply.lead_id.as_str());
+        assert_eq!(preview["status"], "address_info_provided");
+        assert_eq!(preview["attribution"]["source_code"], "02");
+        assert_eq!(preview["record_source"], "widget");
+        assert!(preview.get("self_reported").is_none() && preview.get("email").is_none());
+        let raw: Value = serde_json::from_str(&decided.raw_params).unwrap();
+        assert_eq!(
+            (&raw["v"], &raw["s"]),
+            (&serde_json::json!("01"), &serde_json::json!("02"))
+        );
         assert_eq!(decided.reply.status, LeadStatus::AddressInfoProvided);
         assert_eq!(
             decided.token_digest,

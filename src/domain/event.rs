@@ -76,41 +76,60 @@ pub struct CorrectedSource {
 /// What every lead event carries beside `source_tracking` (which stays exactly as it was):
 /// the attribution detail, how the lead entered, what the homeowner said brought them, and a
 /// person's correction of the credited source.
+#[derive(Serialize)]
 pub struct LeadContext<'a> {
     pub attribution: &'a Attribution,
     pub record_source: RecordSource,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub self_reported: Option<&'a SelfReported>,
+    #[serde(rename = "corrected_source", skip_serializing_if = "Option::is_none")]
     pub corrected: Option<&'a CorrectedSource>,
 }
 
-/// Adds the lead's context to an event's data.
-pub fn with_lead_context(data: &mut Value, context: &LeadContext<'_>) {
-    if let Value::Object(map) = data {
-        map.insert("attribution".into(), json!(context.attribution));
-        map.insert("record_source".into(), json!(context.record_source));
-        if let Some(answer) = context.self_reported {
-            map.insert("self_reported".into(), json!(answer));
-        }
-        if let Some(corrected) = context.corrected {
-            map.insert("corrected_source".into(), json!(corrected));
-        }
+/// An event's data as sent: its own fields with the lead's context beside them, written as
+/// JSON text in one pass (no intermediate `Value` for the capture path to allocate).
+pub fn with_lead_context(data: &impl Serialize, context: &LeadContext<'_>) -> String {
+    #[derive(Serialize)]
+    struct Sent<'a, D: Serialize> {
+        #[serde(flatten)]
+        data: &'a D,
+        #[serde(flatten)]
+        context: &'a LeadContext<'a>,
     }
+    json_text(&Sent { data, context })
+}
+
+/// JSON text of a value made of structs, strings, numbers and string-keyed maps. Writing such
+/// a value into a `String` cannot fail (serde_json fails only on non-string map keys or a
+/// failing `Serialize`, and the domain has neither), as `json!` assumes too.
+pub fn json_text(value: &impl Serialize) -> String {
+    serde_json::to_string(value)
+        .unwrap_or_else(|e| unreachable!("a domain value always serializes: {e}"))
 }
 
 /// Lead created: the property only — no name, e-mail, phone or other personal data.
-pub fn address_preview(
-    lead_id: &str,
-    created_at: &str,
-    address: &Address,
-    tracking: &SourceTracking,
-) -> Value {
-    json!({
-        "lead_id": lead_id,
-        "status": "address_info_provided",
-        "created_at": created_at,
-        "address": address,
-        "source_tracking": tracking,
-    })
+#[derive(Serialize)]
+pub struct AddressPreview<'a> {
+    pub lead_id: &'a str,
+    pub status: &'static str,
+    pub created_at: &'a str,
+    pub address: &'a Address,
+    pub source_tracking: &'a SourceTracking,
+}
+
+pub fn address_preview<'a>(
+    lead_id: &'a str,
+    created_at: &'a str,
+    address: &'a Address,
+    tracking: &'a SourceTracking,
+) -> AddressPreview<'a> {
+    AddressPreview {
+        lead_id,
+        status: "address_info_provided",
+        created_at,
+        address,
+        source_tracking: tracking,
+    }
 }
 
 pub struct EnrichedLead<'a> {
@@ -210,11 +229,16 @@ mod tests {
             source_code: "02".into(),
             source_label: "Facebook Ads".into(),
         };
-        let payload = address_preview("lead_1", "2026-01-01T00:00:00Z", &address, &tracking);
-        let text = payload.to_string();
+        let text = json_text(&address_preview(
+            "lead_1",
+            "2026-01-01T00:00:00Z",
+            &address,
+            &tracking,
+        ));
         for personal in ["email", "phone", "first_name", "last_name"] {
             assert!(!text.contains(personal), "{personal} in {text}");
         }
+        let payload: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(payload["source_tracking"]["source_label"], "Facebook Ads");
     }
 }

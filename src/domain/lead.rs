@@ -6,7 +6,6 @@ use super::DomainError;
 use super::parse_display_name;
 use super::user::Email;
 
-/// Where a lead is in the widget's flow. Ordered: a lead only ever moves to a later status.
 /// How a lead entered leadtrail.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -36,6 +35,7 @@ impl RecordSource {
     }
 }
 
+/// Where a lead is in the widget's flow. Ordered: a lead only ever moves to a later status.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
 )]

@@ -17,7 +17,9 @@ use super::visits::visitors_touches;
 use super::{Backend, Store, StoreError, now_ms};
 use super::{TxParts, WriteTx};
 use crate::domain::attribution::{Attribution, AttributionNote, DerivedChannel, Touch};
-use crate::domain::capture::{ArrivalDecision, decide_arrival, lead_touches, new_capture_token};
+use crate::domain::capture::{
+    ArrivalDecision, CreditedSnapshot, decide_arrival, lead_touches, new_capture_token,
+};
 pub use crate::domain::capture::{
     CaptureRefusal, CaptureReply, CaptureResult, FirstTouch, HeardAbout, Idempotency, LeadCreated,
     NewLead, StepRecorded,
@@ -659,10 +661,14 @@ impl Arrived {
             point,
             first_touch,
             token_digest,
-            event,
+            address_preview,
             reply,
         } = decided;
-        let (widget, source) = (&credited.widget, &credited.source);
+        let CreditedSnapshot {
+            widget,
+            source,
+            note,
+        } = credited;
         let lead_id = reply.lead_id.to_string();
         let facts = LeadFacts::arrival(
             &new.org,
@@ -679,34 +685,34 @@ impl Arrived {
             .first_touch
             .is_some()
             .then(|| (i64::from(first_touch.0), i64::from(first_touch.1)));
+        let event = EventRow {
+            id: prefixed_id("evt_"),
+            org: new.org.clone(),
+            event_type: EventType::LeadAddressPreview.id(),
+            lead_id: lead_id.clone(),
+            payload: address_preview,
+            created_at: now,
+        };
         let row = LeadRow {
-            id: lead_id.clone(),
+            id: lead_id,
             org: new.org.clone(),
             token_digest,
             widget_version: i64::from(widget.version.get()),
-            widget_name: widget.name.clone(),
+            widget_name: widget.name,
             source_code: i64::from(source.code.get()),
-            source_name: source.name.clone(),
+            source_name: source.name,
             source_category: source.category.id(),
             derived_channel: derived.map(DerivedChannel::id),
             first_touch_widget_version: first.map(|(widget, _)| widget),
             first_touch_source_code: first.map(|(_, source)| source),
             first_touch: new.first_touch.as_ref().map(json_text).transpose()?,
-            raw_params: raw_params.to_string(),
+            raw_params,
             address: json_text(&new.address)?,
             attribution: json_text(&attribution)?,
-            attribution_note: credited.note.map(AttributionNote::id),
+            attribution_note: note.map(AttributionNote::id),
             record_source: new.record_source.id(),
             visitor_id: new.arrival.visitor_id.clone(),
             touches: String::new(),
-            created_at: now,
-        };
-        let event = EventRow {
-            id: prefixed_id("evt_"),
-            org: new.org.clone(),
-            event_type: event.event_type.id(),
-            lead_id,
-            payload: event.payload.to_string(),
             created_at: now,
         };
         Ok(Self {
@@ -895,7 +901,7 @@ pub(super) async fn emit_next(
     org: &OrgId,
     lead_id: &str,
     event_type: EventType,
-    payload: &serde_json::Value,
+    payload: &(impl Serialize + Sync),
     now: i64,
 ) -> Result<(), StoreError> {
     next_lead_event(&mut tx.parts(), org, lead_id, event_type, payload, now).await
@@ -907,7 +913,7 @@ async fn next_lead_event<E: Exec>(
     org: &OrgId,
     lead_id: &str,
     event_type: EventType,
-    payload: &serde_json::Value,
+    payload: &(impl Serialize + Sync),
     now: i64,
 ) -> Result<(), StoreError> {
     let rows =
@@ -923,9 +929,8 @@ async fn next_lead_event<E: Exec>(
         .ok_or_else(|| StoreError::Corrupt("the lead of an event is gone".into()))?;
     let sequence = row.int_of("event_sequence")?;
     let context = StoredContext::from_row(row)?;
-    let mut payload = payload.clone();
-    event::with_lead_context(&mut payload, &context.borrowed());
-    write_lead_event(w, org, event_type, lead_id, sequence, &payload, now).await
+    let sent = event::with_lead_context(payload, &context.borrowed());
+    write_lead_event(w, org, event_type, lead_id, sequence, sent, now).await
 }
 
 /// A lead's context as stored (see `event::LeadContext`).

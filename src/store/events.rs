@@ -58,7 +58,7 @@ pub(super) async fn write_lead_event<E: Exec>(
     event_type: EventType,
     lead_id: &str,
     sequence: i64,
-    payload: &serde_json::Value,
+    payload: String,
     now: i64,
 ) -> Result<(), StoreError> {
     let event = EventRow {
@@ -67,7 +67,7 @@ pub(super) async fn write_lead_event<E: Exec>(
         event_type: event_type.id().to_owned(),
         lead_id: Some(lead_id.to_owned()),
         sequence: Some(sequence),
-        payload: payload.to_string(),
+        payload,
     };
     w.db.exec(
         "INSERT INTO events (id, org_id, event_type, lead_id, sequence, payload, created_at, \
