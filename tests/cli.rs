@@ -9,6 +9,16 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_leadtrail");
 
+/// The standard output of a command that must have succeeded (its standard error if not).
+fn stdout_of_success(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -154,12 +164,7 @@ fn user_add_creates_a_login_with_the_password_from_standard_input() {
         child.wait_with_output().unwrap()
     };
     let out = add("Ops@Acme.Example", "viewer", "a long enough password");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("added ops@acme.example (viewer)"));
+    assert!(stdout_of_success(&out).contains("added ops@acme.example (viewer)"));
     // Refusals are one clear line each, never a panic.
     for (email, role, password, expected) in [
         (
@@ -525,15 +530,7 @@ fn rollups_rebuild_recounts_reports_from_the_raw_rows() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stdout)
-            .contains("rebuilt the report rollups of 1 organization(s)")
-    );
+    assert!(stdout_of_success(&out).contains("rebuilt the report rollups of 1 organization(s)"));
     runtime.block_on(async {
         let store = leadtrail::store::Store::connect(&url).await.unwrap();
         let after = store
@@ -569,12 +566,7 @@ fn backup_to_a_bare_file_name_lands_in_the_working_directory() {
         .args(["backup", "--database-url", &url, "nightly.db"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = stdout_of_success(&out);
     assert!(stdout.contains("to nightly.db"), "{stdout}");
     let copy = dir.path().join("nightly.db");
     assert!(copy.exists() && !dir.path().join("nightly.db.partial").exists());
