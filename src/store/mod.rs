@@ -53,7 +53,7 @@ pub use events::StoredEvent;
 pub use import::{ImportOptions, LeadImport};
 pub use leads::{LeadFilter, LeadRecord};
 pub use outcomes::{OutcomeChange, OutcomeView};
-pub use privacy::{Erasure, VisitRecord};
+pub use privacy::{Erasure, RETENTION_BATCH, VisitRecord};
 pub use records::*;
 pub use reports::{Counts, GroupCounts, Interval, ReportFilter};
 pub use rollups::{FOLD_BATCH, Folded, RecountProgress, RecountStep};

@@ -14,7 +14,7 @@ use crate::domain::privacy::{Scrubber, erased_address, erased_personal};
 use crate::domain::self_report::SelfReported;
 
 /// Rows changed per statement by the retention sweep, so one pass never holds the writer long.
-const RETENTION_BATCH: i64 = 2_000;
+pub const RETENTION_BATCH: i64 = 2_000;
 
 /// What an erasure changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use leadtrail::domain::attribution::{Arrival, Utm};
 use leadtrail::domain::ids::{LeadId, OrgId};
 use leadtrail::domain::privacy::RetentionDays;
 use leadtrail::domain::tier::Tier;
-use leadtrail::store::{NewVisit, OrganizationPatch, Store, now_ms};
+use leadtrail::store::{NewVisit, OrganizationPatch, RETENTION_BATCH, Store, now_ms};
 
 use crate::common::TestDb;
 use crate::common::leads::{arrival, create, personal, project, step};
@@ -127,6 +127,34 @@ async fn raw_data_past_retention_is_dropped_and_the_counts_stay(db: TestDb) {
     assert_eq!(store.drop_expired_raw_data().await.unwrap(), 0);
 }
 
+/// The sweep changes at most `RETENTION_BATCH` rows per statement and goes on until none are
+/// left: a row past one whole batch is dropped by the same sweep.
+async fn a_sweep_goes_on_past_one_statements_batch(db: TestDb) {
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let count = usize::try_from(RETENTION_BATCH).unwrap() + 1;
+    let old = now_ms() - 400 * DAY;
+    let visits: Vec<NewVisit> = (0..count).map(|_| visit(&org, "v1", old)).collect();
+    for chunk in visits.chunks(500) {
+        store.insert_visits(chunk).await.unwrap();
+    }
+    store
+        .update_organization(
+            &org,
+            OrganizationPatch {
+                raw_data_retention: Some(Some(RetentionDays::parse(365).unwrap())),
+                ..OrganizationPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.drop_expired_raw_data().await.unwrap(),
+        u64::try_from(count).unwrap()
+    );
+    assert!(store.visitor_visits(&org, "v1").await.unwrap().is_empty());
+}
+
 /// A lead erased while its enrichment runs: the enrichment is still written (the lead's
 /// estimate and score are not personal), and its events carry none of the erased data.
 async fn an_enrichment_finishing_after_an_erasure_sends_no_personal_data(db: TestDb) {
@@ -199,5 +227,6 @@ async fn a_visitors_visits_keep_their_tracking_parameters(db: TestDb) {
 on_both_backends!(
     a_visitors_visits_keep_their_tracking_parameters,
     raw_data_past_retention_is_dropped_and_the_counts_stay,
+    a_sweep_goes_on_past_one_statements_batch,
     an_enrichment_finishing_after_an_erasure_sends_no_personal_data,
 );
