@@ -6,10 +6,13 @@
 //!   organization without webhooks, so the figure is capture alone; three rounds of one run of
 //!   1, 2 and 3 nodes each (interleaved, each on a fresh database after a warm-up), median and
 //!   range, and each round's figures against its own one-node run;
-//! - delivery capacity: a backlog of `BACKLOG` leads, each with a `lead.address_preview` due to
-//!   one endpoint, written before the nodes start (through the library's store); then the nodes
-//!   start together and deliveries/s is the backlog ÷ the time from their start to the last
-//!   receipt; three rounds of 1, 2 and 3 nodes as for capture;
+//! - delivery capacity: a backlog of `BACKLOG` leads, each with a `lead.address_preview` due,
+//!   written before the nodes start (through the library's store); then the nodes start together
+//!   and deliveries/s is the backlog ÷ the time from their start to the last receipt; three
+//!   rounds of 1, 2 and 3 nodes as for capture, for two subscriber bases: one endpoint in each
+//!   of `ORGANIZATIONS` organizations (the case scale-out is for: work the nodes can share), and
+//!   a single endpoint, whose in-flight bound (`webhook_endpoint_concurrency`) holds across the
+//!   nodes, so more nodes cannot send it faster and only their claims' contention shows;
 //! - wake-up latency: leads written by another node (this process, through the library's
 //!   store, which sends no HTTP and runs no dispatcher) at an open-loop 10/s, delivered by two
 //!   serving nodes: commit→receipt p50/p99 with `LISTEN/NOTIFY` and with polling alone (the
@@ -54,6 +57,8 @@ const LATENCY_RATE: f64 = 10.0;
 const LATENCY_LEADS: usize = 100;
 /// Deliveries waiting when the nodes start, per delivery run.
 const BACKLOG: usize = 10_000;
+/// Organizations, each with one endpoint, that share a backlog of many subscribers.
+const ORGANIZATIONS: usize = 12;
 
 /// First arrival of each lead's event at the receiver.
 #[derive(Clone, Default)]
@@ -120,23 +125,41 @@ async fn cluster(
     n: usize,
     env: &[(&str, &str)],
     hook: Option<&str>,
-) -> BenchResult<(Vec<Server>, String, String, String)> {
+) -> BenchResult<(Vec<Server>, Organization)> {
     let nodes = nodes(url, n, env)?;
+    let org = organization(&nodes[0].base, "Acme Roofing", hook).await?;
+    Ok((nodes, org))
+}
+
+/// An organization made through the admin API, with its keys.
+struct Organization {
+    id: String,
+    public_key: String,
+}
+
+/// A new organization named `name` on the node at `base`, subscribed to `lead.address_preview`
+/// at `hook`, if any.
+async fn organization(base: &str, name: &str, hook: Option<&str>) -> BenchResult<Organization> {
     let client = reqwest::Client::new();
     let org: Value = client
-        .post(format!("{}/api/v1/organizations", nodes[0].base))
+        .post(format!("{base}/api/v1/organizations"))
         .bearer_auth(ADMIN)
-        .json(&json!({"name": "Acme Roofing", "tier": "premium",
+        .json(&json!({"name": name, "tier": "premium",
             "website_url": "https://acme.example/", "brand_color": "#1A73E8"}))
         .send()
         .await?
         .json()
         .await?;
-    let key = org["api_key"].as_str().ok_or("no api key")?.to_owned();
+    let text = |field: &str| -> BenchResult<String> {
+        Ok(org[field]
+            .as_str()
+            .ok_or_else(|| format!("no {field} in {org}"))?
+            .to_owned())
+    };
     if let Some(hook) = hook {
         let res = client
-            .post(format!("{}/api/v1/webhooks", nodes[0].base))
-            .bearer_auth(&key)
+            .post(format!("{base}/api/v1/webhooks"))
+            .bearer_auth(text("api_key")?)
             .json(&json!({"url": hook, "events": ["lead.address_preview"]}))
             .send()
             .await?;
@@ -144,15 +167,10 @@ async fn cluster(
             return Err(format!("webhook: {}", res.text().await?).into());
         }
     }
-    Ok((
-        nodes,
-        org["public_key"]
-            .as_str()
-            .ok_or("no public key")?
-            .to_owned(),
-        org["id"].as_str().ok_or("no id")?.to_owned(),
-        key,
-    ))
+    Ok(Organization {
+        id: text("id")?,
+        public_key: text("public_key")?,
+    })
 }
 
 fn lead_body(public_key: &str) -> Value {
@@ -264,7 +282,7 @@ impl Work {
 /// leads/s after a warm-up, and the work behind it added to `work`.
 async fn capture_run(n: usize, round: usize, work: &mut Work) -> BenchResult<f64> {
     let db = Database::create(&format!("nodes_capture{n}_{round}")).await?;
-    let (nodes, public_key, _, _) = cluster(&db.url, n, &[], None).await?;
+    let (nodes, Organization { public_key, .. }) = cluster(&db.url, n, &[], None).await?;
     let bases: Vec<String> = nodes.iter().map(|s| s.base.clone()).collect();
     capture(&bases, &public_key, Duration::from_secs(2)).await?;
     let before = Work::so_far(&nodes).await?;
@@ -335,14 +353,25 @@ fn rounds(
 }
 
 /// `count` new leads, each with its `lead.address_preview` due, written by this process
-/// through the library's store in batches as a node's writer forms them under load.
-async fn backlog(store: &Store, org: &OrgId, count: usize) -> BenchResult<Vec<(String, Instant)>> {
+/// through the library's store in batches as a node's writer forms them under load; the leads
+/// go to `orgs` in turn.
+async fn backlog(
+    store: &Store,
+    orgs: &[OrgId],
+    count: usize,
+) -> BenchResult<Vec<(String, Instant)>> {
     let address = Address::parse("1 Main St", "Austin", "TX", "78701", None)?;
     let mut leads = Vec::with_capacity(count);
+    let mut turn = orgs.iter().cycle();
     while leads.len() < count {
-        let commands: Vec<CaptureCommand> = (0..(count - leads.len()).min(256))
-            .map(|_| lead_command(org, &address))
-            .collect();
+        let commands = (0..(count - leads.len()).min(256))
+            .map(|_| {
+                Ok(lead_command(
+                    turn.next().ok_or("no organization")?,
+                    &address,
+                ))
+            })
+            .collect::<BenchResult<Vec<CaptureCommand>>>()?;
         for reply in store.apply_capture(&commands).await? {
             match reply {
                 Ok(CaptureReply::Created(c)) => leads.push((c.lead_id.to_string(), Instant::now())),
@@ -369,16 +398,52 @@ fn lead_command(org: &OrgId, address: &Address) -> CaptureCommand {
     }))
 }
 
-/// Deliveries/s of `n` nodes draining a backlog written before they start (median and range
-/// of `RUNS` runs), and the nodes' CPU seconds over the runs.
-async fn delivery_run(n: usize, round: usize) -> BenchResult<(f64, f64)> {
-    let db = Database::create(&format!("nodes_delivery{n}_{round}")).await?;
+/// Whose endpoints a delivery run's backlog is due to.
+#[derive(Clone, Copy)]
+enum Subscribers {
+    /// One endpoint in each of `ORGANIZATIONS` organizations.
+    Many,
+    /// A single endpoint of one organization.
+    One,
+}
+
+impl Subscribers {
+    fn organizations(self) -> usize {
+        match self {
+            Subscribers::Many => ORGANIZATIONS,
+            Subscribers::One => 1,
+        }
+    }
+
+    fn short(self) -> &'static str {
+        match self {
+            Subscribers::Many => "many",
+            Subscribers::One => "one",
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Subscribers::Many => format!("one endpoint in each of {ORGANIZATIONS} organizations"),
+            Subscribers::One => "a single endpoint (its in-flight bound holds across nodes)".into(),
+        }
+    }
+}
+
+/// Deliveries/s of `n` nodes draining a backlog written before they start, and the nodes' CPU
+/// seconds.
+async fn delivery_run(n: usize, round: usize, to: Subscribers) -> BenchResult<(f64, f64)> {
+    let db = Database::create(&format!("nodes_delivery_{}{n}_{round}", to.short())).await?;
     let (hook, arrivals) = receiver().await?;
-    let (setup, _, org, _) = cluster(&db.url, 1, &[], Some(&hook)).await?;
+    let setup = nodes(&db.url, 1, &[])?;
+    let mut orgs = Vec::with_capacity(to.organizations());
+    for i in 0..to.organizations() {
+        let org = organization(&setup[0].base, &format!("Roofer {i}"), Some(&hook)).await?;
+        orgs.push(OrgId::parse(&org.id).ok_or("bad org id")?);
+    }
     drop(setup);
-    let org = OrgId::parse(&org).ok_or("bad org id")?;
     let writer = Store::connect(&db.url).await?;
-    let leads = backlog(&writer, &org, BACKLOG).await?;
+    let leads = backlog(&writer, &orgs, BACKLOG).await?;
     let start = Instant::now();
     let nodes = nodes(&db.url, n, &[])?;
     let last = delivered(&arrivals, &leads).await?;
@@ -390,28 +455,33 @@ async fn delivery_run(n: usize, round: usize) -> BenchResult<(f64, f64)> {
     Ok((rate, cpu))
 }
 
-/// Deliveries/s of 1, 2 and 3 nodes, `RUNS` rounds of one run each, interleaved (see
-/// `rounds`), each on a fresh database with its backlog written before the nodes start.
+/// Deliveries/s of 1, 2 and 3 nodes for each subscriber base, `RUNS` rounds of one run each,
+/// interleaved (see `rounds`), each on a fresh database with its backlog written before the
+/// nodes start.
 async fn delivery_capacity(targets: &mut Targets) -> BenchResult<()> {
-    let mut cpu = [0.0; 3];
-    let mut rates: [Vec<f64>; 3] = Default::default();
-    for round in 0..RUNS {
-        for n in 1..=3 {
-            let (rate, used) = delivery_run(n, round).await?;
-            rates[n - 1].push(rate);
-            cpu[n - 1] += used;
+    for to in [Subscribers::Many, Subscribers::One] {
+        println!("deliveries to {}:", to.describe());
+        let mut cpu = [0.0; 3];
+        let mut rates: [Vec<f64>; 3] = Default::default();
+        for round in 0..RUNS {
+            for n in 1..=3 {
+                let (rate, used) = delivery_run(n, round, to).await?;
+                rates[n - 1].push(rate);
+                cpu[n - 1] += used;
+            }
         }
-    }
-    for (n, (sent, ratio, verdict)) in rounds(targets, &rates, "deliver") {
-        println!(
-            "{n} node(s): delivered a backlog of {BACKLOG} at {:.0}/s (range {:.0}–{:.0}) = {}× \
-             one node in the same round: {verdict}; the nodes used {:.1} CPU-s",
-            sent.median,
-            sent.min,
-            sent.max,
-            ratio.show(2),
-            cpu[n - 1]
-        );
+        let what = format!("deliver ({} endpoints)", to.short());
+        for (n, (sent, ratio, verdict)) in rounds(targets, &rates, &what) {
+            println!(
+                "  {n} node(s): delivered a backlog of {BACKLOG} at {:.0}/s (range {:.0}–{:.0}) = \
+                 {}× one node in the same round: {verdict}; the nodes used {:.1} CPU-s",
+                sent.median,
+                sent.min,
+                sent.max,
+                ratio.show(2),
+                cpu[n - 1]
+            );
+        }
     }
     Ok(())
 }
@@ -445,9 +515,9 @@ async fn cross_node_latency(wakeups: bool) -> BenchResult<(Vec<Duration>, f64)> 
     } else {
         &[("LEADTRAIL_CROSS_NODE_WAKEUPS", "false")]
     };
-    let (nodes, _, org, _) = cluster(&db.url, 2, env, Some(&hook)).await?;
+    let (nodes, org) = cluster(&db.url, 2, env, Some(&hook)).await?;
     let writer = Store::connect(&db.url).await?;
-    let org = OrgId::parse(&org).ok_or("bad org id")?;
+    let org = OrgId::parse(&org.id).ok_or("bad org id")?;
     let address = Address::parse("1 Main St", "Austin", "TX", "78701", None)?;
     let run = open_loop(LATENCY_RATE, LATENCY_LEADS, |_| {
         let (writer, org, address) = (writer.clone(), org.clone(), address.clone());
@@ -473,7 +543,7 @@ async fn cross_node_latency(wakeups: bool) -> BenchResult<(Vec<Duration>, f64)> 
 async fn single_node_latency() -> BenchResult<(Vec<Duration>, f64)> {
     let db = Database::create("nodes_latency_single").await?;
     let (hook, arrivals) = receiver().await?;
-    let (nodes, public_key, _, _) = cluster(&db.url, 1, &[], Some(&hook)).await?;
+    let (nodes, Organization { public_key, .. }) = cluster(&db.url, 1, &[], Some(&hook)).await?;
     let client = reqwest::Client::new();
     let base = nodes[0].base.clone();
     let run = open_loop(LATENCY_RATE, LATENCY_LEADS, |_| {
