@@ -877,6 +877,187 @@ async fn visits_are_attributed_like_leads(db: TestDb) {
     assert_eq!(store.visit_count(&org, PRIMARY, code(1)).await.unwrap(), 1);
 }
 
+/// The lead list, against a filter of every lead in memory: each filter alone and all of them
+/// at once give exactly the matching leads, newest first (ties in time by id), and pages of two
+/// walk the whole list without a gap or a repeat, across two leads of the same moment.
+async fn the_lead_list_filters_by_every_field_and_pages_newest_first(db: TestDb) {
+    use leadtrail::domain::outcome::{Outcome, OutcomeKind};
+    use leadtrail::store::{LeadFilter, LeadRecord};
+    let store = store(&db).await;
+    let org = two_widgets(&store).await;
+    let hour = 3_600_000;
+    let start = leadtrail::store::now_ms() - 10 * 24 * hour;
+    // (widget, source, hour, stepped to project details, quoted): the 5th and 6th arrive in
+    // the same moment.
+    let shape = [
+        ("01", "01", 0, true, true),
+        ("01", "02", 1, false, false),
+        ("02", "02", 2, true, true),
+        ("02", "02", 3, true, false),
+        ("01", "02", 4, false, true),
+        ("02", "03", 4, true, false),
+        ("02", "02", 5, false, true),
+    ];
+    let mut made = Vec::new();
+    for (v, s, at, stepped, quoted) in shape {
+        let created = create(&store, arrival(&org, Some(1), Some(v), Some(s)))
+            .await
+            .unwrap();
+        if stepped {
+            step(&store, &created, project(), None).await.unwrap();
+        }
+        if quoted {
+            store
+                .set_outcome(
+                    &org,
+                    &created.lead_id,
+                    Outcome::Quoted,
+                    "user:a@acme.example",
+                    None,
+                )
+                .await
+                .unwrap();
+        }
+        made.push((created.lead_id, start + at * hour));
+    }
+    store.backdate_leads(&org, &made).await.unwrap();
+    let mut all: Vec<LeadRecord> = Vec::new();
+    for (id, _) in &made {
+        all.push(store.lead(&org, id).await.unwrap());
+    }
+    all.sort_by(|a, b| (b.created_at, b.id.as_str()).cmp(&(a.created_at, a.id.as_str())));
+    let ids =
+        |leads: &[LeadRecord]| -> Vec<String> { leads.iter().map(|l| l.id.to_string()).collect() };
+    let everything = LeadFilter {
+        widget: None,
+        source: None,
+        status: None,
+        outcome: None,
+        from_ms: None,
+        to_ms: None,
+        after: None,
+        limit: 100,
+    };
+    // Pages of two, each continuing after the last lead of the one before.
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .leads(
+                &org,
+                &LeadFilter {
+                    after: after.clone(),
+                    limit: 2,
+                    ..everything.clone()
+                },
+            )
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some((last.created_at, last.id.to_string()));
+        paged.extend(page);
+    }
+    assert_eq!(ids(&paged), ids(&all), "pages of two");
+
+    let third = &all[2];
+    let filters = [
+        LeadFilter {
+            widget: Some(version(2)),
+            ..everything.clone()
+        },
+        LeadFilter {
+            source: Some(code(2)),
+            ..everything.clone()
+        },
+        LeadFilter {
+            status: Some(LeadStatus::ProjectDetailsProvided),
+            ..everything.clone()
+        },
+        LeadFilter {
+            outcome: Some(OutcomeKind::Quoted),
+            ..everything.clone()
+        },
+        LeadFilter {
+            from_ms: Some(start + 2 * hour),
+            ..everything.clone()
+        },
+        LeadFilter {
+            to_ms: Some(start + 4 * hour),
+            ..everything.clone()
+        },
+        LeadFilter {
+            after: Some((third.created_at, third.id.to_string())),
+            ..everything.clone()
+        },
+        LeadFilter {
+            widget: Some(version(2)),
+            source: Some(code(2)),
+            status: Some(LeadStatus::ProjectDetailsProvided),
+            outcome: Some(OutcomeKind::Quoted),
+            from_ms: Some(start + hour),
+            to_ms: Some(start + 5 * hour),
+            after: Some((start + 5 * hour, "lead_~".into())),
+            limit: 100,
+        },
+    ];
+    for filter in filters {
+        let expected: Vec<LeadRecord> = all
+            .iter()
+            .filter(|l| filter.widget.is_none_or(|w| l.widget_version == w))
+            .filter(|l| filter.source.is_none_or(|s| l.source_code == s))
+            .filter(|l| filter.status.is_none_or(|s| l.status == s))
+            .filter(|l| filter.outcome.is_none_or(|o| l.outcome.kind() == o))
+            .filter(|l| filter.from_ms.is_none_or(|t| l.created_at >= t))
+            .filter(|l| filter.to_ms.is_none_or(|t| l.created_at < t))
+            .filter(|l| {
+                filter
+                    .after
+                    .as_ref()
+                    .is_none_or(|(at, id)| (l.created_at, l.id.as_str()) < (*at, id.as_str()))
+            })
+            .cloned()
+            .collect();
+        assert!(!expected.is_empty(), "{filter:?} matches a lead");
+        assert!(expected.len() < all.len(), "{filter:?} leaves a lead out");
+        let listed = store.leads(&org, &filter).await.unwrap();
+        assert_eq!(ids(&listed), ids(&expected), "{filter:?}");
+    }
+}
+
+/// A lead stored before attribution detail was kept (migration 0009 added the column, empty
+/// for older leads) is announced with the widget and source its snapshot names.
+async fn a_lead_from_before_attribution_detail_is_announced_with_its_snapshot(db: TestDb) {
+    let store = store(&db).await;
+    let org = two_widgets(&store).await;
+    let created = create(&store, arrival(&org, Some(1), Some("02"), Some("03")))
+        .await
+        .unwrap();
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(db.url()).await.unwrap();
+    sqlx::query("UPDATE leads SET attribution = NULL WHERE id = $1")
+        .bind(created.lead_id.as_str())
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    store
+        .set_outcome(
+            &org,
+            &created.lead_id,
+            leadtrail::domain::outcome::Outcome::Contacted,
+            "user:a@acme.example",
+            None,
+        )
+        .await
+        .unwrap();
+    let events = store.lead_events(&org, &created.lead_id).await.unwrap();
+    let last = events.last().unwrap();
+    assert_eq!(last.event_type, "lead.outcome_changed");
+    let touch = &last.payload["attribution"];
+    assert_eq!(touch["widget_version"], "02", "{}", last.payload);
+    assert_eq!(touch["source_code"], "03", "{}", last.payload);
+}
+
 on_both_backends!(
     arrival_resolves_widget_and_source_by_the_rules,
     a_link_of_an_archived_widget_still_credits_that_widgets_own_source,
@@ -896,6 +1077,8 @@ on_both_backends!(
     a_catalog_change_by_another_node_is_seen_by_the_next_capture,
     a_lead_decided_before_a_catalog_change_is_decided_again_in_its_batch,
     a_full_capture_queue_refuses_at_once_and_writes_everything_it_took,
+    the_lead_list_filters_by_every_field_and_pages_newest_first,
+    a_lead_from_before_attribution_detail_is_announced_with_its_snapshot,
 );
 
 mod housekeeping {

@@ -155,6 +155,62 @@ async fn a_sweep_goes_on_past_one_statements_batch(db: TestDb) {
     assert!(store.visitor_visits(&org, "v1").await.unwrap().is_empty());
 }
 
+/// A homeowner's request to see their data finds their leads of this organization by e-mail,
+/// in any case and with spaces around it, newest first; a blank or malformed address is
+/// refused, and another organization's lead with the same address stays out.
+async fn a_homeowners_leads_are_found_by_email(db: TestDb) {
+    let store = store(&db).await;
+    let (rival, _) = org(&store, Tier::Starter).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let mut made = Vec::new();
+    for o in [&org, &org, &rival] {
+        let lead = create(&store, arrival(o, Some(1), None, None))
+            .await
+            .unwrap();
+        step(&store, &lead, project(), None).await.unwrap();
+        step(&store, &lead, personal(true), None).await.unwrap();
+        made.push(lead.lead_id);
+    }
+    create(&store, arrival(&org, Some(1), None, None))
+        .await
+        .unwrap();
+    let now = now_ms();
+    store
+        .backdate_leads(
+            &org,
+            &[
+                (made[0].clone(), now - 2 * DAY),
+                (made[1].clone(), now - DAY),
+            ],
+        )
+        .await
+        .unwrap();
+    let found: Vec<LeadId> = store
+        .leads_by_email(&org, "  ANN@Example.com ")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    assert_eq!(found, vec![made[1].clone(), made[0].clone()]);
+    assert!(
+        store
+            .leads_by_email(&org, "bob@example.com")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for bad in ["", "   ", "ann.example.com"] {
+        assert!(
+            matches!(
+                store.leads_by_email(&org, bad).await,
+                Err(leadtrail::store::StoreError::Invalid(_))
+            ),
+            "{bad:?}"
+        );
+    }
+}
+
 /// A lead erased while its enrichment runs: the enrichment is still written (the lead's
 /// estimate and score are not personal), and its events carry none of the erased data.
 async fn an_enrichment_finishing_after_an_erasure_sends_no_personal_data(db: TestDb) {
@@ -228,5 +284,6 @@ on_both_backends!(
     a_visitors_visits_keep_their_tracking_parameters,
     raw_data_past_retention_is_dropped_and_the_counts_stay,
     a_sweep_goes_on_past_one_statements_batch,
+    a_homeowners_leads_are_found_by_email,
     an_enrichment_finishing_after_an_erasure_sends_no_personal_data,
 );
