@@ -1058,6 +1058,65 @@ async fn a_lead_from_before_attribution_detail_is_announced_with_its_snapshot(db
     assert_eq!(touch["source_code"], "03", "{}", last.payload);
 }
 
+/// A lead's corrections are kept, each with the source it moved the credit from and to, why
+/// and by whom; another tenant reads none of them.
+async fn a_leads_corrections_are_kept_with_their_reason_and_actor(db: TestDb) {
+    let store = store(&db).await;
+    let (rival, _) = org(&store, Tier::Starter).await;
+    let org = two_widgets(&store).await;
+    let lead = create(&store, arrival(&org, Some(1), Some("01"), Some("01")))
+        .await
+        .unwrap();
+    store
+        .correct_source(
+            &org,
+            &lead.lead_id,
+            code(2),
+            "caller said Facebook",
+            "user:a@acme.example",
+        )
+        .await
+        .unwrap();
+    store
+        .correct_source(
+            &org,
+            &lead.lead_id,
+            code(1),
+            "the website after all",
+            "api_key:key_1",
+        )
+        .await
+        .unwrap();
+    // Two corrections may share a millisecond: compared without their order.
+    let mut kept: Vec<(u32, u32, String, String)> = store
+        .corrections(&org, &lead.lead_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.from_code.get(), c.to_code.get(), c.reason, c.actor))
+        .collect();
+    kept.sort();
+    assert_eq!(
+        kept,
+        vec![
+            (
+                1,
+                2,
+                "caller said Facebook".into(),
+                "user:a@acme.example".into()
+            ),
+            (2, 1, "the website after all".into(), "api_key:key_1".into()),
+        ]
+    );
+    assert!(
+        store
+            .corrections(&rival, &lead.lead_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 on_both_backends!(
     arrival_resolves_widget_and_source_by_the_rules,
     a_link_of_an_archived_widget_still_credits_that_widgets_own_source,
@@ -1079,6 +1138,7 @@ on_both_backends!(
     a_full_capture_queue_refuses_at_once_and_writes_everything_it_took,
     the_lead_list_filters_by_every_field_and_pages_newest_first,
     a_lead_from_before_attribution_detail_is_announced_with_its_snapshot,
+    a_leads_corrections_are_kept_with_their_reason_and_actor,
 );
 
 mod housekeeping {

@@ -211,6 +211,68 @@ async fn a_homeowners_leads_are_found_by_email(db: TestDb) {
     }
 }
 
+/// An erasure removes the homeowner's own words in answer to "How did you hear about us?"
+/// from the lead and from its events, and keeps the choice (the self-reported report reads it).
+async fn an_erasure_removes_the_free_text_answer_and_keeps_the_choice(db: TestDb) {
+    use leadtrail::domain::self_report::{SelfReportSetting, SelfReported};
+    use leadtrail::domain::tier::TierLimits;
+    use leadtrail::store::{CaptureCommand, CaptureReply, HeardAbout, StepUpdate, WidgetPatch};
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    store
+        .update_widget(
+            &org,
+            PRIMARY,
+            WidgetPatch {
+                self_report: Some(SelfReportSetting::parse(true, &["Yard sign".into()]).unwrap()),
+                ..WidgetPatch::default()
+            },
+            &TierLimits::default(),
+        )
+        .await
+        .unwrap();
+    let lead = create(&store, arrival(&org, Some(1), None, None))
+        .await
+        .unwrap();
+    step(&store, &lead, project(), None).await.unwrap();
+    let words = "Zeb Quill from church";
+    let answered = store
+        .apply_capture(&[CaptureCommand::Step(Box::new(StepUpdate {
+            lead_id: lead.lead_id.clone(),
+            capture_token: lead.capture_token.clone(),
+            heard_about: Some(HeardAbout {
+                choice: "Other".into(),
+                other: Some(words.into()),
+            }),
+            step: personal(true),
+            idempotency: None,
+        }))])
+        .await
+        .unwrap();
+    assert!(
+        matches!(answered[..], [Ok(CaptureReply::Step(_))]),
+        "{answered:?}"
+    );
+    let said = |other: Option<&str>| {
+        Some(SelfReported {
+            choice: "Other".into(),
+            other: other.map(str::to_owned),
+        })
+    };
+    let before = store.lead(&org, &lead.lead_id).await.unwrap();
+    assert_eq!(before.self_reported, said(Some(words)));
+
+    store
+        .erase_lead(&org, &lead.lead_id, "user:owner@acme.example")
+        .await
+        .unwrap();
+    let after = store.lead(&org, &lead.lead_id).await.unwrap();
+    assert_eq!(after.self_reported, said(None));
+    for event in store.lead_events(&org, &lead.lead_id).await.unwrap() {
+        assert!(!event.payload.to_string().contains(words), "{event:?}");
+    }
+}
+
 /// A lead erased while its enrichment runs: the enrichment is still written (the lead's
 /// estimate and score are not personal), and its events carry none of the erased data.
 async fn an_enrichment_finishing_after_an_erasure_sends_no_personal_data(db: TestDb) {
@@ -285,5 +347,6 @@ on_both_backends!(
     raw_data_past_retention_is_dropped_and_the_counts_stay,
     a_sweep_goes_on_past_one_statements_batch,
     a_homeowners_leads_are_found_by_email,
+    an_erasure_removes_the_free_text_answer_and_keeps_the_choice,
     an_enrichment_finishing_after_an_erasure_sends_no_personal_data,
 );
