@@ -765,7 +765,34 @@ async fn only_retries_used_up_past_the_window_disable_an_endpoint(db: TestDb) {
     assert!(reason.is_some_and(|r| r.contains("kept failing")));
 }
 
+/// A receiver's logged reply that quotes the homeowner (an echo of the body, say) is scrubbed
+/// by the lead's erasure and counted.
+async fn an_erasure_scrubs_the_receivers_replies_that_quote_the_homeowner(db: TestDb) {
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let id = endpoint(&store, &org, &["lead.address_preview"]).await;
+    let lead = lead_with_two_events(&store, &org).await;
+    let claimed = claim(&store, 10, 16).await;
+    assert_eq!(claimed.len(), 1);
+    let mut reply = finished(&claimed[0], Verdict::Delivered);
+    reply.attempt.response_excerpt = "{\"thanks\":\"ann@example.com\"}".into();
+    store.record_attempts(&[reply], 0).await.unwrap();
+    let erased = store
+        .erase_lead(&org, &lead, "user:owner@acme.example")
+        .await
+        .unwrap();
+    assert_eq!(erased.attempts, 1, "{erased:?}");
+    let log = &store.deliveries(&org, &id, 10).await.unwrap()[0].log;
+    assert_eq!(log.len(), 1);
+    assert!(
+        !log[0].response_excerpt.contains("ann@example.com"),
+        "{:?}",
+        log[0].response_excerpt
+    );
+}
+
 on_both_backends!(
+    an_erasure_scrubs_the_receivers_replies_that_quote_the_homeowner,
     the_sweep_fans_out_events_left_behind_each_once,
     a_rotated_secrets_predecessor_signs_for_one_day,
     every_sqlite_connection_commits_to_disk_before_returning,

@@ -273,6 +273,35 @@ async fn an_erasure_removes_the_free_text_answer_and_keeps_the_choice(db: TestDb
     }
 }
 
+/// An erasure scrubs the lead's own attribution documents too: a landing page that carried
+/// the homeowner's e-mail in its query string keeps its shape but not the address.
+async fn an_erasure_scrubs_the_landing_page_kept_in_the_attribution(db: TestDb) {
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let email = "ann@example.com";
+    let mut new = arrival(&org, Some(1), None, None);
+    new.arrival.page_url = Some(format!(
+        "https://acme.example/quote?email={email}&utm_source=mail"
+    ));
+    let lead = create(&store, new).await.unwrap();
+    step(&store, &lead, project(), None).await.unwrap();
+    step(&store, &lead, personal(true), None).await.unwrap();
+    let before = store.lead(&org, &lead.lead_id).await.unwrap();
+    assert!(
+        format!("{:?}", before.attribution).contains(email),
+        "the landing page is kept: {before:?}"
+    );
+    store
+        .erase_lead(&org, &lead.lead_id, "user:owner@acme.example")
+        .await
+        .unwrap();
+    let after = store.lead(&org, &lead.lead_id).await.unwrap();
+    assert!(!format!("{after:?}").contains(email), "{after:?}");
+    for event in store.lead_events(&org, &lead.lead_id).await.unwrap() {
+        assert!(!event.payload.to_string().contains(email), "{event:?}");
+    }
+}
+
 /// A lead erased while its enrichment runs: the enrichment is still written (the lead's
 /// estimate and score are not personal), and its events carry none of the erased data.
 async fn an_enrichment_finishing_after_an_erasure_sends_no_personal_data(db: TestDb) {
@@ -348,5 +377,6 @@ on_both_backends!(
     a_sweep_goes_on_past_one_statements_batch,
     a_homeowners_leads_are_found_by_email,
     an_erasure_removes_the_free_text_answer_and_keeps_the_choice,
+    an_erasure_scrubs_the_landing_page_kept_in_the_attribution,
     an_enrichment_finishing_after_an_erasure_sends_no_personal_data,
 );
