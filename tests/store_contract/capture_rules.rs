@@ -1117,6 +1117,95 @@ async fn a_leads_corrections_are_kept_with_their_reason_and_actor(db: TestDb) {
     );
 }
 
+/// An import is taken whole or not at all: each line naming a widget, a source, a credited
+/// source or a first touch the organization does not have is refused with its line and why,
+/// and nothing is written; the same file without those lines is imported, its first touch
+/// kept.
+async fn an_import_refuses_lines_naming_what_the_organization_lacks_and_writes_nothing(db: TestDb) {
+    use leadtrail::domain::lead_import::parse_lead_import;
+    use leadtrail::store::{ImportOptions, LeadFilter, LeadImport};
+    let store = store(&db).await;
+    let org = two_widgets(&store).await;
+    let header = "created_at,widget_version,source_code,street,city,state,postal_code,\
+        credited_source_code,first_touch_widget_version,first_touch_source_code";
+    let good = [
+        "2025-03-04T15:00:00Z,01,02,1 Main St,Austin,TX,78701,01,02,03",
+        "2025-03-05T15:00:00Z,02,03,2 Main St,Austin,TX,78701,,,",
+    ];
+    let bad = [
+        (
+            "2025-03-06T15:00:00Z,07,01,3 Main St,Austin,TX,78701,,,",
+            "no widget 07",
+        ),
+        (
+            "2025-03-06T15:00:00Z,01,09,3 Main St,Austin,TX,78701,,,",
+            "no source 09",
+        ),
+        (
+            "2025-03-06T15:00:00Z,01,01,3 Main St,Austin,TX,78701,09,,",
+            "no source 09 to credit",
+        ),
+        (
+            "2025-03-06T15:00:00Z,01,01,3 Main St,Austin,TX,78701,,02,09",
+            "first touch",
+        ),
+    ];
+    let options = ImportOptions {
+        dry_run: false,
+        events: false,
+    };
+    let all = LeadFilter {
+        limit: 100,
+        ..LeadFilter::default()
+    };
+    let mut text = format!("{header}\n{}\n", good.join("\n"));
+    for (line, _) in bad {
+        text.push_str(line);
+        text.push('\n');
+    }
+    let file = parse_lead_import(&text, leadtrail::store::now_ms());
+    assert_eq!(file.refused, vec![]);
+    match store
+        .import_leads(&org, &file, "user:a@acme.example", options)
+        .await
+        .unwrap()
+    {
+        LeadImport::Refused(lines) => {
+            let got: Vec<u64> = lines.iter().map(|l| l.line).collect();
+            assert_eq!(got, vec![4, 5, 6, 7], "{lines:?}");
+            for (refused, (_, why)) in lines.iter().zip(bad) {
+                assert!(refused.reason.contains(why), "{refused:?} says {why:?}");
+            }
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(store.leads(&org, &all).await.unwrap().is_empty());
+
+    let file = parse_lead_import(
+        &format!("{header}\n{}\n", good.join("\n")),
+        leadtrail::store::now_ms(),
+    );
+    assert_eq!(
+        store
+            .import_leads(&org, &file, "user:a@acme.example", options)
+            .await
+            .unwrap(),
+        LeadImport::Imported {
+            leads: 2,
+            dry_run: false
+        }
+    );
+    let leads = store.leads(&org, &all).await.unwrap();
+    let touched: Vec<_> = leads
+        .iter()
+        .map(|l| (l.first_touch_widget_version, l.first_touch_source_code))
+        .collect();
+    assert_eq!(
+        touched,
+        vec![(None, None), (Some(version(2)), Some(code(3)))]
+    );
+}
+
 on_both_backends!(
     arrival_resolves_widget_and_source_by_the_rules,
     a_link_of_an_archived_widget_still_credits_that_widgets_own_source,
@@ -1139,6 +1228,7 @@ on_both_backends!(
     the_lead_list_filters_by_every_field_and_pages_newest_first,
     a_lead_from_before_attribution_detail_is_announced_with_its_snapshot,
     a_leads_corrections_are_kept_with_their_reason_and_actor,
+    an_import_refuses_lines_naming_what_the_organization_lacks_and_writes_nothing,
 );
 
 mod housekeeping {
