@@ -1127,26 +1127,30 @@ async fn an_import_refuses_lines_naming_what_the_organization_lacks_and_writes_n
     let store = store(&db).await;
     let org = two_widgets(&store).await;
     let header = "created_at,widget_version,source_code,street,city,state,postal_code,\
-        credited_source_code,first_touch_widget_version,first_touch_source_code";
+        credited_source_code,first_touch_widget_version,first_touch_source_code,landing_page_url,\
+        referrer,utm_source";
     let good = [
-        "2025-03-04T15:00:00Z,01,02,1 Main St,Austin,TX,78701,01,02,03",
-        "2025-03-05T15:00:00Z,02,03,2 Main St,Austin,TX,78701,,,",
+        "2025-03-04T15:00:00Z,01,02,1 Main St,Austin,TX,78701,01,02,03,\
+         https://acme.example/roofs,https://www.facebook.com/,spring",
+        "2025-03-05T15:00:00Z,02,03,2 Main St,Austin,TX,78701,,,,,,",
+        "2025-03-03T15:00:00Z,01,01,4 Main St,Austin,TX,78701,,,,https://acme.example/,\
+         https://www.google.com/,",
     ];
     let bad = [
         (
-            "2025-03-06T15:00:00Z,07,01,3 Main St,Austin,TX,78701,,,",
+            "2025-03-06T15:00:00Z,07,01,3 Main St,Austin,TX,78701,,,,,,",
             "no widget 07",
         ),
         (
-            "2025-03-06T15:00:00Z,01,09,3 Main St,Austin,TX,78701,,,",
+            "2025-03-06T15:00:00Z,01,09,3 Main St,Austin,TX,78701,,,,,,",
             "no source 09",
         ),
         (
-            "2025-03-06T15:00:00Z,01,01,3 Main St,Austin,TX,78701,09,,",
+            "2025-03-06T15:00:00Z,01,01,3 Main St,Austin,TX,78701,09,,,,,",
             "no source 09 to credit",
         ),
         (
-            "2025-03-06T15:00:00Z,01,01,3 Main St,Austin,TX,78701,,02,09",
+            "2025-03-06T15:00:00Z,01,01,3 Main St,Austin,TX,78701,,02,09,,,",
             "first touch",
         ),
     ];
@@ -1172,7 +1176,7 @@ async fn an_import_refuses_lines_naming_what_the_organization_lacks_and_writes_n
     {
         LeadImport::Refused(lines) => {
             let got: Vec<u64> = lines.iter().map(|l| l.line).collect();
-            assert_eq!(got, vec![4, 5, 6, 7], "{lines:?}");
+            assert_eq!(got, vec![5, 6, 7, 8], "{lines:?}");
             for (refused, (_, why)) in lines.iter().zip(bad) {
                 assert!(refused.reason.contains(why), "{refused:?} says {why:?}");
             }
@@ -1191,7 +1195,7 @@ async fn an_import_refuses_lines_naming_what_the_organization_lacks_and_writes_n
             .await
             .unwrap(),
         LeadImport::Imported {
-            leads: 2,
+            leads: 3,
             dry_run: false
         }
     );
@@ -1202,7 +1206,47 @@ async fn an_import_refuses_lines_naming_what_the_organization_lacks_and_writes_n
         .collect();
     assert_eq!(
         touched,
-        vec![(None, None), (Some(version(2)), Some(code(3)))]
+        vec![
+            (None, None),
+            (Some(version(2)), Some(code(3))),
+            (None, None)
+        ]
+    );
+    // The arrival as the file tells it, in the lead's attribution.
+    let arrival = &leads[1].attribution.last_touch;
+    assert_eq!(
+        (
+            arrival.widget_version.as_str(),
+            arrival.source_code.as_str()
+        ),
+        ("01", "02")
+    );
+    assert!(
+        arrival
+            .at
+            .as_deref()
+            .is_some_and(|at| at.starts_with("2025-03-04T15:00:00")),
+        "{arrival:?}"
+    );
+    assert_eq!(
+        (
+            arrival.landing_page_url.as_deref(),
+            arrival.referrer.as_deref(),
+            arrival.utm.utm_source.as_deref(),
+            arrival.derived_channel
+        ),
+        (
+            Some("https://acme.example/roofs"),
+            Some("https://www.facebook.com/"),
+            Some("spring"),
+            None
+        )
+    );
+    // An untagged arrival on the website gets its channel from the referrer, as a capture does.
+    assert!(
+        leads[2].attribution.last_touch.derived_channel.is_some(),
+        "{:?}",
+        leads[2].attribution
     );
 }
 
