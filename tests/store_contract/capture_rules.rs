@@ -1128,29 +1128,29 @@ async fn an_import_refuses_lines_naming_what_the_organization_lacks_and_writes_n
     let org = two_widgets(&store).await;
     let header = "created_at,widget_version,source_code,street,city,state,postal_code,\
         credited_source_code,first_touch_widget_version,first_touch_source_code,landing_page_url,\
-        referrer,utm_source";
+        referrer,utm_source,outcome,outcome_value";
     let good = [
         "2025-03-04T15:00:00Z,01,02,1 Main St,Austin,TX,78701,01,02,03,\
-         https://acme.example/roofs,https://www.facebook.com/,spring",
-        "2025-03-05T15:00:00Z,02,03,2 Main St,Austin,TX,78701,,,,,,",
+         https://acme.example/roofs,https://www.facebook.com/,spring,,",
+        "2025-03-05T15:00:00Z,02,03,2 Main St,Austin,TX,78701,,,,,,,won,1250000",
         "2025-03-03T15:00:00Z,01,01,4 Main St,Austin,TX,78701,,,,https://acme.example/,\
-         https://www.google.com/,",
+         https://www.google.com/,,,",
     ];
     let bad = [
         (
-            "2025-03-06T15:00:00Z,07,01,3 Main St,Austin,TX,78701,,,,,,",
+            "2025-03-06T15:00:00Z,07,01,3 Main St,Austin,TX,78701,,,,,,,,",
             "no widget 07",
         ),
         (
-            "2025-03-06T15:00:00Z,01,09,3 Main St,Austin,TX,78701,,,,,,",
+            "2025-03-06T15:00:00Z,01,09,3 Main St,Austin,TX,78701,,,,,,,,",
             "no source 09",
         ),
         (
-            "2025-03-06T15:00:00Z,01,01,3 Main St,Austin,TX,78701,09,,,,,",
+            "2025-03-06T15:00:00Z,01,01,3 Main St,Austin,TX,78701,09,,,,,,,",
             "no source 09 to credit",
         ),
         (
-            "2025-03-06T15:00:00Z,01,01,3 Main St,Austin,TX,78701,,02,09,,,",
+            "2025-03-06T15:00:00Z,01,01,3 Main St,Austin,TX,78701,,02,09,,,,,",
             "first touch",
         ),
     ];
@@ -1242,11 +1242,81 @@ async fn an_import_refuses_lines_naming_what_the_organization_lacks_and_writes_n
             None
         )
     );
+    // A lead imported as won was won when it arrived, with that one change in its history.
+    let won = &leads[0];
+    assert_eq!(won.outcome_changed_at, Some(won.created_at));
+    let history = store.outcome_history(&org, &won.id).await.unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(
+        history[0].from,
+        leadtrail::domain::outcome::OutcomeKind::Open
+    );
+    assert_eq!(history[0].to.value(), Some(1_250_000));
+    assert_eq!(leads[1].outcome_changed_at, None);
+    assert!(
+        store
+            .outcome_history(&org, &leads[1].id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // An untagged arrival on the website gets its channel from the referrer, as a capture does.
     assert!(
         leads[2].attribution.last_touch.derived_channel.is_some(),
         "{:?}",
         leads[2].attribution
+    );
+}
+
+/// An import asked for events sends each lead's as its steps would have: the preview, the
+/// enrichment, a rental alert only for a home its owner does not live in, the contact request.
+async fn an_import_with_events_sends_what_each_leads_steps_would_have(db: TestDb) {
+    use leadtrail::domain::lead_import::parse_lead_import;
+    use leadtrail::store::{ImportOptions, LeadFilter, LeadImport};
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let text = "created_at,widget_version,source_code,street,city,state,postal_code,roof_type,\
+        material,stories,urgency,first_name,last_name,email,phone,owner_occupied,contact_method,\
+        contact_time\n\
+        2025-03-04T15:00:00Z,01,01,1 Main St,Austin,TX,78701,replacement,metal,2,within_1_month,\
+        Ann,Lee,ann@example.com,5125550100,yes,phone,morning\n\
+        2025-03-05T15:00:00Z,01,01,2 Main St,Austin,TX,78701,replacement,metal,2,within_1_month,\
+        Bob,Ray,bob@example.com,5125550101,no,,\n";
+    let file = parse_lead_import(text, leadtrail::store::now_ms());
+    assert_eq!(file.refused, vec![]);
+    let options = ImportOptions {
+        dry_run: false,
+        events: true,
+    };
+    assert_eq!(
+        store
+            .import_leads(&org, &file, "user:a@acme.example", options)
+            .await
+            .unwrap(),
+        LeadImport::Imported {
+            leads: 2,
+            dry_run: false
+        }
+    );
+    let all = LeadFilter {
+        limit: 10,
+        ..LeadFilter::default()
+    };
+    let mut sent = Vec::new();
+    for lead in store.leads(&org, &all).await.unwrap() {
+        let events = store.lead_events(&org, &lead.id).await.unwrap();
+        sent.push(events.into_iter().map(|e| e.event_type).collect::<Vec<_>>());
+    }
+    assert_eq!(
+        sent,
+        vec![
+            vec!["lead.address_preview", "lead.enriched", "lead.rental_alert"],
+            vec![
+                "lead.address_preview",
+                "lead.enriched",
+                "lead.contact_requested"
+            ],
+        ]
     );
 }
 
@@ -1273,6 +1343,7 @@ on_both_backends!(
     a_lead_from_before_attribution_detail_is_announced_with_its_snapshot,
     a_leads_corrections_are_kept_with_their_reason_and_actor,
     an_import_refuses_lines_naming_what_the_organization_lacks_and_writes_nothing,
+    an_import_with_events_sends_what_each_leads_steps_would_have,
 );
 
 mod housekeeping {
