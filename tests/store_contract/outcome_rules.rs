@@ -501,9 +501,71 @@ async fn open_pipeline(store: &Store, org: &OrgId, leads: &[LeadCreated]) -> u64
     sum
 }
 
+/// A report's spend is each month's amount spread evenly over its local days: a range ending
+/// at midnight leaves that day out, a range inside one month takes its share of it, an empty
+/// range takes nothing, and another widget's filter takes none of this one's.
+async fn spend_in_a_range_is_each_months_share_of_its_days(db: TestDb) {
+    use leadtrail::domain::lead_import::parse_time;
+    use std::collections::BTreeMap;
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    store
+        .create_source(&org, PRIMARY, new_source("Yard Signs"))
+        .await
+        .unwrap();
+    // 100 a day: September has 30 days, October 31.
+    for (month, amount) in [("2026-09", 3_000), ("2026-10", 3_100)] {
+        store
+            .set_spend(&org, &entry(1, 2, month, amount), "user:a")
+            .await
+            .unwrap();
+    }
+    let utc = OrgTimeZone::utc();
+    let at = |t: &str| Some(parse_time("at", t).unwrap());
+    let cases = [
+        (None, None, Some(6_100)),
+        (
+            at("2026-09-01T00:00:00Z"),
+            at("2026-10-01T00:00:00Z"),
+            Some(3_000),
+        ),
+        (
+            at("2026-09-16T00:00:00Z"),
+            at("2026-10-02T00:00:00Z"),
+            Some(1_600),
+        ),
+        (at("2026-10-01T00:00:00Z"), None, Some(3_100)),
+        (None, at("2026-10-01T00:00:00Z"), Some(3_000)),
+        (
+            at("2026-09-16T12:00:00Z"),
+            at("2026-09-17T00:00:00Z"),
+            Some(100),
+        ),
+        (at("2026-09-16T00:00:00Z"), at("2026-09-16T00:00:00Z"), None),
+        (at("2026-09-17T00:00:00Z"), at("2026-09-16T00:00:00Z"), None),
+    ];
+    for (from, to, expected) in cases {
+        let got = store
+            .spend_in_range(&org, Some(PRIMARY), from, to, &utc)
+            .await
+            .unwrap();
+        let expected: BTreeMap<(u32, u32), i64> =
+            expected.map(|n| ((1, 2), n)).into_iter().collect();
+        assert_eq!(got, expected, "from {from:?} to {to:?}");
+    }
+    assert!(
+        store
+            .spend_in_range(&org, Some(version(2)), None, None, &utc)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 on_both_backends!(
     outcomes_move_keep_their_history_and_emit_events,
     outcome_retries_and_other_tenants,
     spend_is_entered_and_imported_all_or_nothing,
     report_money_equals_hand_computed_figures,
+    spend_in_a_range_is_each_months_share_of_its_days,
 );
