@@ -10,12 +10,13 @@ use leadtrail::domain::attribution::Utm;
 use leadtrail::domain::channel::ChannelCategory;
 use leadtrail::domain::ids::{LeadId, OrgId};
 use leadtrail::domain::lead::LeadStatus;
+use leadtrail::domain::lead_import::parse_lead_import;
 use leadtrail::domain::source::SourceName;
 use leadtrail::domain::tier::{Tier, TierLimits};
 use leadtrail::domain::widget::{WidgetName, WidgetStatus, WidgetVersion};
 use leadtrail::store::{
-    CaptureCommand, CaptureRefusal, CaptureReply, FirstTouch, Idempotency, LeadCreated, NewVisit,
-    SourcePatch, Store, WidgetPatch,
+    CaptureCommand, CaptureRefusal, CaptureReply, FirstTouch, Idempotency, ImportOptions,
+    LeadCreated, LeadFilter, LeadImport, LeadRecord, NewVisit, SourcePatch, Store, WidgetPatch,
 };
 use leadtrail::workers::enrichment::{EnrichmentWorker, Progress};
 
@@ -882,7 +883,6 @@ async fn visits_are_attributed_like_leads(db: TestDb) {
 /// walk the whole list without a gap or a repeat, across two leads of the same moment.
 async fn the_lead_list_filters_by_every_field_and_pages_newest_first(db: TestDb) {
     use leadtrail::domain::outcome::{Outcome, OutcomeKind};
-    use leadtrail::store::{LeadFilter, LeadRecord};
     let store = store(&db).await;
     let org = two_widgets(&store).await;
     let hour = 3_600_000;
@@ -929,14 +929,8 @@ async fn the_lead_list_filters_by_every_field_and_pages_newest_first(db: TestDb)
     let ids =
         |leads: &[LeadRecord]| -> Vec<String> { leads.iter().map(|l| l.id.to_string()).collect() };
     let everything = LeadFilter {
-        widget: None,
-        source: None,
-        status: None,
-        outcome: None,
-        from_ms: None,
-        to_ms: None,
-        after: None,
         limit: 100,
+        ..LeadFilter::default()
     };
     // Pages of two, each continuing after the last lead of the one before.
     let mut paged = Vec::new();
@@ -1117,13 +1111,35 @@ async fn a_leads_corrections_are_kept_with_their_reason_and_actor(db: TestDb) {
     );
 }
 
+/// Imports `csv`, every line of which reads, as a user of the organization; with the leads'
+/// events if `events`.
+async fn import(store: &Store, org: &OrgId, csv: &str, events: bool) -> LeadImport {
+    let file = parse_lead_import(csv, leadtrail::store::now_ms());
+    assert_eq!(file.refused, vec![], "every line reads");
+    let options = ImportOptions {
+        dry_run: false,
+        events,
+    };
+    store
+        .import_leads(org, &file, "user:a@acme.example", options)
+        .await
+        .unwrap()
+}
+
+/// The organization's leads (up to 100), newest first.
+async fn all_leads(store: &Store, org: &OrgId) -> Vec<LeadRecord> {
+    let all = LeadFilter {
+        limit: 100,
+        ..LeadFilter::default()
+    };
+    store.leads(org, &all).await.unwrap()
+}
+
 /// An import is taken whole or not at all: each line naming a widget, a source, a credited
 /// source or a first touch the organization does not have is refused with its line and why,
 /// and nothing is written; the same file without those lines is imported, its first touch
 /// kept.
 async fn an_import_refuses_lines_naming_what_the_organization_lacks_and_writes_nothing(db: TestDb) {
-    use leadtrail::domain::lead_import::parse_lead_import;
-    use leadtrail::store::{ImportOptions, LeadFilter, LeadImport};
     let store = store(&db).await;
     let org = two_widgets(&store).await;
     let header = "created_at,widget_version,source_code,street,city,state,postal_code,\
@@ -1154,26 +1170,12 @@ async fn an_import_refuses_lines_naming_what_the_organization_lacks_and_writes_n
             "first touch",
         ),
     ];
-    let options = ImportOptions {
-        dry_run: false,
-        events: false,
-    };
-    let all = LeadFilter {
-        limit: 100,
-        ..LeadFilter::default()
-    };
     let mut text = format!("{header}\n{}\n", good.join("\n"));
     for (line, _) in bad {
         text.push_str(line);
         text.push('\n');
     }
-    let file = parse_lead_import(&text, leadtrail::store::now_ms());
-    assert_eq!(file.refused, vec![]);
-    match store
-        .import_leads(&org, &file, "user:a@acme.example", options)
-        .await
-        .unwrap()
-    {
+    match import(&store, &org, &text, false).await {
         LeadImport::Refused(lines) => {
             let got: Vec<u64> = lines.iter().map(|l| l.line).collect();
             assert_eq!(got, vec![5, 6, 7, 8], "{lines:?}");
@@ -1183,23 +1185,17 @@ async fn an_import_refuses_lines_naming_what_the_organization_lacks_and_writes_n
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
-    assert!(store.leads(&org, &all).await.unwrap().is_empty());
+    assert!(all_leads(&store, &org).await.is_empty());
 
-    let file = parse_lead_import(
-        &format!("{header}\n{}\n", good.join("\n")),
-        leadtrail::store::now_ms(),
-    );
+    let text = format!("{header}\n{}\n", good.join("\n"));
     assert_eq!(
-        store
-            .import_leads(&org, &file, "user:a@acme.example", options)
-            .await
-            .unwrap(),
+        import(&store, &org, &text, false).await,
         LeadImport::Imported {
             leads: 3,
             dry_run: false
         }
     );
-    let leads = store.leads(&org, &all).await.unwrap();
+    let leads = all_leads(&store, &org).await;
     let touched: Vec<_> = leads
         .iter()
         .map(|l| (l.first_touch_widget_version, l.first_touch_source_code))
@@ -1271,8 +1267,6 @@ async fn an_import_refuses_lines_naming_what_the_organization_lacks_and_writes_n
 /// An import asked for events sends each lead's as its steps would have: the preview, the
 /// enrichment, a rental alert only for a home its owner does not live in, the contact request.
 async fn an_import_with_events_sends_what_each_leads_steps_would_have(db: TestDb) {
-    use leadtrail::domain::lead_import::parse_lead_import;
-    use leadtrail::store::{ImportOptions, LeadFilter, LeadImport};
     let store = store(&db).await;
     let (org, _) = org(&store, Tier::Starter).await;
     let text = "created_at,widget_version,source_code,street,city,state,postal_code,roof_type,\
@@ -1282,28 +1276,15 @@ async fn an_import_with_events_sends_what_each_leads_steps_would_have(db: TestDb
         Ann,Lee,ann@example.com,5125550100,yes,phone,morning\n\
         2025-03-05T15:00:00Z,01,01,2 Main St,Austin,TX,78701,replacement,metal,2,within_1_month,\
         Bob,Ray,bob@example.com,5125550101,no,,\n";
-    let file = parse_lead_import(text, leadtrail::store::now_ms());
-    assert_eq!(file.refused, vec![]);
-    let options = ImportOptions {
-        dry_run: false,
-        events: true,
-    };
     assert_eq!(
-        store
-            .import_leads(&org, &file, "user:a@acme.example", options)
-            .await
-            .unwrap(),
+        import(&store, &org, text, true).await,
         LeadImport::Imported {
             leads: 2,
             dry_run: false
         }
     );
-    let all = LeadFilter {
-        limit: 10,
-        ..LeadFilter::default()
-    };
     let mut sent = Vec::new();
-    for lead in store.leads(&org, &all).await.unwrap() {
+    for lead in all_leads(&store, &org).await {
         let events = store.lead_events(&org, &lead.id).await.unwrap();
         sent.push(events.into_iter().map(|e| e.event_type).collect::<Vec<_>>());
     }

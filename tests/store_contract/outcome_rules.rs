@@ -46,13 +46,19 @@ async fn outcome_events(store: &Store, org: &OrgId, lead: &str) -> Vec<serde_jso
         .collect()
 }
 
-async fn outcomes_move_keep_their_history_and_emit_events(db: TestDb) {
-    let store = store(&db).await;
-    let (org, _) = org(&store, Tier::Starter).await;
+/// A Starter organization whose primary widget has a second source, Yard Signs (02).
+async fn org_with_yard_signs(store: &Store) -> OrgId {
+    let (org, _) = org(store, Tier::Starter).await;
     store
         .create_source(&org, PRIMARY, new_source("Yard Signs"))
         .await
         .unwrap();
+    org
+}
+
+async fn outcomes_move_keep_their_history_and_emit_events(db: TestDb) {
+    let store = store(&db).await;
+    let org = org_with_yard_signs(&store).await;
     let lead = lead_on(&store, &org, "02").await;
     let id = &lead.lead_id;
     // Source renamed after arrival: the event carries the arrival's name.
@@ -239,12 +245,8 @@ fn entry(widget: u32, source: u32, month: &str, amount: i64) -> SpendEntry {
 
 async fn spend_is_entered_and_imported_all_or_nothing(db: TestDb) {
     let store = store(&db).await;
-    let (org, _) = org(&store, Tier::Starter).await;
+    let org = org_with_yard_signs(&store).await;
     let (rival, _) = org_named(&store).await;
-    store
-        .create_source(&org, PRIMARY, new_source("Yard Signs"))
-        .await
-        .unwrap();
     // The rival has a SRC-03 on its Primary; this organization does not.
     for name in ["Mailer", "Radio"] {
         store
@@ -347,11 +349,7 @@ async fn spend_is_entered_and_imported_all_or_nothing(db: TestDb) {
 /// Ten leads in September 2026 (UTC), by hand: Yard Signs (SRC-02) gets 6, Website 4.
 async fn report_money_equals_hand_computed_figures(db: TestDb) {
     let store = store(&db).await;
-    let (org, _) = org(&store, Tier::Starter).await;
-    store
-        .create_source(&org, PRIMARY, new_source("Yard Signs"))
-        .await
-        .unwrap();
+    let org = org_with_yard_signs(&store).await;
     let tz = OrgTimeZone::utc();
     let sept = tz.start_of(jiff::civil::date(2026, 9, 1));
     let oct = tz.start_of(jiff::civil::date(2026, 10, 1));
@@ -508,11 +506,7 @@ async fn spend_in_a_range_is_each_months_share_of_its_days(db: TestDb) {
     use leadtrail::domain::lead_import::parse_time;
     use std::collections::BTreeMap;
     let store = store(&db).await;
-    let (org, _) = org(&store, Tier::Starter).await;
-    store
-        .create_source(&org, PRIMARY, new_source("Yard Signs"))
-        .await
-        .unwrap();
+    let org = org_with_yard_signs(&store).await;
     // 100 a day: September has 30 days, October 31.
     for (month, amount) in [("2026-09", 3_000), ("2026-10", 3_100)] {
         store

@@ -52,15 +52,11 @@ async fn history(store: &Store, org: &OrgId) -> (LeadId, LeadId) {
     (recent, old)
 }
 
-async fn raw_data_past_retention_is_dropped_and_the_counts_stay(db: TestDb) {
-    let store = store(&db).await;
-    let (kept_org, _) = org(&store, Tier::Starter).await;
-    let (org, _) = org(&store, Tier::Starter).await;
-    let (kept_recent, kept_old) = history(&store, &kept_org).await;
-    let (recent, old) = history(&store, &org).await;
+/// Sets the organization's raw-data retention to 365 days.
+async fn keep_raw_data_for_a_year(store: &Store, org: &OrgId) {
     store
         .update_organization(
-            &org,
+            org,
             OrganizationPatch {
                 raw_data_retention: Some(Some(RetentionDays::parse(365).unwrap())),
                 ..OrganizationPatch::default()
@@ -68,6 +64,15 @@ async fn raw_data_past_retention_is_dropped_and_the_counts_stay(db: TestDb) {
         )
         .await
         .unwrap();
+}
+
+async fn raw_data_past_retention_is_dropped_and_the_counts_stay(db: TestDb) {
+    let store = store(&db).await;
+    let (kept_org, _) = org(&store, Tier::Starter).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let (kept_recent, kept_old) = history(&store, &kept_org).await;
+    let (recent, old) = history(&store, &org).await;
+    keep_raw_data_for_a_year(&store, &org).await;
     let visits_before = store.visit_count(&org, PRIMARY, code(1)).await.unwrap();
     let touches_before = store.lead(&org, &recent).await.unwrap().touches;
 
@@ -138,16 +143,7 @@ async fn a_sweep_goes_on_past_one_statements_batch(db: TestDb) {
     for chunk in visits.chunks(500) {
         store.insert_visits(chunk).await.unwrap();
     }
-    store
-        .update_organization(
-            &org,
-            OrganizationPatch {
-                raw_data_retention: Some(Some(RetentionDays::parse(365).unwrap())),
-                ..OrganizationPatch::default()
-            },
-        )
-        .await
-        .unwrap();
+    keep_raw_data_for_a_year(&store, &org).await;
     assert_eq!(
         store.drop_expired_raw_data().await.unwrap(),
         u64::try_from(count).unwrap()
