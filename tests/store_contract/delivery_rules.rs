@@ -765,6 +765,59 @@ async fn only_retries_used_up_past_the_window_disable_an_endpoint(db: TestDb) {
     assert!(reason.is_some_and(|r| r.contains("kept failing")));
 }
 
+/// A disabled endpoint keeps its queue, parked: nothing of it is claimed or counted as due.
+/// Enabled again, its whole queue is due at once, a retry scheduled for later included.
+async fn a_disabled_endpoints_queue_waits_and_is_all_due_once_it_is_enabled(db: TestDb) {
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let id = endpoint(&store, &org, &["lead.address_preview"]).await;
+    leads(&store, &org, 3).await;
+    let first = store.claim_deliveries(request(1, 16)).await.unwrap().due;
+    let retry = Verdict::RetryAt(now_ms() + 3_600_000);
+    store
+        .record_attempts(&[finished(&first[0], retry)], i64::MAX)
+        .await
+        .unwrap();
+    let switch = async |enabled: bool| {
+        let patch = EndpointPatch {
+            enabled: Some(enabled),
+            ..EndpointPatch::default()
+        };
+        store.update_endpoint(&org, &id, patch).await.unwrap();
+    };
+    let backlog = async || {
+        let b = store.backlogs(&org).await.unwrap().remove(&id).unwrap();
+        (b.pending, b.due)
+    };
+    assert_eq!(backlog().await, (3, 2), "one waits an hour for its retry");
+
+    switch(false).await;
+    assert_eq!(
+        backlog().await,
+        (3, 0),
+        "a disabled endpoint's queue is parked"
+    );
+    assert!(claim(&store, 10, 16).await.is_empty());
+
+    switch(true).await;
+    assert_eq!(backlog().await, (3, 3), "the whole queue is due at once");
+    let mut claimed: Vec<_> = claim(&store, 10, 16)
+        .await
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    let mut queued: Vec<_> = store
+        .deliveries(&org, &id, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    claimed.sort();
+    queued.sort();
+    assert_eq!(claimed, queued, "each delivery of the queue is claimed");
+}
+
 /// A receiver's logged reply that quotes the homeowner (an echo of the body, say) is scrubbed
 /// by the lead's erasure and counted.
 async fn an_erasure_scrubs_the_receivers_replies_that_quote_the_homeowner(db: TestDb) {
@@ -792,6 +845,7 @@ async fn an_erasure_scrubs_the_receivers_replies_that_quote_the_homeowner(db: Te
 }
 
 on_both_backends!(
+    a_disabled_endpoints_queue_waits_and_is_all_due_once_it_is_enabled,
     an_erasure_scrubs_the_receivers_replies_that_quote_the_homeowner,
     the_sweep_fans_out_events_left_behind_each_once,
     a_rotated_secrets_predecessor_signs_for_one_day,
