@@ -374,13 +374,26 @@ async fn run_loop_until(
     what: &str,
     done: impl Fn(&[crate::receiver::Received]) -> bool,
 ) {
+    let wake = Arc::new(tokio::sync::Notify::new());
+    run_woken_loop_until(store, settings, wake, receiver, what, done).await;
+}
+
+/// `run_loop_until` with the wake-up the service's own captures would ring.
+async fn run_woken_loop_until(
+    store: &Store,
+    settings: DispatchSettings,
+    wake: Arc<tokio::sync::Notify>,
+    receiver: &Receiver,
+    what: &str,
+    done: impl Fn(&[crate::receiver::Received]) -> bool,
+) {
     let settings = DispatchSettings {
         poll: Duration::from_secs(3600),
         ..settings
     };
     let dispatcher = Dispatcher::new(store.clone(), settings).unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn(dispatcher.run(Arc::new(tokio::sync::Notify::new()), stopped));
+    let running = tokio::spawn(dispatcher.run(wake, stopped));
     let deadline = std::time::Instant::now() + Duration::from_secs(8);
     while !done(&receiver.all()) {
         assert!(
@@ -451,6 +464,83 @@ async fn a_running_dispatcher_gives_a_failed_attempts_slot_to_the_next_waiting_d
     assert_eq!(leads.len(), 3, "three leads, one attempt each");
 }
 
+/// A failed attempt's retry is sent when it falls due, not at the next poll (an hour away
+/// here): the loop sets its timer from the round's look at the next due attempt.
+async fn a_running_dispatcher_sends_a_retry_when_it_falls_due(db: TestDb) {
+    let receiver = Receiver::start(Arc::new(|_, seen| if seen == 0 { 503 } else { 200 })).await;
+    let store = node(&db).await;
+    let (org, _) = org_subscribed(&store, &receiver.url, &["lead.address_preview"]).await;
+    new_leads(&store, &org, 1).await;
+    let delay = Duration::from_secs(1);
+    let settings = DispatchSettings {
+        retry: RetryPolicy {
+            schedule: vec![delay],
+        },
+        ..settings()
+    };
+    run_loop_until(&store, settings, &receiver, "the retry", |seen| {
+        seen.len() == 2
+    })
+    .await;
+    let seen = receiver.all();
+    assert_eq!((seen[0].answered, seen[1].answered), (503, 200));
+    assert_eq!(seen[0].id, seen[1].id, "the same message");
+    assert!(
+        seen[1].at - seen[0].at >= delay,
+        "retried after {:?}, before the schedule's {delay:?}",
+        seen[1].at - seen[0].at
+    );
+}
+
+/// A node never has more attempts in flight than its concurrency, however often it is woken
+/// meanwhile, and it uses all of them. The receiver answers each request after `answer`, so
+/// a request is in flight from its arrival until `answer` later: the log's arrival times
+/// show how many overlapped.
+async fn a_node_keeps_exactly_its_concurrency_in_flight_while_woken(db: TestDb) {
+    let answer = Duration::from_millis(600);
+    let receiver = Receiver::slow(answer).await;
+    let store = node(&db).await;
+    let (org, _) = org_subscribed(&store, &receiver.url, &["lead.address_preview"]).await;
+    new_leads(&store, &org, 6).await;
+    let settings = DispatchSettings {
+        concurrency: 2,
+        endpoint_concurrency: 16,
+        ..settings()
+    };
+    // Woken every 50 ms, as a node taking captures wakes its own dispatcher.
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let ringing = tokio::spawn({
+        let wake = wake.clone();
+        async move {
+            loop {
+                wake.notify_one();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    });
+    run_woken_loop_until(
+        &store,
+        settings,
+        wake,
+        &receiver,
+        "six deliveries",
+        |seen| seen.len() == 6,
+    )
+    .await;
+    ringing.abort();
+    let arrivals: Vec<_> = receiver.all().iter().map(|r| r.at).collect();
+    let most = arrivals
+        .iter()
+        .map(|at| {
+            let started_before = arrivals.iter().filter(|a| *a <= at);
+            started_before
+                .filter(|a| at.duration_since(**a) < answer)
+                .count()
+        })
+        .max();
+    assert_eq!(most, Some(2), "attempts in flight at once: {arrivals:?}");
+}
+
 /// Starts a dispatcher's loop as the service does, waits until `receiver` got its first
 /// request, and stops the loop: what the dispatcher does with an attempt still in flight.
 async fn stop_mid_attempt(store: &Store, receiver: &Receiver) -> std::time::Duration {
@@ -517,6 +607,8 @@ async fn a_stopping_dispatcher_hands_back_an_attempt_that_does_not_finish(db: Te
 }
 
 on_both_backends!(
+    a_running_dispatcher_sends_a_retry_when_it_falls_due,
+    a_node_keeps_exactly_its_concurrency_in_flight_while_woken,
     a_stopping_dispatcher_records_the_attempt_in_flight,
     a_stopping_dispatcher_hands_back_an_attempt_that_does_not_finish,
     a_running_dispatcher_sends_a_leads_next_event_once_the_one_before_is_delivered,
