@@ -712,4 +712,72 @@ mod tests {
             vec![(a, Duration::from_millis(31_000))]
         );
     }
+
+    fn finished_after(verdict: Verdict, duration_ms: i64) -> Finished {
+        Finished {
+            delivery: DueDelivery {
+                id: DeliveryId::generate(),
+                endpoint_id: EndpointId::generate(),
+                event_type: "lead.address_preview".into(),
+                body: "{}".into(),
+                attempts: 0,
+                lead_id: None,
+                sequence: None,
+                stream: String::new(),
+                url: "https://hooks.example.com/in".into(),
+                secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+                previous_secret: None,
+                endpoint_failing: false,
+                lease: 0,
+            },
+            attempt: Attempt {
+                attempted_at: NOW_MS,
+                status_code: Some(200),
+                duration_ms,
+                error_class: None,
+                response_excerpt: String::new(),
+            },
+            verdict,
+        }
+    }
+
+    /// `/metrics` counts each recorded attempt by its verdict and times it in seconds. (A
+    /// recorder of its own: the service's is global, shared by every test in the process.)
+    #[test]
+    fn each_recorded_attempt_is_counted_by_verdict_and_timed_in_seconds() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let finished = [
+            finished_after(Verdict::Delivered, 250),
+            finished_after(Verdict::Delivered, 1_500),
+            finished_after(Verdict::RetryAt(NOW_MS + 60_000), 4),
+        ];
+        metrics::with_local_recorder(&recorder, || count_attempts(&finished));
+        let text = handle.render();
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .and_then(|v| v.parse::<f64>().ok())
+        };
+        assert_eq!(
+            value("webhook_attempts_total{outcome=\"delivered\"}"),
+            Some(2.0),
+            "{text}"
+        );
+        assert_eq!(
+            value("webhook_attempts_total{outcome=\"retry\"}"),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(
+            value("webhook_attempt_duration_seconds_count"),
+            Some(3.0),
+            "{text}"
+        );
+        assert_eq!(
+            value("webhook_attempt_duration_seconds_sum"),
+            Some(1.754),
+            "{text}"
+        );
+    }
 }
