@@ -298,6 +298,12 @@ async fn a_held_delivery_waits_out_its_predecessor_and_is_released_by_its_succes
         .await
         .unwrap();
     assert!(claim(&store, 10, 16).await.is_empty());
+    assert!(
+        store.delivery_lag().await.unwrap().is_empty(),
+        "a held delivery is not late: it waits for its predecessor's retry"
+    );
+    let backlog = store.backlogs(&org).await.unwrap().remove(&id).unwrap();
+    assert_eq!((backlog.pending, backlog.due), (2, 0));
     let log = store.deliveries(&org, &id, 10).await.unwrap();
     let enriched = log
         .iter()
