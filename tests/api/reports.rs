@@ -244,3 +244,46 @@ on_both_backends!(
     the_csv_export_neutralises_formula_cells,
     another_tenants_traffic_never_shows_in_a_report,
 );
+
+/// PostgreSQL only: writers there append report changes (SQLite adds to the rollups directly).
+mod postgres_only {
+    use std::time::{Duration, Instant};
+
+    use sqlx::{Connection, PgConnection};
+
+    use super::traffic;
+    use crate::common::{Backend, TestDb};
+    use crate::helpers::TestApp;
+
+    /// A serving node folds the changes its captures append into the rollups by itself, so
+    /// they never pile up: soon none are left and the rollups hold the counts.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_serving_node_folds_the_report_changes_its_captures_append() {
+        let Some(db) = TestDb::new(Backend::Postgres).await else {
+            return;
+        };
+        let mut conn = PgConnection::connect(db.url()).await.unwrap();
+        let app = TestApp::spawn(db).await;
+        let org = app.create_org("starter").await;
+        org.create_source("01", "Facebook Ads", "paid_social").await;
+        org.create_source("01", "Yard Signs", "print_outdoor").await;
+        traffic(&app, &org).await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (changes, rollups): (i64, i64) = sqlx::query_as(
+                "SELECT (SELECT COUNT(*) FROM rollup_deltas), (SELECT COUNT(*) FROM report_rollups)",
+            )
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+            if changes == 0 && rollups > 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{changes} changes left unfolded, {rollups} rollup rows"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
