@@ -103,3 +103,79 @@ async fn postgres_another_nodes_deliveries_wake_this_node_and_the_listener_comes
     delivered_in_time(&receiver, 3, at).await;
     other_node.close().await;
 }
+
+/// Whether `notify` is woken (or was, its permit kept) within `within`.
+async fn woken(notify: &tokio::sync::Notify, within: Duration) -> bool {
+    tokio::time::timeout(within, notify.notified())
+        .await
+        .is_ok()
+}
+
+/// The listener on its own: it wakes the worker a notification names (both for a payload it
+/// does not know), and both after every (re)connect, since what was sent while it was down is
+/// lost. Each wake-up is awaited; a worker not to be woken is given a moment more, long after
+/// the other was woken in the same call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_the_listener_wakes_the_worker_named_and_both_after_it_connects() {
+    use leadtrail::workers::wakeups::{self, CHANNEL, DELIVERIES, ENRICHMENT, Wake};
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let url = db.url().to_owned();
+    let wake = Wake {
+        dispatcher: Arc::new(tokio::sync::Notify::new()),
+        enrichment: Arc::new(tokio::sync::Notify::new()),
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let listening = tokio::spawn(wakeups::listen(url.clone(), wake.clone(), stopped));
+    let both_woken =
+        async || woken(&wake.dispatcher, IN_TIME).await && woken(&wake.enrichment, IN_TIME).await;
+    assert!(both_woken().await, "connected: both workers look once");
+
+    let mut sender = sqlx::PgConnection::connect(&url).await.unwrap();
+    let moment = Duration::from_millis(300);
+    for (payload, dispatcher, enrichment) in [
+        (DELIVERIES, true, false),
+        (ENRICHMENT, false, true),
+        ("something newer", true, true),
+    ] {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(payload)
+            .execute(&mut sender)
+            .await
+            .unwrap();
+        let wait = |wanted: bool| if wanted { IN_TIME } else { moment };
+        // The one to be woken first: the other is checked after the call that woke it.
+        let order = if dispatcher {
+            [
+                (&wake.dispatcher, dispatcher),
+                (&wake.enrichment, enrichment),
+            ]
+        } else {
+            [
+                (&wake.enrichment, enrichment),
+                (&wake.dispatcher, dispatcher),
+            ]
+        };
+        for (notify, wanted) in order {
+            assert_eq!(woken(notify, wait(wanted)).await, wanted, "{payload}");
+        }
+    }
+
+    let before = listeners(&url).await;
+    assert_eq!(before.len(), 1, "{before:?}");
+    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(before[0])
+        .fetch_one(&mut sender)
+        .await
+        .unwrap();
+    assert!(killed);
+    assert!(both_woken().await, "after losing its connection");
+
+    stop.send(true).unwrap();
+    tokio::time::timeout(IN_TIME, listening)
+        .await
+        .expect("the listener stops when asked")
+        .unwrap();
+}
