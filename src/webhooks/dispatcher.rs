@@ -217,7 +217,7 @@ impl Dispatcher {
                     Ok(done) => {
                         count_attempts(&flight.finished);
                         flight.finished.clear();
-                        timers.next_due(done.next_due);
+                        timers.next_due(done.next_due, now_ms(), Instant::now());
                         if fan_out.is_some() {
                             want.fan_out = done.fanned.0 == FAN_OUT_BATCH as usize;
                         }
@@ -451,13 +451,15 @@ impl Timers {
         }
     }
 
-    fn next_due(&mut self, next: NextDue) {
+    /// Sets the retry timer from the round's look at the next due attempt (`at`, in the
+    /// store's wall-clock milliseconds), read at `now_ms` and `now`.
+    fn next_due(&mut self, next: NextDue, now_ms: i64, now: Instant) {
         match next {
             NextDue::NotLooked => {}
             NextDue::Nothing => self.due_at = None,
             NextDue::At(at) => {
-                let wait = u64::try_from(at - now_ms()).unwrap_or(0);
-                self.due_at = Some(Instant::now() + Duration::from_millis(wait));
+                let wait = u64::try_from(at - now_ms).unwrap_or(0);
+                self.due_at = Some(now + Duration::from_millis(wait));
             }
         }
     }
@@ -711,6 +713,25 @@ mod tests {
             late_ones(&reading),
             vec![(a, Duration::from_millis(31_000))]
         );
+    }
+
+    /// The retry timer is set for the next due attempt, measured from the round's own clock
+    /// readings; a time already past is due at once, and "nothing" or "not looked" are kept
+    /// apart.
+    #[test]
+    fn the_retry_timer_is_set_for_the_next_due_attempt() {
+        let now = Instant::now();
+        let mut timers = Timers::new(Duration::from_secs(10), Duration::from_secs(3600));
+        timers.next_due(NextDue::At(NOW_MS + 1_500), NOW_MS, now);
+        assert_eq!(timers.due_at, Some(now + Duration::from_millis(1_500)));
+        assert_eq!(timers.wake_at(), now + Duration::from_millis(1_500));
+        timers.next_due(NextDue::NotLooked, NOW_MS, now);
+        assert_eq!(timers.due_at, Some(now + Duration::from_millis(1_500)));
+        timers.next_due(NextDue::At(NOW_MS - 5_000), NOW_MS, now);
+        assert_eq!(timers.due_at, Some(now), "overdue: at once");
+        timers.next_due(NextDue::Nothing, NOW_MS, now);
+        assert_eq!(timers.due_at, None);
+        assert_eq!(timers.wake_at(), timers.poll_at, "only the poll is left");
     }
 
     fn finished_after(verdict: Verdict, duration_ms: i64) -> Finished {
