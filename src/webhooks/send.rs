@@ -101,6 +101,7 @@ fn classify(e: &reqwest::Error) -> FailureClass {
 mod tests {
     use axum::http::{StatusCode, header};
     use axum::routing::post;
+    use futures::StreamExt;
 
     use super::*;
 
@@ -174,6 +175,23 @@ mod tests {
         assert_eq!(send_to(&in_pieces).await, expected);
         let short = endpoint(post(async || "thanks")).await;
         assert_eq!(send_to(&short).await, answered(200, "thanks", None));
+    }
+
+    /// An answer that stalls once 4 KiB are in hand is not waited on: the next chunk is never
+    /// asked for, so the attempt ends at once (here the client would wait 30 s).
+    #[tokio::test]
+    async fn an_answer_that_stalls_after_four_kibibytes_is_not_waited_on() {
+        let stalling = endpoint(post(async || {
+            let first =
+                futures::stream::once(async { Ok::<_, std::io::Error>("x".repeat(EXCERPT_BYTES)) });
+            axum::body::Body::from_stream(first.chain(futures::stream::pending()))
+        }))
+        .await;
+        let outcome = tokio::time::timeout(Duration::from_secs(10), send_to(&stalling)).await;
+        assert_eq!(
+            outcome.expect("the attempt waited for more of the body"),
+            answered(200, &"x".repeat(EXCERPT_BYTES), None)
+        );
     }
 
     /// A 429's `Retry-After` is kept; the same header on another status is not a request to
