@@ -43,6 +43,12 @@ impl Wake {
     }
 }
 
+/// The pause before the next attempt to listen after one failed: doubled, up to the cap, so
+/// a database that is down is not asked again and again.
+fn after_failure(pause: Duration) -> Duration {
+    (pause * 2).min(RECONNECT.1)
+}
+
 /// Listens until `stop`, reconnecting by itself with a growing pause. After every (re)connect
 /// both workers are woken once: notifications sent while the connection was down are lost, and
 /// one look at the database finds what they announced.
@@ -62,7 +68,7 @@ pub async fn listen(url: String, wake: Wake, mut stop: watch::Receiver<bool>) {
                     _ = stop.changed() => {}
                     () = tokio::time::sleep(pause) => {}
                 }
-                pause = (pause * 2).min(RECONNECT.1);
+                pause = after_failure(pause);
                 continue;
             }
         };
@@ -90,5 +96,23 @@ pub async fn listen(url: String, wake: Wake, mut stop: watch::Receiver<bool>) {
                 },
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pause_between_failed_attempts_doubles_up_to_ten_seconds() {
+        let pauses: Vec<u64> =
+            std::iter::successors(Some(RECONNECT.0), |p| Some(after_failure(*p)))
+                .take(9)
+                .map(|p| p.as_millis() as u64)
+                .collect();
+        assert_eq!(
+            pauses,
+            [250, 500, 1_000, 2_000, 4_000, 8_000, 10_000, 10_000, 10_000]
+        );
     }
 }
