@@ -160,6 +160,28 @@ async fn a_rotated_secrets_predecessor_signs_for_one_day(db: TestDb) {
     );
 }
 
+/// A delivery an earlier version stored with its body (before bodies were built from the outbox
+/// event at claim time) is sent with exactly those bytes, not rebuilt: a retry carries the same
+/// payload its earlier attempts were signed over. One stored without a body gets the event's.
+async fn a_delivery_stored_with_its_body_is_sent_with_those_bytes(db: TestDb) {
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    endpoint(&store, &org, &["lead.address_preview"]).await;
+    leads(&store, &org, 2).await;
+    let kept = r#"{"type":"lead.address_preview","timestamp":"2026-01-02T03:04:05Z","data":{"kept":true}}"#;
+    db.execute(&format!(
+        "UPDATE deliveries SET body = '{kept}' WHERE id = (SELECT MIN(id) FROM deliveries)"
+    ))
+    .await;
+    let mut claimed = claim(&store, 10, 16).await;
+    claimed.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(claimed.len(), 2);
+    assert_eq!(claimed[0].body, kept, "the stored body is sent as it is");
+    let built: serde_json::Value = serde_json::from_str(&claimed[1].body).unwrap();
+    assert_eq!(built["type"], "lead.address_preview", "{built}");
+    assert!(built["data"]["lead_id"].is_string(), "{built}");
+}
+
 fn request(free: usize, per_endpoint: usize) -> ClaimRequest {
     ClaimRequest {
         free,
@@ -632,9 +654,11 @@ async fn an_endpoint_held_by_another_nodes_claim_is_skipped_and_said_so(db: Test
     let id = endpoint(&store, &org, &["lead.address_preview"]).await;
     leads(&store, &org, 3).await;
     let TestDb::Postgres { url, .. } = &db else {
-        let claimed = store.claim_deliveries(request(100, 16)).await.unwrap();
+        // A bound of exactly the three due: all granted, so nothing more is due.
+        let claimed = store.claim_deliveries(request(100, 3)).await.unwrap();
         assert_eq!(claimed.due.len(), 3);
         assert!(!claimed.contended);
+        assert!(!claimed.more_due, "all three due were taken");
         return;
     };
     let mut other = sqlx::PgConnection::connect(url).await.unwrap();
@@ -651,9 +675,10 @@ async fn an_endpoint_held_by_another_nodes_claim_is_skipped_and_said_so(db: Test
         .await
         .expect("a capture fanning out to the endpoint waited for the other claim");
     sqlx::raw_sql("ROLLBACK").execute(&mut other).await.unwrap();
-    let claimed = store.claim_deliveries(request(100, 16)).await.unwrap();
+    let claimed = store.claim_deliveries(request(100, 4)).await.unwrap();
     assert_eq!(claimed.due.len(), 4);
     assert!(!claimed.contended);
+    assert!(!claimed.more_due, "all four due were taken");
     assert!(
         !store
             .claim_deliveries(request(100, 16))
@@ -852,6 +877,7 @@ async fn an_erasure_scrubs_the_receivers_replies_that_quote_the_homeowner(db: Te
 
 on_both_backends!(
     a_disabled_endpoints_queue_waits_and_is_all_due_once_it_is_enabled,
+    a_delivery_stored_with_its_body_is_sent_with_those_bytes,
     an_erasure_scrubs_the_receivers_replies_that_quote_the_homeowner,
     the_sweep_fans_out_events_left_behind_each_once,
     a_rotated_secrets_predecessor_signs_for_one_day,
