@@ -340,6 +340,16 @@ mod tests {
             check_url("https://user:pw@hooks.example.com/", &strict()).err(),
             Some(TargetError::Credentials)
         );
+        for half in [
+            "https://user@hooks.example.com/",
+            "https://:pw@hooks.example.com/",
+        ] {
+            assert_eq!(
+                check_url(half, &strict()).err(),
+                Some(TargetError::Credentials),
+                "{half}"
+            );
+        }
     }
 
     #[test]
@@ -419,6 +429,16 @@ mod tests {
             "2001:db9::1",
             "::ffff:8.8.8.8",
             "64:ff9b::808:808",
+            // 192.0.1.1 inside NAT64: the third octet is read from the last segment's high byte.
+            "64:ff9b::c000:101",
+            // IPv6 neighbours: each half of a two-part block test on its own is not enough.
+            "2606::1",
+            "2606:100::1",
+            "2606:db8::1",
+            "2606:ff9b:1::1",
+            "64:ff9b:2::1",
+            "2001:200::1",
+            "2003::1",
         ];
         for public in public {
             assert!(
@@ -433,6 +453,15 @@ mod tests {
             "::1",
             "fd00::1",
             "::ffff:10.0.0.1",
+            "fec0::1",
+            "ff02::1",
+            "100::1",
+            "2001::1",
+            "2001:2::1",
+            "2001:1ff::1",
+            "2001:db8::1",
+            "2002:c000:201::1",
+            "64:ff9b:1::1",
             // Documentation, 6to4 relay, protocol-assignment and benchmarking blocks.
             "192.0.2.1",
             "192.88.99.1",
@@ -486,5 +515,47 @@ mod tests {
             allow_private: true,
         };
         assert!(open.resolve(b).await.is_ok());
+    }
+
+    /// The delivery client itself resolves through the guard: a name for a loopback address is
+    /// refused before any connection, and reaches the same listener once private targets are
+    /// allowed. (The literal checks of `check_url` never see a name's addresses.)
+    #[tokio::test]
+    async fn the_delivery_client_resolves_names_through_the_guard() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                // The request's head first: an answer before it is one hyper refuses.
+                let mut head = Vec::new();
+                let mut chunk = [0_u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let ok = b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n";
+                let _ = conn.write_all(ok).await;
+            }
+        });
+        let url = format!("http://localhost:{port}/hook");
+        let guarded = http_client(&strict(), None).unwrap();
+        let refused = guarded.post(&url).send().await.unwrap_err();
+        assert!(format!("{refused:?}").contains("NotPublic"), "{refused:?}");
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            0,
+            "nothing reached loopback"
+        );
+        let open = http_client(&TargetPolicy::permissive(), None).unwrap();
+        let answer = open.post(&url).send().await.unwrap();
+        assert_eq!(answer.status(), reqwest::StatusCode::NO_CONTENT);
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
     }
 }
