@@ -518,6 +518,8 @@ async fn check_against_touches(store: &Store, org: &OrgId, settings: CreditSetti
         .unwrap();
     for model in Model::MULTI_TOUCH {
         let mut expected: BTreeMap<(u32, u32), Split> = BTreeMap::new();
+        // The Website's share per derived channel, as its report splits it.
+        let mut website: BTreeMap<String, Split> = BTreeMap::new();
         for l in &records {
             let credited_source = l
                 .corrected
@@ -572,8 +574,19 @@ async fn check_against_touches(store: &Store, org: &OrgId, settings: CreditSetti
                 e.revenue += revenue[i];
                 e.score += score[i];
                 e.pipeline += pipeline[i];
+                if key.source == 1 {
+                    let channel = key.channel.map_or("direct", |c| c.id()).to_owned();
+                    let w = website.entry(channel).or_default();
+                    w.leads += units;
+                    w.contact += counted(step >= 4);
+                    w.enriched += counted(l.enrichment.is_some());
+                    w.won += counted(won);
+                    w.revenue += revenue[i];
+                    w.pipeline += pipeline[i];
+                }
             }
         }
+        check_website_channels(store, org, model, &website).await;
         for raw_rows in [false, true] {
             let counts = store
                 .source_counts(org, &model_filter(model, raw_rows))
@@ -602,6 +615,48 @@ async fn check_against_touches(store: &Store, org: &OrgId, settings: CreditSetti
             let total: Credit = counts.values().map(|c| c.leads).sum();
             assert_eq!(total, Credit::whole(records.len() as u64), "{model:?}");
         }
+    }
+}
+
+/// The Website's derived channels under `model` (from the rollups and from the raw rows): the
+/// credit of its touches through each channel, with the amounts split as the sources' are.
+async fn check_website_channels(
+    store: &Store,
+    org: &OrgId,
+    model: Model,
+    expected: &BTreeMap<String, Split>,
+) {
+    assert!(
+        expected
+            .values()
+            .filter(|w| w.pipeline > 0 && w.revenue > 0)
+            .count()
+            > 1,
+        "the history credits several channels with pipeline and revenue: {expected:?}"
+    );
+    for raw_rows in [false, true] {
+        let counts = store
+            .derived_channel_counts(org, &model_filter(model, raw_rows))
+            .await
+            .unwrap();
+        let got: BTreeMap<String, Split> = counts
+            .into_iter()
+            .filter(|(_, c)| c.leads != Credit::ZERO)
+            .map(|(channel, c)| {
+                let amount = |n: u64| i64::try_from(n).unwrap();
+                let split = Split {
+                    leads: c.leads.units(),
+                    contact: c.contact_requested.units(),
+                    enriched: c.enriched.units(),
+                    won: c.won.units(),
+                    revenue: amount(c.revenue),
+                    pipeline: amount(c.pipeline_value),
+                    ..Split::default()
+                };
+                (channel, split)
+            })
+            .collect();
+        assert_eq!(&got, expected, "{model:?} raw_rows={raw_rows}");
     }
 }
 
