@@ -760,7 +760,45 @@ mod postgres_only {
     }
 }
 
+/// A renamed source lists the names its leads arrived under, from the rollups and from the raw
+/// rows alike: the report shows them beside today's name.
+async fn a_renamed_sources_names_at_arrival_are_listed(db: TestDb) {
+    let store = store(&db).await;
+    let org = starter_with_yard_signs(&store).await;
+    create(&store, arrival(&org, Some(1), Some("01"), Some("02")))
+        .await
+        .unwrap();
+    store
+        .update_source(
+            &org,
+            version(1),
+            code(2),
+            SourcePatch {
+                name: Some(SourceName::parse("Lawn Signs").unwrap()),
+                channel_category: None,
+            },
+        )
+        .await
+        .unwrap();
+    create(&store, arrival(&org, Some(1), Some("01"), Some("02")))
+        .await
+        .unwrap();
+    for raw_rows in [false, true] {
+        let filter = ReportFilter {
+            raw_rows,
+            ..ReportFilter::default()
+        };
+        let names = store.names_at_arrival(&org, &filter).await.unwrap();
+        assert_eq!(
+            names.get(&(1, 2)).map(Vec::as_slice),
+            Some(&["Lawn Signs".to_owned(), "Yard Signs".to_owned()][..]),
+            "raw_rows={raw_rows}: {names:?}"
+        );
+    }
+}
+
 on_both_backends!(
+    a_renamed_sources_names_at_arrival_are_listed,
     a_recount_during_captures_loses_and_doubles_nothing,
     reports_read_the_same_before_and_after_changes_are_folded,
     reports_equal_a_recount_after_random_histories,
