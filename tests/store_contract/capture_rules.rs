@@ -22,7 +22,9 @@ use leadtrail::workers::enrichment::{EnrichmentWorker, Progress};
 
 pub(crate) use crate::common::leads::{arrival, contact, create, personal, project, step};
 
-async fn two_widgets(store: &Store) -> OrgId {
+/// A Premium organization with a second, configured widget: sources 01/01 and 01/02
+/// (Facebook Ads) on the primary, 02/01, 02/02 (Google Ads) and 02/03 (Instagram) on the second.
+pub(crate) async fn two_widgets(store: &Store) -> OrgId {
     let (org, _) = org(store, Tier::Premium).await;
     let limits = TierLimits::default();
     let w2 = store

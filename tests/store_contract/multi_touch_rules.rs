@@ -6,10 +6,11 @@
 use leadtrail::domain::attribution::Arrival;
 use std::collections::BTreeMap;
 
+use crate::capture_rules::two_widgets;
 use crate::common::TestDb;
 use crate::common::leads::{arrival, contact, create, personal, project, step};
 use crate::on_both_backends;
-use crate::{PRIMARY, code, new_source, org, store};
+use crate::{PRIMARY, code, new_source, org, store, version};
 use leadtrail::domain::attribution::DerivedChannel;
 use leadtrail::domain::estimate::enrich;
 use leadtrail::domain::ids::OrgId;
@@ -660,10 +661,76 @@ async fn check_website_channels(
     }
 }
 
+/// A report filtered to one widget is the unfiltered report's rows of that widget, under every
+/// multi-touch model, from the rollups and from the raw rows: a lead on one widget whose
+/// journey passed through the other credits each widget with its own touches' share.
+async fn a_widget_report_holds_only_that_widgets_touches(db: TestDb) {
+    let store = store(&db).await;
+    let org = two_widgets(&store).await;
+    let now = leadtrail::store::now_ms();
+    let through = |visitor: &str, v: Option<&str>, s: &str, at: i64| {
+        let mut new = visit(&org, visitor, Some(s), at);
+        new.arrival.v = v.map(str::to_owned);
+        new
+    };
+    store
+        .insert_visits(&[
+            through("a", Some("02"), "02", now - 3 * DAY),
+            through("b", None, "02", now - 2 * DAY),
+        ])
+        .await
+        .unwrap();
+    // Alice came through the second widget and became a lead on the first; Bob the other way
+    // round; Carol, without a visitor id, only on the second.
+    create(&store, lead_of(&org, Some("a"), "02"))
+        .await
+        .unwrap();
+    let mut bob = arrival(&org, None, Some("02"), Some("03"));
+    bob.arrival.visitor_id = Some("b".into());
+    create(&store, bob).await.unwrap();
+    create(&store, arrival(&org, None, Some("02"), Some("02")))
+        .await
+        .unwrap();
+    for model in Model::MULTI_TOUCH {
+        for raw_rows in [false, true] {
+            let all = store
+                .source_counts(&org, &model_filter(model, raw_rows))
+                .await
+                .unwrap();
+            let widgets: Vec<u32> = all
+                .iter()
+                .filter(|(_, c)| c.leads != Credit::ZERO)
+                .map(|(k, _)| k.0)
+                .collect();
+            assert!(
+                widgets.contains(&1) && widgets.contains(&2),
+                "{model:?} raw_rows={raw_rows}: {all:?}"
+            );
+            for widget in [1, 2] {
+                let filter = ReportFilter {
+                    widget: Some(version(widget)),
+                    ..model_filter(model, raw_rows)
+                };
+                let got = store.source_counts(&org, &filter).await.unwrap();
+                let expected: BTreeMap<_, _> = all
+                    .iter()
+                    .filter(|(k, _)| k.0 == widget)
+                    .map(|(k, c)| (*k, *c))
+                    .collect();
+                assert_eq!(
+                    got, expected,
+                    "{model:?} raw_rows={raw_rows} widget={widget}"
+                );
+            }
+        }
+    }
+}
+
 on_both_backends!(
     the_credit_of_one_journey_is_split_as_each_model_says,
     a_visitor_id_never_links_across_organizations,
     one_batch_reads_each_visitors_own_journey,
     a_visitor_with_two_leads_credits_each_over_its_own_journey,
     model_reports_equal_a_recount_from_the_touches,
+    a_widget_report_holds_only_that_widgets_touches,
 );
