@@ -716,3 +716,34 @@ pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {
 pub(crate) fn to_u32(value: i64, what: &str) -> Result<u32, StoreError> {
     u32::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} out of range: {value}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_url_names_its_backend_by_scheme() {
+        let backend = |url| Backend::from_url(url).ok();
+        assert_eq!(backend("sqlite://leadtrail.db"), Some(Backend::Sqlite));
+        assert_eq!(backend("sqlite::memory:"), Some(Backend::Sqlite));
+        assert_eq!(backend("postgres://db/leads"), Some(Backend::Postgres));
+        assert_eq!(backend("postgresql://db/leads"), Some(Backend::Postgres));
+        assert_eq!(backend("mysql://db/leads"), None);
+        assert_eq!(backend("leadtrail.db"), None);
+    }
+
+    /// Every store opened on one SQLite file in this process queues behind one gate, and a
+    /// gate no store holds any more is not handed out again.
+    #[test]
+    fn stores_on_one_file_share_one_writer_queue() {
+        let first = write_gate("sqlite://gate-test-a.db?mode=rwc");
+        let again = write_gate("sqlite:gate-test-a.db");
+        let other = write_gate("sqlite://gate-test-b.db");
+        assert!(Arc::ptr_eq(&first, &again), "one file, one queue");
+        assert!(!Arc::ptr_eq(&first, &other), "another file, another queue");
+        let weak = Arc::downgrade(&first);
+        drop((first, again));
+        let reopened = write_gate("sqlite://gate-test-a.db");
+        assert!(weak.upgrade().is_none() && reopened.available_permits() == 1);
+    }
+}

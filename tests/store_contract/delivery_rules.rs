@@ -875,7 +875,61 @@ async fn an_erasure_scrubs_the_receivers_replies_that_quote_the_homeowner(db: Te
     );
 }
 
+/// This node's dispatcher is woken by every commit that makes a delivery due (a capture with a
+/// subscriber, a test delivery) and by no other; on PostgreSQL a writer without a dispatcher of
+/// its own tells the other nodes instead, and asks for help go out as asked, in commit order.
+async fn a_commit_that_makes_deliveries_due_wakes_a_dispatcher(db: TestDb) {
+    use futures::FutureExt as _;
+    use leadtrail::workers::wakeups::{CHANNEL, DELIVERIES, ENRICHMENT};
+
+    let plain = store(&db).await;
+    let woken = std::sync::Arc::new(tokio::sync::Notify::new());
+    let serving = plain.clone().waking(woken.clone());
+    let was_woken = || woken.notified().now_or_never().is_some();
+    let (org, _) = org(&serving, Tier::Premium).await;
+    let mut listener = match plain.backend() {
+        Backend::Postgres => {
+            let mut l = sqlx::postgres::PgListener::connect(db.url()).await.unwrap();
+            l.listen(CHANNEL).await.unwrap();
+            Some(l)
+        }
+        Backend::Sqlite => None,
+    };
+
+    serving.apply_capture(&[arrival(&org)]).await.unwrap();
+    assert!(!was_woken(), "a lead nobody subscribes to made nothing due");
+    let id = endpoint(&serving, &org, &["lead.address_preview"]).await;
+    assert!(!was_woken(), "an endpoint alone made nothing due");
+    serving.apply_capture(&[arrival(&org)]).await.unwrap();
+    assert!(was_woken(), "a subscribed lead's delivery is due");
+    serving.queue_test_delivery(&org, &id).await.unwrap();
+    assert!(was_woken(), "a test delivery is due");
+
+    let Some(listener) = &mut listener else {
+        return;
+    };
+    plain.apply_capture(&[arrival(&org)]).await.unwrap();
+    plain
+        .create_source(&org, crate::PRIMARY, crate::new_source("Yard signs"))
+        .await
+        .unwrap();
+    plain.announce_enrichment().await.unwrap();
+    plain.announce_deliveries().await.unwrap();
+    let mut heard = Vec::new();
+    for _ in 0..3 {
+        let n = tokio::time::timeout(Duration::from_secs(30), listener.recv())
+            .await
+            .expect("a notification within 30 s")
+            .unwrap();
+        heard.push(n.payload().to_owned());
+    }
+    // The serving node's commits told nobody (it woke its own dispatcher); the plain store's
+    // capture did, its source did not, and each announcement said what it asked for.
+    assert_eq!(heard, [DELIVERIES, ENRICHMENT, DELIVERIES]);
+}
+
 on_both_backends!(
+    a_commit_that_makes_deliveries_due_wakes_a_dispatcher,
     a_disabled_endpoints_queue_waits_and_is_all_due_once_it_is_enabled,
     a_delivery_stored_with_its_body_is_sent_with_those_bytes,
     an_erasure_scrubs_the_receivers_replies_that_quote_the_homeowner,
