@@ -117,7 +117,9 @@ async fn limits_past_are_worth_retrying(db: &TestDb) {
     let (org, _) = org(&migrated, Tier::Premium).await;
     let mut holder = sqlx::PgConnection::connect(db.url()).await.unwrap();
     let mut held = holder.begin().await.unwrap();
-    sqlx::query("LOCK TABLE sources IN ACCESS EXCLUSIVE MODE")
+    // SHARE lets the checks' SELECTs through and holds the source's INSERT: the wait that
+    // times out is the insert's own, whose error is asked whether it was a name clash.
+    sqlx::query("LOCK TABLE sources IN SHARE MODE")
         .execute(&mut *held)
         .await
         .unwrap();
