@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::capture_rules::{personal, project};
 use crate::common::TestDb;
 use crate::on_both_backends;
-use crate::{conflict, org, store};
+use crate::{PRIMARY, conflict, new_source, org, store};
 use leadtrail::domain::ids::{EndpointId, LeadId, OrgId};
 use leadtrail::domain::lead::Address;
 use leadtrail::domain::tier::Tier;
@@ -910,7 +910,7 @@ async fn a_commit_that_makes_deliveries_due_wakes_a_dispatcher(db: TestDb) {
     };
     plain.apply_capture(&[arrival(&org)]).await.unwrap();
     plain
-        .create_source(&org, crate::PRIMARY, crate::new_source("Yard signs"))
+        .create_source(&org, PRIMARY, new_source("Yard signs"))
         .await
         .unwrap();
     plain.announce_enrichment().await.unwrap();
