@@ -589,6 +589,68 @@ async fn concurrent_creates_in_one_batch_each_get_their_own_lead(db: TestDb) {
     assert_eq!(sources[0].lead_count, 50);
 }
 
+/// PostgreSQL takes at most 65,535 parameters in one statement. A batch whose rows need more
+/// (here 2,000 leads with their events and keys, ~76,000 values, and 8,000 visits, 72,000) is
+/// written in several statements, each within the limit, and none of it is lost.
+async fn a_batch_past_one_statements_parameters_is_written_whole(db: TestDb) {
+    const LEADS: usize = 2_000;
+    const VISITS: usize = 8_000;
+    let store = store(&db).await;
+    let (org, _) = org(&store, Tier::Starter).await;
+    let keyed = |i: usize| {
+        let mut new = arrival(&org, Some(1), None, None);
+        new.idempotency = Some(Idempotency {
+            key: format!("k{i}"),
+            request_hash: "h".into(),
+        });
+        CaptureCommand::CreateLead(Box::new(new))
+    };
+    let commands: Vec<_> = (0..LEADS).map(keyed).collect();
+    let ids: Vec<LeadId> = store
+        .apply_capture(&commands)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| match r {
+            Ok(CaptureReply::Created(c)) => c.lead_id,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
+    assert_eq!(distinct.len(), LEADS);
+    let sources = store
+        .sources(&org, PRIMARY, leadtrail::store::SourceFilter::Active)
+        .await
+        .unwrap();
+    assert_eq!(sources[0].lead_count, LEADS as u64);
+    assert_eq!(store.events(&org).await.unwrap().len(), LEADS);
+    // The keys of the first and the last lead were written too: a retry is answered from them.
+    for i in [0, LEADS - 1] {
+        let again = store.apply_capture(&[keyed(i)]).await.unwrap();
+        match &again[..] {
+            [Ok(CaptureReply::Created(c))] => assert_eq!(c.lead_id, ids[i], "key k{i}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    let at = leadtrail::store::now_ms();
+    let visits: Vec<NewVisit> = (0..VISITS)
+        .map(|i| NewVisit {
+            org: org.clone(),
+            arrival: Arrival {
+                embedding: WidgetVersion::new(1),
+                visitor_id: Some(format!("visitor-{i}")),
+                ..Arrival::default()
+            },
+            at,
+        })
+        .collect();
+    store.insert_visits(&visits).await.unwrap();
+    assert_eq!(
+        store.visit_count(&org, PRIMARY, code(1)).await.unwrap(),
+        VISITS as i64
+    );
+}
+
 /// Holds back every capture write of an organization from outside the writer: SQLite's write
 /// lock on the file, or the organization's row on PostgreSQL (a new lead's foreign key check
 /// waits for it).
@@ -1318,6 +1380,7 @@ on_both_backends!(
     enrichment_interrupted_by_a_restart_is_finished_after_the_lease,
     a_second_write_back_of_the_same_job_changes_nothing,
     concurrent_creates_in_one_batch_each_get_their_own_lead,
+    a_batch_past_one_statements_parameters_is_written_whole,
     visits_are_attributed_like_leads,
     a_catalog_change_by_another_node_is_seen_by_the_next_capture,
     a_lead_decided_before_a_catalog_change_is_decided_again_in_its_batch,
