@@ -489,6 +489,28 @@ async fn model_reports_equal_a_recount_from_the_touches(db: TestDb) {
     check_against_touches(&store, &org, settings).await;
 }
 
+/// A rebuild counts the model rows lead by lead, in chunks of 5,000: the leads past the first
+/// chunk are counted as well.
+async fn a_rebuild_counts_every_lead_past_its_first_chunk(db: TestDb) {
+    const LEADS: i64 = 5_001;
+    let store = store(&db).await;
+    let org = with_sources(&store, 1).await;
+    let commands: Vec<_> = (0..LEADS)
+        .map(|_| CaptureCommand::CreateLead(Box::new(lead_of(&org, None, "02"))))
+        .collect();
+    for result in store.apply_capture(&commands).await.unwrap() {
+        assert!(matches!(result, Ok(CaptureReply::Created(_))), "{result:?}");
+    }
+    let every_lead = BTreeMap::from([((1, 2), LEADS * UNIT)]);
+    assert_eq!(credited(&store, &org, Model::Linear).await, every_lead);
+    store.rebuild_rollups(Some(&org)).await.unwrap();
+    assert_eq!(
+        credited(&store, &org, Model::Linear).await,
+        every_lead,
+        "after the rebuild"
+    );
+}
+
 /// What a source is credited with under a model: credit units, and amounts split exactly.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Split {
@@ -733,4 +755,5 @@ on_both_backends!(
     a_visitor_with_two_leads_credits_each_over_its_own_journey,
     model_reports_equal_a_recount_from_the_touches,
     a_widget_report_holds_only_that_widgets_touches,
+    a_rebuild_counts_every_lead_past_its_first_chunk,
 );
