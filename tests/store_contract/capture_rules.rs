@@ -603,9 +603,11 @@ async fn a_batch_past_one_statements_parameters_is_written_whole(db: TestDb) {
             key: format!("k{i}"),
             request_hash: "h".into(),
         });
-        CaptureCommand::CreateLead(Box::new(new))
+        new
     };
-    let commands: Vec<_> = (0..LEADS).map(keyed).collect();
+    let commands: Vec<_> = (0..LEADS)
+        .map(|i| CaptureCommand::CreateLead(Box::new(keyed(i))))
+        .collect();
     let ids: Vec<LeadId> = store
         .apply_capture(&commands)
         .await
@@ -626,11 +628,8 @@ async fn a_batch_past_one_statements_parameters_is_written_whole(db: TestDb) {
     assert_eq!(store.events(&org).await.unwrap().len(), LEADS);
     // The keys of the first and the last lead were written too: a retry is answered from them.
     for i in [0, LEADS - 1] {
-        let again = store.apply_capture(&[keyed(i)]).await.unwrap();
-        match &again[..] {
-            [Ok(CaptureReply::Created(c))] => assert_eq!(c.lead_id, ids[i], "key k{i}"),
-            other => panic!("{other:?}"),
-        }
+        let again = create(&store, keyed(i)).await.unwrap();
+        assert_eq!(again.lead_id, ids[i], "key k{i}");
     }
     let at = leadtrail::store::now_ms();
     let visits: Vec<NewVisit> = (0..VISITS)
